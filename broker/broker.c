@@ -1,0 +1,545 @@
+/*  broker: see broker.h. */
+#define LOG_MODULE "broker"
+#include "broker.h"
+
+#include <czmq.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "knowledge.h"
+#include "log.h"
+#include "pool.h"
+#include "util.h"
+#include "wire.h"
+
+#define OFF(f) offsetof (broker_config_t, f)
+const config_key_t broker_config_keys[] = {
+    { "dir", CONFIG_STRING, OFF (dir), "strata-data", 0, -1, "data directory (knowledge store)" },
+    { "ingest", CONFIG_STRING, OFF (ingest), "tcp://127.0.0.1:7701", 0, -1, "ingest endpoint (producers)" },
+    { "workers", CONFIG_STRING, OFF (workers), "tcp://127.0.0.1:7702", 0, -1, "worker endpoint" },
+    { "api", CONFIG_STRING, OFF (api), "tcp://127.0.0.1:7703", 0, -1, "api endpoint (clients)" },
+    { "endpoints-file", CONFIG_STRING, OFF (endpoints_file), "", 0, -1,
+      "write the bound endpoints as JSON here (useful with port '*')" },
+    { "heartbeat-ms", CONFIG_INT, OFF (heartbeat_ms), "1000", 50, 60000, "worker heartbeat interval" },
+    { "liveness", CONFIG_INT, OFF (liveness), "3", 2, 100, "missed heartbeats before a worker is dropped" },
+    { "max-frame", CONFIG_INT, OFF (max_frame), "16M", 1024, 1LL << 30, "largest accepted payload, bytes" },
+    { "max-batch", CONFIG_INT, OFF (max_batch), "100000", 1, 10000000, "most records in one batch" },
+    { "max-pending", CONFIG_INT, OFF (max_pending), "100000", 1, 100000000,
+      "journal entries waiting for workers before producers are told to back off" },
+    { "journal-sync", CONFIG_BOOL, OFF (journal_sync), "true", 0, -1,
+      "fsync the journal before acking (off: survive process crashes, not power loss)" },
+    { "log-level", CONFIG_STRING, OFF (log_level), "info", 0, -1, "error, warn, info or debug" },
+    CONFIG_END,
+};
+
+//  Batches that arrive together are journaled in one write.
+#define GROUP_MAX 64
+#define REASONS_MAX 32
+
+typedef struct {
+    const broker_config_t *cfg;
+    knowledge_t *kb;
+    pool_t *pool;
+    zsock_t *ingest, *workers, *api;
+    zlistx_t *pending;       // journal sequences waiting for a worker, oldest first
+    arena_t *arena;
+    uint64_t protocol_errors;
+    uint64_t next_job_id;
+    int64_t started_ms;
+    bool fatal;
+} broker_t;
+
+static void
+s_requeue (uint64_t seq, void *arg)
+{
+    broker_t *self = arg;
+    //  Jobs that were in flight are older than anything waiting: put them first.
+    zlistx_add_start (self->pending, (void *) (uintptr_t) seq);
+}
+
+static void
+s_enqueue (uint64_t seq, void *arg)
+{
+    broker_t *self = arg;
+    zlistx_add_end (self->pending, (void *) (uintptr_t) seq);
+}
+
+static int
+s_bad_input (broker_t *self, zsock_t *sock, zframe_t *routing, const char *ref, Strata__V1__ErrorCode code,
+             const char *what)
+{
+    self->protocol_errors++;
+    log_warn ("rejected message: %s", what);
+    return wire_send_error (sock, routing, ref, code, "%s", what);
+}
+
+// ---------------------------------------------------------------- stats and status
+
+static void
+s_send_stats (broker_t *self, zsock_t *sock, zframe_t *routing)
+{
+    knowledge_counts_t n;
+    knowledge_counts (self->kb, &n);
+    Strata__V1__Stats st = STRATA__V1__STATS__INIT;
+    st.events = n.events;
+    st.users = n.users;
+    st.items = n.items;
+    st.catalogue_items = n.catalogue_items;
+    st.duplicates = n.duplicates;
+    st.rejected = n.rejected;
+    st.batches = n.batches;
+    st.journal_pending = knowledge_journal_pending (self->kb);
+    st.journal_inflight = pool_inflight (self->pool);
+    st.protocol_errors = self->protocol_errors;
+    st.uptime_ms = (uint64_t) (util_now_ms () - self->started_ms);
+
+    size_t nw = pool_size (self->pool);
+    Strata__V1__WorkerInfo *infos = calloc (nw + 1, sizeof *infos);
+    Strata__V1__WorkerInfo **ptrs = calloc (nw + 1, sizeof *ptrs);
+    size_t i = 0;
+    for (pool_worker_t *w = pool_first (self->pool); w && infos && ptrs; w = pool_next (self->pool), i++) {
+        strata__v1__worker_info__init (&infos[i]);
+        infos[i].worker_id = w->id;
+        infos[i].role = w->role;
+        infos[i].inflight = w->inflight;
+        infos[i].jobs_done = w->jobs_done;
+        infos[i].pid = w->pid;
+        ptrs[i] = &infos[i];
+    }
+    st.n_workers = infos && ptrs ? nw : 0;
+    st.workers = ptrs;
+
+    const char *reasons[REASONS_MAX];
+    uint64_t counts[REASONS_MAX];
+    Strata__V1__ReasonCount rc[REASONS_MAX], *rcp[REASONS_MAX];
+    size_t nr = knowledge_reject_reasons (self->kb, reasons, counts, REASONS_MAX);
+    for (size_t k = 0; k < nr; k++) {
+        strata__v1__reason_count__init (&rc[k]);
+        rc[k].reason = (char *) reasons[k];
+        rc[k].count = counts[k];
+        rcp[k] = &rc[k];
+    }
+    st.n_reject_reasons = nr;
+    st.reject_reasons = rcp;
+    wire_send (sock, routing, WIRE_STATS_REPLY, &st.base);
+    free (infos);
+    free (ptrs);
+}
+
+static void
+s_send_status (broker_t *self, zsock_t *sock, zframe_t *routing, zframe_t *payload)
+{
+    Strata__V1__BatchStatusRequest *req = (Strata__V1__BatchStatusRequest *) wire_unpack (
+        &strata__v1__batch_status_request__descriptor, payload, NULL);
+    if (!req) {
+        s_bad_input (self, sock, routing, NULL, STRATA__V1__ERROR_CODE__BAD_PAYLOAD, "STATUS payload does not decode");
+        return;
+    }
+    if (req->n_batch_ids > 10000) {
+        s_bad_input (self, sock, routing, NULL, STRATA__V1__ERROR_CODE__TOO_LARGE, "STATUS asks for over 10000 batches");
+        strata__v1__batch_status_request__free_unpacked (req, NULL);
+        return;
+    }
+    Strata__V1__BatchStatusReply reply = STRATA__V1__BATCH_STATUS_REPLY__INIT;
+    Strata__V1__Ack **acks = calloc (req->n_batch_ids + 1, sizeof *acks);
+    Strata__V1__Ack *unknown = calloc (req->n_batch_ids + 1, sizeof *unknown);
+    if (acks && unknown) {
+        for (size_t i = 0; i < req->n_batch_ids; i++) {
+            if (knowledge_batch_lookup (self->kb, req->batch_ids[i], &acks[i]) != STORE_OK) {
+                strata__v1__ack__init (&unknown[i]);
+                unknown[i].batch_id = req->batch_ids[i];
+                unknown[i].state = STRATA__V1__BATCH_STATE__BATCH_STATE_UNKNOWN;
+                acks[i] = &unknown[i];
+            }
+        }
+        reply.n_acks = req->n_batch_ids;
+        reply.acks = acks;
+    }
+    wire_send (sock, routing, WIRE_STATUS_REPLY, &reply.base);
+    for (size_t i = 0; acks && i < req->n_batch_ids; i++)
+        if (acks[i] && acks[i] != &unknown[i])
+            strata__v1__ack__free_unpacked (acks[i], NULL);
+    free (acks);
+    free (unknown);
+    strata__v1__batch_status_request__free_unpacked (req, NULL);
+}
+
+// ---------------------------------------------------------------- ingest
+
+typedef struct {
+    zframe_t *routing;
+    zframe_t *payload;
+    char *batch_id;
+    int copy_of;        // index of an earlier entry with the same batch id, or -1
+} pending_batch_t;
+
+//  Checks one BATCH. Returns 1 if it joins the group to journal (batch_id and copy_of
+//  filled), 0 if it was answered already (error, or a batch seen before).
+static int
+s_check_batch (broker_t *self, zframe_t *routing, zframe_t *payload, pending_batch_t *group, size_t ngroup,
+               char **batch_id_out, int *copy_of)
+{
+    Strata__V1__EventBatch *batch = (Strata__V1__EventBatch *) wire_unpack (&strata__v1__event_batch__descriptor,
+                                                                         payload, NULL);
+    if (!batch) {
+        s_bad_input (self, self->ingest, routing, NULL, STRATA__V1__ERROR_CODE__BAD_PAYLOAD,
+                     "BATCH payload is not a valid EventBatch");
+        return 0;
+    }
+    int keep = 0;
+    size_t records = batch->n_events + batch->n_items + batch->n_raw;
+    const char *id = batch->batch_id ? batch->batch_id : "";
+    if (!*id || strlen (id) > 256 || !util_utf8_valid (id, strlen (id)))
+        s_bad_input (self, self->ingest, routing, NULL, STRATA__V1__ERROR_CODE__INVALID,
+                     "batch_id must be 1..256 bytes of UTF-8");
+    else if (records == 0)
+        s_bad_input (self, self->ingest, routing, id, STRATA__V1__ERROR_CODE__INVALID, "batch has no records");
+    else if (records > (size_t) self->cfg->max_batch) {
+        char what[128];
+        snprintf (what, sizeof what, "batch has %zu records; the limit is %lld", records,
+                  (long long) self->cfg->max_batch);
+        s_bad_input (self, self->ingest, routing, id, STRATA__V1__ERROR_CODE__TOO_LARGE, what);
+    }
+    else {
+        Strata__V1__Ack *known = NULL;
+        int rc = knowledge_batch_lookup (self->kb, id, &known);
+        if (rc == STORE_OK) {
+            //  A re-sent batch: answer with what we know, journal nothing.
+            wire_send (self->ingest, routing, WIRE_ACK, &known->base);
+            strata__v1__ack__free_unpacked (known, NULL);
+        }
+        else if (rc == STORE_EIO)
+            wire_send_error (self->ingest, routing, id, STRATA__V1__ERROR_CODE__INTERNAL, "store read failed; retry");
+        else {
+            //  Sent twice in quick succession: journal once, ack both copies.
+            *copy_of = -1;
+            for (size_t i = 0; i < ngroup; i++)
+                if (!strcmp (group[i].batch_id, id))
+                    *copy_of = (int) i;
+            if (knowledge_journal_pending (self->kb) + ngroup >= (uint64_t) self->cfg->max_pending)
+                wire_send_error (self->ingest, routing, id, STRATA__V1__ERROR_CODE__UNAVAILABLE,
+                                 "journal has %llu batches waiting for workers; retry later",
+                                 (unsigned long long) knowledge_journal_pending (self->kb));
+            else {
+                *batch_id_out = strdup (id);
+                keep = *batch_id_out != NULL;
+            }
+        }
+    }
+    strata__v1__event_batch__free_unpacked (batch, NULL);
+    return keep;
+}
+
+static void
+s_handle_ingest (broker_t *self, zsock_t *sock)
+{
+    pending_batch_t group[GROUP_MAX];
+    size_t n = 0;
+    while (n < GROUP_MAX && (zsock_events (sock) & ZMQ_POLLIN)) {
+        wire_msg_t msg;
+        int rc = wire_recv (sock, true, (size_t) self->cfg->max_frame, &msg);
+        if (rc == WIRE_EINTR)
+            break;
+        if (rc == WIRE_EFRAMING)
+            s_bad_input (self, sock, msg.routing, NULL, STRATA__V1__ERROR_CODE__BAD_FRAMING,
+                         "expected frames: \"" WIRE_PROTOCOL "\", type, payload");
+        else if (rc == WIRE_ETOOLARGE) {
+            char what[96];
+            snprintf (what, sizeof what, "payload over the %lld-byte limit", (long long) self->cfg->max_frame);
+            s_bad_input (self, sock, msg.routing, NULL, STRATA__V1__ERROR_CODE__TOO_LARGE, what);
+        }
+        else if (sock == self->ingest && !strcmp (msg.type, WIRE_BATCH)) {
+            char *id = NULL;
+            int copy_of = -1;
+            if (s_check_batch (self, msg.routing, msg.payload, group, n, &id, &copy_of)) {
+                group[n].routing = msg.routing;
+                group[n].payload = msg.payload;
+                group[n].batch_id = id;
+                group[n].copy_of = copy_of;
+                msg.routing = msg.payload = NULL;
+                n++;
+            }
+        }
+        else if (!strcmp (msg.type, WIRE_STATS))
+            s_send_stats (self, sock, msg.routing);
+        else if (!strcmp (msg.type, WIRE_STATUS))
+            s_send_status (self, sock, msg.routing, msg.payload);
+        else {
+            char what[96];
+            snprintf (what, sizeof what, "unknown message type '%.24s' on this endpoint", msg.type);
+            s_bad_input (self, sock, msg.routing, NULL, STRATA__V1__ERROR_CODE__UNKNOWN_TYPE, what);
+        }
+        wire_msg_reset (&msg);
+    }
+    if (n == 0)
+        return;
+
+    const char *ids[GROUP_MAX];
+    const void *data[GROUP_MAX];
+    size_t lens[GROUP_MAX];
+    uint64_t seqs[GROUP_MAX];
+    size_t slot[GROUP_MAX];
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (group[i].copy_of >= 0) {
+            slot[i] = slot[group[i].copy_of];
+            continue;
+        }
+        ids[m] = group[i].batch_id;
+        data[m] = zframe_data (group[i].payload);
+        lens[m] = zframe_size (group[i].payload);
+        slot[i] = m++;
+    }
+    int rc = knowledge_journal_append (self->kb, m, ids, data, lens, self->cfg->journal_sync, seqs);
+    for (size_t i = 0; i < n; i++) {
+        if (rc == STORE_OK) {
+            Strata__V1__Ack ack = STRATA__V1__ACK__INIT;
+            ack.batch_id = group[i].batch_id;
+            ack.state = STRATA__V1__BATCH_STATE__JOURNALED;
+            ack.sequence = seqs[slot[i]];
+            wire_send (sock, group[i].routing, WIRE_ACK, &ack.base);
+            if (group[i].copy_of < 0)
+                s_enqueue (seqs[slot[i]], self);
+        }
+        else
+            wire_send_error (sock, group[i].routing, group[i].batch_id, STRATA__V1__ERROR_CODE__INTERNAL,
+                             "journal write failed; retry");
+        zframe_destroy (&group[i].routing);
+        zframe_destroy (&group[i].payload);
+        free (group[i].batch_id);
+    }
+}
+
+// ---------------------------------------------------------------- workers
+
+static void
+s_dispatch (broker_t *self)
+{
+    while (zlistx_size (self->pending)) {
+        pool_worker_t *w = pool_least_loaded (self->pool, STRATA__V1__ROLE__PREPROCESS);
+        if (!w)
+            return;
+        uint64_t seq = (uint64_t) (uintptr_t) zlistx_first (self->pending);
+        zlistx_delete (self->pending, zlistx_cursor (self->pending));
+        size_t len = 0;
+        char *payload = knowledge_journal_get (self->kb, seq, &len);
+        if (!payload)
+            continue;   // applied meanwhile (a late result from a worker presumed dead)
+        Strata__V1__Job job = STRATA__V1__JOB__INIT;
+        job.job_id = ++self->next_job_id;
+        job.sequence = seq;
+        job.payload.data = (uint8_t *) payload;
+        job.payload.len = len;
+        if (wire_send (self->workers, w->identity, WIRE_JOB, &job.base) == 0)
+            pool_assign (self->pool, w, seq);
+        else
+            s_requeue (seq, self);
+        free (payload);
+    }
+}
+
+static void
+s_handle_result (broker_t *self, pool_worker_t *w, zframe_t *routing, zframe_t *payload)
+{
+    arena_reset (self->arena);
+    ProtobufCAllocator alloc = arena_protobuf (self->arena);
+    Strata__V1__JobResult *res = (Strata__V1__JobResult *) wire_unpack (&strata__v1__job_result__descriptor, payload,
+                                                                     &alloc);
+    if (!res) {
+        s_bad_input (self, self->workers, routing, NULL, STRATA__V1__ERROR_CODE__BAD_PAYLOAD,
+                     "RESULT payload does not decode");
+        return;
+    }
+    Strata__V1__Ack ack;
+    Strata__V1__ReasonCount reasons[REASONS_MAX], *rptrs[REASONS_MAX];
+    int rc = knowledge_apply (self->kb, res, &ack, reasons, rptrs, REASONS_MAX);
+    if (rc == STORE_EIO) {
+        log_error ("cannot apply journal entry %llu; stopping so that a restart replays it",
+                   (unsigned long long) res->sequence);
+        self->fatal = true;
+        return;
+    }
+    pool_complete (self->pool, res->sequence);
+    if (rc == 0)
+        log_debug ("applied %llu (%s): %llu accepted, %llu duplicates, %llu rejected by %s",
+                   (unsigned long long) res->sequence, res->batch_id, (unsigned long long) ack.accepted,
+                   (unsigned long long) ack.duplicates, (unsigned long long) ack.rejected, w ? w->id : "?");
+}
+
+static void
+s_handle_workers (broker_t *self)
+{
+    for (int i = 0; i < 256 && (zsock_events (self->workers) & ZMQ_POLLIN); i++) {
+        wire_msg_t msg;
+        int rc = wire_recv (self->workers, true, 0, &msg);
+        if (rc == WIRE_EINTR)
+            break;
+        if (rc < 0) {
+            s_bad_input (self, self->workers, msg.routing, NULL, STRATA__V1__ERROR_CODE__BAD_FRAMING,
+                         "bad framing on worker endpoint");
+            wire_msg_reset (&msg);
+            continue;
+        }
+        pool_worker_t *w = pool_lookup (self->pool, msg.routing);
+        if (w)
+            pool_touch (self->pool, w);
+        if (!strcmp (msg.type, WIRE_READY)) {
+            Strata__V1__WorkerHello *hello = (Strata__V1__WorkerHello *) wire_unpack (
+                &strata__v1__worker_hello__descriptor, msg.payload, NULL);
+            if (!hello || hello->role == STRATA__V1__ROLE__ROLE_UNSPECIFIED)
+                s_bad_input (self, self->workers, msg.routing, NULL, STRATA__V1__ERROR_CODE__INVALID,
+                             "READY needs a WorkerHello with a role");
+            else {
+                w = pool_register (self->pool, msg.routing, hello, s_requeue, self);
+                if (w)
+                    log_info ("worker %s (pid %u) ready: role %d, capacity %u", w->id, w->pid, w->role,
+                              w->capacity);
+            }
+            if (hello)
+                strata__v1__worker_hello__free_unpacked (hello, NULL);
+        }
+        else if (!strcmp (msg.type, WIRE_RESULT)) {
+            //  Apply even from an unknown worker: the work is valid, and applying twice
+            //  is harmless. Then tell it to register again.
+            s_handle_result (self, w, msg.routing, msg.payload);
+            if (!w)
+                wire_send (self->workers, msg.routing, WIRE_DISCONNECT, NULL);
+        }
+        else if (!strcmp (msg.type, WIRE_HEARTBEAT)) {
+            if (!w)
+                wire_send (self->workers, msg.routing, WIRE_DISCONNECT, NULL);
+        }
+        else if (!strcmp (msg.type, WIRE_DISCONNECT)) {
+            if (w) {
+                log_info ("worker %s left", w->id);
+                pool_remove (self->pool, w, s_requeue, self);
+            }
+        }
+        else
+            s_bad_input (self, self->workers, msg.routing, NULL, STRATA__V1__ERROR_CODE__UNKNOWN_TYPE,
+                         "unknown message type on worker endpoint");
+        wire_msg_reset (&msg);
+        if (self->fatal)
+            return;
+    }
+}
+
+static void
+s_heartbeat (broker_t *self)
+{
+    pool_expire (self->pool, zclock_mono (), s_requeue, self);
+    Strata__V1__Heartbeat hb = STRATA__V1__HEARTBEAT__INIT;
+    for (pool_worker_t *w = pool_first (self->pool); w; w = pool_next (self->pool))
+        wire_send (self->workers, w->identity, WIRE_HEARTBEAT, &hb.base);
+}
+
+// ---------------------------------------------------------------- start-up
+
+static zsock_t *
+s_bind (const char *endpoint, int64_t max_frame)
+{
+    zsock_t *sock = zsock_new (ZMQ_ROUTER);
+    if (!sock)
+        return NULL;
+    zsock_set_linger (sock, 0);
+    zsock_set_router_mandatory (sock, 0);
+    zsock_set_sndhwm (sock, 100000);
+    zsock_set_rcvhwm (sock, 100000);
+    //  Hard cap well above the payload limit: an oversized payload still arrives and
+    //  gets a TOO_LARGE reply, while an absurd one cannot exhaust memory.
+    zsock_set_maxmsgsize (sock, max_frame * 4 + 65536);
+    if (zsock_bind (sock, "%s", endpoint) < 0) {
+        log_error ("cannot bind %s: %s", endpoint, zmq_strerror (zmq_errno ()));
+        zsock_destroy (&sock);
+        return NULL;
+    }
+    return sock;
+}
+
+static int
+s_write_endpoints (broker_t *self)
+{
+    const char *path = self->cfg->endpoints_file;
+    if (!path || !*path)
+        return 0;
+    json_t *j = json_pack ("{s:s, s:s, s:s, s:i, s:s}", "ingest", zsock_endpoint (self->ingest), "workers",
+                           zsock_endpoint (self->workers), "api", zsock_endpoint (self->api), "pid",
+                           (json_int_t) getpid (), "dir", self->cfg->dir);
+    char tmp[4200];
+    snprintf (tmp, sizeof tmp, "%s.tmp", path);
+    int rc = j ? json_dump_file (j, tmp, JSON_INDENT (2)) : -1;
+    json_decref (j);
+    if (rc == 0 && rename (tmp, path) != 0)
+        rc = -1;
+    if (rc)
+        log_error ("cannot write %s", path);
+    return rc;
+}
+
+int
+broker_run (const broker_config_t *cfg)
+{
+    broker_t self = { .cfg = cfg };
+    self.started_ms = util_now_ms ();
+    int rc = -1;
+    self.kb = knowledge_open (cfg->dir);
+    self.pool = pool_new (cfg->heartbeat_ms, cfg->liveness);
+    self.pending = zlistx_new ();
+    self.arena = arena_new (4 << 20);
+    if (!self.kb || !self.pool || !self.pending || !self.arena)
+        goto out;
+    self.ingest = s_bind (cfg->ingest, cfg->max_frame);
+    self.workers = s_bind (cfg->workers, cfg->max_frame);
+    self.api = s_bind (cfg->api, cfg->max_frame);
+    if (!self.ingest || !self.workers || !self.api)
+        goto out;
+    //  Restart safety: whatever was journaled but not applied is work to do.
+    knowledge_journal_each (self.kb, s_enqueue, &self);
+    if (s_write_endpoints (&self) < 0)
+        goto out;
+    log_info ("broker up: ingest %s, workers %s, api %s, data %s (%zu journal entries to apply)",
+              zsock_endpoint (self.ingest), zsock_endpoint (self.workers), zsock_endpoint (self.api), cfg->dir,
+              zlistx_size (self.pending));
+
+    zpoller_t *poller = zpoller_new (self.ingest, self.workers, self.api, NULL);
+    int64_t next_beat = zclock_mono () + cfg->heartbeat_ms;
+    while (!zsys_interrupted && !self.fatal) {
+        int64_t now = zclock_mono ();
+        int timeout = (int) (next_beat > now ? next_beat - now : 0);
+        void *which = zpoller_wait (poller, timeout);
+        if (zpoller_terminated (poller))
+            break;
+        //  Serve everything that is ready on every socket, workers first: applying
+        //  results frees capacity and shortens the journal.
+        (void) which;
+        s_handle_workers (&self);
+        if (zsock_events (self.ingest) & ZMQ_POLLIN)
+            s_handle_ingest (&self, self.ingest);
+        if (zsock_events (self.api) & ZMQ_POLLIN)
+            s_handle_ingest (&self, self.api);
+        s_dispatch (&self);
+        if (zclock_mono () >= next_beat) {
+            s_heartbeat (&self);
+            s_dispatch (&self);
+            next_beat = zclock_mono () + cfg->heartbeat_ms;
+        }
+    }
+    zpoller_destroy (&poller);
+    //  Tell workers we are going so they reconnect at once to the next broker.
+    for (pool_worker_t *w = pool_first (self.pool); w; w = pool_next (self.pool))
+        wire_send (self.workers, w->identity, WIRE_DISCONNECT, NULL);
+    rc = self.fatal ? -1 : 0;
+    log_info ("broker stopping");
+out:
+    zsock_destroy (&self.ingest);
+    zsock_destroy (&self.workers);
+    zsock_destroy (&self.api);
+    zlistx_destroy (&self.pending);
+    arena_destroy (&self.arena);
+    pool_destroy (&self.pool);
+    knowledge_destroy (&self.kb);
+    return rc;
+}

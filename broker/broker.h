@@ -1,0 +1,41 @@
+/*  broker: the one address producers, clients and workers need.
+
+    A single thread polls three ROUTER sockets:
+      ingest   producers send BATCHes; each is checked, journaled (one synced write per
+               group of batches that arrived together: group commit) and only then ACKed.
+      workers  workers register (READY), heartbeat, receive JOBs (journal entries) and
+               return RESULTs, which are applied to the knowledge store atomically.
+      api      clients ask for STATS and batch STATUS (and, later, recommendations).
+    One thread owning the store and the pool means no locks anywhere on the write path;
+    the heavy lifting (parsing, cleaning) is in the workers, which scale by adding
+    processes.
+*/
+#ifndef STRATA_BROKER_H
+#define STRATA_BROKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+
+typedef struct {
+    char *dir;
+    char *ingest;
+    char *workers;
+    char *api;
+    char *endpoints_file;
+    int64_t heartbeat_ms;
+    int64_t liveness;
+    int64_t max_frame;
+    int64_t max_batch;
+    int64_t max_pending;
+    bool journal_sync;
+    char *log_level;
+} broker_config_t;
+
+extern const config_key_t broker_config_keys[];
+
+//  Runs until SIGINT/SIGTERM. Returns 0, or -1 if it could not start.
+int broker_run (const broker_config_t *cfg);
+
+#endif

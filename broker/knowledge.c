@@ -1,0 +1,485 @@
+/*  knowledge: see knowledge.h. */
+#define LOG_MODULE "knowledge"
+#include "knowledge.h"
+
+#include <czmq.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+static const char *const s_cf_names[KCF_COUNT] = {
+    "default", "journal", "batches", "events", "items", "dict", "dedupe", "stats", "rejects", "meta",
+};
+
+#define SCHEMA_VERSION "1"
+
+//  One dictionary (users or items): external id <-> dense index.
+typedef struct {
+    char prefix;        // 'u' or 'i' (forward), upper-case for reverse
+    zhashx_t *index;    // id -> (void *) (index + 1)
+    char **ids;         // index -> id (owned)
+    size_t count, cap;
+} dict_t;
+
+struct _knowledge_t {
+    store_t *store;
+    dict_t users, items;
+    knowledge_counts_t n;
+    uint64_t next_seq;
+    uint64_t journal_pending;
+    zhashx_t *reasons;  // reason class -> (void *) count
+};
+
+static int
+s_dict_add (dict_t *d, const char *id, uint32_t index)
+{
+    if (index >= d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 1024;
+        while (cap <= index)
+            cap *= 2;
+        char **ids = realloc (d->ids, cap * sizeof *ids);
+        if (!ids)
+            return -1;
+        memset (ids + d->cap, 0, (cap - d->cap) * sizeof *ids);
+        d->ids = ids;
+        d->cap = cap;
+    }
+    d->ids[index] = strdup (id);
+    if (!d->ids[index])
+        return -1;
+    zhashx_insert (d->index, id, (void *) (uintptr_t) (index + 1));
+    if (index + 1 > d->count)
+        d->count = index + 1;
+    return 0;
+}
+
+static void
+s_dict_free (dict_t *d)
+{
+    zhashx_destroy (&d->index);
+    for (size_t i = 0; i < d->count; i++)
+        free (d->ids[i]);
+    free (d->ids);
+    d->ids = NULL;
+    d->count = d->cap = 0;
+}
+
+//  Looks up an id, assigning the next index (and adding both directions to wb) when new.
+static int64_t
+s_dict_get_or_add (knowledge_t *self, dict_t *d, const char *id, rocksdb_writebatch_t *wb, bool *added)
+{
+    void *v = zhashx_lookup (d->index, id);
+    *added = false;
+    if (v)
+        return (int64_t) ((uintptr_t) v - 1);
+    uint32_t index = (uint32_t) d->count;
+    if (s_dict_add (d, id, index) < 0)
+        return -1;
+    size_t len = strlen (id);
+    char *key = malloc (len + 1);
+    if (!key)
+        return -1;
+    key[0] = d->prefix;
+    memcpy (key + 1, id, len);
+    unsigned char be[5];
+    util_put_be32 (be, index);
+    rocksdb_writebatch_put_cf (wb, store_cf (self->store, KCF_DICT), key, len + 1, (const char *) be, 4);
+    unsigned char rkey[5];
+    rkey[0] = (unsigned char) (d->prefix - 32);
+    util_put_be32 (rkey + 1, index);
+    rocksdb_writebatch_put_cf (wb, store_cf (self->store, KCF_DICT), (const char *) rkey, 5, id, len);
+    free (key);
+    *added = true;
+    return index;
+}
+
+static void
+s_load_dicts (knowledge_t *self)
+{
+    rocksdb_iterator_t *it = store_iter (self->store, KCF_DICT);
+    for (rocksdb_iter_seek_to_first (it); rocksdb_iter_valid (it); rocksdb_iter_next (it)) {
+        size_t klen, vlen;
+        const char *k = rocksdb_iter_key (it, &klen);
+        const char *v = rocksdb_iter_value (it, &vlen);
+        if (klen < 1 || vlen != 4 || (k[0] != 'u' && k[0] != 'i'))
+            continue;
+        dict_t *d = k[0] == 'u' ? &self->users : &self->items;
+        char *id = strndup (k + 1, klen - 1);
+        if (id)
+            s_dict_add (d, id, util_get_be32 ((const unsigned char *) v));
+        free (id);
+    }
+    rocksdb_iter_destroy (it);
+}
+
+static const char *const s_counter_keys[] = { "events", "users", "items", "catalogue_items",
+                                              "duplicates", "rejected", "batches" };
+
+static uint64_t *
+s_counter (knowledge_t *self, size_t i)
+{
+    uint64_t *fields[] = { &self->n.events,     &self->n.users,    &self->n.items, &self->n.catalogue_items,
+                           &self->n.duplicates, &self->n.rejected, &self->n.batches };
+    return fields[i];
+}
+
+#define COUNTERS (sizeof s_counter_keys / sizeof s_counter_keys[0])
+
+knowledge_t *
+knowledge_open (const char *dir)
+{
+    if (zsys_dir_create ("%s", dir) < 0) {
+        log_error ("cannot create %s", dir);
+        return NULL;
+    }
+    char path[4096];
+    snprintf (path, sizeof path, "%s/knowledge", dir);
+    knowledge_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->store = store_open (path, s_cf_names, KCF_COUNT);
+    if (!self->store) {
+        free (self);
+        return NULL;
+    }
+    self->users.prefix = 'u';
+    self->items.prefix = 'i';
+    self->users.index = zhashx_new ();
+    self->items.index = zhashx_new ();
+    self->reasons = zhashx_new ();
+    s_load_dicts (self);
+    for (size_t i = 0; i < COUNTERS; i++)
+        *s_counter (self, i) = store_get_u64 (self->store, KCF_STATS, s_counter_keys[i]);
+
+    //  Reject reason counters.
+    rocksdb_iterator_t *it = store_iter (self->store, KCF_STATS);
+    for (rocksdb_iter_seek (it, "reject:", 7); rocksdb_iter_valid (it); rocksdb_iter_next (it)) {
+        size_t klen, vlen;
+        const char *k = rocksdb_iter_key (it, &klen);
+        const char *v = rocksdb_iter_value (it, &vlen);
+        if (klen < 7 || memcmp (k, "reject:", 7) || vlen != 8)
+            break;
+        char *reason = strndup (k + 7, klen - 7);
+        zhashx_insert (self->reasons, reason, (void *) (uintptr_t) util_get_be64 ((const unsigned char *) v));
+        free (reason);
+    }
+    rocksdb_iter_destroy (it);
+
+    //  Next journal sequence: one past the highest ever used (kept in stats, because
+    //  the journal itself may be empty after everything was applied).
+    self->next_seq = store_get_u64 (self->store, KCF_STATS, "journal_seq") + 1;
+    it = store_iter (self->store, KCF_JOURNAL);
+    for (rocksdb_iter_seek_to_first (it); rocksdb_iter_valid (it); rocksdb_iter_next (it))
+        self->journal_pending++;
+    rocksdb_iter_destroy (it);
+    store_put (self->store, KCF_META, "schema", 6, SCHEMA_VERSION, strlen (SCHEMA_VERSION));
+    log_info ("knowledge store %s: %llu events, %zu users, %zu items, %llu journal entries to apply", path,
+              (unsigned long long) self->n.events, self->users.count, self->items.count,
+              (unsigned long long) self->journal_pending);
+    return self;
+}
+
+void
+knowledge_destroy (knowledge_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    knowledge_t *self = *self_p;
+    s_dict_free (&self->users);
+    s_dict_free (&self->items);
+    zhashx_destroy (&self->reasons);
+    store_destroy (&self->store);
+    free (self);
+    *self_p = NULL;
+}
+
+store_t *
+knowledge_store (knowledge_t *self)
+{
+    return self->store;
+}
+
+int
+knowledge_batch_lookup (knowledge_t *self, const char *batch_id, Strata__V1__Ack **ack)
+{
+    size_t len = 0;
+    int rc = 0;
+    char *v = store_get (self->store, KCF_BATCHES, batch_id, strlen (batch_id), &len, &rc);
+    if (!v)
+        return rc;
+    *ack = strata__v1__ack__unpack (NULL, len, (const uint8_t *) v);
+    free (v);
+    return *ack ? STORE_OK : STORE_EIO;
+}
+
+static void
+s_batch_put_ack (knowledge_t *self, rocksdb_writebatch_t *wb, const Strata__V1__Ack *ack)
+{
+    size_t size = strata__v1__ack__get_packed_size (ack);
+    uint8_t *buf = malloc (size ? size : 1);
+    if (!buf)
+        return;
+    strata__v1__ack__pack (ack, buf);
+    rocksdb_writebatch_put_cf (wb, store_cf (self->store, KCF_BATCHES), ack->batch_id, strlen (ack->batch_id),
+                               (const char *) buf, size);
+    free (buf);
+}
+
+int
+knowledge_journal_append (knowledge_t *self, size_t n, const char *const *batch_ids, const void *const *data,
+                          const size_t *lens, bool sync, uint64_t *seqs)
+{
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create ();
+    uint64_t seq = self->next_seq;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char key[8];
+        util_put_be64 (key, seq);
+        rocksdb_writebatch_put_cf (wb, store_cf (self->store, KCF_JOURNAL), (const char *) key, 8, data[i], lens[i]);
+        Strata__V1__Ack ack = STRATA__V1__ACK__INIT;
+        ack.batch_id = (char *) batch_ids[i];
+        ack.state = STRATA__V1__BATCH_STATE__JOURNALED;
+        ack.sequence = seq;
+        s_batch_put_ack (self, wb, &ack);
+        seqs[i] = seq++;
+    }
+    store_batch_put_u64 (self->store, wb, KCF_STATS, "journal_seq", seq - 1);
+    int rc = store_write (self->store, wb, sync);
+    rocksdb_writebatch_destroy (wb);
+    if (rc == STORE_OK) {
+        self->next_seq = seq;
+        self->journal_pending += n;
+    }
+    return rc;
+}
+
+char *
+knowledge_journal_get (knowledge_t *self, uint64_t seq, size_t *len)
+{
+    unsigned char key[8];
+    util_put_be64 (key, seq);
+    return store_get (self->store, KCF_JOURNAL, key, 8, len, NULL);
+}
+
+void
+knowledge_journal_each (knowledge_t *self, void (*fn) (uint64_t seq, void *arg), void *arg)
+{
+    rocksdb_iterator_t *it = store_iter (self->store, KCF_JOURNAL);
+    for (rocksdb_iter_seek_to_first (it); rocksdb_iter_valid (it); rocksdb_iter_next (it)) {
+        size_t klen;
+        const char *k = rocksdb_iter_key (it, &klen);
+        if (klen == 8)
+            fn (util_get_be64 ((const unsigned char *) k), arg);
+    }
+    rocksdb_iter_destroy (it);
+}
+
+uint64_t
+knowledge_journal_pending (knowledge_t *self)
+{
+    return self->journal_pending;
+}
+
+//  A reason's class: the text before any quoted or numeric detail, so that
+//  "unknown event type 'x'" and "unknown event type 'y'" count together.
+static void
+s_reason_class (const char *reason, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (const char *p = reason; *p && *p != '\'' && *p != '"' && !(*p >= '0' && *p <= '9') && n < cap - 1; p++)
+        out[n++] = *p;
+    while (n && (out[n - 1] == ' ' || out[n - 1] == ':'))
+        n--;
+    out[n] = 0;
+    if (n == 0)
+        snprintf (out, cap, "other");
+}
+
+static void
+s_pack_put (rocksdb_writebatch_t *wb, rocksdb_column_family_handle_t *cf, const void *key, size_t klen,
+            const ProtobufCMessage *msg, uint8_t **buf, size_t *cap)
+{
+    size_t size = protobuf_c_message_get_packed_size (msg);
+    if (size > *cap) {
+        uint8_t *nb = realloc (*buf, size * 2);
+        if (!nb)
+            return;
+        *buf = nb;
+        *cap = size * 2;
+    }
+    protobuf_c_message_pack (msg, *buf);
+    rocksdb_writebatch_put_cf (wb, cf, key, klen, (const char *) *buf, size);
+}
+
+int
+knowledge_apply (knowledge_t *self, const Strata__V1__JobResult *res, Strata__V1__Ack *ack,
+                 Strata__V1__ReasonCount *reason_buf, Strata__V1__ReasonCount **reason_ptrs, size_t reason_cap)
+{
+    unsigned char jkey[8];
+    util_put_be64 (jkey, res->sequence);
+    int rc = 0;
+    char *journal = store_get (self->store, KCF_JOURNAL, jkey, 8, NULL, &rc);
+    if (!journal)
+        return rc == STORE_NOTFOUND ? 1 : STORE_EIO;
+    free (journal);
+
+    knowledge_counts_t before = self->n;
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create ();
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    uint64_t accepted = 0, duplicates = res->in_batch_duplicates;
+
+    for (size_t i = 0; i < res->n_events; i++) {
+        Strata__V1__Event *e = res->events[i];
+        size_t idlen = strlen (e->event_id);
+        size_t vlen = 0;
+        char *seen = store_get (self->store, KCF_DEDUPE, e->event_id, idlen, &vlen, &rc);
+        if (seen || rc == STORE_EIO) {
+            free (seen);
+            if (rc == STORE_EIO)
+                goto fail;
+            duplicates++;
+            continue;
+        }
+        bool added;
+        int64_t user = s_dict_get_or_add (self, &self->users, e->user_id, wb, &added);
+        self->n.users += added;
+        int64_t item = -1;
+        if (*e->item_id) {
+            item = s_dict_get_or_add (self, &self->items, e->item_id, wb, &added);
+            self->n.items += added;
+        }
+        if (user < 0)
+            goto fail;
+        //  The stored event drops the external ids: the dictionary holds them once.
+        Strata__V1__Event stored = *e;
+        stored.user_id = "";
+        stored.item_id = "";
+        stored.user_index = (uint32_t) user;
+        stored.item_index = item < 0 ? UINT32_MAX : (uint32_t) item;
+        unsigned char key[20];
+        util_put_be32 (key, (uint32_t) user);
+        util_put_be64 (key + 4, (uint64_t) e->timestamp_ms);
+        util_put_be64 (key + 12, util_fnv1a64 (e->event_id, idlen));
+        s_pack_put (wb, store_cf (self->store, KCF_EVENTS), key, sizeof key, &stored.base, &buf, &cap);
+        rocksdb_writebatch_put_cf (wb, store_cf (self->store, KCF_DEDUPE), e->event_id, idlen, "", 0);
+        //  Two events with one id in a single result cannot happen (workers dedupe within
+        //  a batch), but results from different batches are applied one by one, so the
+        //  dedupe get above sees every earlier write.
+        accepted++;
+        self->n.events++;
+    }
+
+    for (size_t i = 0; i < res->n_items; i++) {
+        Strata__V1__Item *it = res->items[i];
+        bool added;
+        int64_t item = s_dict_get_or_add (self, &self->items, it->item_id, wb, &added);
+        if (item < 0)
+            goto fail;
+        self->n.items += added;
+        unsigned char key[4];
+        util_put_be32 (key, (uint32_t) item);
+        size_t vlen;
+        char *old = added ? NULL : store_get (self->store, KCF_ITEMS, key, 4, &vlen, &rc);
+        if (!old)
+            self->n.catalogue_items++;
+        free (old);
+        Strata__V1__Item stored = *it;
+        stored.item_index = (uint32_t) item;
+        s_pack_put (wb, store_cf (self->store, KCF_ITEMS), key, 4, &stored.base, &buf, &cap);
+        accepted++;
+    }
+
+    size_t nreasons = 0;
+    for (size_t i = 0; i < res->n_rejects; i++) {
+        Strata__V1__Reject *r = res->rejects[i];
+        unsigned char key[12];
+        util_put_be64 (key, res->sequence);
+        util_put_be32 (key + 8, (uint32_t) i);
+        s_pack_put (wb, store_cf (self->store, KCF_REJECTS), key, sizeof key, &r->base, &buf, &cap);
+        char cls[128];
+        s_reason_class (r->reason, cls, sizeof cls);
+        uint64_t count = (uint64_t) (uintptr_t) zhashx_lookup (self->reasons, cls) + 1;
+        zhashx_update (self->reasons, cls, (void *) (uintptr_t) count);
+        char rkey[160];
+        snprintf (rkey, sizeof rkey, "reject:%s", cls);
+        store_batch_put_u64 (self->store, wb, KCF_STATS, rkey, count);
+        //  Per-batch reason summary for the ack.
+        size_t k = 0;
+        while (k < nreasons && strcmp (reason_buf[k].reason, r->reason))
+            k++;
+        if (k == nreasons && nreasons < reason_cap) {
+            strata__v1__reason_count__init (&reason_buf[k]);
+            reason_buf[k].reason = r->reason;
+            reason_ptrs[k] = &reason_buf[k];
+            nreasons++;
+        }
+        if (k < nreasons)
+            reason_buf[k].count++;
+    }
+    self->n.rejected += res->n_rejects;
+    self->n.duplicates += duplicates;
+    self->n.batches++;
+
+    strata__v1__ack__init (ack);
+    ack->batch_id = res->batch_id;
+    ack->state = STRATA__V1__BATCH_STATE__APPLIED;
+    ack->accepted = accepted;
+    ack->duplicates = duplicates;
+    ack->rejected = res->n_rejects;
+    ack->sequence = res->sequence;
+    ack->n_reasons = nreasons;
+    ack->reasons = reason_ptrs;
+    if (*res->batch_id)
+        s_batch_put_ack (self, wb, ack);
+    for (size_t i = 0; i < COUNTERS; i++)
+        store_batch_put_u64 (self->store, wb, KCF_STATS, s_counter_keys[i], *s_counter (self, i));
+    rocksdb_writebatch_delete_cf (wb, store_cf (self->store, KCF_JOURNAL), (const char *) jkey, 8);
+
+    if (store_write (self->store, wb, false) != STORE_OK)
+        goto fail;
+    self->journal_pending--;
+    rocksdb_writebatch_destroy (wb);
+    free (buf);
+    return 0;
+
+fail:
+    //  The in-memory counters must not run ahead of the store; dictionary entries
+    //  added to memory but not written are harmless only if we stop here, so the caller
+    //  treats STORE_EIO as fatal and restarts from the store.
+    self->n = before;
+    rocksdb_writebatch_destroy (wb);
+    free (buf);
+    return STORE_EIO;
+}
+
+void
+knowledge_counts (knowledge_t *self, knowledge_counts_t *out)
+{
+    *out = self->n;
+}
+
+size_t
+knowledge_reject_reasons (knowledge_t *self, const char **reasons, uint64_t *counts, size_t cap)
+{
+    size_t n = 0;
+    for (void *v = zhashx_first (self->reasons); v && n < cap; v = zhashx_next (self->reasons)) {
+        reasons[n] = zhashx_cursor (self->reasons);
+        counts[n] = (uint64_t) (uintptr_t) v;
+        n++;
+    }
+    return n;
+}
+
+const char *
+knowledge_user_id (knowledge_t *self, uint32_t index)
+{
+    return index < self->users.count ? self->users.ids[index] : NULL;
+}
+
+const char *
+knowledge_item_id (knowledge_t *self, uint32_t index)
+{
+    return index < self->items.count ? self->items.ids[index] : NULL;
+}

@@ -1,0 +1,100 @@
+/*  knowledge: the broker's durable store (RocksDB) — the journal of raw batches and the
+    knowledge built from them.
+
+    Column families, one concern each:
+      journal   be64 seq                          -> raw EventBatch, until applied
+      batches   batch id                          -> Ack (state, counts, seq)
+      events    be32 user, be64 ts, be64 id hash  -> Event (indices set, ids dropped)
+      items     be32 item index                   -> Item (clean catalogue record)
+      dict      'u'/'i' + external id -> be32 index;  'U'/'I' + be32 index -> external id
+      dedupe    event id                          -> (empty)
+      stats     counter name                      -> be64
+      rejects   be64 seq, be32 n                  -> Reject (dead letter with reason)
+      meta      schema version and such
+    A batch is journaled and its batch id recorded in one synced write before the
+    producer is acked. A cleaned result is applied in one WriteBatch that also deletes
+    its journal entry, so after a crash every batch is either still in the journal or
+    fully applied, never half. Events are deduplicated by event id at apply time, which
+    makes re-sent batches and re-dispatched jobs harmless.
+
+    Dictionaries and counters are cached in memory (loaded at open); RocksDB is the
+    truth. One thread owns a knowledge_t.
+*/
+#ifndef STRATA_KNOWLEDGE_H
+#define STRATA_KNOWLEDGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+#include "strata.pb-c.h"
+
+enum {
+    KCF_DEFAULT,
+    KCF_JOURNAL,
+    KCF_BATCHES,
+    KCF_EVENTS,
+    KCF_ITEMS,
+    KCF_DICT,
+    KCF_DEDUPE,
+    KCF_STATS,
+    KCF_REJECTS,
+    KCF_META,
+    KCF_COUNT
+};
+
+typedef struct _knowledge_t knowledge_t;
+
+typedef struct {
+    uint64_t events, users, items, catalogue_items, duplicates, rejected, batches;
+} knowledge_counts_t;
+
+//  Opens or creates the store under dir. NULL (logged) on failure.
+knowledge_t *knowledge_open (const char *dir);
+void knowledge_destroy (knowledge_t **self_p);
+
+store_t *knowledge_store (knowledge_t *self);
+
+//  --- journal ---------------------------------------------------------------------
+
+//  Looks up a batch id. Returns 0 and fills *ack (strings point into ack_buf-owned
+//  memory: free with strata__v1__ack__free_unpacked) or STORE_NOTFOUND.
+int knowledge_batch_lookup (knowledge_t *self, const char *batch_id, Strata__V1__Ack **ack);
+
+//  Journals n raw batches in one write (synced if sync). seqs[i] receives each sequence.
+//  Returns 0 or STORE_EIO.
+int knowledge_journal_append (knowledge_t *self, size_t n, const char *const *batch_ids,
+                              const void *const *data, const size_t *lens, bool sync, uint64_t *seqs);
+
+//  Reads a journal entry; malloc'd (free()), NULL when gone (already applied).
+char *knowledge_journal_get (knowledge_t *self, uint64_t seq, size_t *len);
+
+//  Calls fn for every journal sequence, oldest first (used at start-up to requeue).
+void knowledge_journal_each (knowledge_t *self, void (*fn) (uint64_t seq, void *arg), void *arg);
+
+//  Number of journal entries not yet applied.
+uint64_t knowledge_journal_pending (knowledge_t *self);
+
+//  --- applying cleaned results -------------------------------------------------------
+
+//  Applies a cleaned result atomically. Fills ack (counts for this batch; reason
+//  strings borrowed from res). Returns 0, 1 when the journal entry was already applied
+//  (nothing done), or STORE_EIO.
+int knowledge_apply (knowledge_t *self, const Strata__V1__JobResult *res, Strata__V1__Ack *ack,
+                     Strata__V1__ReasonCount *reason_buf, Strata__V1__ReasonCount **reason_ptrs,
+                     size_t reason_cap);
+
+//  --- reading ----------------------------------------------------------------------
+
+void knowledge_counts (knowledge_t *self, knowledge_counts_t *out);
+
+//  Reject counts by reason class; *n gets the number filled (at most cap). Strings are
+//  valid until the next apply.
+size_t knowledge_reject_reasons (knowledge_t *self, const char **reasons, uint64_t *counts, size_t cap);
+
+//  The external id of a dense index, or NULL. Valid until the next apply.
+const char *knowledge_user_id (knowledge_t *self, uint32_t index);
+const char *knowledge_item_id (knowledge_t *self, uint32_t index);
+
+#endif

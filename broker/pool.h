@@ -1,0 +1,66 @@
+/*  pool: the broker's registry of connected workers and the jobs each one holds.
+
+    A worker is known by its ZeroMQ routing id. It announced a role and a capacity; the
+    pool tracks which journal sequences it is working on, when it was last heard from,
+    and hands back its jobs when it leaves or misses heartbeats so they can be given to
+    another. Only the broker's thread touches a pool.
+*/
+#ifndef STRATA_POOL_H
+#define STRATA_POOL_H
+
+#include <czmq.h>
+#include <stdint.h>
+
+#include "strata.pb-c.h"
+
+typedef struct _pool_t pool_t;
+
+typedef struct {
+    zframe_t *identity;     // routing id (owned)
+    char *id;               // worker's own id (owned)
+    Strata__V1__Role role;
+    uint32_t capacity;
+    uint32_t inflight;
+    uint32_t pid;
+    uint64_t jobs_done;
+    int64_t expiry;         // monotonic ms after which it is presumed dead
+    uint64_t *slots;        // capacity entries; 0 = free
+} pool_worker_t;
+
+//  Called with each journal sequence a departing worker held.
+typedef void (pool_requeue_fn) (uint64_t seq, void *arg);
+
+pool_t *pool_new (int64_t heartbeat_ms, int64_t liveness);
+void pool_destroy (pool_t **self_p);
+
+//  The worker with this routing id, or NULL.
+pool_worker_t *pool_lookup (pool_t *self, zframe_t *identity);
+
+//  Registers (or re-registers) a worker. A re-registering worker's jobs are requeued.
+pool_worker_t *pool_register (pool_t *self, zframe_t *identity, const Strata__V1__WorkerHello *hello,
+                              pool_requeue_fn *requeue, void *arg);
+
+//  Marks a worker as alive now.
+void pool_touch (pool_t *self, pool_worker_t *w);
+
+//  The worker of this role with the fewest jobs and a free slot, or NULL.
+pool_worker_t *pool_least_loaded (pool_t *self, Strata__V1__Role role);
+
+void pool_assign (pool_t *self, pool_worker_t *w, uint64_t seq);
+
+//  Frees the slot holding seq, whichever worker has it. Returns that worker or NULL.
+pool_worker_t *pool_complete (pool_t *self, uint64_t seq);
+
+//  Removes a worker, requeueing its jobs.
+void pool_remove (pool_t *self, pool_worker_t *w, pool_requeue_fn *requeue, void *arg);
+
+//  Removes every worker whose expiry is before now. Returns how many.
+size_t pool_expire (pool_t *self, int64_t now, pool_requeue_fn *requeue, void *arg);
+
+//  Iteration (no removal while iterating).
+pool_worker_t *pool_first (pool_t *self);
+pool_worker_t *pool_next (pool_t *self);
+size_t pool_size (pool_t *self);
+size_t pool_inflight (pool_t *self);
+
+#endif

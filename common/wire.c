@@ -1,0 +1,102 @@
+/*  wire: see wire.h. */
+#include "wire.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+void
+wire_msg_reset (wire_msg_t *msg)
+{
+    zframe_destroy (&msg->routing);
+    zframe_destroy (&msg->payload);
+    msg->type[0] = 0;
+}
+
+int
+wire_recv (zsock_t *sock, bool router, size_t max_payload, wire_msg_t *msg)
+{
+    memset (msg, 0, sizeof *msg);
+    zmsg_t *m = zmsg_recv (sock);
+    if (!m)
+        return WIRE_EINTR;
+    if (router)
+        msg->routing = zmsg_pop (m);
+    int rc = 0;
+    size_t n = zmsg_size (m);
+    zframe_t *proto = zmsg_pop (m);
+    zframe_t *type = zmsg_pop (m);
+    if (n != 3 || !proto || !type || zframe_size (proto) != strlen (WIRE_PROTOCOL)
+        || memcmp (zframe_data (proto), WIRE_PROTOCOL, strlen (WIRE_PROTOCOL)) != 0
+        || zframe_size (type) == 0 || zframe_size (type) >= sizeof msg->type) {
+        rc = WIRE_EFRAMING;
+    }
+    else {
+        memcpy (msg->type, zframe_data (type), zframe_size (type));
+        msg->type[zframe_size (type)] = 0;
+        msg->payload = zmsg_pop (m);
+        if (max_payload && zframe_size (msg->payload) > max_payload) {
+            zframe_destroy (&msg->payload);
+            rc = WIRE_ETOOLARGE;
+        }
+    }
+    zframe_destroy (&proto);
+    zframe_destroy (&type);
+    zmsg_destroy (&m);
+    return rc;
+}
+
+int
+wire_send_bytes (zsock_t *sock, zframe_t *routing, const char *type, const void *data, size_t size)
+{
+    zmsg_t *m = zmsg_new ();
+    if (routing)
+        zmsg_append (m, &(zframe_t *) { zframe_dup (routing) });
+    zmsg_addstr (m, WIRE_PROTOCOL);
+    zmsg_addstr (m, type);
+    zmsg_addmem (m, data, size);
+    int rc = zmsg_send (&m, sock);
+    zmsg_destroy (&m);
+    return rc;
+}
+
+int
+wire_send (zsock_t *sock, zframe_t *routing, const char *type, const ProtobufCMessage *msg)
+{
+    zmsg_t *m = zmsg_new ();
+    if (routing)
+        zmsg_append (m, &(zframe_t *) { zframe_dup (routing) });
+    zmsg_addstr (m, WIRE_PROTOCOL);
+    zmsg_addstr (m, type);
+    size_t size = msg ? protobuf_c_message_get_packed_size (msg) : 0;
+    zframe_t *payload = zframe_new (NULL, size);
+    if (size)
+        protobuf_c_message_pack (msg, zframe_data (payload));
+    zmsg_append (m, &payload);
+    int rc = zmsg_send (&m, sock);
+    zmsg_destroy (&m);
+    return rc;
+}
+
+int
+wire_send_error (zsock_t *sock, zframe_t *routing, const char *ref, Strata__V1__ErrorCode code,
+                 const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+    va_start (ap, fmt);
+    vsnprintf (text, sizeof text, fmt, ap);
+    va_end (ap);
+    Strata__V1__Error err = STRATA__V1__ERROR__INIT;
+    err.code = code;
+    err.message = text;
+    err.ref = (char *) (ref ? ref : "");
+    return wire_send (sock, routing, WIRE_ERROR, &err.base);
+}
+
+ProtobufCMessage *
+wire_unpack (const ProtobufCMessageDescriptor *desc, zframe_t *payload, ProtobufCAllocator *allocator)
+{
+    if (!payload)
+        return NULL;
+    return protobuf_c_message_unpack (desc, allocator, zframe_size (payload), zframe_data (payload));
+}

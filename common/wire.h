@@ -1,0 +1,70 @@
+/*  wire: Strata's message framing over ZeroMQ.
+
+    A message is [routing id] "STRATA1" TYPE PAYLOAD, where the routing id frame is
+    present only on ROUTER sockets and PAYLOAD is one packed protobuf message (possibly
+    empty). Peers use DEALER sockets without an empty delimiter frame. Receiving checks
+    framing and size before anything is decoded, so a bad peer costs one error reply and
+    never a crash; the routing id is kept even when the rest is bad, so that the error can
+    be sent back to whoever sent it.
+*/
+#ifndef STRATA_WIRE_H
+#define STRATA_WIRE_H
+
+#include <czmq.h>
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+
+#include "strata.pb-c.h"
+
+#define WIRE_PROTOCOL "STRATA1"
+
+//  Message types (the second frame).
+#define WIRE_BATCH        "BATCH"         // EventBatch        producer -> broker
+#define WIRE_ACK          "ACK"           // Ack               broker -> producer
+#define WIRE_ERROR        "ERROR"         // Error             anyone -> sender of a bad message
+#define WIRE_STATUS       "STATUS"        // BatchStatusRequest
+#define WIRE_STATUS_REPLY "STATUS_REPLY"  // BatchStatusReply
+#define WIRE_STATS        "STATS"         // StatsRequest
+#define WIRE_STATS_REPLY  "STATS_REPLY"   // Stats
+#define WIRE_READY        "READY"         // WorkerHello       worker -> broker
+#define WIRE_HEARTBEAT    "HEARTBEAT"     // Heartbeat         both ways
+#define WIRE_JOB          "JOB"           // Job               broker -> worker
+#define WIRE_RESULT       "RESULT"        // JobResult         worker -> broker
+#define WIRE_DISCONNECT   "DISCONNECT"    // (empty)           both ways
+
+//  Receive errors.
+#define WIRE_EFRAMING  -1   // wrong number of frames or wrong protocol frame
+#define WIRE_ETOOLARGE -2   // payload over the limit
+#define WIRE_EINTR     -3   // interrupted (no message)
+
+typedef struct {
+    zframe_t *routing;   // ROUTER identity, or NULL
+    char type[24];       // message type, NUL-terminated
+    zframe_t *payload;   // packed protobuf (may be zero bytes)
+} wire_msg_t;
+
+//  Receives one message. On success returns 0 and fills msg (call wire_msg_reset after).
+//  On a framing or size error returns WIRE_EFRAMING / WIRE_ETOOLARGE with msg->routing
+//  still set (when router) so the caller can reply. max_payload 0 means no limit.
+int wire_recv (zsock_t *sock, bool router, size_t max_payload, wire_msg_t *msg);
+
+void wire_msg_reset (wire_msg_t *msg);
+
+//  Packs msg (may be NULL for an empty payload) and sends it. routing is borrowed.
+//  Returns 0 or -1 (the socket refused; errno says why).
+int wire_send (zsock_t *sock, zframe_t *routing, const char *type, const ProtobufCMessage *msg);
+
+//  Sends a pre-packed payload.
+int wire_send_bytes (zsock_t *sock, zframe_t *routing, const char *type, const void *data,
+                     size_t size);
+
+//  Sends an Error{code, message, ref}; ref (may be NULL) names what it answers.
+int wire_send_error (zsock_t *sock, zframe_t *routing, const char *ref, Strata__V1__ErrorCode code,
+                     const char *fmt, ...) __attribute__ ((format (printf, 5, 6)));
+
+//  Unpacks the payload with the given descriptor; NULL when it does not decode.
+//  Free the result with protobuf_c_message_free_unpacked (msg, allocator).
+ProtobufCMessage *wire_unpack (const ProtobufCMessageDescriptor *desc, zframe_t *payload,
+                               ProtobufCAllocator *allocator);
+
+#endif

@@ -1,0 +1,320 @@
+/*  cluster: see cluster.h. */
+#define LOG_MODULE "cluster"
+#include "cluster.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+int
+cluster_resolve (const char *broker, const char *dir, cluster_endpoints_t *out, char *err, size_t errlen)
+{
+    memset (out, 0, sizeof *out);
+    snprintf (out->ingest, sizeof out->ingest, "%s", CLUSTER_DEFAULT_INGEST);
+    snprintf (out->workers, sizeof out->workers, "%s", CLUSTER_DEFAULT_WORKERS);
+    snprintf (out->api, sizeof out->api, "%s", CLUSTER_DEFAULT_API);
+    if (broker && *broker) {
+        snprintf (out->ingest, sizeof out->ingest, "%s", broker);
+        snprintf (out->api, sizeof out->api, "%s", broker);
+        return 0;
+    }
+    if (!dir || !*dir)
+        return 0;
+    char path[4096];
+    snprintf (path, sizeof path, "%s/cluster.json", dir);
+    json_error_t jerr;
+    json_t *j = json_load_file (path, 0, &jerr);
+    if (!j) {
+        snprintf (err, errlen, "no cluster at %s (%s); start one with: strata up --dir %s", dir, jerr.text, dir);
+        return -1;
+    }
+    const char *ingest = json_string_value (json_object_get (j, "ingest"));
+    const char *workers = json_string_value (json_object_get (j, "workers"));
+    const char *api = json_string_value (json_object_get (j, "api"));
+    if (ingest)
+        snprintf (out->ingest, sizeof out->ingest, "%s", ingest);
+    if (workers)
+        snprintf (out->workers, sizeof out->workers, "%s", workers);
+    if (api)
+        snprintf (out->api, sizeof out->api, "%s", api);
+    out->supervisor_pid = (int) json_integer_value (json_object_get (j, "supervisor_pid"));
+    json_decref (j);
+    return 0;
+}
+
+void
+cluster_program (const char *name, char *out, size_t cap)
+{
+    char self[4096];
+    ssize_t n = readlink ("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = 0;
+        char *dir = dirname (self);
+        const char *component = strstr (name, "broker") ? "broker" : strstr (name, "worker") ? "worker" : "trainer";
+        snprintf (out, cap, "%s/%s", dir, name);
+        if (access (out, X_OK) == 0)
+            return;
+        snprintf (out, cap, "%s/../%s/%s", dir, component, name);   // meson build tree
+        if (access (out, X_OK) == 0)
+            return;
+    }
+    snprintf (out, cap, "%s", name);
+}
+
+// ---------------------------------------------------------------- supervisor
+
+typedef struct {
+    const char *name;      // "broker", "worker-1", ...
+    char *argv[24];
+    int nargs;
+    pid_t pid;
+    int restarts;
+    int64_t started;
+} child_t;
+
+//  Appends "flag" + value as one argument (flag may be "" for the program itself).
+static void
+s_arg (child_t *c, const char *flag, const char *value)
+{
+    char buf[4200];
+    snprintf (buf, sizeof buf, "%s%s", flag, value);
+    c->argv[c->nargs++] = strdup (buf);
+    c->argv[c->nargs] = NULL;
+}
+
+static pid_t
+s_spawn (child_t *c, const char *logdir)
+{
+    pid_t pid = fork ();
+    if (pid == 0) {
+        char log[4200];
+        snprintf (log, sizeof log, "%s/%s.log", logdir, c->name);
+        int fd = open (log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2 (fd, STDOUT_FILENO);
+            dup2 (fd, STDERR_FILENO);
+            close (fd);
+        }
+        //  The supervisor handles signals; children get their own defaults back.
+        signal (SIGINT, SIG_DFL);
+        signal (SIGTERM, SIG_DFL);
+        setpgid (0, 0);   // Ctrl-C reaches the supervisor, which stops children in order
+        execvp (c->argv[0], c->argv);
+        fprintf (stderr, "cannot run %s: %s\n", c->argv[0], strerror (errno));
+        _exit (127);
+    }
+    c->pid = pid;
+    c->started = util_mono_ms ();
+    return pid;
+}
+
+static void
+s_stop (child_t *c, int timeout_ms)
+{
+    if (c->pid <= 0)
+        return;
+    kill (c->pid, SIGTERM);
+    int64_t deadline = util_mono_ms () + timeout_ms;
+    while (util_mono_ms () < deadline) {
+        if (waitpid (c->pid, NULL, WNOHANG) == c->pid) {
+            c->pid = 0;
+            return;
+        }
+        zclock_sleep (20);
+    }
+    kill (c->pid, SIGKILL);
+    waitpid (c->pid, NULL, 0);
+    c->pid = 0;
+}
+
+static int
+s_write_cluster_json (const char *dir, json_t *broker_eps, child_t *children, int n)
+{
+    json_t *pids = json_array ();
+    for (int i = 0; i < n; i++)
+        json_array_append_new (pids, json_pack ("{s:s, s:i}", "name", children[i].name, "pid", (int) children[i].pid));
+    json_t *j = json_pack ("{s:O, s:O, s:O, s:s, s:i, s:o}", "ingest", json_object_get (broker_eps, "ingest"),
+                           "workers", json_object_get (broker_eps, "workers"), "api",
+                           json_object_get (broker_eps, "api"), "dir", dir, "supervisor_pid", (int) getpid (),
+                           "processes", pids);
+    char path[4096], tmp[4200];
+    snprintf (path, sizeof path, "%s/cluster.json", dir);
+    snprintf (tmp, sizeof tmp, "%s.tmp", path);
+    int rc = j ? json_dump_file (j, tmp, JSON_INDENT (2)) : -1;
+    json_decref (j);
+    if (rc == 0)
+        rc = rename (tmp, path);
+    return rc;
+}
+
+static json_t *
+s_wait_file (const char *path, pid_t pid, int timeout_ms)
+{
+    int64_t deadline = util_mono_ms () + timeout_ms;
+    while (util_mono_ms () < deadline) {
+        json_t *j = json_load_file (path, 0, NULL);
+        if (j)
+            return j;
+        if (waitpid (pid, NULL, WNOHANG) == pid)
+            return NULL;   // it died on start-up
+        zclock_sleep (20);
+    }
+    return NULL;
+}
+
+int
+cluster_up (const cluster_opts_t *opts, int ready_fd)
+{
+    char logdir[4096], eps_path[4096], broker_dir[4096];
+    if (zsys_dir_create ("%s/logs", opts->dir) < 0) {
+        log_error ("cannot create %s/logs", opts->dir);
+        return -1;
+    }
+    snprintf (logdir, sizeof logdir, "%s/logs", opts->dir);
+    snprintf (eps_path, sizeof eps_path, "%s/broker.json", opts->dir);
+    snprintf (broker_dir, sizeof broker_dir, "%s/broker", opts->dir);
+    unlink (eps_path);
+
+    int n = 1 + opts->workers;
+    child_t *children = calloc ((size_t) n, sizeof *children);
+    if (!children)
+        return -1;
+    char prog[4096];
+    cluster_program ("strata-broker", prog, sizeof prog);
+    child_t *b = &children[0];
+    b->name = "broker";
+    s_arg (b, "", prog);
+    s_arg (b, "--dir=", broker_dir);
+    s_arg (b, "--endpoints-file=", eps_path);
+    if (opts->port) {
+        char ep[64];
+        snprintf (ep, sizeof ep, "tcp://127.0.0.1:%d", opts->port);
+        s_arg (b, "--ingest=", ep);
+        snprintf (ep, sizeof ep, "tcp://127.0.0.1:%d", opts->port + 1);
+        s_arg (b, "--workers=", ep);
+        snprintf (ep, sizeof ep, "tcp://127.0.0.1:%d", opts->port + 2);
+        s_arg (b, "--api=", ep);
+    }
+    else {
+        s_arg (b, "--ingest=", "tcp://127.0.0.1:*");
+        s_arg (b, "--workers=", "tcp://127.0.0.1:*");
+        s_arg (b, "--api=", "tcp://127.0.0.1:*");
+    }
+    s_arg (b, "--journal-sync=", opts->journal_sync ? "true" : "false");
+    s_arg (b, "--log-level=", opts->log_level ? opts->log_level : "info");
+    s_spawn (b, logdir);
+    json_t *eps = s_wait_file (eps_path, b->pid, 15000);
+    if (!eps) {
+        log_error ("broker did not start; see %s/broker.log", logdir);
+        s_stop (b, 1000);
+        free (children);
+        return -1;
+    }
+    //  After a broker restart its endpoints must stay the same: pin the bound ones.
+    for (int i = 1; i < b->nargs; i++)
+        if (!strncmp (b->argv[i], "--ingest=", 9) || !strncmp (b->argv[i], "--workers=", 10)
+            || !strncmp (b->argv[i], "--api=", 6)) {
+            const char *key = !strncmp (b->argv[i], "--ingest=", 9) ? "ingest"
+                            : !strncmp (b->argv[i], "--workers=", 10) ? "workers" : "api";
+            free (b->argv[i]);
+            char buf[600];
+            snprintf (buf, sizeof buf, "--%s=%s", key, json_string_value (json_object_get (eps, key)));
+            b->argv[i] = strdup (buf);
+        }
+
+    cluster_program ("strata-worker", prog, sizeof prog);
+    for (int i = 1; i < n; i++) {
+        child_t *w = &children[i];
+        char *name = malloc (32);
+        snprintf (name, 32, "worker-%d", i);
+        w->name = name;
+        s_arg (w, "", prog);
+        s_arg (w, "--role=", "preprocess");
+        s_arg (w, "--broker=", json_string_value (json_object_get (eps, "workers")));
+        s_arg (w, "--log-level=", opts->log_level ? opts->log_level : "info");
+        s_spawn (w, logdir);
+    }
+    int rc = s_write_cluster_json (opts->dir, eps, children, n);
+    if (rc == 0) {
+        fprintf (stderr, "strata: cluster up in %s\n  ingest  %s\n  workers %s\n  api     %s\n  logs    %s\n",
+                 opts->dir, json_string_value (json_object_get (eps, "ingest")),
+                 json_string_value (json_object_get (eps, "workers")),
+                 json_string_value (json_object_get (eps, "api")), logdir);
+        if (ready_fd >= 0) {
+            if (write (ready_fd, "1", 1) != 1)
+                log_warn ("could not signal readiness");
+            close (ready_fd);
+        }
+    }
+    while (rc == 0 && !zsys_interrupted) {
+        int status;
+        pid_t pid = waitpid (-1, &status, WNOHANG);
+        if (pid > 0) {
+            for (int i = 0; i < n; i++)
+                if (children[i].pid == pid) {
+                    child_t *c = &children[i];
+                    log_warn ("%s (pid %d) exited (%s %d); restarting", c->name, (int) pid,
+                              WIFSIGNALED (status) ? "signal" : "status",
+                              WIFSIGNALED (status) ? WTERMSIG (status) : WEXITSTATUS (status));
+                    //  A process that keeps dying right after start is not restarted in a loop.
+                    if (util_mono_ms () - c->started < 1000)
+                        zclock_sleep (1000);
+                    c->restarts++;
+                    s_spawn (c, logdir);
+                    s_write_cluster_json (opts->dir, eps, children, n);
+                }
+            continue;
+        }
+        zclock_sleep (100);
+    }
+    fprintf (stderr, "strata: stopping cluster in %s\n", opts->dir);
+    for (int i = n - 1; i >= 0; i--)
+        s_stop (&children[i], i == 0 ? 10000 : 3000);
+    for (int i = 0; i < n; i++) {
+        for (int k = 0; k < children[i].nargs; k++)
+            free (children[i].argv[k]);
+        if (i > 0)
+            free ((char *) children[i].name);
+    }
+    free (children);
+    json_decref (eps);
+    char path[4096];
+    snprintf (path, sizeof path, "%s/cluster.json", opts->dir);
+    unlink (path);
+    return rc;
+}
+
+int
+cluster_down (const char *dir, int timeout_ms, char *err, size_t errlen)
+{
+    cluster_endpoints_t eps;
+    if (cluster_resolve (NULL, dir, &eps, err, errlen) < 0)
+        return -1;
+    if (eps.supervisor_pid <= 0 || kill (eps.supervisor_pid, SIGTERM) != 0) {
+        snprintf (err, errlen, "cluster in %s is not running (stale cluster.json removed)", dir);
+        char path[4096];
+        snprintf (path, sizeof path, "%s/cluster.json", dir);
+        unlink (path);
+        return -1;
+    }
+    int64_t deadline = util_mono_ms () + timeout_ms;
+    while (util_mono_ms () < deadline) {
+        if (kill (eps.supervisor_pid, 0) != 0)
+            return 0;
+        zclock_sleep (50);
+    }
+    snprintf (err, errlen, "cluster in %s did not stop within %d ms", dir, timeout_ms);
+    return -1;
+}

@@ -1,0 +1,50 @@
+/*  cluster: finding and running a local Strata cluster.
+
+    Every client command finds the broker the same way: --broker ENDPOINT if given, else
+    the cluster.json of --dir DIR (written by `strata up`), else the default local
+    endpoints. `strata up` runs a small supervisor: it starts the broker and N workers
+    as separate processes on 127.0.0.1, writes DIR/cluster.json, restarts any process
+    that dies, and on SIGINT/SIGTERM stops them all in order (workers, then broker).
+*/
+#ifndef STRATA_CLUSTER_H
+#define STRATA_CLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CLUSTER_DEFAULT_INGEST "tcp://127.0.0.1:7701"
+#define CLUSTER_DEFAULT_WORKERS "tcp://127.0.0.1:7702"
+#define CLUSTER_DEFAULT_API "tcp://127.0.0.1:7703"
+
+typedef struct {
+    char ingest[256];
+    char workers[256];
+    char api[256];
+    int supervisor_pid;
+} cluster_endpoints_t;
+
+//  Resolves endpoints from --broker (ingest endpoint) / --dir / defaults. Returns 0,
+//  or -1 with a message in err (a --dir without a cluster.json).
+int cluster_resolve (const char *broker, const char *dir, cluster_endpoints_t *out, char *err, size_t errlen);
+
+typedef struct {
+    const char *dir;
+    int workers;          // preprocess workers
+    int port;             // first of three ports (ingest, workers, api); 0 = any free
+    bool journal_sync;
+    const char *log_level;
+} cluster_opts_t;
+
+//  Runs the cluster in the foreground until SIGINT/SIGTERM. If ready_fd >= 0, writes
+//  one byte to it once cluster.json exists (for --detach). Returns 0 or -1.
+int cluster_up (const cluster_opts_t *opts, int ready_fd);
+
+//  Stops the cluster whose cluster.json is in dir. Returns 0 or -1 with err.
+int cluster_down (const char *dir, int timeout_ms, char *err, size_t errlen);
+
+//  Path of a sibling program (strata-broker, strata-worker) next to this executable or
+//  in the build tree; falls back to the bare name (PATH). Writes into out.
+void cluster_program (const char *name, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,199 @@
+/*  worker: see worker.h. */
+#define LOG_MODULE "worker"
+#include "worker.h"
+
+#include <czmq.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "log.h"
+#include "preprocess.h"
+#include "util.h"
+#include "wire.h"
+
+#define OFF(f) offsetof (worker_config_t, f)
+const config_key_t worker_config_keys[] = {
+    { "broker", CONFIG_STRING, OFF (broker), "tcp://127.0.0.1:7702", 0, -1, "broker worker endpoint" },
+    { "role", CONFIG_STRING, OFF (role), "preprocess", 0, -1, "worker role: preprocess" },
+    { "id", CONFIG_STRING, OFF (id), "", 0, -1, "worker id (default: hostname-pid)" },
+    { "capacity", CONFIG_INT, OFF (capacity), "2", 1, 64, "jobs held at once (one runs, the rest wait)" },
+    { "heartbeat-ms", CONFIG_INT, OFF (heartbeat_ms), "1000", 50, 60000, "heartbeat interval" },
+    { "liveness", CONFIG_INT, OFF (liveness), "3", 2, 100, "missed heartbeats before reconnecting" },
+    { "max-frame", CONFIG_INT, OFF (max_frame), "64M", 1024, 1LL << 31, "largest job frame accepted" },
+    { "max-id-len", CONFIG_INT, OFF (max_id_len), "256", 8, 65536, "longest accepted id, bytes" },
+    { "max-text-len", CONFIG_INT, OFF (max_text_len), "2048", 64, 1 << 20, "longest title/query kept, bytes" },
+    { "log-level", CONFIG_STRING, OFF (log_level), "info", 0, -1, "error, warn, info or debug" },
+    CONFIG_END,
+};
+
+typedef struct {
+    const worker_config_t *cfg;
+    Strata__V1__Role role;
+    char id[128];
+    zsock_t *sock;
+    arena_t *arena;
+    preprocess_limits_t limits;
+    uint64_t jobs_done;
+} worker_t;
+
+static zsock_t *
+s_connect (worker_t *self)
+{
+    zsock_t *sock = zsock_new (ZMQ_DEALER);
+    if (!sock)
+        return NULL;
+    zsock_set_linger (sock, 0);
+    zsock_set_maxmsgsize (sock, self->cfg->max_frame + 4096);
+    if (zsock_connect (sock, "%s", self->cfg->broker) < 0) {
+        log_error ("cannot connect to %s", self->cfg->broker);
+        zsock_destroy (&sock);
+        return NULL;
+    }
+    Strata__V1__WorkerHello hello = STRATA__V1__WORKER_HELLO__INIT;
+    hello.worker_id = self->id;
+    hello.role = self->role;
+    hello.capacity = (uint32_t) self->cfg->capacity;
+    hello.pid = (uint32_t) getpid ();
+    hello.version = "0.1.0";
+    wire_send (sock, NULL, WIRE_READY, &hello.base);
+    return sock;
+}
+
+static void
+s_handle_job (worker_t *self, zframe_t *payload)
+{
+    arena_reset (self->arena);
+    ProtobufCAllocator alloc = arena_protobuf (self->arena);
+    Strata__V1__Job *job = (Strata__V1__Job *) wire_unpack (&strata__v1__job__descriptor, payload, &alloc);
+    if (!job) {
+        log_warn ("job that does not decode; ignored (the broker will re-dispatch it)");
+        return;
+    }
+    Strata__V1__JobResult result = STRATA__V1__JOB_RESULT__INIT;
+    result.job_id = job->job_id;
+    result.sequence = job->sequence;
+    Strata__V1__EventBatch *batch = strata__v1__event_batch__unpack (&alloc, job->payload.len, job->payload.data);
+    if (!batch) {
+        //  The broker checks batches before journaling them, so this is a broken journal
+        //  entry: keep it as a reject rather than loop on it forever.
+        Strata__V1__Reject rej = STRATA__V1__REJECT__INIT;
+        Strata__V1__Reject *rp = &rej;
+        rej.kind = "raw";
+        rej.reason = "journal entry does not decode";
+        result.batch_id = "";
+        result.n_rejects = 1;
+        result.rejects = &rp;
+        wire_send (self->sock, NULL, WIRE_RESULT, &result.base);
+        return;
+    }
+    if (preprocess_batch (batch, &self->limits, self->arena, &result) < 0) {
+        log_error ("out of memory cleaning batch %s", batch->batch_id);
+        return;   // no result: the broker re-dispatches after our heartbeat shows no progress
+    }
+    wire_send (self->sock, NULL, WIRE_RESULT, &result.base);
+    self->jobs_done++;
+    log_debug ("job %llu: %zu events, %zu items, %zu rejects", (unsigned long long) job->job_id,
+               result.n_events, result.n_items, result.n_rejects);
+}
+
+int
+worker_run (const worker_config_t *cfg)
+{
+    worker_t self = { .cfg = cfg };
+    if (!strcmp (cfg->role, "preprocess"))
+        self.role = STRATA__V1__ROLE__PREPROCESS;
+    else {
+        log_error ("role '%s' is not served by this build (roles: preprocess)", cfg->role);
+        return -1;
+    }
+    if (cfg->id && *cfg->id)
+        snprintf (self.id, sizeof self.id, "%s", cfg->id);
+    else {
+        char host[64] = "host";
+        gethostname (host, sizeof host - 1);
+        snprintf (self.id, sizeof self.id, "%s-%d", host, (int) getpid ());
+    }
+    preprocess_limits_default (&self.limits);
+    self.limits.max_id_len = (size_t) cfg->max_id_len;
+    self.limits.max_text_len = (size_t) cfg->max_text_len;
+    self.arena = arena_new (1 << 20);
+    if (!self.arena)
+        return -1;
+
+    self.sock = s_connect (&self);
+    if (!self.sock) {
+        arena_destroy (&self.arena);
+        return -1;
+    }
+    log_info ("%s worker %s connected to %s", cfg->role, self.id, cfg->broker);
+
+    int64_t interval = cfg->heartbeat_ms;
+    int64_t reconnect_delay = interval;
+    int64_t last_heard = util_mono_ms ();
+    int64_t next_beat = last_heard + interval;
+    while (!zsys_interrupted) {
+        zmq_pollitem_t item = { zsock_resolve (self.sock), 0, ZMQ_POLLIN, 0 };
+        int64_t now = util_mono_ms ();
+        long timeout = (long) (next_beat > now ? next_beat - now : 0);
+        int rc = zmq_poll (&item, 1, timeout);
+        if (rc < 0)
+            break;   // interrupted
+        now = util_mono_ms ();
+        if (item.revents & ZMQ_POLLIN) {
+            wire_msg_t msg;
+            int r = wire_recv (self.sock, false, (size_t) cfg->max_frame, &msg);
+            if (r == WIRE_EINTR)
+                break;
+            last_heard = now;
+            reconnect_delay = interval;
+            if (r < 0)
+                log_warn ("bad message from broker (%d); ignored", r);
+            else if (!strcmp (msg.type, WIRE_JOB))
+                s_handle_job (&self, msg.payload);
+            else if (!strcmp (msg.type, WIRE_DISCONNECT)) {
+                //  The broker does not know us (it restarted): register again.
+                log_info ("broker asked us to re-register");
+                wire_msg_reset (&msg);
+                zsock_destroy (&self.sock);
+                self.sock = s_connect (&self);
+                if (!self.sock)
+                    break;
+                continue;
+            }
+            else if (!strcmp (msg.type, WIRE_ERROR)) {
+                Strata__V1__Error *e = (Strata__V1__Error *) wire_unpack (&strata__v1__error__descriptor, msg.payload, NULL);
+                log_warn ("broker error: %s", e ? e->message : "(undecodable)");
+                if (e)
+                    strata__v1__error__free_unpacked (e, NULL);
+            }
+            wire_msg_reset (&msg);
+        }
+        else if (now - last_heard > interval * cfg->liveness) {
+            log_warn ("broker silent for %lld ms; reconnecting in %lld ms", (long long) (now - last_heard),
+                      (long long) reconnect_delay);
+            zsock_destroy (&self.sock);
+            zclock_sleep ((int) reconnect_delay);
+            if (reconnect_delay < 16 * interval)
+                reconnect_delay *= 2;
+            self.sock = s_connect (&self);
+            if (!self.sock)
+                break;
+            last_heard = util_mono_ms ();
+        }
+        if (util_mono_ms () >= next_beat) {
+            Strata__V1__Heartbeat hb = STRATA__V1__HEARTBEAT__INIT;
+            hb.jobs_done = self.jobs_done;
+            wire_send (self.sock, NULL, WIRE_HEARTBEAT, &hb.base);
+            next_beat = util_mono_ms () + interval;
+        }
+    }
+    if (self.sock) {
+        wire_send (self.sock, NULL, WIRE_DISCONNECT, NULL);
+        zsock_destroy (&self.sock);
+    }
+    arena_destroy (&self.arena);
+    log_info ("worker %s stopped after %llu jobs", self.id, (unsigned long long) self.jobs_done);
+    return 0;
+}

@@ -1,0 +1,36 @@
+/*  worker: the stateless worker process's connection to the broker.
+
+    Paranoid-Pirate style: the worker connects a DEALER to the broker's worker endpoint,
+    announces itself (READY with role and capacity), and then answers JOBs with RESULTs
+    while heartbeats flow both ways. If the broker goes silent for `liveness` heartbeats
+    the worker drops its socket and reconnects with backoff, so a broker restart needs no
+    operator. The worker holds no state between jobs: kill it at any time and the broker
+    gives its jobs to another.
+*/
+#ifndef STRATA_WORKER_H
+#define STRATA_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+
+typedef struct {
+    char *broker;           // worker endpoint of the broker
+    char *role;             // "preprocess"
+    char *id;               // worker id (default: host-pid)
+    int64_t capacity;       // jobs in flight at once
+    int64_t heartbeat_ms;
+    int64_t liveness;       // missed heartbeats before reconnecting
+    int64_t max_frame;      // largest job accepted, bytes
+    int64_t max_id_len;
+    int64_t max_text_len;
+    char *log_level;
+} worker_config_t;
+
+extern const config_key_t worker_config_keys[];
+
+//  Runs until interrupted (SIGINT/SIGTERM) or a fatal error. Returns 0 or -1.
+int worker_run (const worker_config_t *cfg);
+
+#endif
