@@ -22,7 +22,7 @@ const config_key_t broker_config_keys[] = {
     { "workers", CONFIG_STRING, OFF (workers), "tcp://127.0.0.1:7702", 0, -1, "worker endpoint" },
     { "api", CONFIG_STRING, OFF (api), "tcp://127.0.0.1:7703", 0, -1, "api endpoint (clients)" },
     { "endpoints-file", CONFIG_STRING, OFF (endpoints_file), "", 0, -1,
-      "write the bound endpoints as JSON here (useful with port '*')" },
+      "write the bound endpoints as JSON here (useful with port '*' or '!', czmq's first free and random free port)" },
     { "heartbeat-ms", CONFIG_INT, OFF (heartbeat_ms), "1000", 50, 60000, "worker heartbeat interval" },
     { "liveness", CONFIG_INT, OFF (liveness), "3", 2, 100, "missed heartbeats before a worker is dropped" },
     { "max-frame", CONFIG_INT, OFF (max_frame), "16M", 1024, 1LL << 30, "largest accepted payload, bytes" },

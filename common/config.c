@@ -186,56 +186,75 @@ config_parse (const config_key_t *keys, void *cfg, int argc, char **argv, int *a
     if (s_load_env (keys, cfg, err, errlen) < 0)
         return -1;
 
+    //  Options and positional arguments may be mixed; positional ones are moved, in
+    //  order, to the end of argv (as GNU getopt does) and *argi points at the first.
+    char **positional = calloc ((size_t) argc + 1, sizeof *positional);
+    if (!positional) {
+        snprintf (err, errlen, "out of memory");
+        return -1;
+    }
+    int npos = 0, nopt = 1;
     int i = 1;
-    while (i < argc) {
+    int rc = 0;
+    while (i < argc && rc == 0) {
         const char *a = argv[i];
         if (!strcmp (a, "--")) {
-            i++;
+            for (i++; i < argc; i++)
+                positional[npos++] = argv[i];
             break;
         }
-        if (!strcmp (a, "-h") || !strcmp (a, "--help"))
-            return CONFIG_HELP;
-        if (strncmp (a, "--", 2) != 0 || a[2] == 0)
-            break;   // first positional argument
+        if (!strcmp (a, "-h") || !strcmp (a, "--help")) {
+            rc = CONFIG_HELP;
+            break;
+        }
+        if (strncmp (a, "--", 2) != 0 || a[2] == 0) {
+            positional[npos++] = argv[i++];
+            continue;
+        }
+        int start = i;
         const char *name = a + 2;
         const char *eq = strchr (name, '=');
         size_t len = eq ? (size_t) (eq - name) : strlen (name);
-        if (len == 6 && !strncmp (name, "config", 6)) {
-            i += eq ? 1 : 2;
-            continue;
-        }
         const config_key_t *k = s_find (keys, name, len);
-        if (!k && !eq && len > 3 && !strncmp (name, "no-", 3)) {
-            k = s_find (keys, name + 3, len - 3);
-            if (k && k->type == CONFIG_BOOL) {
-                *(bool *) ((char *) cfg + k->offset) = false;
-                i++;
-                continue;
-            }
-            k = NULL;
+        const config_key_t *negated = (!k && !eq && len > 3 && !strncmp (name, "no-", 3))
+                                        ? s_find (keys, name + 3, len - 3) : NULL;
+        if (len == 6 && !strncmp (name, "config", 6))
+            i += eq ? 1 : 2;
+        else if (negated && negated->type == CONFIG_BOOL) {
+            *(bool *) ((char *) cfg + negated->offset) = false;
+            i++;
         }
-        if (!k) {
+        else if (!k) {
             snprintf (err, errlen, "unknown option '--%.*s' (see --help)", (int) len, name);
-            return -1;
+            rc = -1;
         }
-        const char *value;
-        if (eq)
-            value = eq + 1;
-        else if (k->type == CONFIG_BOOL)
-            value = "true";
-        else if (i + 1 < argc)
-            value = argv[++i];
         else {
-            snprintf (err, errlen, "option '--%s' needs a value", k->name);
-            return -1;
+            const char *value = NULL;
+            if (eq)
+                value = eq + 1;
+            else if (k->type == CONFIG_BOOL)
+                value = "true";
+            else if (i + 1 < argc)
+                value = argv[++i];
+            if (!value) {
+                snprintf (err, errlen, "option '--%s' needs a value", k->name);
+                rc = -1;
+            }
+            else
+                rc = s_assign (k, cfg, value, err, errlen);
+            i++;
         }
-        if (s_assign (k, cfg, value, err, errlen) < 0)
-            return -1;
-        i++;
+        for (int k2 = start; k2 < i && k2 < argc; k2++)
+            argv[nopt++] = argv[k2];
     }
-    if (argi)
-        *argi = i;
-    return 0;
+    if (rc == 0) {
+        for (int k2 = 0; k2 < npos; k2++)
+            argv[nopt + k2] = positional[k2];
+        if (argi)
+            *argi = nopt;
+    }
+    free (positional);
+    return rc;
 }
 
 void

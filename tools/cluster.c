@@ -208,9 +208,9 @@ cluster_up (const cluster_opts_t *opts, int ready_fd)
         s_arg (b, "--api=", ep);
     }
     else {
-        s_arg (b, "--ingest=", "tcp://127.0.0.1:*");
-        s_arg (b, "--workers=", "tcp://127.0.0.1:*");
-        s_arg (b, "--api=", "tcp://127.0.0.1:*");
+        s_arg (b, "--ingest=", "tcp://127.0.0.1:!");
+        s_arg (b, "--workers=", "tcp://127.0.0.1:!");
+        s_arg (b, "--api=", "tcp://127.0.0.1:!");
     }
     s_arg (b, "--journal-sync=", opts->journal_sync ? "true" : "false");
     s_arg (b, "--log-level=", opts->log_level ? opts->log_level : "info");

@@ -20,7 +20,7 @@ preprocess_limits_default (preprocess_limits_t *lim)
 {
     lim->max_id_len = 256;
     lim->max_text_len = 2048;
-    lim->min_timestamp_ms = 946684800000LL;   // 2000-01-01T00:00:00Z
+    lim->min_timestamp_ms = 788918400000LL;   // 1995-01-01T00:00:00Z: before any web shop
     lim->max_future_ms = 86400000LL;
     lim->now_ms = 0;
 }

@@ -35,7 +35,7 @@
 typedef struct {
     size_t max_id_len;          // bytes, default 256
     size_t max_text_len;        // bytes for titles/queries/attributes, default 2048
-    int64_t min_timestamp_ms;   // default 2000-01-01
+    int64_t min_timestamp_ms;   // default 1995-01-01
     int64_t max_future_ms;      // allowed clock skew into the future, default 1 day
     int64_t now_ms;             // 0: read the clock
 } preprocess_limits_t;

@@ -1,0 +1,260 @@
+/*  Unit: the broker's knowledge store on a real RocksDB in a temporary directory.
+
+    Journal append and replay after a restart (close and reopen, as after a crash:
+    entries not yet applied are still there, applied ones are gone), exactly-once
+    application (a result applied twice changes nothing; an event id seen in an earlier
+    batch is a duplicate), persistent dictionaries and counters, and the dead-letter
+    store with reasons.
+*/
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "harness.h"
+#include "knowledge.h"
+
+static char *s_dir;
+
+static void
+s_setup (void)
+{
+    s_dir = harness_tmpdir ();
+    cr_assert_not_null (s_dir);
+}
+
+static void
+s_teardown (void)
+{
+    harness_rmtree (s_dir);
+    free (s_dir);
+}
+
+TestSuite (knowledge, .init = s_setup, .fini = s_teardown);
+
+static void
+s_seq_collect (uint64_t seq, void *arg)
+{
+    uint64_t *out = arg;
+    out[++out[0]] = seq;
+}
+
+static uint64_t
+s_journal (knowledge_t *kb, const char *batch_id)
+{
+    const char *ids[] = { batch_id };
+    const void *data[] = { "raw" };
+    size_t lens[] = { 3 };
+    uint64_t seq = 0;
+    cr_assert_eq (knowledge_journal_append (kb, 1, ids, data, lens, true, &seq), STORE_OK);
+    return seq;
+}
+
+//  A cleaned result with events (user, item, event id) and optional rejects.
+typedef struct {
+    Strata__V1__JobResult res;
+    Strata__V1__Event ev[8];
+    Strata__V1__Event *evp[8];
+    Strata__V1__Reject rj[4];
+    Strata__V1__Reject *rjp[4];
+} result_t;
+
+static void
+s_result (result_t *r, uint64_t seq, const char *batch_id, const char *const (*events)[3], size_t n)
+{
+    memset (r, 0, sizeof *r);
+    strata__v1__job_result__init (&r->res);
+    r->res.sequence = seq;
+    r->res.batch_id = (char *) batch_id;
+    for (size_t i = 0; i < n; i++) {
+        strata__v1__event__init (&r->ev[i]);
+        r->ev[i].user_id = (char *) events[i][0];
+        r->ev[i].item_id = (char *) events[i][1];
+        r->ev[i].event_id = (char *) events[i][2];
+        r->ev[i].type = STRATA__V1__EVENT_TYPE__VIEW;
+        r->ev[i].timestamp_ms = 1700000000000 + (int64_t) i;
+        r->evp[i] = &r->ev[i];
+    }
+    r->res.n_events = n;
+    r->res.events = r->evp;
+}
+
+static int
+s_apply (knowledge_t *kb, result_t *r, Strata__V1__Ack *ack)
+{
+    Strata__V1__ReasonCount rc[8], *rcp[8];
+    return knowledge_apply (kb, &r->res, ack, rc, rcp, 8);
+}
+
+Test (knowledge, journal_survives_restart_until_applied)
+{
+    knowledge_t *kb = knowledge_open (s_dir);
+    cr_assert_not_null (kb);
+    uint64_t a = s_journal (kb, "batch-a");
+    uint64_t b = s_journal (kb, "batch-b");
+    cr_expect_lt (a, b, "sequences increase");
+    cr_expect_eq (knowledge_journal_pending (kb), 2);
+
+    const char *const evs[][3] = { { "u1", "i1", "e1" } };
+    result_t r;
+    s_result (&r, a, "batch-a", evs, 1);
+    Strata__V1__Ack ack;
+    cr_assert_eq (s_apply (kb, &r, &ack), 0);
+    cr_expect_eq (ack.accepted, 1);
+    knowledge_destroy (&kb);
+
+    //  Reopen: only batch-b is left to apply, counters and dictionaries persisted,
+    //  sequences continue past the highest ever used.
+    kb = knowledge_open (s_dir);
+    cr_assert_not_null (kb);
+    uint64_t seqs[8] = { 0 };
+    knowledge_journal_each (kb, s_seq_collect, seqs);
+    cr_expect_eq (seqs[0], 1);
+    cr_expect_eq (seqs[1], b);
+    cr_expect_eq (knowledge_journal_pending (kb), 1);
+    knowledge_counts_t n;
+    knowledge_counts (kb, &n);
+    cr_expect_eq (n.events, 1);
+    cr_expect_eq (n.users, 1);
+    cr_expect_eq (n.items, 1);
+    cr_expect_str_eq (knowledge_user_id (kb, 0), "u1");
+    cr_expect_str_eq (knowledge_item_id (kb, 0), "i1");
+    uint64_t c = s_journal (kb, "batch-c");
+    cr_expect_gt (c, b);
+
+    Strata__V1__Ack *known = NULL;
+    cr_assert_eq (knowledge_batch_lookup (kb, "batch-a", &known), STORE_OK);
+    cr_expect_eq (known->state, STRATA__V1__BATCH_STATE__APPLIED);
+    cr_expect_eq (known->accepted, 1);
+    strata__v1__ack__free_unpacked (known, NULL);
+    cr_assert_eq (knowledge_batch_lookup (kb, "batch-b", &known), STORE_OK);
+    cr_expect_eq (known->state, STRATA__V1__BATCH_STATE__JOURNALED);
+    strata__v1__ack__free_unpacked (known, NULL);
+    cr_expect_eq (knowledge_batch_lookup (kb, "never-sent", &known), STORE_NOTFOUND);
+    knowledge_destroy (&kb);
+}
+
+Test (knowledge, exactly_once_application)
+{
+    knowledge_t *kb = knowledge_open (s_dir);
+    cr_assert_not_null (kb);
+    uint64_t a = s_journal (kb, "a");
+    uint64_t b = s_journal (kb, "b");
+    const char *const first[][3] = { { "u1", "i1", "e1" }, { "u1", "i2", "e2" }, { "u2", "i1", "e3" } };
+    const char *const second[][3] = { { "u2", "i2", "e3" }, { "u3", "i3", "e4" } };   // e3 seen before
+    result_t r;
+    Strata__V1__Ack ack;
+    s_result (&r, a, "a", first, 3);
+    cr_assert_eq (s_apply (kb, &r, &ack), 0);
+    cr_expect_eq (ack.accepted, 3);
+    cr_expect_eq (ack.duplicates, 0);
+    //  The same result again (a re-dispatched job): nothing happens.
+    cr_expect_eq (s_apply (kb, &r, &ack), 1);
+    s_result (&r, b, "b", second, 2);
+    r.res.in_batch_duplicates = 4;
+    cr_assert_eq (s_apply (kb, &r, &ack), 0);
+    cr_expect_eq (ack.accepted, 1);
+    cr_expect_eq (ack.duplicates, 5, "1 cross-batch + 4 in-batch");
+    knowledge_counts_t n;
+    knowledge_counts (kb, &n);
+    cr_expect_eq (n.events, 4);
+    cr_expect_eq (n.duplicates, 5);
+    cr_expect_eq (n.users, 3);
+    cr_expect_eq (n.items, 3);
+    cr_expect_eq (n.batches, 2);
+    cr_expect_eq (knowledge_journal_pending (kb), 0);
+
+    //  Events are stored by user then time; the stored event refers to indices.
+    rocksdb_iterator_t *it = store_iter (knowledge_store (kb), KCF_EVENTS);
+    size_t count = 0;
+    for (rocksdb_iter_seek_to_first (it); rocksdb_iter_valid (it); rocksdb_iter_next (it)) {
+        size_t klen, vlen;
+        rocksdb_iter_key (it, &klen);
+        const char *v = rocksdb_iter_value (it, &vlen);
+        cr_expect_eq (klen, 20);
+        Strata__V1__Event *e = strata__v1__event__unpack (NULL, vlen, (const uint8_t *) v);
+        cr_assert_not_null (e);
+        cr_expect_str_eq (e->user_id, "", "external ids live in the dictionary only");
+        cr_expect_lt (e->user_index, 3);
+        strata__v1__event__free_unpacked (e, NULL);
+        count++;
+    }
+    rocksdb_iter_destroy (it);
+    cr_expect_eq (count, 4);
+    knowledge_destroy (&kb);
+}
+
+Test (knowledge, rejects_are_kept_with_reasons_and_items_upsert)
+{
+    knowledge_t *kb = knowledge_open (s_dir);
+    cr_assert_not_null (kb);
+    uint64_t a = s_journal (kb, "a");
+    result_t r;
+    s_result (&r, a, "a", NULL, 0);
+    const char *reasons[] = { "unknown event type 'teleport'", "unknown event type 'fly'", "empty user_id" };
+    for (int i = 0; i < 3; i++) {
+        strata__v1__reject__init (&r.rj[i]);
+        r.rj[i].kind = "event";
+        r.rj[i].reason = (char *) reasons[i];
+        r.rj[i].text = "user_id= item_id=i1";
+        r.rjp[i] = &r.rj[i];
+    }
+    r.res.n_rejects = 3;
+    r.res.rejects = r.rjp;
+    Strata__V1__Item item = STRATA__V1__ITEM__INIT, *itemp = &item;
+    item.item_id = "i9";
+    item.title = "first title";
+    r.res.n_items = 1;
+    r.res.items = &itemp;
+    Strata__V1__Ack ack;
+    cr_assert_eq (s_apply (kb, &r, &ack), 0);
+    cr_expect_eq (ack.rejected, 3);
+    cr_expect_eq (ack.accepted, 1);
+    cr_expect_eq (ack.n_reasons, 3);
+
+    //  The same item again in a later batch replaces the record, no new item.
+    uint64_t b = s_journal (kb, "b");
+    s_result (&r, b, "b", NULL, 0);
+    item.title = "second title";
+    r.res.n_items = 1;
+    r.res.items = &itemp;
+    cr_assert_eq (s_apply (kb, &r, &ack), 0);
+    knowledge_counts_t n;
+    knowledge_counts (kb, &n);
+    cr_expect_eq (n.items, 1);
+    cr_expect_eq (n.catalogue_items, 1);
+    cr_expect_eq (n.rejected, 3);
+    knowledge_destroy (&kb);
+
+    //  Reason classes survive a restart: "unknown event type" counts both.
+    kb = knowledge_open (s_dir);
+    const char *names[8];
+    uint64_t counts[8];
+    size_t k = knowledge_reject_reasons (kb, names, counts, 8);
+    cr_expect_eq (k, 2);
+    for (size_t i = 0; i < k; i++) {
+        if (!strcmp (names[i], "unknown event type"))
+            cr_expect_eq (counts[i], 2);
+        else
+            cr_expect_str_eq (names[i], "empty user_id");
+    }
+    //  Dead letters are stored, one per reject.
+    rocksdb_iterator_t *it = store_iter (knowledge_store (kb), KCF_REJECTS);
+    size_t stored = 0;
+    for (rocksdb_iter_seek_to_first (it); rocksdb_iter_valid (it); rocksdb_iter_next (it))
+        stored++;
+    rocksdb_iter_destroy (it);
+    cr_expect_eq (stored, 3);
+    size_t len;
+    unsigned char key[4] = { 0, 0, 0, 0 };
+    char *v = store_get (knowledge_store (kb), KCF_ITEMS, key, 4, &len, NULL);
+    cr_assert_not_null (v);
+    Strata__V1__Item *got = strata__v1__item__unpack (NULL, len, (const uint8_t *) v);
+    cr_expect_str_eq (got->title, "second title");
+    strata__v1__item__free_unpacked (got, NULL);
+    free (v);
+    knowledge_destroy (&kb);
+}
+
+Test (knowledge, open_fails_cleanly_on_a_bad_path)
+{
+    cr_expect_null (knowledge_open ("/proc/strata-cannot-be-here"));
+}

@@ -1,0 +1,307 @@
+/*  harness: see harness.h. */
+#include "harness.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "strata.h"
+
+const char *
+harness_data (const char *relative)
+{
+    static char path[4096];
+    const char *dir = getenv ("STRATA_DATA_DIR");
+    if (!dir)
+        dir = "../shared/data";
+    snprintf (path, sizeof path, "%s/%s", dir, relative);
+    return access (path, R_OK) == 0 ? path : NULL;
+}
+
+char *
+harness_tmpdir (void)
+{
+    char tmpl[] = "/tmp/strata-test-XXXXXX";
+    char *d = mkdtemp (tmpl);
+    return d ? strdup (d) : NULL;
+}
+
+void
+harness_rmtree (const char *path)
+{
+    if (!path || strncmp (path, "/tmp/strata-test-", 17) != 0)
+        return;   // never remove anything we did not make
+    pid_t pid = fork ();
+    if (pid == 0) {
+        execlp ("rm", "rm", "-rf", path, (char *) NULL);
+        _exit (127);
+    }
+    if (pid > 0)
+        waitpid (pid, NULL, 0);
+}
+
+static pid_t
+s_spawn (const char *log, const char *const *argv)
+{
+    pid_t pid = fork ();
+    if (pid == 0) {
+        int fd = open (log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2 (fd, STDERR_FILENO);
+            close (fd);
+        }
+        int null = open ("/dev/null", O_RDONLY);
+        if (null >= 0)
+            dup2 (null, STDIN_FILENO);
+        execv (argv[0], (char *const *) argv);
+        fprintf (stderr, "cannot exec %s: %s\n", argv[0], strerror (errno));
+        _exit (127);
+    }
+    return pid;
+}
+
+static const char *
+s_env (const char *name, const char *fallback)
+{
+    const char *v = getenv (name);
+    return v ? v : fallback;
+}
+
+static int
+s_start_broker (hcluster_t *c)
+{
+    char eps[700], dir[700], log[700], ingest[200], workers[200], api[200];
+    snprintf (eps, sizeof eps, "--endpoints-file=%s/broker.json", c->dir);
+    snprintf (dir, sizeof dir, "--dir=%s/broker", c->dir);
+    snprintf (log, sizeof log, "%s/broker.log", c->dir);
+    snprintf (ingest, sizeof ingest, "--ingest=%s", *c->ingest ? c->ingest : "tcp://127.0.0.1:!");
+    snprintf (workers, sizeof workers, "--workers=%s", *c->workers_ep ? c->workers_ep : "tcp://127.0.0.1:!");
+    snprintf (api, sizeof api, "--api=%s", *c->api ? c->api : "tcp://127.0.0.1:!");
+    char path[700];
+    snprintf (path, sizeof path, "%s/broker.json", c->dir);
+    unlink (path);
+    const char *argv[32] = { s_env ("STRATA_BROKER", "build/broker/strata-broker"), dir, eps, ingest, workers, api,
+                             "--heartbeat-ms=250", "--journal-sync=false" };
+    int n = 8;
+    for (int i = 0; i < c->nbroker_args && n < 30; i++)
+        argv[n++] = c->broker_args[i];
+    argv[n] = NULL;
+    c->broker = s_spawn (log, argv);
+    for (int i = 0; i < 500; i++) {
+        json_t *j = json_load_file (path, 0, NULL);
+        if (j) {
+            snprintf (c->ingest, sizeof c->ingest, "%s", json_string_value (json_object_get (j, "ingest")));
+            snprintf (c->workers_ep, sizeof c->workers_ep, "%s", json_string_value (json_object_get (j, "workers")));
+            snprintf (c->api, sizeof c->api, "%s", json_string_value (json_object_get (j, "api")));
+            json_decref (j);
+            return 0;
+        }
+        if (waitpid (c->broker, NULL, WNOHANG) == c->broker)
+            return -1;
+        zclock_sleep (20);
+    }
+    return -1;
+}
+
+int
+hcluster_start (hcluster_t *c, const char *const *extra)
+{
+    memset (c, 0, sizeof *c);
+    char *d = harness_tmpdir ();
+    if (!d)
+        return -1;
+    snprintf (c->dir, sizeof c->dir, "%s", d);
+    free (d);
+    for (int i = 0; extra && extra[i] && i < 8; i++)
+        snprintf (c->broker_args[c->nbroker_args++], sizeof c->broker_args[0], "%s", extra[i]);
+    return s_start_broker (c);
+}
+
+int
+hcluster_restart_broker (hcluster_t *c)
+{
+    return s_start_broker (c);
+}
+
+pid_t
+hcluster_add_worker (hcluster_t *c)
+{
+    char broker[200], log[700];
+    snprintf (broker, sizeof broker, "--broker=%s", c->workers_ep);
+    snprintf (log, sizeof log, "%s/worker-%d.log", c->dir, c->nworkers + 1);
+    const char *argv[] = { s_env ("STRATA_WORKER", "build/worker/strata-worker"), "--role=preprocess", broker,
+                           "--heartbeat-ms=250", NULL };
+    pid_t pid = s_spawn (log, argv);
+    if (c->nworkers < 16)
+        c->workers[c->nworkers++] = pid;
+    return pid;
+}
+
+static void
+s_kill (pid_t pid)
+{
+    if (pid <= 0)
+        return;
+    kill (pid, SIGTERM);
+    for (int i = 0; i < 100; i++) {
+        if (waitpid (pid, NULL, WNOHANG) != 0)
+            return;
+        zclock_sleep (20);
+    }
+    kill (pid, SIGKILL);
+    waitpid (pid, NULL, 0);
+}
+
+void
+hcluster_stop (hcluster_t *c)
+{
+    for (int i = 0; i < c->nworkers; i++)
+        s_kill (c->workers[i]);
+    s_kill (c->broker);
+    if (getenv ("STRATA_KEEP_TEST_DIRS"))
+        fprintf (stderr, "kept %s\n", c->dir);
+    else
+        harness_rmtree (c->dir);
+}
+
+json_t *
+hcluster_stats (hcluster_t *c)
+{
+    char err[256];
+    char *text = strata_stats_json (c->api, 2000, err, sizeof err);
+    if (!text)
+        return NULL;
+    json_t *j = json_loads (text, 0, NULL);
+    free (text);
+    return j;
+}
+
+uint64_t
+hcluster_stat (hcluster_t *c, const char *key)
+{
+    json_t *j = hcluster_stats (c);
+    uint64_t v = j ? (uint64_t) json_integer_value (json_object_get (j, key)) : 0;
+    json_decref (j);
+    return v;
+}
+
+bool
+hcluster_wait_stat (hcluster_t *c, const char *key, uint64_t value, int timeout_ms)
+{
+    int64_t deadline = zclock_mono () + timeout_ms;
+    while (zclock_mono () < deadline) {
+        if (hcluster_stat (c, key) >= value)
+            return true;
+        zclock_sleep (20);
+    }
+    return false;
+}
+
+int
+hcluster_workers (hcluster_t *c, const char *role)
+{
+    json_t *j = hcluster_stats (c);
+    int n = j ? (int) json_integer_value (json_object_get (json_object_get (j, "workers"), role)) : -1;
+    json_decref (j);
+    return n;
+}
+
+pid_t
+harness_cli_start (const char *out_path, const char *const *args)
+{
+    const char *argv[64] = { s_env ("STRATA_CLI", "build/tools/strata") };
+    int n = 1;
+    for (int i = 0; args[i] && n < 63; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    pid_t pid = fork ();
+    if (pid == 0) {
+        int fd = open (out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2 (fd, STDOUT_FILENO);
+            close (fd);
+        }
+        char err_path[4200];
+        snprintf (err_path, sizeof err_path, "%s.err", out_path);
+        fd = open (err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2 (fd, STDERR_FILENO);
+            close (fd);
+        }
+        execv (argv[0], (char *const *) argv);
+        _exit (127);
+    }
+    return pid;
+}
+
+int
+harness_wait (pid_t pid, int timeout_ms)
+{
+    int64_t deadline = zclock_mono () + timeout_ms;
+    int status;
+    while (zclock_mono () < deadline) {
+        pid_t r = waitpid (pid, &status, WNOHANG);
+        if (r == pid)
+            return WIFEXITED (status) ? WEXITSTATUS (status) : 128 + WTERMSIG (status);
+        zclock_sleep (20);
+    }
+    kill (pid, SIGKILL);
+    waitpid (pid, NULL, 0);
+    return -1;
+}
+
+json_t *
+harness_json_file (const char *path)
+{
+    FILE *f = fopen (path, "r");
+    if (!f)
+        return NULL;
+    char line[8192];
+    json_t *last = NULL;
+    while (fgets (line, sizeof line, f)) {
+        json_t *j = json_loads (line, 0, NULL);
+        if (j && json_is_object (j)) {
+            json_decref (last);
+            last = j;
+        }
+        else
+            json_decref (j);
+    }
+    fclose (f);
+    return last;
+}
+
+json_t *
+harness_cli_json (const char *const *args, int *status)
+{
+    char *dir = harness_tmpdir ();
+    char out[600];
+    snprintf (out, sizeof out, "%s/out.json", dir);
+    pid_t pid = harness_cli_start (out, args);
+    int st = harness_wait (pid, 300000);
+    if (status)
+        *status = st;
+    json_t *j = harness_json_file (out);
+    if (!j || st != 0) {
+        //  Show what the command said, so a failing test explains itself.
+        char err[700], text[4096] = "";
+        snprintf (err, sizeof err, "%s.err", out);
+        FILE *f = fopen (err, "r");
+        if (f) {
+            size_t n = fread (text, 1, sizeof text - 1, f);
+            text[n] = 0;
+            fclose (f);
+        }
+        fprintf (stderr, "strata %s exited %d; stderr:\n%s\n", args[0], st, text);
+    }
+    harness_rmtree (dir);
+    free (dir);
+    return j;
+}

@@ -1,0 +1,76 @@
+/*  harness: helpers for tests that run real Strata processes.
+
+    Processes are started from the binaries the build produced (paths come from the
+    environment meson sets), bind ephemeral ports on 127.0.0.1, and report their
+    endpoints through the broker's --endpoints-file, so tests never guess ports and can
+    run side by side. Waiting is done by polling for a condition with a deadline, never
+    by a fixed sleep.
+*/
+#ifndef STRATA_HARNESS_H
+#define STRATA_HARNESS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+//  Path of a file under the shared data directory, or NULL if it is not there (the
+//  caller skips with a message). Returned string is static storage, valid until the
+//  next call.
+const char *harness_data (const char *relative);
+
+//  A fresh temporary directory (malloc'd path).
+char *harness_tmpdir (void);
+
+//  Removes a directory tree.
+void harness_rmtree (const char *path);
+
+typedef struct {
+    char dir[512];
+    char ingest[128], workers_ep[128], api[128];
+    pid_t broker;
+    pid_t workers[16];
+    int nworkers;
+    char broker_args[8][128];
+    int nbroker_args;
+} hcluster_t;
+
+//  Starts a broker in a new temporary directory (extra: NULL-terminated extra flags).
+//  Waits until its endpoints are known. Returns 0 or -1.
+int hcluster_start (hcluster_t *c, const char *const *extra);
+
+//  Restarts the broker on the same directory and endpoints.
+int hcluster_restart_broker (hcluster_t *c);
+
+//  Starts one more preprocess worker; returns its pid.
+pid_t hcluster_add_worker (hcluster_t *c);
+
+//  Kills everything and removes the directory.
+void hcluster_stop (hcluster_t *c);
+
+//  Broker statistics as JSON (caller decrefs), or NULL.
+json_t *hcluster_stats (hcluster_t *c);
+uint64_t hcluster_stat (hcluster_t *c, const char *key);
+
+//  Waits until stats[key] >= value; returns true if it happened within timeout_ms.
+bool hcluster_wait_stat (hcluster_t *c, const char *key, uint64_t value, int timeout_ms);
+
+//  Number of connected workers of a role, from stats.
+int hcluster_workers (hcluster_t *c, const char *role);
+
+//  Runs the strata CLI with args (NULL-terminated) in the background; its stdout goes
+//  to out_path. Returns the pid.
+pid_t harness_cli_start (const char *out_path, const char *const *args);
+
+//  Runs the CLI to completion and returns its stdout parsed as JSON (last line that
+//  parses), or NULL. *status gets the exit status.
+json_t *harness_cli_json (const char *const *args, int *status);
+
+//  Waits for a process to exit; returns its exit status, or -1 on timeout (it is then
+//  killed).
+int harness_wait (pid_t pid, int timeout_ms);
+
+//  Last JSON object in a file (a CLI's stdout), or NULL.
+json_t *harness_json_file (const char *path);
+
+#endif
