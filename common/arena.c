@@ -15,6 +15,7 @@ typedef struct _block_t {
 
 struct _arena_t {
     block_t *head;
+    block_t *first;     // the block made with the arena, kept across resets
     size_t chunk;
     size_t used;
 };
@@ -38,7 +39,7 @@ arena_new (size_t chunk)
     if (!self)
         return NULL;
     self->chunk = chunk < 1024 ? 1024 : chunk;
-    self->head = s_block_new (self->chunk);
+    self->head = self->first = s_block_new (self->chunk);
     if (!self->head) {
         free (self);
         return NULL;
@@ -65,6 +66,8 @@ arena_destroy (arena_t **self_p)
 void *
 arena_alloc (arena_t *self, size_t size)
 {
+    if (size > SIZE_MAX / 2)
+        return NULL;
     size = (size + 15) & ~(size_t) 15;
     if (size == 0)
         size = 16;
@@ -144,15 +147,17 @@ arena_printf (arena_t *self, const char *fmt, ...)
 void
 arena_reset (arena_t *self)
 {
-    //  Keep the oldest block (the last in the list), free the rest.
+    //  Free every block but the first one made, which is kept for reuse.
     block_t *b = self->head;
-    while (b->next) {
+    while (b) {
         block_t *next = b->next;
-        free (b);
+        if (b != self->first)
+            free (b);
         b = next;
     }
-    b->used = 0;
-    self->head = b;
+    self->first->used = 0;
+    self->first->next = NULL;
+    self->head = self->first;
     self->used = 0;
 }
 

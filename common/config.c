@@ -4,6 +4,7 @@
 #include <czmq.h>
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,10 @@ s_assign (const config_key_t *k, void *cfg, const char *value, char *err, size_t
             char s = (char) toupper ((unsigned char) *end);
             long long mult = s == 'K' ? 1024LL : s == 'M' ? 1024LL * 1024 : s == 'G' ? 1024LL * 1024 * 1024 : 0;
             if (mult) {
+                if (v > LLONG_MAX / mult || v < LLONG_MIN / mult) {
+                    snprintf (err, errlen, "%s: '%s' is too large", k->name, value);
+                    return -1;
+                }
                 v *= mult;
                 end++;
             }
@@ -199,6 +204,7 @@ config_parse (const config_key_t *keys, void *cfg, int argc, char **argv, int *a
     while (i < argc && rc == 0) {
         const char *a = argv[i];
         if (!strcmp (a, "--")) {
+            argv[nopt++] = argv[i];   // keep "--" among the options, before the positionals
             for (i++; i < argc; i++)
                 positional[npos++] = argv[i];
             break;

@@ -22,6 +22,11 @@ s_decode (const unsigned char *s, size_t len, uint32_t *cp)
             return 0;
         v = (v << 6) | (s[i] & 0x3F);
     }
+    //  Overlong forms, surrogates and values past U+10FFFF are invalid, so tokens made
+    //  from what remains are always valid UTF-8.
+    static const uint32_t min[] = { 0, 0, 0x80, 0x800, 0x10000 };
+    if (v < min[n] || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
+        return 0;
     *cp = v;
     return n;
 }

@@ -17,6 +17,8 @@
 #define IMPORT_EFILE -100
 #define MAX_ATTRS 64
 #define MAX_RECORD_LINES 64   // a quoted CSV field may span lines, but not forever
+//  Strict quoting, also at end of input, so a broken line is reported, not guessed at.
+#define CSV_OPTIONS (CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL | CSV_EMPTY_IS_NULL)
 
 static const char *s_format_names[] = { "auto", "jsonl", "csv", "s3rec", "s3rec-attrs", "movielens", "homedepot" };
 
@@ -72,8 +74,8 @@ s_raw (ctx_t *c, uint64_t line, const char *text, const char *reason)
 static const char *
 s_id (ctx_t *c, const char *id, char *buf, size_t cap)
 {
-    if (!id || !c->opts->prefix || !*c->opts->prefix)
-        return id;
+    if (!id || !*id || !c->opts->prefix || !*c->opts->prefix)
+        return id;   // an empty id stays empty, so the worker can reject it
     snprintf (buf, cap, "%s%s", c->opts->prefix, id);
     return buf;
 }
@@ -115,8 +117,27 @@ s_timestamp (const char *s)
     for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++) {
         memset (&tm, 0, sizeof tm);
         const char *rest = strptime (s, formats[i], &tm);
-        if (rest && (*rest == 0 || *rest == 'Z' || *rest == '.' || *rest == '+'))
-            return (int64_t) timegm (&tm) * 1000;
+        if (!rest)
+            continue;
+        int64_t ms = (int64_t) timegm (&tm) * 1000;
+        if (*rest == '.') {   // fractional seconds: keep milliseconds
+            int64_t frac = 0, scale = 100;
+            for (rest++; *rest >= '0' && *rest <= '9'; rest++, scale /= 10)
+                frac += (*rest - '0') * scale;
+            ms += frac;
+        }
+        if (*rest == 0 || !strcmp (rest, "Z"))
+            return ms;
+        //  A UTC offset: +HH, +HHMM or +HH:MM (local time = UTC + offset).
+        int hh = 0, mm = 0;
+        char sign = *rest;
+        if ((sign == '+' || sign == '-')
+            && (sscanf (rest + 1, "%2d:%2d", &hh, &mm) == 2 || sscanf (rest + 1, "%2d%2d", &hh, &mm) >= 1)
+            && hh <= 14 && mm < 60) {
+            int64_t off = ((int64_t) hh * 60 + mm) * 60000;
+            return sign == '+' ? ms - off : ms + off;
+        }
+        return 0;   // trailing text we do not understand: better rejected than misread
     }
     return 0;
 }
@@ -348,7 +369,7 @@ static int
 s_csv_each (ctx_t *c, FILE *f, csv_record_fn *fn, void *arg)
 {
     struct csv_parser p;
-    if (csv_init (&p, CSV_STRICT | CSV_APPEND_NULL | CSV_EMPTY_IS_NULL) != 0)
+    if (csv_init (&p, CSV_OPTIONS) != 0)
         return STRATA_ENOMEM;
     csv_row_t row = { 0 };
     char *line = NULL, *conv = NULL;
@@ -391,19 +412,24 @@ s_csv_each (ctx_t *c, FILE *f, csv_record_fn *fn, void *arg)
         pending_lines++;
 
         size_t used = csv_parse (&p, text, (size_t) len, s_csv_field, s_csv_row, &row);
-        //  A last line without a newline still ends its record.
-        if (used == (size_t) len && !row.row_done && (len == 0 || text[len - 1] != '\n') && feof (f))
-            csv_fini (&p, s_csv_field, s_csv_row, &row);
         bool broken = used != (size_t) len || row.overflow;
+        //  A last line without a newline still ends its record; an open quote there
+        //  makes csv_fini fail (CSV_STRICT_FINI), which is a broken record.
+        if (!broken && !row.row_done && (len == 0 || text[len - 1] != '\n') && feof (f))
+            broken = csv_fini (&p, s_csv_field, s_csv_row, &row) != 0;
+        if (!broken && !row.row_done && row.n == 0 && !p.quoted) {
+            pending_lines = 0;   // a blank line: no record at all
+            continue;
+        }
         if (!broken && !row.row_done && pending_lines < MAX_RECORD_LINES)
             continue;   // a quoted field goes on over the next line
         while (rec_len && (record[rec_len - 1] == '\n' || record[rec_len - 1] == '\r'))
             record[--rec_len] = 0;
         if (broken || !row.row_done) {
             rc = s_raw (c, start, record,
-                        broken ? "malformed CSV quoting" : "unterminated quoted CSV field");
+                        broken && used != (size_t) len ? "malformed CSV quoting" : "unterminated quoted CSV field");
             csv_free (&p);
-            csv_init (&p, CSV_STRICT | CSV_APPEND_NULL | CSV_EMPTY_IS_NULL);
+            csv_init (&p, CSV_OPTIONS);
         }
         else if (row.n > 0 && !(row.n == 1 && (!row.fields[0] || !*row.fields[0])))
             rc = fn (c, start, row.fields, row.n, arg);
@@ -411,7 +437,7 @@ s_csv_each (ctx_t *c, FILE *f, csv_record_fn *fn, void *arg)
         pending_lines = 0;
     }
     if (rc == 0 && pending_lines) {
-        csv_fini (&p, s_csv_field, s_csv_row, &row);
+        //  Input ended inside a quoted field.
         rc = s_raw (c, start, record ? record : "", "unterminated quoted CSV field");
     }
     s_csv_clear (&row);
@@ -553,6 +579,8 @@ s_s3rec_attrs (ctx_t *c, FILE *f)
         json_t *a;
         if (!json_is_array (attrs)) {
             rc = s_raw (c, 0, item, "attributes are not a list");
+            if (rc)
+                break;
             continue;
         }
         json_array_foreach (attrs, i, a) {
@@ -627,7 +655,9 @@ s_movielens_items (ctx_t *c, const char *dir)
             p = bar + 1;
         }
         if (nf < 5 + ngenres || nf < 5) {
-            rc = s_raw (c, n, line, "u.item line with too few fields");
+            for (size_t k = 1; k < nf; k++)
+                fields[k][-1] = '|';   // undo the split for the reject text
+            rc = s_raw (c, n, conv, "u.item line with too few fields");
             continue;
         }
         const char *keys[MAX_ATTRS], *vals[MAX_ATTRS];

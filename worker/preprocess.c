@@ -58,48 +58,88 @@ preprocess_event_type (const char *name)
     return 0;
 }
 
+//  True when the digit groups between separators sep in num[0..len) are thousands
+//  groups: 1-3 digits first, then exactly 3.
+static bool
+s_thousands (const char *num, size_t len, char sep)
+{
+    size_t group = 0;
+    bool first = true;
+    for (size_t i = 0; i <= len; i++) {
+        if (i == len || num[i] == sep) {
+            if (first ? (group == 0 || group > 3) : group != 3)
+                return false;
+            first = false;
+            group = 0;
+        }
+        else
+            group++;
+    }
+    return true;
+}
+
 int
 preprocess_parse_price (const char *text, double *out)
 {
-    char buf[64];
-    size_t n = 0;
-    int commas = 0, dots = 0;
-    const char *comma_at = NULL;
-    for (const char *p = text; *p; p++) {
+    //  Shape: [currency text] NUMBER [currency text]. Currency text is letters, spaces,
+    //  '$' and non-ASCII symbols; anything with two numbers ("2 for $5") is refused.
+    const char *p = text;
+    while (*p && !isdigit ((unsigned char) *p) && !(*p == '.' && isdigit ((unsigned char) p[1]))) {
         unsigned char c = (unsigned char) *p;
-        if (isdigit (c) || c == '.' || c == '-') {
-            if (n >= sizeof buf - 1)
-                return -1;
-            buf[n++] = (char) c;
-            dots += c == '.';
-        }
-        else if (c == ',') {
-            commas++;
-            comma_at = p;
-            if (n >= sizeof buf - 1)
-                return -1;
-            buf[n++] = ',';
-        }
-        else if (isalpha (c) || isspace (c) || c == '$' || c >= 0x80)
-            continue;   // currency symbols, codes and spaces
-        else
+        if (!(isalpha (c) || isspace (c) || c == '$' || c >= 0x80))
+            return -1;   // '-' (negative), '(' and other symbols are not prices
+        p++;
+    }
+    const char *num = p;
+    while (*p && (isdigit ((unsigned char) *p) || *p == '.' || *p == ','))
+        p++;
+    size_t len = (size_t) (p - num);
+    for (; *p; p++) {
+        unsigned char c = (unsigned char) *p;
+        if (!(isalpha (c) || isspace (c) || c == '$' || c >= 0x80))
             return -1;
     }
-    buf[n] = 0;
-    if (n == 0)
+    if (len == 0 || len > 40 || num[len - 1] == '.' || num[len - 1] == ',')
         return -1;
-    //  One comma followed by exactly two digits and no dot is a decimal comma ("3,50");
-    //  otherwise commas separate thousands.
-    bool decimal_comma = commas == 1 && dots == 0 && comma_at && isdigit ((unsigned char) comma_at[1])
-                      && isdigit ((unsigned char) comma_at[2]) && !isdigit ((unsigned char) comma_at[3]);
-    size_t w = 0;
-    for (size_t r = 0; r < n; r++) {
-        if (buf[r] == ',') {
-            if (decimal_comma)
-                buf[w++] = '.';
+    //  The rest of the text is free of digits; now the separators.
+    const char *last_dot = NULL, *last_comma = NULL;
+    int dots = 0, commas = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (num[i] == '.') {
+            dots++;
+            last_dot = num + i;
         }
-        else
-            buf[w++] = buf[r];
+        else if (num[i] == ',') {
+            commas++;
+            last_comma = num + i;
+        }
+    }
+    char decimal = 0, thousands = 0;
+    if (dots && commas) {
+        decimal = last_dot > last_comma ? '.' : ',';
+        thousands = decimal == '.' ? ',' : '.';
+        if ((decimal == '.' ? dots : commas) != 1)
+            return -1;
+    }
+    else if (commas == 1 && len - (size_t) (last_comma - num) - 1 <= 2)
+        decimal = ',';   // "3,50"
+    else if (commas)
+        thousands = ',';
+    else if (dots == 1)
+        decimal = '.';
+    else if (dots)
+        thousands = '.';   // "1.234.567"
+    const char *dec_at = decimal == '.' ? last_dot : decimal == ',' ? last_comma : NULL;
+    size_t int_len = dec_at ? (size_t) (dec_at - num) : len;
+    if (thousands && !s_thousands (num, int_len, thousands))
+        return -1;
+    char buf[48];
+    size_t w = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (num + i == dec_at)
+            buf[w++] = '.';
+        else if (isdigit ((unsigned char) num[i]))
+            buf[w++] = num[i];
     }
     buf[w] = 0;
     char *end;
@@ -179,11 +219,15 @@ preprocess_event (const Strata__V1__Event *in, const preprocess_limits_t *lim, a
         type = preprocess_event_type (type_name);
         if (type == 0) {
             s_cut (type_name, 32);
-            return arena_printf (arena, "unknown event type '%s'", type_name);
+            const char *r = arena_printf (arena, "unknown event type '%s'", type_name);
+            return r ? r : "unknown event type";
         }
     }
     else if (type < STRATA__V1__EVENT_TYPE__VIEW || type > STRATA__V1__EVENT_TYPE__RATE)
-        return arena_printf (arena, "unknown event type %d", type);
+    {
+        const char *r = arena_printf (arena, "unknown event type %d", type);
+        return r ? r : "unknown event type";
+    }
 
     int64_t ts = in->timestamp_ms;
     if (ts == 0)
@@ -327,6 +371,8 @@ preprocess_item (const Strata__V1__Item *in, const preprocess_limits_t *lim, are
             if (!*k || !*v)
                 continue;
             Strata__V1__Attribute *c = arena_alloc (arena, sizeof *c);
+            if (!c)
+                return "out of memory";
             strata__v1__attribute__init (c);
             c->key = k;
             c->value = v;

@@ -39,11 +39,33 @@ s_stats (const char *dir)
     return j;
 }
 
-Test (cli, up_import_generated_data_stats_down, .timeout = 300)
+static char *s_dir;
+static char s_cdir[600];
+
+//  Whatever the test's fate, the detached cluster is stopped and its files removed.
+static void
+s_cleanup (void)
 {
-    char *dir = harness_tmpdir ();
-    char cdir[600], gdir[600];
-    snprintf (cdir, sizeof cdir, "%s/cluster", dir);
+    const char *down[] = { "down", "--dir", s_cdir, NULL };
+    if (access (s_cdir, F_OK) == 0)
+        s_run (down);
+    harness_rmtree (s_dir);
+    free (s_dir);
+}
+
+static void
+s_init (void)
+{
+    s_dir = harness_tmpdir ();
+    cr_assert_not_null (s_dir);
+    snprintf (s_cdir, sizeof s_cdir, "%s/cluster", s_dir);
+}
+
+Test (cli, up_import_generated_data_stats_down, .init = s_init, .fini = s_cleanup, .timeout = 300)
+{
+    char *dir = s_dir;
+    char *cdir = s_cdir;
+    char gdir[600];
     snprintf (gdir, sizeof gdir, "%s/gen", dir);
 
     const char *up[] = { "up", "--detach", "--dir", cdir, "--port", "0", "--workers", "2", NULL };
@@ -109,8 +131,6 @@ Test (cli, up_import_generated_data_stats_down, .timeout = 300)
     cr_expect_neq (access (cj, R_OK), 0, "cluster.json left behind");
     const char *stats_after[] = { "stats", "--dir", cdir, "--timeout-ms", "300", NULL };
     cr_expect_neq (s_run (stats_after), 0, "cluster still answering after down");
-    harness_rmtree (dir);
-    free (dir);
 }
 
 Test (cli, bad_usage_is_an_error_not_a_crash)

@@ -19,6 +19,17 @@
 #define BEAUTY_USERS 22363
 #define BEAUTY_ITEMS 12101
 
+//  Each test's cluster; stopped after the test whatever its outcome.
+static hcluster_t s_c;
+
+static void
+s_stop (void)
+{
+    hcluster_stop (&s_c);
+}
+
+TestSuite (ingest, .fini = s_stop);
+
 static const char *
 s_beauty (void)
 {
@@ -52,19 +63,18 @@ Test (ingest, beauty_exact_counts_and_idempotent_reimport, .timeout = 300)
     const char *beauty = s_beauty ();
     char path[4096];
     snprintf (path, sizeof path, "%s", beauty);
-    hcluster_t c;
-    cr_assert_eq (hcluster_start (&c, NULL), 0, "broker did not start");
-    hcluster_add_worker (&c);
-    hcluster_add_worker (&c);
+    cr_assert_eq (hcluster_start (&s_c, NULL), 0, "broker did not start");
+    hcluster_add_worker (&s_c);
+    hcluster_add_worker (&s_c);
 
-    json_t *sum = s_import (&c, path, "s3rec");
+    json_t *sum = s_import (&s_c, path, "s3rec");
     cr_expect_eq (s_get (sum, "sent"), BEAUTY_EVENTS);
     cr_expect_eq (s_get (sum, "accepted"), BEAUTY_EVENTS);
     cr_expect_eq (s_get (sum, "duplicates"), 0);
     cr_expect_eq (s_get (sum, "rejected"), 0);
     json_decref (sum);
 
-    json_t *st = hcluster_stats (&c);
+    json_t *st = hcluster_stats (&s_c);
     cr_assert_not_null (st);
     cr_expect_eq (s_get (st, "events"), BEAUTY_EVENTS);
     cr_expect_eq (s_get (st, "users"), BEAUTY_USERS);
@@ -74,11 +84,11 @@ Test (ingest, beauty_exact_counts_and_idempotent_reimport, .timeout = 300)
     json_decref (st);
 
     //  The same file again: every event is a duplicate, nothing is added.
-    sum = s_import (&c, path, "s3rec");
+    sum = s_import (&s_c, path, "s3rec");
     cr_expect_eq (s_get (sum, "accepted"), 0);
     cr_expect_eq (s_get (sum, "duplicates"), BEAUTY_EVENTS);
     json_decref (sum);
-    st = hcluster_stats (&c);
+    st = hcluster_stats (&s_c);
     cr_expect_eq (s_get (st, "events"), BEAUTY_EVENTS);
     cr_expect_eq (s_get (st, "duplicates"), BEAUTY_EVENTS);
     cr_expect_eq (s_get (st, "users"), BEAUTY_USERS);
@@ -88,15 +98,14 @@ Test (ingest, beauty_exact_counts_and_idempotent_reimport, .timeout = 300)
     const char *attrs = harness_data ("amazon-s3rec/Beauty_item2attributes.json");
     if (attrs) {
         snprintf (path, sizeof path, "%s", attrs);
-        sum = s_import (&c, path, "s3rec-attrs");
+        sum = s_import (&s_c, path, "s3rec-attrs");
         cr_expect_eq (s_get (sum, "accepted"), BEAUTY_ITEMS);
         json_decref (sum);
-        st = hcluster_stats (&c);
+        st = hcluster_stats (&s_c);
         cr_expect_eq (s_get (st, "items"), BEAUTY_ITEMS);
         cr_expect_eq (s_get (st, "catalogue_items"), BEAUTY_ITEMS);
         json_decref (st);
     }
-    hcluster_stop (&c);
 }
 
 //  Starts an import in the background and returns its pid; out receives the summary.
@@ -115,15 +124,14 @@ Test (ingest, kill9_worker_mid_import_loses_nothing, .timeout = 300)
     const char *beauty = s_beauty ();
     char path[4096], out[700];
     snprintf (path, sizeof path, "%s", beauty);
-    hcluster_t c;
-    cr_assert_eq (hcluster_start (&c, NULL), 0);
-    pid_t victim = hcluster_add_worker (&c);
-    hcluster_add_worker (&c);
-    pid_t importer = s_import_bg (&c, path, out, sizeof out);
+    cr_assert_eq (hcluster_start (&s_c, NULL), 0);
+    pid_t victim = hcluster_add_worker (&s_c);
+    hcluster_add_worker (&s_c);
+    pid_t importer = s_import_bg (&s_c, path, out, sizeof out);
 
     //  Kill a worker once the import is under way (some events applied, most not).
-    cr_assert (hcluster_wait_stat (&c, "events", 1000, 60000), "import did not start");
-    uint64_t at_kill = hcluster_stat (&c, "events");
+    cr_assert (hcluster_wait_stat (&s_c, "events", 1000, 60000), "import did not start");
+    uint64_t at_kill = hcluster_stat (&s_c, "events");
     kill (victim, SIGKILL);
     waitpid (victim, NULL, 0);
     cr_log_info ("killed worker %d with %llu of %d events applied", (int) victim, (unsigned long long) at_kill,
@@ -135,14 +143,13 @@ Test (ingest, kill9_worker_mid_import_loses_nothing, .timeout = 300)
     cr_assert_not_null (sum);
     cr_expect_eq (s_get (sum, "accepted"), BEAUTY_EVENTS);
     json_decref (sum);
-    json_t *st = hcluster_stats (&c);
+    json_t *st = hcluster_stats (&s_c);
     cr_expect_eq (s_get (st, "events"), BEAUTY_EVENTS, "events lost or doubled");
     cr_expect_eq (s_get (st, "duplicates"), 0, "a re-dispatched shard was counted twice");
     cr_expect_eq (s_get (st, "users"), BEAUTY_USERS);
     cr_expect_eq (s_get (st, "items"), BEAUTY_ITEMS);
     cr_expect_eq (s_get (json_object_get (st, "workers"), "preprocess"), 1, "dead worker still listed");
     json_decref (st);
-    hcluster_stop (&c);
 }
 
 Test (ingest, kill9_broker_mid_import_then_restart, .timeout = 300)
@@ -150,17 +157,16 @@ Test (ingest, kill9_broker_mid_import_then_restart, .timeout = 300)
     const char *beauty = s_beauty ();
     char path[4096], out[700];
     snprintf (path, sizeof path, "%s", beauty);
-    hcluster_t c;
-    cr_assert_eq (hcluster_start (&c, NULL), 0);
-    hcluster_add_worker (&c);
-    hcluster_add_worker (&c);
-    pid_t importer = s_import_bg (&c, path, out, sizeof out);
+    cr_assert_eq (hcluster_start (&s_c, NULL), 0);
+    hcluster_add_worker (&s_c);
+    hcluster_add_worker (&s_c);
+    pid_t importer = s_import_bg (&s_c, path, out, sizeof out);
 
-    cr_assert (hcluster_wait_stat (&c, "events", 1000, 60000), "import did not start");
-    kill (c.broker, SIGKILL);
-    waitpid (c.broker, NULL, 0);
-    cr_assert_eq (hcluster_restart_broker (&c), 0, "broker did not restart");
-    uint64_t pending = hcluster_stat (&c, "journal_pending");
+    cr_assert (hcluster_wait_stat (&s_c, "events", 1000, 60000), "import did not start");
+    kill (s_c.broker, SIGKILL);
+    waitpid (s_c.broker, NULL, 0);
+    cr_assert_eq (hcluster_restart_broker (&s_c), 0, "broker did not restart");
+    uint64_t pending = hcluster_stat (&s_c, "journal_pending");
     cr_log_info ("broker restarted with %llu journal entries to replay", (unsigned long long) pending);
 
     cr_assert_eq (harness_wait (importer, 240000), 0, "import did not complete after the broker restart");
@@ -169,15 +175,14 @@ Test (ingest, kill9_broker_mid_import_then_restart, .timeout = 300)
     cr_expect_eq (s_get (sum, "sent"), BEAUTY_EVENTS);
     cr_expect_eq (s_get (sum, "accepted") + s_get (sum, "duplicates"), BEAUTY_EVENTS);
     json_decref (sum);
-    cr_assert (hcluster_wait_stat (&c, "events", BEAUTY_EVENTS, 30000));
-    json_t *st = hcluster_stats (&c);
+    cr_assert (hcluster_wait_stat (&s_c, "events", BEAUTY_EVENTS, 30000));
+    json_t *st = hcluster_stats (&s_c);
     cr_expect_eq (s_get (st, "events"), BEAUTY_EVENTS, "events lost or doubled across the broker crash");
     cr_expect_eq (s_get (st, "users"), BEAUTY_USERS);
     cr_expect_eq (s_get (st, "items"), BEAUTY_ITEMS);
     cr_expect_eq (s_get (st, "journal_pending"), 0);
     cr_expect_eq (s_get (json_object_get (st, "workers"), "preprocess"), 2, "workers did not re-register");
     json_decref (st);
-    hcluster_stop (&c);
 }
 
 Test (ingest, movielens_with_titles, .timeout = 120)
@@ -187,20 +192,18 @@ Test (ingest, movielens_with_titles, .timeout = 120)
         cr_skip_test ("../shared/data/movielens-100k is absent");
     char path[4096];
     snprintf (path, sizeof path, "%s", udata);
-    hcluster_t c;
-    cr_assert_eq (hcluster_start (&c, NULL), 0);
-    hcluster_add_worker (&c);
-    json_t *sum = s_import (&c, path, "movielens");
+    cr_assert_eq (hcluster_start (&s_c, NULL), 0);
+    hcluster_add_worker (&s_c);
+    json_t *sum = s_import (&s_c, path, "movielens");
     cr_expect_eq (s_get (sum, "accepted"), 100000 + 1682);
     cr_expect_eq (s_get (sum, "rejected"), 0);
     json_decref (sum);
-    json_t *st = hcluster_stats (&c);
+    json_t *st = hcluster_stats (&s_c);
     cr_expect_eq (s_get (st, "events"), 100000);
     cr_expect_eq (s_get (st, "users"), 943);
     cr_expect_eq (s_get (st, "items"), 1682);
     cr_expect_eq (s_get (st, "catalogue_items"), 1682);
     json_decref (st);
-    hcluster_stop (&c);
 }
 
 Test (ingest, homedepot_products_as_catalogue, .timeout = 120)
@@ -210,13 +213,11 @@ Test (ingest, homedepot_products_as_catalogue, .timeout = 120)
         cr_skip_test ("../shared/data/homedepot-search-relevance is absent");
     char path[4096];
     snprintf (path, sizeof path, "%s", train);
-    hcluster_t c;
-    cr_assert_eq (hcluster_start (&c, NULL), 0);
-    hcluster_add_worker (&c);
-    json_t *sum = s_import (&c, path, "homedepot");
+    cr_assert_eq (hcluster_start (&s_c, NULL), 0);
+    hcluster_add_worker (&s_c);
+    json_t *sum = s_import (&s_c, path, "homedepot");
     cr_expect_eq (s_get (sum, "accepted"), 54667, "distinct product_uids");
     cr_expect_eq (s_get (sum, "rejected"), 0, "a Latin-1 title did not arrive as valid UTF-8");
     json_decref (sum);
-    cr_expect_eq (hcluster_stat (&c, "catalogue_items"), 54667);
-    hcluster_stop (&c);
+    cr_expect_eq (hcluster_stat (&s_c, "catalogue_items"), 54667);
 }
