@@ -6,11 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dedupe.h"
 #include "log.h"
 #include "util.h"
 
 static const char *const s_cf_names[KCF_COUNT] = {
-    "default", "journal", "batches", "events", "items", "dict", "dedupe", "stats", "rejects", "meta",
+    "default", "journal", "batches", "events", "items", "dict", "stats", "rejects", "meta",
 };
 
 #define SCHEMA_VERSION "1"
@@ -30,6 +31,7 @@ struct _knowledge_t {
     uint64_t next_seq;
     uint64_t journal_pending;
     zhashx_t *reasons;  // reason class -> (void *) count
+    dedupe_t *seen;     // every stored event id, by hash
 };
 
 static int
@@ -152,6 +154,20 @@ knowledge_open (const char *dir)
     s_load_dicts (self);
     for (size_t i = 0; i < COUNTERS; i++)
         *s_counter (self, i) = store_get_u64 (self->store, KCF_STATS, s_counter_keys[i]);
+    //  The dedupe index is rebuilt from the events' keys (user, timestamp, id hash).
+    self->seen = dedupe_new ((size_t) self->n.events);
+    if (!self->seen) {
+        knowledge_destroy (&self);
+        return NULL;
+    }
+    rocksdb_iterator_t *ev = store_iter (self->store, KCF_EVENTS);
+    for (rocksdb_iter_seek_to_first (ev); rocksdb_iter_valid (ev); rocksdb_iter_next (ev)) {
+        size_t klen;
+        const unsigned char *k = (const unsigned char *) rocksdb_iter_key (ev, &klen);
+        if (klen == 20)
+            dedupe_insert (self->seen, util_get_be64 (k + 12), util_get_be32 (k), (int64_t) util_get_be64 (k + 4));
+    }
+    rocksdb_iter_destroy (ev);
 
     //  Reject reason counters.
     rocksdb_iterator_t *it = store_iter (self->store, KCF_STATS);
@@ -189,6 +205,7 @@ knowledge_destroy (knowledge_t **self_p)
     knowledge_t *self = *self_p;
     s_dict_free (&self->users);
     s_dict_free (&self->items);
+    dedupe_destroy (&self->seen);
     zhashx_destroy (&self->reasons);
     store_destroy (&self->store);
     free (self);
@@ -333,14 +350,28 @@ knowledge_apply (knowledge_t *self, const Strata__V1__JobResult *res, Strata__V1
     for (size_t i = 0; i < res->n_events; i++) {
         Strata__V1__Event *e = res->events[i];
         size_t idlen = strlen (e->event_id);
-        size_t vlen = 0;
-        char *seen = store_get (self->store, KCF_DEDUPE, e->event_id, idlen, &vlen, &rc);
-        if (seen || rc == STORE_EIO) {
-            free (seen);
+        uint64_t hash = dedupe_hash (e->event_id, idlen);
+        unsigned char key[20];
+        uint32_t seen_user;
+        int64_t seen_ts;
+        if (dedupe_find (self->seen, hash, &seen_user, &seen_ts)) {
+            //  Probably seen: compare with the stored event to rule out a hash collision.
+            util_put_be32 (key, seen_user);
+            util_put_be64 (key + 4, (uint64_t) seen_ts);
+            util_put_be64 (key + 12, hash);
+            size_t vlen = 0;
+            char *v = store_get (self->store, KCF_EVENTS, key, sizeof key, &vlen, &rc);
             if (rc == STORE_EIO)
                 goto fail;
-            duplicates++;
-            continue;
+            Strata__V1__Event *old = v ? strata__v1__event__unpack (NULL, vlen, (const uint8_t *) v) : NULL;
+            bool same = old && !strcmp (old->event_id, e->event_id);
+            if (old)
+                strata__v1__event__free_unpacked (old, NULL);
+            free (v);
+            if (same) {
+                duplicates++;
+                continue;
+            }
         }
         bool added;
         int64_t user = s_dict_get_or_add (self, &self->users, e->user_id, wb, &added);
@@ -358,15 +389,15 @@ knowledge_apply (knowledge_t *self, const Strata__V1__JobResult *res, Strata__V1
         stored.item_id = "";
         stored.user_index = (uint32_t) user;
         stored.item_index = item < 0 ? UINT32_MAX : (uint32_t) item;
-        unsigned char key[20];
         util_put_be32 (key, (uint32_t) user);
         util_put_be64 (key + 4, (uint64_t) e->timestamp_ms);
-        util_put_be64 (key + 12, util_fnv1a64 (e->event_id, idlen));
+        util_put_be64 (key + 12, hash);
         s_pack_put (wb, store_cf (self->store, KCF_EVENTS), key, sizeof key, &stored.base, &buf, &cap);
-        rocksdb_writebatch_put_cf (wb, store_cf (self->store, KCF_DEDUPE), e->event_id, idlen, "", 0);
-        //  Two events with one id in a single result cannot happen (workers dedupe within
-        //  a batch), but results from different batches are applied one by one, so the
-        //  dedupe get above sees every earlier write.
+        //  Workers drop in-batch duplicates, and results are applied one at a time, so
+        //  the index (updated now, written below) sees every earlier event. If the write
+        //  fails the broker stops, and the index is rebuilt from the store at restart.
+        if (dedupe_insert (self->seen, hash, (uint32_t) user, e->timestamp_ms) < 0)
+            goto fail;
         accepted++;
         self->n.events++;
     }
@@ -437,7 +468,10 @@ knowledge_apply (knowledge_t *self, const Strata__V1__JobResult *res, Strata__V1
         store_batch_put_u64 (self->store, wb, KCF_STATS, s_counter_keys[i], *s_counter (self, i));
     rocksdb_writebatch_delete_cf (wb, store_cf (self->store, KCF_JOURNAL), (const char *) jkey, 8);
 
-    if (store_write (self->store, wb, false) != STORE_OK)
+    //  Not logged: the journal entry (logged and synced) is deleted in this same batch,
+    //  and all column families flush atomically, so after a crash either the whole
+    //  result is on disk or the journal entry is, and it is applied again.
+    if (store_write_unlogged (self->store, wb) != STORE_OK)
         goto fail;
     self->journal_pending--;
     rocksdb_writebatch_destroy (wb);

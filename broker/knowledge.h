@@ -7,7 +7,6 @@
       events    be32 user, be64 ts, be64 id hash  -> Event (indices set, ids dropped)
       items     be32 item index                   -> Item (clean catalogue record)
       dict      'u'/'i' + external id -> be32 index;  'U'/'I' + be32 index -> external id
-      dedupe    event id                          -> (empty)
       stats     counter name                      -> be64
       rejects   be64 seq, be32 n                  -> Reject (dead letter with reason)
       meta      schema version and such
@@ -17,8 +16,8 @@
     fully applied, never half. Events are deduplicated by event id at apply time, which
     makes re-sent batches and re-dispatched jobs harmless.
 
-    Dictionaries and counters are cached in memory (loaded at open); RocksDB is the
-    truth. One thread owns a knowledge_t.
+    Dictionaries, counters and the event-id index (dedupe.h) are cached in memory and
+    rebuilt at open; RocksDB is the truth. One thread owns a knowledge_t.
 */
 #ifndef STRATA_KNOWLEDGE_H
 #define STRATA_KNOWLEDGE_H
@@ -37,7 +36,6 @@ enum {
     KCF_EVENTS,
     KCF_ITEMS,
     KCF_DICT,
-    KCF_DEDUPE,
     KCF_STATS,
     KCF_REJECTS,
     KCF_META,

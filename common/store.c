@@ -15,6 +15,7 @@ struct _store_t {
     rocksdb_options_t *options;
     rocksdb_writeoptions_t *wopt;
     rocksdb_writeoptions_t *wopt_sync;
+    rocksdb_writeoptions_t *wopt_nowal;
     rocksdb_readoptions_t *ropt;
     rocksdb_block_based_table_options_t *table;
     rocksdb_cache_t *cache;
@@ -40,6 +41,9 @@ store_open (const char *path, const char *const *cf_names, int cf_count)
     rocksdb_options_set_compression (self->options, rocksdb_lz4_compression);
     rocksdb_options_set_write_buffer_size (self->options, 32 << 20);
     rocksdb_options_set_keep_log_file_num (self->options, 4);
+    //  Column families flush together, so that a batch written without the WAL is never
+    //  half on disk (see store_write_unlogged).
+    rocksdb_options_set_atomic_flush (self->options, 1);
 
     //  Point lookups (dedupe, dictionaries) dominate reads: bloom filters and a block cache.
     self->table = rocksdb_block_based_options_create ();
@@ -64,6 +68,8 @@ store_open (const char *path, const char *const *cf_names, int cf_count)
     self->wopt = rocksdb_writeoptions_create ();
     self->wopt_sync = rocksdb_writeoptions_create ();
     rocksdb_writeoptions_set_sync (self->wopt_sync, 1);
+    self->wopt_nowal = rocksdb_writeoptions_create ();
+    rocksdb_writeoptions_disable_WAL (self->wopt_nowal, 1);
     self->ropt = rocksdb_readoptions_create ();
     return self;
 }
@@ -84,6 +90,8 @@ store_destroy (store_t **self_p)
         rocksdb_writeoptions_destroy (self->wopt);
     if (self->wopt_sync)
         rocksdb_writeoptions_destroy (self->wopt_sync);
+    if (self->wopt_nowal)
+        rocksdb_writeoptions_destroy (self->wopt_nowal);
     if (self->ropt)
         rocksdb_readoptions_destroy (self->ropt);
     if (self->options)
@@ -146,6 +154,19 @@ store_write (store_t *self, rocksdb_writebatch_t *batch, bool sync)
 {
     char *err = NULL;
     rocksdb_write (self->db, sync ? self->wopt_sync : self->wopt, batch, &err);
+    if (err) {
+        log_error ("write failed: %s", err);
+        rocksdb_free (err);
+        return STORE_EIO;
+    }
+    return STORE_OK;
+}
+
+int
+store_write_unlogged (store_t *self, rocksdb_writebatch_t *batch)
+{
+    char *err = NULL;
+    rocksdb_write (self->db, self->wopt_nowal, batch, &err);
     if (err) {
         log_error ("write failed: %s", err);
         rocksdb_free (err);

@@ -42,6 +42,11 @@ int store_put (store_t *self, int cf, const void *key, size_t klen, const void *
 //  Applies a batch atomically; sync forces the WAL to disk before returning.
 int store_write (store_t *self, rocksdb_writebatch_t *batch, bool sync);
 
+//  Applies a batch atomically without writing it to the WAL. Only for writes that can
+//  be redone from something logged (the store flushes all column families atomically,
+//  so an unlogged batch is either wholly on disk after a crash or wholly absent).
+int store_write_unlogged (store_t *self, rocksdb_writebatch_t *batch);
+
 //  A new iterator over one column family; destroy with rocksdb_iter_destroy.
 rocksdb_iterator_t *store_iter (store_t *self, int cf);
 

@@ -18,7 +18,7 @@ const char *
 harness_data (const char *relative)
 {
     static char path[4096];
-    const char *dir = getenv ("STRATA_DATA_DIR");
+    const char *dir = getenv ("STRATA_TEST_DATA");
     if (!dir)
         dir = "../shared/data";
     snprintf (path, sizeof path, "%s/%s", dir, relative);
@@ -87,7 +87,7 @@ s_start_broker (hcluster_t *c)
     char path[700];
     snprintf (path, sizeof path, "%s/broker.json", c->dir);
     unlink (path);
-    const char *argv[32] = { s_env ("STRATA_BROKER", "build/broker/strata-broker"), dir, eps, ingest, workers, api,
+    const char *argv[32] = { s_env ("STRATA_TEST_BROKER", "build/broker/strata-broker"), dir, eps, ingest, workers, api,
                              "--heartbeat-ms=250", "--journal-sync=false" };
     int n = 8;
     for (int i = 0; i < c->nbroker_args && n < 30; i++)
@@ -136,7 +136,7 @@ hcluster_add_worker (hcluster_t *c)
     char broker[200], log[700];
     snprintf (broker, sizeof broker, "--broker=%s", c->workers_ep);
     snprintf (log, sizeof log, "%s/worker-%d.log", c->dir, c->nworkers + 1);
-    const char *argv[] = { s_env ("STRATA_WORKER", "build/worker/strata-worker"), "--role=preprocess", broker,
+    const char *argv[] = { s_env ("STRATA_TEST_WORKER", "build/worker/strata-worker"), "--role=preprocess", broker,
                            "--heartbeat-ms=250", NULL };
     pid_t pid = s_spawn (log, argv);
     if (c->nworkers < 16)
@@ -216,7 +216,7 @@ hcluster_workers (hcluster_t *c, const char *role)
 pid_t
 harness_cli_start (const char *out_path, const char *const *args)
 {
-    const char *argv[64] = { s_env ("STRATA_CLI", "build/tools/strata") };
+    const char *argv[64] = { s_env ("STRATA_TEST_CLI", "build/tools/strata") };
     int n = 1;
     for (int i = 0; args[i] && n < 63; i++)
         argv[n++] = args[i];

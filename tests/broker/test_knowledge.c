@@ -180,6 +180,21 @@ Test (knowledge, exactly_once_application)
     rocksdb_iter_destroy (it);
     cr_expect_eq (count, 4);
     knowledge_destroy (&kb);
+
+    //  After a restart the event-id index is rebuilt from the store: e1 is still a
+    //  duplicate, e5 is new.
+    kb = knowledge_open (s_dir);
+    cr_assert_not_null (kb);
+    uint64_t c = s_journal (kb, "c");
+    const char *const third[][3] = { { "u9", "i9", "e1" }, { "u1", "i1", "e5" } };
+    s_result (&r, c, "c", third, 2);
+    cr_assert_eq (s_apply (kb, &r, &ack), 0);
+    cr_expect_eq (ack.duplicates, 1, "e1 was stored before the restart");
+    cr_expect_eq (ack.accepted, 1);
+    knowledge_counts (kb, &n);
+    cr_expect_eq (n.events, 5);
+    cr_expect_eq (n.users, 3, "a duplicate does not create its user");
+    knowledge_destroy (&kb);
 }
 
 Test (knowledge, rejects_are_kept_with_reasons_and_items_upsert)

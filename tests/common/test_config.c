@@ -306,7 +306,8 @@ Test (config, parse_double_dash_ends_options)
     cr_assert_eq (config_parse (s_keys, &cfg, ARGC (argv), argv, &argi, err, sizeof err), 0, "%s", err);
     cr_assert_eq (cfg.workers, 2);
     cr_assert_eq (cfg.verbose, false, "--verbose after -- is an argument");
-    cr_assert_eq (argi, 3);
+    cr_assert_eq (argi, 4, "as with getopt, \"--\" stays before the first positional");
+    cr_assert_str_eq (argv[3], "--");
     cr_assert_str_eq (argv[argi], "--verbose");
     cr_assert_str_eq (argv[argi + 1], "--bogus");
     cr_assert_str_eq (argv[argi + 2], "x");
