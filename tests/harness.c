@@ -159,16 +159,46 @@ s_kill (pid_t pid)
     waitpid (pid, NULL, 0);
 }
 
-void
+static int
+s_sanitizer_reports (const char *log)
+{
+    FILE *f = fopen (log, "r");
+    if (!f)
+        return 0;
+    int n = 0;
+    char line[1024];
+    while (fgets (line, sizeof line, f))
+        if (strstr (line, "ERROR: AddressSanitizer") || strstr (line, "ERROR: LeakSanitizer")
+            || strstr (line, "runtime error:")) {
+            fprintf (stderr, "%s: %s", log, line);
+            n++;
+        }
+    fclose (f);
+    return n;
+}
+
+int
 hcluster_stop (hcluster_t *c)
 {
+    if (!*c->dir)
+        return 0;   // never started
     for (int i = 0; i < c->nworkers; i++)
         s_kill (c->workers[i]);
     s_kill (c->broker);
+    int reports = 0;
+    char log[700];
+    snprintf (log, sizeof log, "%s/broker.log", c->dir);
+    reports += s_sanitizer_reports (log);
+    for (int i = 0; i < c->nworkers; i++) {
+        snprintf (log, sizeof log, "%s/worker-%d.log", c->dir, i + 1);
+        reports += s_sanitizer_reports (log);
+    }
     if (getenv ("STRATA_KEEP_TEST_DIRS"))
         fprintf (stderr, "kept %s\n", c->dir);
     else
         harness_rmtree (c->dir);
+    c->dir[0] = 0;
+    return reports;
 }
 
 json_t *

@@ -45,8 +45,10 @@ int hcluster_restart_broker (hcluster_t *c);
 //  Starts one more preprocess worker; returns its pid.
 pid_t hcluster_add_worker (hcluster_t *c);
 
-//  Kills everything and removes the directory.
-void hcluster_stop (hcluster_t *c);
+//  Stops everything (SIGTERM, then SIGKILL), scans the processes' logs for sanitizer
+//  reports (printing them), and removes the directory. Returns the number of reports,
+//  so that a sanitizer build fails a test whose broker or workers misbehaved.
+int hcluster_stop (hcluster_t *c);
 
 //  Broker statistics as JSON (caller decrefs), or NULL.
 json_t *hcluster_stats (hcluster_t *c);

@@ -57,6 +57,8 @@ cluster_resolve (const char *broker, const char *dir, cluster_endpoints_t *out, 
 void
 cluster_program (const char *name, char *out, size_t cap)
 {
+    if (!out || cap == 0)
+        return;
     char self[4096];
     ssize_t n = readlink ("/proc/self/exe", self, sizeof self - 1);
     if (n > 0) {

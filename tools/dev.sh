@@ -34,9 +34,9 @@ deps() {
 build() {
     local dir=${1:-build}; shift || true
     if [ ! -f "$dir/build.ninja" ]; then
-        meson setup "$dir" --werror "$@" >/dev/null
+        meson setup "$dir" --werror "$@" > "$dir.setup.log" 2>&1 || { cat "$dir.setup.log" >&2; return 1; }
     fi
-    ninja -C "$dir" >/dev/null
+    ninja -C "$dir" > "$dir.build.log" 2>&1 || { grep -E 'error|warning' "$dir.build.log" >&2; tail -20 "$dir.build.log" >&2; return 1; }
 }
 
 # Prints "N passed, N failed, N skipped" over every test case (TAP lines) in a meson log.

@@ -25,7 +25,15 @@ static hcluster_t s_c;
 static void
 s_stop (void)
 {
-    hcluster_stop (&s_c);
+    hcluster_stop (&s_c);   // after a failed assertion; normally s_finish did it
+}
+
+//  Ends a test: stops the processes and fails on any sanitizer report in their logs
+//  (a fini cannot fail a test, so every test calls this last).
+static void
+s_finish (void)
+{
+    cr_expect_eq (hcluster_stop (&s_c), 0, "sanitizer reports in the broker or worker logs");
 }
 
 TestSuite (ingest, .fini = s_stop);
@@ -106,6 +114,7 @@ Test (ingest, beauty_exact_counts_and_idempotent_reimport, .timeout = 300)
         cr_expect_eq (s_get (st, "catalogue_items"), BEAUTY_ITEMS);
         json_decref (st);
     }
+    s_finish ();
 }
 
 //  Starts an import in the background and returns its pid; out receives the summary.
@@ -150,6 +159,7 @@ Test (ingest, kill9_worker_mid_import_loses_nothing, .timeout = 300)
     cr_expect_eq (s_get (st, "items"), BEAUTY_ITEMS);
     cr_expect_eq (s_get (json_object_get (st, "workers"), "preprocess"), 1, "dead worker still listed");
     json_decref (st);
+    s_finish ();
 }
 
 Test (ingest, kill9_broker_mid_import_then_restart, .timeout = 300)
@@ -183,6 +193,7 @@ Test (ingest, kill9_broker_mid_import_then_restart, .timeout = 300)
     cr_expect_eq (s_get (st, "journal_pending"), 0);
     cr_expect_eq (s_get (json_object_get (st, "workers"), "preprocess"), 2, "workers did not re-register");
     json_decref (st);
+    s_finish ();
 }
 
 Test (ingest, movielens_with_titles, .timeout = 120)
@@ -204,6 +215,7 @@ Test (ingest, movielens_with_titles, .timeout = 120)
     cr_expect_eq (s_get (st, "items"), 1682);
     cr_expect_eq (s_get (st, "catalogue_items"), 1682);
     json_decref (st);
+    s_finish ();
 }
 
 Test (ingest, homedepot_products_as_catalogue, .timeout = 120)
@@ -220,4 +232,5 @@ Test (ingest, homedepot_products_as_catalogue, .timeout = 120)
     cr_expect_eq (s_get (sum, "rejected"), 0, "a Latin-1 title did not arrive as valid UTF-8");
     json_decref (sum);
     cr_expect_eq (hcluster_stat (&s_c, "catalogue_items"), 54667);
+    s_finish ();
 }

@@ -27,7 +27,15 @@ s_setup (void)
 static void
 s_teardown (void)
 {
-    hcluster_stop (&s_cluster);
+    hcluster_stop (&s_cluster);   // after a failed assertion; normally s_finish did it
+}
+
+//  Ends a test: stops the processes and fails on any sanitizer report in their logs
+//  (a fini cannot fail a test, so every test calls this last).
+static void
+s_finish (void)
+{
+    cr_expect_eq (hcluster_stop (&s_cluster), 0, "sanitizer reports in the broker or worker logs");
 }
 
 static zsock_t *
@@ -122,6 +130,7 @@ Test (malformed, framing_errors_get_error_replies)
     s_expect_error (s, STRATA__V1__ERROR_CODE__UNKNOWN_TYPE, "TELEPORT");
     zsock_destroy (&s);
     cr_expect_geq (hcluster_stat (&s_cluster, "protocol_errors"), 3);
+    s_finish ();
 }
 
 Test (malformed, garbage_and_truncated_protobuf)
@@ -149,6 +158,7 @@ Test (malformed, garbage_and_truncated_protobuf)
     cr_assert_eq (wire_send_bytes (s, NULL, WIRE_BATCH, buf, len - 5), 0);
     s_expect_error (s, STRATA__V1__ERROR_CODE__BAD_PAYLOAD, "not a valid EventBatch");
     zsock_destroy (&s);
+    s_finish ();
 }
 
 Test (malformed, oversized_frame_and_batch)
@@ -186,6 +196,7 @@ Test (malformed, oversized_frame_and_batch)
     s_send_batch (s, &e);
     s_expect_error (s, STRATA__V1__ERROR_CODE__INVALID, "no records");
     zsock_destroy (&s);
+    s_finish ();
 }
 
 Test (malformed, invalid_records_are_counted_rejects_with_reasons)
@@ -245,6 +256,7 @@ Test (malformed, invalid_records_are_counted_rejects_with_reasons)
     cr_expect_eq (json_integer_value (json_object_get (reasons, "timestamp out of range")), 1);
     cr_expect_eq (json_integer_value (json_object_get (reasons, "unterminated quoted CSV field")), 1);
     json_decref (st);
+    s_finish ();
 }
 
 Test (malformed, broker_keeps_serving_after_abuse)
@@ -277,4 +289,5 @@ Test (malformed, broker_keeps_serving_after_abuse)
     cr_expect_eq (hcluster_stat (&s_cluster, "events"), 1);
     cr_expect_eq (hcluster_stat (&s_cluster, "batches"), 1, "a re-sent batch was journaled twice");
     cr_expect_geq (hcluster_stat (&s_cluster, "protocol_errors"), 50);
+    s_finish ();
 }
