@@ -167,6 +167,56 @@ s_send_status (broker_t *self, zsock_t *sock, zframe_t *routing, zframe_t *paylo
     strata__v1__batch_status_request__free_unpacked (req, NULL);
 }
 
+typedef struct {
+    Strata__V1__Reject **rejects;
+    size_t n;
+    unsigned char last[64];
+    size_t last_len;
+} rejects_page_t;
+
+static void
+s_collect_reject (const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+    rejects_page_t *page = arg;
+    Strata__V1__Reject *r = strata__v1__reject__unpack (NULL, vlen, val);
+    if (!r)
+        return;
+    page->rejects[page->n++] = r;
+    page->last_len = klen < sizeof page->last ? klen : sizeof page->last;
+    memcpy (page->last, key, page->last_len);
+}
+
+#define REJECTS_PAGE_MAX 1000
+
+static void
+s_send_rejects (broker_t *self, zsock_t *sock, zframe_t *routing, zframe_t *payload)
+{
+    Strata__V1__RejectsRequest *req = (Strata__V1__RejectsRequest *) wire_unpack (
+        &strata__v1__rejects_request__descriptor, payload, NULL);
+    if (!req) {
+        s_bad_input (self, sock, routing, NULL, STRATA__V1__ERROR_CODE__BAD_PAYLOAD, "REJECTS payload does not decode");
+        return;
+    }
+    size_t limit = req->limit && req->limit < REJECTS_PAGE_MAX ? req->limit : REJECTS_PAGE_MAX;
+    rejects_page_t page = { calloc (limit + 1, sizeof (Strata__V1__Reject *)), 0, { 0 }, 0 };
+    Strata__V1__RejectsReply reply = STRATA__V1__REJECTS_REPLY__INIT;
+    if (page.rejects) {
+        size_t visited = knowledge_rejects_each (self->kb, req->after.data, req->after.len, limit, s_collect_reject,
+                                                 &page);
+        reply.n_rejects = page.n;
+        reply.rejects = page.rejects;
+        if (visited == limit) {
+            reply.next.data = page.last;
+            reply.next.len = page.last_len;
+        }
+    }
+    wire_send (sock, routing, WIRE_REJECTS_REPLY, &reply.base);
+    for (size_t i = 0; i < page.n; i++)
+        strata__v1__reject__free_unpacked (page.rejects[i], NULL);
+    free (page.rejects);
+    strata__v1__rejects_request__free_unpacked (req, NULL);
+}
+
 // ---------------------------------------------------------------- ingest
 
 typedef struct {
@@ -267,6 +317,8 @@ s_handle_ingest (broker_t *self, zsock_t *sock)
             s_send_stats (self, sock, msg.routing);
         else if (!strcmp (msg.type, WIRE_STATUS))
             s_send_status (self, sock, msg.routing, msg.payload);
+        else if (!strcmp (msg.type, WIRE_REJECTS))
+            s_send_rejects (self, sock, msg.routing, msg.payload);
         else {
             char what[96];
             snprintf (what, sizeof what, "unknown message type '%.24s' on this endpoint", msg.type);

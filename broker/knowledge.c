@@ -298,13 +298,14 @@ knowledge_journal_pending (knowledge_t *self)
     return self->journal_pending;
 }
 
-//  A reason's class: the text before any quoted or numeric detail, so that
-//  "unknown event type 'x'" and "unknown event type 'y'" count together.
+//  A reason's class: the text before any quoted, numeric or ':'-separated detail, so
+//  that "unknown event type 'x'" and "unknown event type 'y'" count together.
 static void
 s_reason_class (const char *reason, char *out, size_t cap)
 {
     size_t n = 0;
-    for (const char *p = reason; *p && *p != '\'' && *p != '"' && !(*p >= '0' && *p <= '9') && n < cap - 1; p++)
+    for (const char *p = reason; *p && *p != '\'' && *p != '"' && *p != ':' && !(*p >= '0' && *p <= '9') && n < cap - 1;
+         p++)
         out[n++] = *p;
     while (n && (out[n - 1] == ' ' || out[n - 1] == ':'))
         n--;
@@ -503,6 +504,34 @@ knowledge_reject_reasons (knowledge_t *self, const char **reasons, uint64_t *cou
         counts[n] = (uint64_t) (uintptr_t) v;
         n++;
     }
+    return n;
+}
+
+size_t
+knowledge_rejects_each (knowledge_t *self, const void *after, size_t after_len, size_t limit,
+                        void (*fn) (const void *key, size_t klen, const void *val, size_t vlen, void *arg),
+                        void *arg)
+{
+    rocksdb_iterator_t *it = store_iter (self->store, KCF_REJECTS);
+    if (after && after_len) {
+        rocksdb_iter_seek (it, after, after_len);
+        if (rocksdb_iter_valid (it)) {
+            size_t klen;
+            const char *k = rocksdb_iter_key (it, &klen);
+            if (klen == after_len && !memcmp (k, after, klen))
+                rocksdb_iter_next (it);   // the cursor itself was sent already
+        }
+    }
+    else
+        rocksdb_iter_seek_to_first (it);
+    size_t n = 0;
+    for (; n < limit && rocksdb_iter_valid (it); rocksdb_iter_next (it), n++) {
+        size_t klen, vlen;
+        const char *k = rocksdb_iter_key (it, &klen);
+        const char *v = rocksdb_iter_value (it, &vlen);
+        fn (k, klen, v, vlen, arg);
+    }
+    rocksdb_iter_destroy (it);
     return n;
 }
 

@@ -91,6 +91,13 @@ void knowledge_counts (knowledge_t *self, knowledge_counts_t *out);
 //  valid until the next apply.
 size_t knowledge_reject_reasons (knowledge_t *self, const char **reasons, uint64_t *counts, size_t cap);
 
+//  Calls fn for up to limit stored rejects after the cursor (NULL/0: from the start),
+//  oldest first. The packed Reject and its key are valid during the call only.
+//  Returns how many were visited.
+size_t knowledge_rejects_each (knowledge_t *self, const void *after, size_t after_len, size_t limit,
+                               void (*fn) (const void *key, size_t klen, const void *val, size_t vlen, void *arg),
+                               void *arg);
+
 //  The external id of a dense index, or NULL. Valid until the next apply.
 const char *knowledge_user_id (knowledge_t *self, uint32_t index);
 const char *knowledge_item_id (knowledge_t *self, uint32_t index);

@@ -2,6 +2,7 @@
 #include <czmq.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "strata.h"
@@ -18,8 +19,11 @@ s_role_name (Strata__V1__Role role)
     }
 }
 
-char *
-strata_stats_json (const char *endpoint, int timeout_ms, char *err, size_t errlen)
+//  One request and its reply on a fresh DEALER. Returns the decoded reply (free with
+//  protobuf_c_message_free_unpacked) or NULL with a message in err.
+static ProtobufCMessage *
+s_request (const char *endpoint, const char *type, const ProtobufCMessage *req, const char *reply_type,
+           const ProtobufCMessageDescriptor *desc, int timeout_ms, char *err, size_t errlen)
 {
     zsock_t *sock = zsock_new (ZMQ_DEALER);
     if (!sock) {
@@ -28,29 +32,37 @@ strata_stats_json (const char *endpoint, int timeout_ms, char *err, size_t errle
     }
     zsock_set_linger (sock, 0);
     zsock_set_rcvtimeo (sock, timeout_ms);
-    char *out = NULL;
-    if (zsock_connect (sock, "%s", endpoint) < 0) {
-        snprintf (err, errlen, "cannot connect to %s", endpoint);
-        goto done;
-    }
-    Strata__V1__StatsRequest req = STRATA__V1__STATS_REQUEST__INIT;
-    wire_send (sock, NULL, WIRE_STATS, &req.base);
+    ProtobufCMessage *reply = NULL;
     wire_msg_t msg;
-    if (wire_recv (sock, false, 0, &msg) < 0) {
+    if (zsock_connect (sock, "%s", endpoint) < 0)
+        snprintf (err, errlen, "cannot connect to %s", endpoint);
+    else if (wire_send (sock, NULL, type, req) < 0 || wire_recv (sock, false, 0, &msg) < 0)
         snprintf (err, errlen, "no answer from %s within %d ms", endpoint, timeout_ms);
-        goto done;
-    }
-    if (strcmp (msg.type, WIRE_STATS_REPLY) != 0) {
-        snprintf (err, errlen, "unexpected reply '%s'", msg.type);
+    else {
+        if (!strcmp (msg.type, WIRE_ERROR)) {
+            Strata__V1__Error *e = (Strata__V1__Error *) wire_unpack (&strata__v1__error__descriptor, msg.payload, NULL);
+            snprintf (err, errlen, "broker error: %s", e ? e->message : "(undecodable)");
+            if (e)
+                strata__v1__error__free_unpacked (e, NULL);
+        }
+        else if (strcmp (msg.type, reply_type) != 0)
+            snprintf (err, errlen, "unexpected reply '%s'", msg.type);
+        else if (!(reply = wire_unpack (desc, msg.payload, NULL)))
+            snprintf (err, errlen, "%s does not decode", reply_type);
         wire_msg_reset (&msg);
-        goto done;
     }
-    Strata__V1__Stats *st = (Strata__V1__Stats *) wire_unpack (&strata__v1__stats__descriptor, msg.payload, NULL);
-    wire_msg_reset (&msg);
-    if (!st) {
-        snprintf (err, errlen, "stats reply does not decode");
-        goto done;
-    }
+    zsock_destroy (&sock);
+    return reply;
+}
+
+char *
+strata_stats_json (const char *endpoint, int timeout_ms, char *err, size_t errlen)
+{
+    Strata__V1__StatsRequest req = STRATA__V1__STATS_REQUEST__INIT;
+    Strata__V1__Stats *st = (Strata__V1__Stats *) s_request (endpoint, WIRE_STATS, &req.base, WIRE_STATS_REPLY,
+                                                             &strata__v1__stats__descriptor, timeout_ms, err, errlen);
+    if (!st)
+        return NULL;
     json_t *workers = json_object ();
     json_t *list = json_array ();
     for (size_t i = 0; i < st->n_workers; i++) {
@@ -74,11 +86,50 @@ strata_stats_json (const char *endpoint, int timeout_ms, char *err, size_t errle
                            (json_int_t) st->uptime_ms, "workers", workers, "worker_list", list,
                            "reject_reasons", reasons);
     strata__v1__stats__free_unpacked (st, NULL);
-    out = j ? json_dumps (j, JSON_INDENT (2) | JSON_SORT_KEYS) : NULL;
+    char *out = j ? json_dumps (j, JSON_INDENT (2) | JSON_SORT_KEYS) : NULL;
     json_decref (j);
     if (!out)
         snprintf (err, errlen, "out of memory");
-done:
-    zsock_destroy (&sock);
+    return out;
+}
+
+char *
+strata_rejects_json (const char *endpoint, size_t limit, int timeout_ms, char *err, size_t errlen)
+{
+    json_t *list = json_array ();
+    uint8_t cursor[64];
+    size_t cursor_len = 0;
+    while (list && json_array_size (list) < limit) {
+        Strata__V1__RejectsRequest req = STRATA__V1__REJECTS_REQUEST__INIT;
+        size_t want = limit - json_array_size (list);
+        req.limit = want > 1000 ? 1000 : (uint32_t) want;
+        req.after.data = cursor;
+        req.after.len = cursor_len;
+        Strata__V1__RejectsReply *r = (Strata__V1__RejectsReply *) s_request (
+            endpoint, WIRE_REJECTS, &req.base, WIRE_REJECTS_REPLY, &strata__v1__rejects_reply__descriptor,
+            timeout_ms, err, errlen);
+        if (!r) {
+            json_decref (list);
+            return NULL;
+        }
+        for (size_t i = 0; i < r->n_rejects; i++) {
+            Strata__V1__Reject *x = r->rejects[i];
+            json_array_append_new (list, json_pack ("{s:s, s:s, s:s, s:s, s:s, s:I}", "kind", x->kind, "id", x->id,
+                                                    "reason", x->reason, "text", x->text, "batch_id", x->batch_id,
+                                                    "line", (json_int_t) x->line));
+        }
+        bool more = r->next.len > 0 && r->next.len <= sizeof cursor;
+        if (more) {
+            memcpy (cursor, r->next.data, r->next.len);
+            cursor_len = r->next.len;
+        }
+        strata__v1__rejects_reply__free_unpacked (r, NULL);
+        if (!more)
+            break;
+    }
+    char *out = list ? json_dumps (list, JSON_COMPACT) : NULL;
+    json_decref (list);
+    if (!out)
+        snprintf (err, errlen, "out of memory");
     return out;
 }

@@ -106,6 +106,11 @@ const char *strata_producer_error (strata_producer_t *self);
 //  object text (caller frees), or NULL with a message in err.
 char *strata_stats_json (const char *endpoint, int timeout_ms, char *err, size_t errlen);
 
+//  The oldest stored rejects (dead letters), at most limit, as a JSON array of objects
+//  {kind, id, reason, text, batch_id, line}. malloc'd text (caller frees), or NULL with
+//  a message in err.
+char *strata_rejects_json (const char *endpoint, size_t limit, int timeout_ms, char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

@@ -24,6 +24,8 @@
 #define WIRE_ERROR        "ERROR"         // Error             anyone -> sender of a bad message
 #define WIRE_STATUS       "STATUS"        // BatchStatusRequest
 #define WIRE_STATUS_REPLY "STATUS_REPLY"  // BatchStatusReply
+#define WIRE_REJECTS      "REJECTS"       // RejectsRequest
+#define WIRE_REJECTS_REPLY "REJECTS_REPLY" // RejectsReply
 #define WIRE_STATS        "STATS"         // StatsRequest
 #define WIRE_STATS_REPLY  "STATS_REPLY"   // Stats
 #define WIRE_READY        "READY"         // WorkerHello       worker -> broker

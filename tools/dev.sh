@@ -39,20 +39,22 @@ build() {
     ninja -C "$dir" > "$dir.build.log" 2>&1 || { grep -E 'error|warning' "$dir.build.log" >&2; tail -20 "$dir.build.log" >&2; return 1; }
 }
 
-# Prints "N passed, N failed, N skipped" over every test case (TAP lines) in a meson log.
+# Prints "N passed, N failed, N skipped" over every test case (TAP lines) in the given
+# meson logs.
 summary() {
-    python3 - "$1" <<'PY'
+    python3 - "$@" <<'PY'
 import json, sys
 ok = fail = skip = 0
-for line in open(sys.argv[1]):
-    r = json.loads(line)
-    cases = [l for l in r.get("stdout", "").splitlines() if l.startswith(("ok ", "not ok "))]
-    if not cases:   # a test without TAP output counts as one case
-        cases = ["ok " if r.get("result") == "OK" else "not ok "]
-    for c in cases:
-        if c.startswith("not ok"): fail += 1
-        elif "# SKIP" in c: skip += 1
-        else: ok += 1
+for path in sys.argv[1:]:
+    for line in open(path):
+        r = json.loads(line)
+        cases = [l for l in r.get("stdout", "").splitlines() if l.startswith(("ok ", "not ok "))]
+        if not cases:   # a test without TAP output counts as one case
+            cases = ["ok " if r.get("result") == "OK" else "not ok "]
+        for c in cases:
+            if c.startswith("not ok"): fail += 1
+            elif "# SKIP" in c: skip += 1
+            else: ok += 1
 print(f"{ok} passed, {fail} failed, {skip} skipped")
 PY
 }
@@ -77,14 +79,18 @@ case "${1:-test}" in
         deps
         build build
         rc=0
+        logs=()
         run_tests build --suite unit --suite integration || rc=$?
-        echo "tests (debugoptimized): $(summary build/meson-logs/testlog.json)"
+        logs+=(build/meson-logs/testlog.json)
+        echo "optimized: $(summary build/meson-logs/testlog.json)"
         if [ $rc -eq 0 ]; then
             build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbenchmarks=false
             ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
                 run_tests build-asan --suite unit --suite integration || rc=$?
-            echo "tests (address,undefined sanitizers): $(summary build-asan/meson-logs/testlog.json)"
+            logs+=(build-asan/meson-logs/testlog.json)
+            echo "sanitized: $(summary build-asan/meson-logs/testlog.json)"
         fi
+        echo "tests: $(summary "${logs[@]}")"
         exit $rc
         ;;
     valgrind)

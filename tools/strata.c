@@ -5,6 +5,7 @@
       strata down     stop a detached cluster
       strata import   send files of events or items
       strata stats    print the broker's counters as JSON
+      strata rejects  print the stored rejects with their reasons
       strata gen      write a synthetic catalogue and event stream
       strata demo     up + gen + import + stats, the quickest look at a running cluster
 */
@@ -234,6 +235,52 @@ s_cmd_stats (int argc, char **argv)
     return rc;
 }
 
+typedef struct {
+    char *broker, *dir;
+    int64_t timeout_ms;
+    int64_t limit;
+} rejects_cfg_t;
+
+static const config_key_t s_rejects_keys[] = {
+    CLIENT_OPTS (rejects_cfg_t),
+    { "limit", CONFIG_INT, offsetof (rejects_cfg_t, limit), "20", 1, 10000000, "print at most this many" },
+    CONFIG_END,
+};
+
+//  Prints stored rejects (dead letters), oldest first, one JSON object per line.
+static int
+s_cmd_rejects (int argc, char **argv)
+{
+    rejects_cfg_t cfg = { 0 };
+    int rc = s_parse (s_rejects_keys, &cfg, argc, argv, NULL, "usage: strata rejects [--limit N] [options]");
+    if (rc) {
+        config_free (s_rejects_keys, &cfg);
+        return rc < 0 ? 0 : rc;
+    }
+    char err[512];
+    cluster_endpoints_t eps;
+    char *text = NULL;
+    if (cluster_resolve (cfg.broker, cfg.dir, &eps, err, sizeof err) == 0)
+        text = strata_rejects_json (eps.api, (size_t) cfg.limit, (int) cfg.timeout_ms, err, sizeof err);
+    json_t *list = text ? json_loads (text, 0, NULL) : NULL;
+    if (!list) {
+        fprintf (stderr, "strata rejects: %s\n", text ? "bad reply" : err);
+        rc = 1;
+    }
+    size_t i;
+    json_t *r;
+    json_array_foreach (list, i, r) {
+        char *line = json_dumps (r, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (line)
+            printf ("%s\n", line);
+        free (line);
+    }
+    json_decref (list);
+    free (text);
+    config_free (s_rejects_keys, &cfg);
+    return rc;
+}
+
 // ---------------------------------------------------------------- up / down
 
 typedef struct {
@@ -395,6 +442,7 @@ s_usage (FILE *out)
                   "  down     stop a cluster started with up --detach\n"
                   "  import   send events or items from files (jsonl, csv, s3rec, movielens, homedepot)\n"
                   "  stats    print the cluster's counters as JSON\n"
+                  "  rejects  print stored rejects (records refused, with the reason) as JSON lines\n"
                   "  gen      write a synthetic catalogue and event stream\n"
                   "  demo     start a cluster, import synthetic data and show what it holds\n");
 }
@@ -472,6 +520,17 @@ s_cmd_demo (int argc, char **argv)
         }
         else
             rc = 1;
+        fprintf (stderr, "== 5. the records it refused, with reasons (strata rejects --dir %s)\n", cfg.dir);
+        json = strata_rejects_json (eps.api, 5, 5000, err, sizeof err);
+        json_t *list = json ? json_loads (json, 0, NULL) : NULL;
+        size_t i;
+        json_t *r;
+        json_array_foreach (list, i, r) {
+            printf ("  %-28s %s\n", json_string_value (json_object_get (r, "reason")),
+                    json_string_value (json_object_get (r, "text")));
+        }
+        json_decref (list);
+        free (json);
     }
     if (cfg.keep)
         fprintf (stderr, "== cluster left running; stop it with: strata down --dir %s\n", cfg.dir);
@@ -498,6 +557,8 @@ main (int argc, char **argv)
         return s_cmd_import (argc, argv);
     if (!strcmp (cmd, "stats"))
         return s_cmd_stats (argc, argv);
+    if (!strcmp (cmd, "rejects"))
+        return s_cmd_rejects (argc, argv);
     if (!strcmp (cmd, "up"))
         return s_cmd_up (argc, argv);
     if (!strcmp (cmd, "down"))

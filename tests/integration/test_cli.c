@@ -112,6 +112,25 @@ Test (cli, up_import_generated_data_stats_down, .init = s_init, .fini = s_cleanu
     cr_expect_gt (json_object_size (reasons), 2, "reject reasons are itemised");
     json_decref (st);
 
+    //  Every reject is kept with its reason and can be read back.
+    char rj[700];
+    snprintf (rj, sizeof rj, "%s/rejects.jsonl", dir);
+    const char *rejects[] = { "rejects", "--dir", cdir, "--limit", "100", NULL };
+    cr_assert_eq (harness_wait (harness_cli_start (rj, rejects), 30000), 0, "strata rejects failed");
+    FILE *f = fopen (rj, "r");
+    cr_assert_not_null (f);
+    char line[4096];
+    int nrej = 0;
+    while (fgets (line, sizeof line, f)) {
+        json_t *r = json_loads (line, 0, NULL);
+        cr_assert_not_null (r, "not a JSON line: %s", line);
+        cr_expect_gt (strlen (json_string_value (json_object_get (r, "reason"))), 0, "a reject without a reason");
+        json_decref (r);
+        nrej++;
+    }
+    fclose (f);
+    cr_expect_eq (nrej, gen_bad);
+
     //  The same data as CSV: the events dedupe against the JSONL import (same event
     //  ids), the malformed CSV lines are rejected with reasons.
     const char *gen_csv[] = { "gen", "--out", gdir, "--items", "300", "--users", "100", "--events", "5000",

@@ -7,6 +7,7 @@
     exact counts afterwards: nothing lost, nothing doubled.
 */
 #include <criterion/criterion.h>
+#include <czmq.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -232,5 +233,40 @@ Test (ingest, homedepot_products_as_catalogue, .timeout = 120)
     cr_expect_eq (s_get (sum, "rejected"), 0, "a Latin-1 title did not arrive as valid UTF-8");
     json_decref (sum);
     cr_expect_eq (hcluster_stat (&s_c, "catalogue_items"), 54667);
+    s_finish ();
+}
+
+Test (ingest, backpressure_without_workers_then_recovery, .timeout = 180)
+{
+    //  No worker at first and room for only 3 waiting batches: the broker journals 3,
+    //  tells the producer to back off (UNAVAILABLE) for the rest, and the producer keeps
+    //  them until a worker appears. Nothing is lost, nothing is doubled.
+    const char *extra[] = { "--max-pending=3", NULL };
+    cr_assert_eq (hcluster_start (&s_c, extra), 0);
+    char gdir[700], events[800], out[700];
+    snprintf (gdir, sizeof gdir, "%s/gen", s_c.dir);
+    const char *gen[] = { "gen", "--out", gdir, "--events", "20000", "--users", "300", "--items", "500", NULL };
+    json_t *g = harness_cli_json (gen, NULL);
+    cr_assert_not_null (g);
+    json_decref (g);
+    snprintf (events, sizeof events, "%s/events.jsonl", gdir);
+    snprintf (out, sizeof out, "%s/import.json", s_c.dir);
+    const char *args[] = { "import", "--broker", s_c.ingest, "--quiet", "--batch=500", events, NULL };
+    pid_t importer = harness_cli_start (out, args);
+
+    cr_assert (hcluster_wait_stat (&s_c, "journal_pending", 3, 30000), "journal did not fill");
+    zclock_sleep (500);
+    cr_expect_eq (hcluster_stat (&s_c, "journal_pending"), 3, "the broker took more than max-pending");
+    cr_expect_eq (hcluster_stat (&s_c, "events"), 0);
+    cr_expect_eq (waitpid (importer, NULL, WNOHANG), 0, "the producer gave up instead of waiting");
+
+    hcluster_add_worker (&s_c);
+    cr_assert_eq (harness_wait (importer, 120000), 0, "import did not complete once a worker joined");
+    json_t *sum = harness_json_file (out);
+    cr_assert_not_null (sum);
+    cr_expect_eq (s_get (sum, "accepted"), 20000);
+    cr_expect_eq (s_get (sum, "duplicates"), 0);
+    json_decref (sum);
+    cr_expect_eq (hcluster_stat (&s_c, "events"), 20000);
     s_finish ();
 }
