@@ -88,10 +88,6 @@ s_dict_get_or_add (knowledge_t *self, dict_t *d, const char *id, rocksdb_writeba
     unsigned char be[5];
     util_put_be32 (be, index);
     rocksdb_writebatch_put_cf (wb, store_cf (self->store, KCF_DICT), key, len + 1, (const char *) be, 4);
-    unsigned char rkey[5];
-    rkey[0] = (unsigned char) (d->prefix - 32);
-    util_put_be32 (rkey + 1, index);
-    rocksdb_writebatch_put_cf (wb, store_cf (self->store, KCF_DICT), (const char *) rkey, 5, id, len);
     free (key);
     *added = true;
     return index;

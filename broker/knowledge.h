@@ -6,7 +6,7 @@
       batches   batch id                          -> Ack (state, counts, seq)
       events    be32 user, be64 ts, be64 id hash  -> Event (indices set, ids dropped)
       items     be32 item index                   -> Item (clean catalogue record)
-      dict      'u'/'i' + external id -> be32 index;  'U'/'I' + be32 index -> external id
+      dict      'u'/'i' + external id -> be32 index (the reverse map is built in memory)
       stats     counter name                      -> be64
       rejects   be64 seq, be32 n                  -> Reject (dead letter with reason)
       meta      schema version and such
