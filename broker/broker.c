@@ -217,6 +217,52 @@ s_send_rejects (broker_t *self, zsock_t *sock, zframe_t *routing, zframe_t *payl
     strata__v1__rejects_request__free_unpacked (req, NULL);
 }
 
+//  Page limits for the training export: big enough to stream quickly, small enough
+//  that one page never holds the broker's loop for long.
+#define HISTORY_USERS_MAX 100000
+#define HISTORY_EVENTS_MAX 200000
+#define CATALOGUE_ITEMS_MAX 20000
+
+static void
+s_send_history (broker_t *self, zsock_t *sock, zframe_t *routing, zframe_t *payload)
+{
+    arena_reset (self->arena);
+    ProtobufCAllocator alloc = arena_protobuf (self->arena);
+    Strata__V1__HistoryRequest *req = (Strata__V1__HistoryRequest *) wire_unpack (
+        &strata__v1__history_request__descriptor, payload, &alloc);
+    if (!req) {
+        s_bad_input (self, sock, routing, NULL, STRATA__V1__ERROR_CODE__BAD_PAYLOAD, "HISTORY payload does not decode");
+        return;
+    }
+    uint32_t users = req->max_users && req->max_users < HISTORY_USERS_MAX ? req->max_users : HISTORY_USERS_MAX;
+    uint32_t events = req->max_events && req->max_events < HISTORY_EVENTS_MAX ? req->max_events : HISTORY_EVENTS_MAX;
+    Strata__V1__HistoryReply reply;
+    if (knowledge_history_page (self->kb, req->start_user, users, events, req->with_ids, self->arena, &reply) < 0)
+        wire_send_error (sock, routing, NULL, STRATA__V1__ERROR_CODE__INTERNAL, "out of memory building the page");
+    else
+        wire_send (sock, routing, WIRE_HISTORY_REPLY, &reply.base);
+}
+
+static void
+s_send_catalogue (broker_t *self, zsock_t *sock, zframe_t *routing, zframe_t *payload)
+{
+    arena_reset (self->arena);
+    ProtobufCAllocator alloc = arena_protobuf (self->arena);
+    Strata__V1__CatalogueRequest *req = (Strata__V1__CatalogueRequest *) wire_unpack (
+        &strata__v1__catalogue_request__descriptor, payload, &alloc);
+    if (!req) {
+        s_bad_input (self, sock, routing, NULL, STRATA__V1__ERROR_CODE__BAD_PAYLOAD,
+                     "CATALOGUE payload does not decode");
+        return;
+    }
+    uint32_t n = req->max_items && req->max_items < CATALOGUE_ITEMS_MAX ? req->max_items : CATALOGUE_ITEMS_MAX;
+    Strata__V1__CatalogueReply reply;
+    if (knowledge_catalogue_page (self->kb, req->start_item, n, self->arena, &reply) < 0)
+        wire_send_error (sock, routing, NULL, STRATA__V1__ERROR_CODE__INTERNAL, "out of memory building the page");
+    else
+        wire_send (sock, routing, WIRE_CATALOGUE_REPLY, &reply.base);
+}
+
 // ---------------------------------------------------------------- ingest
 
 typedef struct {
@@ -319,6 +365,10 @@ s_handle_ingest (broker_t *self, zsock_t *sock)
             s_send_status (self, sock, msg.routing, msg.payload);
         else if (!strcmp (msg.type, WIRE_REJECTS))
             s_send_rejects (self, sock, msg.routing, msg.payload);
+        else if (!strcmp (msg.type, WIRE_HISTORY))
+            s_send_history (self, sock, msg.routing, msg.payload);
+        else if (!strcmp (msg.type, WIRE_CATALOGUE))
+            s_send_catalogue (self, sock, msg.routing, msg.payload);
         else {
             char what[96];
             snprintf (what, sizeof what, "unknown message type '%.24s' on this endpoint", msg.type);

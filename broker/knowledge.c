@@ -531,6 +531,117 @@ knowledge_rejects_each (knowledge_t *self, const void *after, size_t after_len, 
     return n;
 }
 
+int
+knowledge_history_page (knowledge_t *self, uint32_t start_user, uint32_t max_users, uint32_t max_events,
+                        bool with_ids, arena_t *arena, Strata__V1__HistoryReply *out)
+{
+    strata__v1__history_reply__init (out);
+    out->user_count = (uint32_t) self->users.count;
+    out->item_count = (uint32_t) self->items.count;
+    out->users = arena_calloc (arena, max_users + 1, sizeof *out->users);
+    if (!out->users)
+        return -1;
+    ProtobufCAllocator alloc = arena_protobuf (arena);
+    unsigned char start[4];
+    util_put_be32 (start, start_user);
+    rocksdb_iterator_t *it = store_iter (self->store, KCF_EVENTS);
+    rocksdb_iter_seek (it, (const char *) start, 4);
+    size_t events = 0, cap = 0;
+    Strata__V1__UserHistory *cur = NULL;
+    int rc = 0;
+    out->done = true;
+    for (; rocksdb_iter_valid (it); rocksdb_iter_next (it)) {
+        size_t klen, vlen;
+        const unsigned char *k = (const unsigned char *) rocksdb_iter_key (it, &klen);
+        if (klen != 20)
+            continue;
+        uint32_t user = util_get_be32 (k);
+        if (!cur || cur->user != user) {
+            //  Page boundaries fall between users, never inside one.
+            if (out->n_users == max_users || (cur && events >= max_events)) {
+                out->next_user = user;
+                out->done = false;
+                break;
+            }
+            cur = arena_alloc (arena, sizeof *cur);
+            if (!cur) {
+                rc = -1;
+                break;
+            }
+            strata__v1__user_history__init (cur);
+            cur->user = user;
+            const char *id = with_ids ? knowledge_user_id (self, user) : NULL;
+            cur->user_id = id ? arena_strdup (arena, id) : "";
+            cap = 16;
+            cur->events = arena_calloc (arena, cap, sizeof *cur->events);
+            out->users[out->n_users++] = cur;
+        }
+        const char *v = rocksdb_iter_value (it, &vlen);
+        Strata__V1__Event *e = strata__v1__event__unpack (&alloc, vlen, (const uint8_t *) v);
+        Strata__V1__Interaction *x = arena_alloc (arena, sizeof *x);
+        if (!e || !x || !cur->events) {
+            rc = -1;
+            break;
+        }
+        if (cur->n_events == cap) {
+            Strata__V1__Interaction **grown = arena_calloc (arena, cap * 2, sizeof *grown);
+            if (!grown) {
+                rc = -1;
+                break;
+            }
+            memcpy (grown, cur->events, cap * sizeof *grown);
+            cur->events = grown;
+            cap *= 2;
+        }
+        strata__v1__interaction__init (x);
+        x->item = e->item_index;
+        x->type = e->type;
+        x->timestamp_ms = e->timestamp_ms;
+        x->value = (float) e->value;
+        cur->events[cur->n_events++] = x;
+        events++;
+    }
+    rocksdb_iter_destroy (it);
+    return rc;
+}
+
+int
+knowledge_catalogue_page (knowledge_t *self, uint32_t start_item, uint32_t max_items, arena_t *arena,
+                          Strata__V1__CatalogueReply *out)
+{
+    strata__v1__catalogue_reply__init (out);
+    out->item_count = (uint32_t) self->items.count;
+    uint32_t end = start_item + max_items;
+    if (end > self->items.count || end < start_item)
+        end = (uint32_t) self->items.count;
+    out->done = end >= self->items.count;
+    out->next_item = end;
+    if (start_item >= end)
+        return 0;
+    out->items = arena_calloc (arena, end - start_item, sizeof *out->items);
+    if (!out->items)
+        return -1;
+    ProtobufCAllocator alloc = arena_protobuf (arena);
+    for (uint32_t i = start_item; i < end; i++) {
+        unsigned char key[4];
+        util_put_be32 (key, i);
+        size_t vlen = 0;
+        char *v = store_get (self->store, KCF_ITEMS, key, 4, &vlen, NULL);
+        Strata__V1__Item *it = v ? strata__v1__item__unpack (&alloc, vlen, (const uint8_t *) v) : NULL;
+        free (v);
+        if (!it) {
+            it = arena_alloc (arena, sizeof *it);
+            if (!it)
+                return -1;
+            strata__v1__item__init (it);
+            it->item_id = arena_strdup (arena, knowledge_item_id (self, i) ? knowledge_item_id (self, i) : "");
+        }
+        it->item_index = i;
+        out->items[out->n_items++] = it;
+    }
+    return 0;
+}
+
 const char *
 knowledge_user_id (knowledge_t *self, uint32_t index)
 {

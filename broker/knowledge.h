@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "arena.h"
 #include "store.h"
 #include "strata.pb-c.h"
 
@@ -97,6 +98,17 @@ size_t knowledge_reject_reasons (knowledge_t *self, const char **reasons, uint64
 size_t knowledge_rejects_each (knowledge_t *self, const void *after, size_t after_len, size_t limit,
                                void (*fn) (const void *key, size_t klen, const void *val, size_t vlen, void *arg),
                                void *arg);
+
+//  Fills a page of user histories (events in time order) starting at start_user, at
+//  most max_users users and about max_events events (whole users only, at least one).
+//  Everything out points to is allocated in arena. Returns 0 or -1 (no memory).
+int knowledge_history_page (knowledge_t *self, uint32_t start_user, uint32_t max_users, uint32_t max_events,
+                            bool with_ids, arena_t *arena, Strata__V1__HistoryReply *out);
+
+//  Fills a page of catalogue records for item indices [start_item, start_item + max).
+//  Items never described come with their id only. Allocated in arena. Returns 0 or -1.
+int knowledge_catalogue_page (knowledge_t *self, uint32_t start_item, uint32_t max_items, arena_t *arena,
+                              Strata__V1__CatalogueReply *out);
 
 //  The external id of a dense index, or NULL. Valid until the next apply.
 const char *knowledge_user_id (knowledge_t *self, uint32_t index);

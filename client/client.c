@@ -1,10 +1,12 @@
-/*  client: request/reply calls to a broker (statistics). See strata.h. */
+/*  client: request/reply calls to a broker (statistics, rejects). See strata.h and
+    request.h. */
 #include <czmq.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdbool.h>
 #include <string.h>
 
+#include "request.h"
 #include "strata.h"
 #include "wire.h"
 
@@ -19,10 +21,8 @@ s_role_name (Strata__V1__Role role)
     }
 }
 
-//  One request and its reply on a fresh DEALER. Returns the decoded reply (free with
-//  protobuf_c_message_free_unpacked) or NULL with a message in err.
-static ProtobufCMessage *
-s_request (const char *endpoint, const char *type, const ProtobufCMessage *req, const char *reply_type,
+ProtobufCMessage *
+client_request (const char *endpoint, const char *type, const ProtobufCMessage *req, const char *reply_type,
            const ProtobufCMessageDescriptor *desc, int timeout_ms, char *err, size_t errlen)
 {
     zsock_t *sock = zsock_new (ZMQ_DEALER);
@@ -59,7 +59,7 @@ char *
 strata_stats_json (const char *endpoint, int timeout_ms, char *err, size_t errlen)
 {
     Strata__V1__StatsRequest req = STRATA__V1__STATS_REQUEST__INIT;
-    Strata__V1__Stats *st = (Strata__V1__Stats *) s_request (endpoint, WIRE_STATS, &req.base, WIRE_STATS_REPLY,
+    Strata__V1__Stats *st = (Strata__V1__Stats *) client_request (endpoint, WIRE_STATS, &req.base, WIRE_STATS_REPLY,
                                                              &strata__v1__stats__descriptor, timeout_ms, err, errlen);
     if (!st)
         return NULL;
@@ -105,7 +105,7 @@ strata_rejects_json (const char *endpoint, size_t limit, int timeout_ms, char *e
         req.limit = want > 1000 ? 1000 : (uint32_t) want;
         req.after.data = cursor;
         req.after.len = cursor_len;
-        Strata__V1__RejectsReply *r = (Strata__V1__RejectsReply *) s_request (
+        Strata__V1__RejectsReply *r = (Strata__V1__RejectsReply *) client_request (
             endpoint, WIRE_REJECTS, &req.base, WIRE_REJECTS_REPLY, &strata__v1__rejects_reply__descriptor,
             timeout_ms, err, errlen);
         if (!r) {

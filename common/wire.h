@@ -26,6 +26,10 @@
 #define WIRE_STATUS_REPLY "STATUS_REPLY"  // BatchStatusReply
 #define WIRE_REJECTS      "REJECTS"       // RejectsRequest
 #define WIRE_REJECTS_REPLY "REJECTS_REPLY" // RejectsReply
+#define WIRE_HISTORY      "HISTORY"       // HistoryRequest
+#define WIRE_HISTORY_REPLY "HISTORY_REPLY" // HistoryReply
+#define WIRE_CATALOGUE    "CATALOGUE"     // CatalogueRequest
+#define WIRE_CATALOGUE_REPLY "CATALOGUE_REPLY" // CatalogueReply
 #define WIRE_STATS        "STATS"         // StatsRequest
 #define WIRE_STATS_REPLY  "STATS_REPLY"   // Stats
 #define WIRE_READY        "READY"         // WorkerHello       worker -> broker

@@ -20,6 +20,7 @@
 
 #include "cluster.h"
 #include "config.h"
+#include "eval.h"
 #include "gen.h"
 #include "importer.h"
 #include "log.h"
@@ -443,6 +444,7 @@ s_usage (FILE *out)
                   "  import   send events or items from files (jsonl, csv, s3rec, movielens, homedepot)\n"
                   "  stats    print the cluster's counters as JSON\n"
                   "  rejects  print stored rejects (records refused, with the reason) as JSON lines\n"
+                  "  eval     offline evaluation: leave-one-out, full catalogue, tuned baselines\n"
                   "  gen      write a synthetic catalogue and event stream\n"
                   "  demo     start a cluster, import synthetic data and show what it holds\n");
 }
@@ -557,6 +559,8 @@ main (int argc, char **argv)
         return s_cmd_import (argc, argv);
     if (!strcmp (cmd, "stats"))
         return s_cmd_stats (argc, argv);
+    if (!strcmp (cmd, "eval"))
+        return eval_main (argc, argv);
     if (!strcmp (cmd, "rejects"))
         return s_cmd_rejects (argc, argv);
     if (!strcmp (cmd, "up"))

@@ -1,0 +1,53 @@
+/*  dataset: user behaviour sequences in memory, for training and offline evaluation.
+
+    Compressed rows: the events of user u are items[offsets[u] .. offsets[u+1]), in time
+    order, with their types and timestamps beside them. Only events that name an item
+    are kept (a search without a clicked item has nothing to learn an item from yet).
+    Built from the broker's HISTORY export, or from arrays (tests, synthetic data).
+
+    Leave-one-out: for a user with at least 3 events the last is the test target, the one
+    before it the validation target, the rest training; users with fewer events are
+    training data only. dataset_holdout gives the training view that hides the last
+    `hide` events of each such user, and the targets.
+*/
+#ifndef STRATA_DATASET_H
+#define STRATA_DATASET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DATASET_NO_TARGET UINT32_MAX
+
+typedef struct {
+    uint32_t n_users;
+    uint32_t n_items;
+    size_t n_events;
+    uint32_t *offsets;   // n_users + 1
+    uint32_t *items;     // n_events
+    uint8_t *types;      // n_events (EventType)
+    int64_t *ts;         // n_events
+} dataset_t;
+
+//  Fetches every user's history from a broker's api endpoint. NULL with err on failure.
+dataset_t *dataset_fetch (const char *endpoint, int timeout_ms, char *err, size_t errlen);
+
+//  Builds a dataset from parallel arrays of n events (any order; sorted here by user,
+//  then timestamp, keeping the given order for equal timestamps).
+dataset_t *dataset_from_arrays (uint32_t n_users, uint32_t n_items, size_t n, const uint32_t *users,
+                                const uint32_t *items, const uint8_t *types, const int64_t *ts);
+
+void dataset_destroy (dataset_t **self_p);
+
+//  The training view with the last `hide` events of every user with >= 3 events removed;
+//  targets (n_users entries, caller frees) gets the event at position len - hide for
+//  those users, DATASET_NO_TARGET for the others. hide is 1 (test) or 2 (validation).
+dataset_t *dataset_holdout (const dataset_t *self, int hide, uint32_t **targets);
+
+static inline uint32_t
+dataset_len (const dataset_t *d, uint32_t user)
+{
+    return d->offsets[user + 1] - d->offsets[user];
+}
+
+#endif
