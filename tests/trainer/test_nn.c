@@ -1,0 +1,258 @@
+/*  Unit: gradient checks of every layer against central finite differences.
+
+    Each layer is wrapped as loss = sum (Y * R) for a fixed random R, so dL/dY = R; the
+    analytic gradients from the backward pass are compared with (L(x+e) - L(x-e)) / 2e
+    for every input and parameter element, in double-precision loss accumulation.
+*/
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn.h"
+
+static uint64_t s_seed = 88172645463325252ULL;
+static float
+s_rand (void)
+{
+    s_seed ^= s_seed << 13;
+    s_seed ^= s_seed >> 7;
+    s_seed ^= s_seed << 17;
+    return (float) ((s_seed >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
+static void
+s_fill (float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = s_rand ();
+}
+
+typedef double (loss_fn) (void *ctx);
+
+//  Compares analytic gradient g of loss wrt x (n elements) with finite differences.
+static void
+s_check (const char *what, loss_fn *loss, void *ctx, float *x, const float *g, size_t n)
+{
+    const float eps = 1e-2f;
+    for (size_t i = 0; i < n; i++) {
+        float keep = x[i];
+        x[i] = keep + eps;
+        double up = loss (ctx);
+        x[i] = keep - eps;
+        double down = loss (ctx);
+        x[i] = keep;
+        double num = (up - down) / (2.0 * eps);
+        double err = fabs (num - g[i]) / fmax (1.0, fabs (num) + fabs (g[i]));
+        cr_expect_lt (err, 2e-3, "%s[%zu]: analytic %g, numeric %g", what, i, (double) g[i], num);
+    }
+}
+
+static double
+s_dot (const float *a, const float *b, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (double) a[i] * b[i];
+    return s;
+}
+
+// ---------------------------------------------------------------- linear
+
+typedef struct {
+    float X[3 * 4], W[4 * 5], b[5], R[3 * 5], Y[3 * 5];
+} lin_t;
+
+static double
+s_lin_loss (void *p)
+{
+    lin_t *c = p;
+    nn_linear_fwd (c->X, 3, 4, c->W, c->b, 5, c->Y);
+    return s_dot (c->Y, c->R, 15);
+}
+
+Test (nn, linear_gradients)
+{
+    lin_t c;
+    s_fill (c.X, 12);
+    s_fill (c.W, 20);
+    s_fill (c.b, 5);
+    s_fill (c.R, 15);
+    float dX[12] = { 0 }, dW[20] = { 0 }, db[5] = { 0 };
+    s_lin_loss (&c);
+    nn_linear_bwd (c.X, 3, 4, c.W, 5, c.R, dX, dW, db);
+    s_check ("dX", s_lin_loss, &c, c.X, dX, 12);
+    s_check ("dW", s_lin_loss, &c, c.W, dW, 20);
+    s_check ("db", s_lin_loss, &c, c.b, db, 5);
+    //  Backward accumulates: a second call doubles the gradient.
+    nn_linear_bwd (c.X, 3, 4, c.W, 5, c.R, NULL, dW, NULL);
+    float dW1[20] = { 0 };
+    nn_linear_bwd (c.X, 3, 4, c.W, 5, c.R, NULL, dW1, NULL);
+    for (int i = 0; i < 20; i++)
+        cr_expect_float_eq (dW[i], 2 * dW1[i], 1e-5);
+}
+
+// ---------------------------------------------------------------- layer norm
+
+typedef struct {
+    float X[3 * 6], g[6], b[6], R[3 * 6], Y[3 * 6], mean[3], rstd[3];
+} ln_t;
+
+static double
+s_ln_loss (void *p)
+{
+    ln_t *c = p;
+    nn_layernorm_fwd (c->X, 3, 6, c->g, c->b, c->Y, c->mean, c->rstd);
+    return s_dot (c->Y, c->R, 18);
+}
+
+Test (nn, layernorm_gradients_and_normalisation)
+{
+    ln_t c;
+    s_fill (c.X, 18);
+    s_fill (c.g, 6);
+    s_fill (c.b, 6);
+    s_fill (c.R, 18);
+    float dX[18] = { 0 }, dg[6] = { 0 }, db[6] = { 0 };
+    s_ln_loss (&c);
+    nn_layernorm_bwd (c.X, 3, 6, c.g, c.mean, c.rstd, c.R, dX, dg, db);
+    s_check ("dX", s_ln_loss, &c, c.X, dX, 18);
+    s_check ("dg", s_ln_loss, &c, c.g, dg, 6);
+    s_check ("db", s_ln_loss, &c, c.b, db, 6);
+    //  With unit gain and zero bias each row has mean 0 and variance 1.
+    float one[6] = { 1, 1, 1, 1, 1, 1 }, zero[6] = { 0 };
+    nn_layernorm_fwd (c.X, 3, 6, one, zero, c.Y, c.mean, c.rstd);
+    double mu = 0, var = 0;
+    for (int k = 0; k < 6; k++)
+        mu += c.Y[k];
+    for (int k = 0; k < 6; k++)
+        var += (c.Y[k] - mu / 6) * (c.Y[k] - mu / 6);
+    cr_expect_float_eq (mu / 6, 0.0, 1e-5);
+    cr_expect_float_eq (var / 6, 1.0, 1e-3);
+}
+
+// ---------------------------------------------------------------- attention
+
+enum { L = 5, D = 4 };
+
+typedef struct {
+    float Q[L * D], K[L * D], V[L * D], R[L * D], O[L * D], P[L * L];
+    uint8_t valid[L];
+} att_t;
+
+static double
+s_att_loss (void *p)
+{
+    att_t *c = p;
+    nn_attention_fwd (c->Q, c->K, c->V, L, D, c->valid, c->P, c->O);
+    return s_dot (c->O, c->R, L * D);
+}
+
+Test (nn, causal_attention_gradients_and_mask)
+{
+    att_t c;
+    s_fill (c.Q, L * D);
+    s_fill (c.K, L * D);
+    s_fill (c.V, L * D);
+    s_fill (c.R, L * D);
+    uint8_t valid[L] = { 0, 1, 1, 0, 1 };   // left padding and a hole
+    memcpy (c.valid, valid, L);
+    float dQ[L * D] = { 0 }, dK[L * D] = { 0 }, dV[L * D] = { 0 }, work[L * L];
+    s_att_loss (&c);
+    //  Causality and masking: row i puts no weight on j > i or on invalid j.
+    for (int i = 0; i < L; i++) {
+        double sum = 0;
+        for (int j = 0; j < L; j++) {
+            if (j > i || !valid[j])
+                cr_expect_eq (c.P[i * L + j], 0.0f, "P[%d][%d] leaks", i, j);
+            sum += c.P[i * L + j];
+        }
+        if (i >= 1)
+            cr_expect_float_eq (sum, 1.0, 1e-5, "row %d sums to %f", i, sum);
+    }
+    nn_attention_bwd (c.Q, c.K, c.V, L, D, c.P, c.R, dQ, dK, dV, work);
+    s_check ("dQ", s_att_loss, &c, c.Q, dQ, L * D);
+    s_check ("dK", s_att_loss, &c, c.K, dK, L * D);
+    s_check ("dV", s_att_loss, &c, c.V, dV, L * D);
+}
+
+// ---------------------------------------------------------------- softmax cross-entropy
+
+typedef struct {
+    float H[5 * 3], E[7 * 3], work[2 * 7];
+    int32_t t[5];
+} xent_t;
+
+static double
+s_xent_loss (void *p)
+{
+    xent_t *c = p;
+    return nn_softmax_xent (c->H, 5, 3, c->E, 7, c->t, 1.0f, NULL, NULL, c->work, 2);
+}
+
+Test (nn, softmax_xent_gradients_loss_and_skips)
+{
+    xent_t c;
+    s_fill (c.H, 15);
+    s_fill (c.E, 21);
+    int32_t t[5] = { 3, -1, 0, 6, 3 };
+    memcpy (c.t, t, sizeof t);
+    float dH[15] = { 0 }, dE[21] = { 0 };
+    double loss = nn_softmax_xent (c.H, 5, 3, c.E, 7, c.t, 1.0f, dH, dE, c.work, 2);
+    //  The loss by hand for row 0.
+    double z[7], mx = -1e9, sum = 0;
+    for (int j = 0; j < 7; j++) {
+        z[j] = c.H[0] * c.E[j * 3] + c.H[1] * c.E[j * 3 + 1] + c.H[2] * c.E[j * 3 + 2];
+        mx = fmax (mx, z[j]);
+    }
+    for (int j = 0; j < 7; j++)
+        sum += exp (z[j] - mx);
+    double row0 = -(z[3] - mx - log (sum));
+    cr_expect_gt (loss, row0);
+    for (int k = 0; k < 3; k++)
+        cr_expect_eq (dH[3 + k], 0.0f, "a skipped row has no gradient");
+    s_check ("dH", s_xent_loss, &c, c.H, dH, 15);
+    s_check ("dE", s_xent_loss, &c, c.E, dE, 21);
+}
+
+Test (nn, gather_scatter_and_relu)
+{
+    float table[4 * 2] = { 1, 2, 3, 4, 5, 6, 7, 8 }, out[3 * 2];
+    int32_t rows[3] = { 2, -1, 0 };
+    nn_gather (table, 2, rows, 3, out);
+    float want[6] = { 5, 6, 0, 0, 1, 2 };
+    for (int i = 0; i < 6; i++)
+        cr_expect_eq (out[i], want[i]);
+    float dt[8] = { 0 }, dout[6] = { 1, 1, 9, 9, 2, 3 };
+    nn_scatter_add (dt, 2, rows, 3, dout);
+    float wantd[8] = { 2, 3, 0, 0, 1, 1, 0, 0 };
+    for (int i = 0; i < 8; i++)
+        cr_expect_eq (dt[i], wantd[i]);
+    float x[4] = { -1, 2, 0, 3 }, dx[4] = { 1, 1, 1, 1 };
+    nn_relu_fwd (x, 4);
+    nn_relu_bwd (x, dx, 4);
+    cr_expect_eq (x[0], 0);
+    cr_expect_eq (dx[0], 0);
+    cr_expect_eq (dx[1], 1);
+    cr_expect_eq (dx[2], 0);
+}
+
+Test (nn, adam_first_step_moves_by_lr)
+{
+    //  With bias correction the first Adam step is lr * sign (g) (for |g| >> eps).
+    adam_t opt = { 0.01f, 0.9f, 0.999f, 1e-8f, 0, 1 };
+    float w[3] = { 1, 1, 1 }, g[3] = { 0.5f, -2, 0 }, m[3] = { 0 }, v[3] = { 0 };
+    nn_adam (&opt, w, g, m, v, 3);
+    cr_expect_float_eq (w[0], 0.99f, 1e-5);
+    cr_expect_float_eq (w[1], 1.01f, 1e-5);
+    cr_expect_float_eq (w[2], 1.0f, 1e-6);
+    //  Lazy rows: untouched rows stay, touched rows take a first step each.
+    float tw[3 * 2] = { 1, 1, 1, 1, 1, 1 }, tg[6] = { 1, 1, 1, 1, 1, 1 }, tm[6] = { 0 }, tv[6] = { 0 };
+    int64_t steps[3] = { 0 };
+    int32_t rows[1] = { 1 };
+    nn_adam_rows (&opt, tw, tg, tm, tv, steps, 2, rows, 1);
+    cr_expect_float_eq (tw[0], 1.0f, 1e-6);
+    cr_expect_float_eq (tw[2], 0.99f, 1e-5);
+    cr_expect_eq (steps[1], 1);
+    cr_expect_eq (steps[0], 0);
+}

@@ -1,0 +1,244 @@
+/*  nn: see nn.h. */
+#include "nn.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+void
+nn_linear_fwd (const float *X, int n, int in, const float *W, const float *b, int out, float *Y)
+{
+    if (b)
+        for (int i = 0; i < n; i++)
+            memcpy (Y + (size_t) i * out, b, (size_t) out * sizeof *Y);
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, n, out, in, 1.0f, X, in, W, out, b ? 1.0f : 0.0f, Y, out);
+}
+
+void
+nn_linear_bwd (const float *X, int n, int in, const float *W, int out, const float *dY, float *dX, float *dW,
+               float *db)
+{
+    if (dX)
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, n, in, out, 1.0f, dY, out, W, out, 1.0f, dX, in);
+    if (dW)
+        cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, in, out, n, 1.0f, X, in, dY, out, 1.0f, dW, out);
+    if (db)
+        for (int i = 0; i < n; i++)
+            cblas_saxpy (out, 1.0f, dY + (size_t) i * out, 1, db, 1);
+}
+
+void
+nn_relu_fwd (float *X, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        X[i] = X[i] > 0 ? X[i] : 0;
+}
+
+void
+nn_relu_bwd (const float *Y, float *dY, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (Y[i] <= 0)
+            dY[i] = 0;
+}
+
+void
+nn_layernorm_fwd (const float *X, int n, int d, const float *g, const float *b, float *Y, float *mean, float *rstd)
+{
+    for (int i = 0; i < n; i++) {
+        const float *x = X + (size_t) i * d;
+        float *y = Y + (size_t) i * d;
+        double mu = 0, var = 0;
+        for (int k = 0; k < d; k++)
+            mu += x[k];
+        mu /= d;
+        for (int k = 0; k < d; k++)
+            var += (x[k] - mu) * (x[k] - mu);
+        var /= d;
+        float r = (float) (1.0 / sqrt (var + 1e-5));
+        mean[i] = (float) mu;
+        rstd[i] = r;
+        for (int k = 0; k < d; k++)
+            y[k] = (x[k] - (float) mu) * r * g[k] + b[k];
+    }
+}
+
+void
+nn_layernorm_bwd (const float *X, int n, int d, const float *g, const float *mean, const float *rstd, const float *dY,
+                  float *dX, float *dg, float *db)
+{
+    for (int i = 0; i < n; i++) {
+        const float *x = X + (size_t) i * d, *dy = dY + (size_t) i * d;
+        float mu = mean[i], r = rstd[i];
+        //  xhat = (x - mu) r; y = xhat g + b
+        //  dx = r (dxhat - mean (dxhat) - xhat mean (dxhat xhat)), dxhat = dy g
+        double s1 = 0, s2 = 0;
+        for (int k = 0; k < d; k++) {
+            float xhat = (x[k] - mu) * r;
+            float dxhat = dy[k] * g[k];
+            s1 += dxhat;
+            s2 += dxhat * xhat;
+            if (dg)
+                dg[k] += dy[k] * xhat;
+            if (db)
+                db[k] += dy[k];
+        }
+        if (!dX)
+            continue;
+        float m1 = (float) (s1 / d), m2 = (float) (s2 / d);
+        float *dx = dX + (size_t) i * d;
+        for (int k = 0; k < d; k++) {
+            float xhat = (x[k] - mu) * r;
+            dx[k] += r * (dy[k] * g[k] - m1 - xhat * m2);
+        }
+    }
+}
+
+void
+nn_attention_fwd (const float *Q, const float *K, const float *V, int L, int d, const uint8_t *valid, float *P,
+                  float *O)
+{
+    float scale = 1.0f / sqrtf ((float) d);
+    //  Scores S = Q K' scale, then a masked row softmax in place.
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, L, L, d, scale, Q, d, K, d, 0.0f, P, L);
+    for (int i = 0; i < L; i++) {
+        float *p = P + (size_t) i * L;
+        float mx = -INFINITY;
+        for (int j = 0; j <= i; j++)
+            if (!valid || valid[j])
+                mx = p[j] > mx ? p[j] : mx;
+        double sum = 0;
+        for (int j = 0; j < L; j++) {
+            if (j <= i && (!valid || valid[j]) && mx > -INFINITY) {
+                p[j] = expf (p[j] - mx);
+                sum += p[j];
+            }
+            else
+                p[j] = 0;
+        }
+        if (sum > 0)
+            for (int j = 0; j <= i; j++)
+                p[j] = (float) (p[j] / sum);
+    }
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, L, d, L, 1.0f, P, L, V, d, 0.0f, O, d);
+}
+
+void
+nn_attention_bwd (const float *Q, const float *K, const float *V, int L, int d, const float *P, const float *dO,
+                  float *dQ, float *dK, float *dV, float *work)
+{
+    float scale = 1.0f / sqrtf ((float) d);
+    //  O = P V:  dV += P' dO,  dP = dO V'.
+    cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, L, d, L, 1.0f, P, L, dO, d, 1.0f, dV, d);
+    float *dS = work;
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, L, L, d, 1.0f, dO, d, V, d, 0.0f, dS, L);
+    //  Row softmax: dS = P (dP - sum_j dP_j P_j); masked entries have P = 0 and stay 0.
+    for (int i = 0; i < L; i++) {
+        float *ds = dS + (size_t) i * L;
+        const float *p = P + (size_t) i * L;
+        double dot = 0;
+        for (int j = 0; j < L; j++)
+            dot += ds[j] * p[j];
+        for (int j = 0; j < L; j++)
+            ds[j] = p[j] * (ds[j] - (float) dot);
+    }
+    //  S = Q K' scale:  dQ += dS K scale,  dK += dS' Q scale.
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, L, d, L, scale, dS, L, K, d, 1.0f, dQ, d);
+    cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, L, d, L, scale, dS, L, Q, d, 1.0f, dK, d);
+}
+
+double
+nn_softmax_xent (const float *H, int n, int d, const float *E, int m, const int32_t *targets, float scale, float *dH,
+                 float *dE, float *work, int block)
+{
+    double loss = 0;
+    for (int r0 = 0; r0 < n; r0 += block) {
+        int rows = n - r0 < block ? n - r0 : block;
+        const float *h = H + (size_t) r0 * d;
+        //  logits[rows x m] = h E'
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, rows, m, d, 1.0f, h, d, E, d, 0.0f, work, m);
+        for (int i = 0; i < rows; i++) {
+            float *z = work + (size_t) i * m;
+            int32_t t = targets[r0 + i];
+            if (t < 0 || t >= m) {
+                memset (z, 0, (size_t) m * sizeof *z);   // no gradient from a skipped row
+                continue;
+            }
+            float mx = z[0];
+            for (int j = 1; j < m; j++)
+                mx = z[j] > mx ? z[j] : mx;
+            double sum = 0;
+            for (int j = 0; j < m; j++) {
+                z[j] = expf (z[j] - mx);
+                sum += z[j];
+            }
+            loss += -(log (z[t] / sum));
+            //  d loss / d logits = softmax - onehot, times scale.
+            float inv = (float) (1.0 / sum) * scale;
+            for (int j = 0; j < m; j++)
+                z[j] *= inv;
+            z[t] -= scale;
+        }
+        //  dh += dlogits E ; dE += dlogits' h
+        if (dH)
+            cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, d, m, 1.0f, work, m, E, d, 1.0f,
+                         dH + (size_t) r0 * d, d);
+        if (dE)
+            cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, m, d, rows, 1.0f, work, m, h, d, 1.0f, dE, d);
+    }
+    return loss;
+}
+
+void
+nn_gather (const float *table, int d, const int32_t *rows, int n, float *out)
+{
+    for (int i = 0; i < n; i++) {
+        if (rows[i] < 0)
+            memset (out + (size_t) i * d, 0, (size_t) d * sizeof *out);
+        else
+            memcpy (out + (size_t) i * d, table + (size_t) rows[i] * d, (size_t) d * sizeof *out);
+    }
+}
+
+void
+nn_scatter_add (float *dtable, int d, const int32_t *rows, int n, const float *dout)
+{
+    for (int i = 0; i < n; i++)
+        if (rows[i] >= 0)
+            cblas_saxpy (d, 1.0f, dout + (size_t) i * d, 1, dtable + (size_t) rows[i] * d, 1);
+}
+
+void
+nn_adam (const adam_t *opt, float *w, const float *g, float *m, float *v, size_t n)
+{
+    float b1 = opt->beta1, b2 = opt->beta2;
+    float c1 = 1.0f - powf (b1, (float) opt->step), c2 = 1.0f - powf (b2, (float) opt->step);
+    float lr = opt->lr * sqrtf (c2) / c1;
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i] + opt->weight_decay * w[i];
+        m[i] = b1 * m[i] + (1 - b1) * gi;
+        v[i] = b2 * v[i] + (1 - b2) * gi * gi;
+        w[i] -= lr * m[i] / (sqrtf (v[i]) + opt->eps);
+    }
+}
+
+void
+nn_adam_rows (const adam_t *opt, float *w, const float *g, float *m, float *v, int64_t *row_step, int d,
+              const int32_t *rows, int n)
+{
+    float b1 = opt->beta1, b2 = opt->beta2;
+    for (int r = 0; r < n; r++) {
+        if (rows[r] < 0)
+            continue;
+        size_t off = (size_t) rows[r] * d;
+        int64_t t = ++row_step[rows[r]];
+        float c1 = 1.0f - powf (b1, (float) t), c2 = 1.0f - powf (b2, (float) t);
+        float lr = opt->lr * sqrtf (c2) / c1;
+        for (int k = 0; k < d; k++) {
+            float gi = g[off + k] + opt->weight_decay * w[off + k];
+            m[off + k] = b1 * m[off + k] + (1 - b1) * gi;
+            v[off + k] = b2 * v[off + k] + (1 - b2) * gi * gi;
+            w[off + k] -= lr * m[off + k] / (sqrtf (v[off + k]) + opt->eps);
+        }
+    }
+}
