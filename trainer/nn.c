@@ -28,6 +28,12 @@ nn_linear_bwd (const float *X, int n, int in, const float *W, int out, const flo
 }
 
 void
+nn_matmul_nt (const float *X, int n, int k, const float *W, int m, float *Y)
+{
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, n, m, k, 1.0f, X, k, W, k, 0.0f, Y, m);
+}
+
+void
 nn_relu_fwd (float *X, size_t n)
 {
     for (size_t i = 0; i < n; i++)

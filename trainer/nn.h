@@ -26,6 +26,9 @@ void nn_linear_fwd (const float *X, int n, int in, const float *W, const float *
 void nn_linear_bwd (const float *X, int n, int in, const float *W, int out, const float *dY, float *dX, float *dW,
                     float *db);
 
+//  Y[n x m] = X[n x k] W[m x k]' (scores of n states against m item embeddings).
+void nn_matmul_nt (const float *X, int n, int k, const float *W, int m, float *Y);
+
 //  Y = max (X, 0) in place; backward masks dY where Y <= 0.
 void nn_relu_fwd (float *X, size_t n);
 void nn_relu_bwd (const float *Y, float *dY, size_t n);

@@ -1,0 +1,577 @@
+/*  model: see model.h.
+
+    Activations of one batch are kept in a workspace sized for (batch x max_len) rows,
+    so a training step allocates nothing. Padding positions (left of a short history)
+    are zero rows: they attend to nothing, are attended by nothing, predict nothing,
+    and their gradients are zeroed.
+*/
+#include "model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn.h"
+
+typedef struct {
+    float *w, *g, *m, *v;
+    size_t n;
+} param_t;
+
+typedef struct {
+    param_t ln1_g, ln1_b, wq, wk, wv, wo, ln2_g, ln2_b, w1, b1, w2, b2;
+} block_t;
+
+//  Per-block activations for a batch of R = batch * max_len rows.
+typedef struct {
+    float *x;          // block input (R x d)
+    float *ln1, *mu1, *rs1;
+    float *q, *k, *v, *o, *p;   // p: batch x L x L
+    float *a, *adrop;  // attention projection, its dropout mask
+    float *x1;         // after the first residual
+    float *ln2, *mu2, *rs2;
+    float *h;          // R x ffn, after ReLU
+    float *f, *fdrop;  // ffn output, its dropout mask
+} cache_t;
+
+struct _model_t {
+    model_config_t cfg;
+    uint32_t n_items;
+    param_t emb, pos, lnf_g, lnf_b;
+    block_t *blocks;
+    cache_t *cache;
+    //  Batch workspace.
+    int32_t *in_items, *targets;   // R
+    uint8_t *valid;                // R
+    float *x0, *x0drop;            // embeddings in, dropout mask
+    float *xout, *hf, *muf, *rsf;  // last block output, final norm
+    float *dx, *dtmp, *dtmp2, *dh; // gradient scratch (R x d, R x d, R x d, R x ffn)
+    float *dq, *dk, *dv, *datt;    // R x d each; datt: L x L
+    float *logits;                 // block rows x n_items
+    int64_t step;
+    uint64_t rng;
+    uint32_t *order;
+    size_t order_cap;
+};
+
+static float
+s_uniform (uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return (float) ((*s >> 11) * (1.0 / 9007199254740992.0));
+}
+
+static int
+s_param (param_t *p, size_t n, float init_std, float init_const, uint64_t *rng)
+{
+    p->n = n;
+    p->w = malloc (n * sizeof *p->w);
+    p->g = calloc (n, sizeof *p->g);
+    p->m = calloc (n, sizeof *p->m);
+    p->v = calloc (n, sizeof *p->v);
+    if (!p->w || !p->g || !p->m || !p->v)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (init_std > 0) {
+            //  Box-Muller normal, truncated at 2 sigma.
+            float u1 = s_uniform (rng) + 1e-7f, u2 = s_uniform (rng);
+            float z = sqrtf (-2.0f * logf (u1)) * cosf (6.2831853f * u2);
+            z = z > 2 ? 2 : z < -2 ? -2 : z;
+            p->w[i] = z * init_std;
+        }
+        else
+            p->w[i] = init_const;
+    }
+    return 0;
+}
+
+static void
+s_param_free (param_t *p)
+{
+    free (p->w);
+    free (p->g);
+    free (p->m);
+    free (p->v);
+}
+
+void
+model_config_default (model_config_t *cfg)
+{
+    cfg->dim = 64;
+    cfg->max_len = 50;
+    cfg->blocks = 2;
+    cfg->ffn = 128;
+    cfg->dropout = 0.3f;
+    cfg->lr = 0.001f;
+    cfg->weight_decay = 0;
+    cfg->batch = 128;
+    cfg->seed = 42;
+}
+
+#define XENT_BLOCK 256
+
+model_t *
+model_new (const model_config_t *cfg, uint32_t n_items)
+{
+    model_t *m = calloc (1, sizeof *m);
+    if (!m)
+        return NULL;
+    m->cfg = *cfg;
+    m->n_items = n_items;
+    m->rng = cfg->seed * 0x9E3779B97F4A7C15ULL + 1;
+    int d = cfg->dim, L = cfg->max_len, f = cfg->ffn, B = cfg->batch;
+    size_t R = (size_t) B * L;
+    float std = 0.02f;
+    int bad = s_param (&m->emb, (size_t) n_items * d, std, 0, &m->rng) | s_param (&m->pos, (size_t) L * d, std, 0, &m->rng)
+            | s_param (&m->lnf_g, d, 0, 1, &m->rng) | s_param (&m->lnf_b, d, 0, 0, &m->rng);
+    m->blocks = calloc ((size_t) cfg->blocks, sizeof *m->blocks);
+    m->cache = calloc ((size_t) cfg->blocks, sizeof *m->cache);
+    if (!m->blocks || !m->cache) {
+        model_destroy (&m);
+        return NULL;
+    }
+    float wstd = 1.0f / sqrtf ((float) d);
+    for (int b = 0; b < cfg->blocks; b++) {
+        block_t *k = &m->blocks[b];
+        bad |= s_param (&k->ln1_g, d, 0, 1, &m->rng) | s_param (&k->ln1_b, d, 0, 0, &m->rng)
+             | s_param (&k->wq, (size_t) d * d, wstd, 0, &m->rng) | s_param (&k->wk, (size_t) d * d, wstd, 0, &m->rng)
+             | s_param (&k->wv, (size_t) d * d, wstd, 0, &m->rng) | s_param (&k->wo, (size_t) d * d, wstd, 0, &m->rng)
+             | s_param (&k->ln2_g, d, 0, 1, &m->rng) | s_param (&k->ln2_b, d, 0, 0, &m->rng)
+             | s_param (&k->w1, (size_t) d * f, wstd, 0, &m->rng) | s_param (&k->b1, f, 0, 0, &m->rng)
+             | s_param (&k->w2, (size_t) f * d, 1.0f / sqrtf ((float) f), 0, &m->rng)
+             | s_param (&k->b2, d, 0, 0, &m->rng);
+        cache_t *c = &m->cache[b];
+        float **bufs[] = { &c->x, &c->ln1, &c->q, &c->k, &c->v, &c->o, &c->a, &c->adrop, &c->x1, &c->ln2, &c->f,
+                           &c->fdrop };
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+            bad |= !(*bufs[i] = calloc (R * d, sizeof (float)));
+        bad |= !(c->mu1 = calloc (R, sizeof (float))) | !(c->rs1 = calloc (R, sizeof (float)));
+        bad |= !(c->mu2 = calloc (R, sizeof (float))) | !(c->rs2 = calloc (R, sizeof (float)));
+        bad |= !(c->p = calloc ((size_t) B * L * L, sizeof (float)));
+        bad |= !(c->h = calloc (R * f, sizeof (float)));
+    }
+    float **ws[] = { &m->x0, &m->x0drop, &m->xout, &m->hf, &m->dx, &m->dtmp, &m->dtmp2, &m->dq, &m->dk, &m->dv };
+    for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+        bad |= !(*ws[i] = calloc (R * d, sizeof (float)));
+    bad |= !(m->muf = calloc (R, sizeof (float))) | !(m->rsf = calloc (R, sizeof (float)));
+    bad |= !(m->dh = calloc (R * f, sizeof (float)));
+    bad |= !(m->datt = calloc ((size_t) L * L, sizeof (float)));
+    bad |= !(m->logits = calloc ((size_t) XENT_BLOCK * n_items, sizeof (float)));
+    bad |= !(m->in_items = calloc (R, sizeof (int32_t))) | !(m->targets = calloc (R, sizeof (int32_t)));
+    bad |= !(m->valid = calloc (R, 1));
+    if (bad) {
+        model_destroy (&m);
+        return NULL;
+    }
+    return m;
+}
+
+static void
+s_block_params (block_t *k, param_t **out)
+{
+    param_t *all[] = { &k->ln1_g, &k->ln1_b, &k->wq, &k->wk, &k->wv, &k->wo,
+                       &k->ln2_g, &k->ln2_b, &k->w1, &k->b1, &k->w2, &k->b2 };
+    memcpy (out, all, sizeof all);
+}
+
+#define BLOCK_PARAMS 12
+
+void
+model_destroy (model_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    model_t *m = *self_p;
+    s_param_free (&m->emb);
+    s_param_free (&m->pos);
+    s_param_free (&m->lnf_g);
+    s_param_free (&m->lnf_b);
+    for (int b = 0; m->blocks && b < m->cfg.blocks; b++) {
+        param_t *ps[BLOCK_PARAMS];
+        s_block_params (&m->blocks[b], ps);
+        for (int i = 0; i < BLOCK_PARAMS; i++)
+            s_param_free (ps[i]);
+    }
+    for (int b = 0; m->cache && b < m->cfg.blocks; b++) {
+        cache_t *c = &m->cache[b];
+        float *bufs[] = { c->x, c->ln1, c->q, c->k, c->v, c->o, c->a, c->adrop, c->x1, c->ln2, c->f, c->fdrop,
+                          c->mu1, c->rs1, c->mu2, c->rs2, c->p, c->h };
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+            free (bufs[i]);
+    }
+    free (m->blocks);
+    free (m->cache);
+    float *ws[] = { m->x0, m->x0drop, m->xout, m->hf, m->muf, m->rsf, m->dx, m->dtmp, m->dtmp2, m->dh,
+                    m->dq, m->dk, m->dv, m->datt, m->logits };
+    for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+        free (ws[i]);
+    free (m->in_items);
+    free (m->targets);
+    free (m->valid);
+    free (m->order);
+    free (m);
+    *self_p = NULL;
+}
+
+size_t
+model_parameters (model_t *self)
+{
+    size_t n = self->emb.n + self->pos.n + self->lnf_g.n + self->lnf_b.n;
+    for (int b = 0; b < self->cfg.blocks; b++) {
+        param_t *ps[BLOCK_PARAMS];
+        s_block_params (&self->blocks[b], ps);
+        for (int i = 0; i < BLOCK_PARAMS; i++)
+            n += ps[i]->n;
+    }
+    return n;
+}
+
+//  Fills a dropout mask (0 or 1/(1-p)) and applies it to x.
+static void
+s_dropout (model_t *m, float *x, float *mask, size_t n, float p, int train)
+{
+    if (!train || p <= 0) {
+        for (size_t i = 0; i < n; i++)
+            mask[i] = 1;
+        return;
+    }
+    float keep = 1.0f / (1.0f - p);
+    for (size_t i = 0; i < n; i++) {
+        mask[i] = s_uniform (&m->rng) < p ? 0 : keep;
+        x[i] *= mask[i];
+    }
+}
+
+static void
+s_zero_padding (const uint8_t *valid, float *x, size_t rows, int width)
+{
+    for (size_t r = 0; r < rows; r++)
+        if (!valid[r])
+            memset (x + r * width, 0, (size_t) width * sizeof *x);
+}
+
+//  Forward over nb sequences already laid out in in_items/valid. Leaves the final
+//  states in m->hf.
+static void
+s_forward (model_t *m, int nb, int train)
+{
+    int d = m->cfg.dim, L = m->cfg.max_len, f = m->cfg.ffn;
+    size_t R = (size_t) nb * L;
+    float p = m->cfg.dropout;
+    float scale = sqrtf ((float) d);
+    nn_gather (m->emb.w, d, m->in_items, (int) R, m->x0);
+    for (size_t r = 0; r < R; r++) {
+        if (!m->valid[r])
+            continue;
+        float *x = m->x0 + r * d;
+        const float *pe = m->pos.w + (r % L) * d;
+        for (int k = 0; k < d; k++)
+            x[k] = x[k] * scale + pe[k];
+    }
+    s_dropout (m, m->x0, m->x0drop, R * d, p, train);
+    const float *x = m->x0;
+    for (int b = 0; b < m->cfg.blocks; b++) {
+        block_t *k = &m->blocks[b];
+        cache_t *c = &m->cache[b];
+        if (c->x != x)
+            memcpy (c->x, x, R * d * sizeof (float));
+        nn_layernorm_fwd (c->x, (int) R, d, k->ln1_g.w, k->ln1_b.w, c->ln1, c->mu1, c->rs1);
+        nn_linear_fwd (c->ln1, (int) R, d, k->wq.w, NULL, d, c->q);
+        nn_linear_fwd (c->ln1, (int) R, d, k->wk.w, NULL, d, c->k);
+        nn_linear_fwd (c->ln1, (int) R, d, k->wv.w, NULL, d, c->v);
+        for (int s = 0; s < nb; s++) {
+            size_t off = (size_t) s * L * d;
+            nn_attention_fwd (c->q + off, c->k + off, c->v + off, L, d, m->valid + (size_t) s * L,
+                              c->p + (size_t) s * L * L, c->o + off);
+        }
+        nn_linear_fwd (c->o, (int) R, d, k->wo.w, NULL, d, c->a);
+        s_dropout (m, c->a, c->adrop, R * d, p, train);
+        for (size_t i = 0; i < R * d; i++)
+            c->x1[i] = c->x[i] + c->a[i];
+        nn_layernorm_fwd (c->x1, (int) R, d, k->ln2_g.w, k->ln2_b.w, c->ln2, c->mu2, c->rs2);
+        nn_linear_fwd (c->ln2, (int) R, d, k->w1.w, k->b1.w, f, c->h);
+        nn_relu_fwd (c->h, R * f);
+        nn_linear_fwd (c->h, (int) R, f, k->w2.w, k->b2.w, d, c->f);
+        s_dropout (m, c->f, c->fdrop, R * d, p, train);
+        float *out = b + 1 < m->cfg.blocks ? m->cache[b + 1].x : m->xout;
+        for (size_t i = 0; i < R * d; i++)
+            out[i] = c->x1[i] + c->f[i];
+        s_zero_padding (m->valid, out, R, d);
+        x = out;
+    }
+    if (m->cfg.blocks == 0)
+        memcpy (m->xout, m->x0, R * d * sizeof (float));
+    nn_layernorm_fwd (m->xout, (int) R, d, m->lnf_g.w, m->lnf_b.w, m->hf, m->muf, m->rsf);
+    s_zero_padding (m->valid, m->hf, R, d);
+}
+
+//  Backward from the loss on targets; accumulates parameter gradients.
+static double
+s_backward (model_t *m, int nb)
+{
+    int d = m->cfg.dim, L = m->cfg.max_len, f = m->cfg.ffn;
+    size_t R = (size_t) nb * L;
+    size_t predicted = 0;
+    for (size_t r = 0; r < R; r++)
+        predicted += m->targets[r] >= 0;
+    if (predicted == 0)
+        return 0;
+    float inv = 1.0f / (float) predicted;
+    //  dhf: gradient wrt the final states (dx holds it).
+    memset (m->dx, 0, R * d * sizeof (float));
+    double loss = nn_softmax_xent (m->hf, (int) R, d, m->emb.w, (int) m->n_items, m->targets, inv, m->dx, m->emb.g,
+                                   m->logits, XENT_BLOCK);
+    s_zero_padding (m->valid, m->dx, R, d);
+    //  Final norm.
+    memset (m->dtmp, 0, R * d * sizeof (float));
+    nn_layernorm_bwd (m->xout, (int) R, d, m->lnf_g.w, m->muf, m->rsf, m->dx, m->dtmp, m->lnf_g.g, m->lnf_b.g);
+    //  m->dtmp: gradient wrt the last block's output.
+    float *dout = m->dtmp, *dnext = m->dtmp2;
+    for (int b = m->cfg.blocks - 1; b >= 0; b--) {
+        block_t *k = &m->blocks[b];
+        cache_t *c = &m->cache[b];
+        s_zero_padding (m->valid, dout, R, d);
+        //  out = x1 + drop (ffn (ln2 (x1))): dx1 = dout + ffn branch.
+        float *dx1 = dnext;
+        memcpy (dx1, dout, R * d * sizeof (float));
+        float *df = m->dq;   // reuse as scratch: d (ffn output before dropout)
+        for (size_t i = 0; i < R * d; i++)
+            df[i] = dout[i] * c->fdrop[i];
+        memset (m->dh, 0, R * f * sizeof (float));
+        nn_linear_bwd (c->h, (int) R, f, k->w2.w, d, df, m->dh, k->w2.g, k->b2.g);
+        nn_relu_bwd (c->h, m->dh, R * f);
+        float *dln2 = m->dk;
+        memset (dln2, 0, R * d * sizeof (float));
+        nn_linear_bwd (c->ln2, (int) R, d, k->w1.w, f, m->dh, dln2, k->w1.g, k->b1.g);
+        nn_layernorm_bwd (c->x1, (int) R, d, k->ln2_g.w, c->mu2, c->rs2, dln2, dx1, k->ln2_g.g, k->ln2_b.g);
+        //  x1 = x + drop (attn (ln1 (x)) Wo): dx = dx1 + attention branch.
+        float *da = m->dv;
+        for (size_t i = 0; i < R * d; i++)
+            da[i] = dx1[i] * c->adrop[i];
+        float *dO = m->dq;
+        memset (dO, 0, R * d * sizeof (float));
+        nn_linear_bwd (c->o, (int) R, d, k->wo.w, d, da, dO, k->wo.g, NULL);
+        float *dQ = m->dk, *dK = m->dv, *dV = m->dx;
+        memset (dQ, 0, R * d * sizeof (float));
+        memset (dK, 0, R * d * sizeof (float));
+        memset (dV, 0, R * d * sizeof (float));
+        for (int s = 0; s < nb; s++) {
+            size_t off = (size_t) s * L * d;
+            nn_attention_bwd (c->q + off, c->k + off, c->v + off, L, d, c->p + (size_t) s * L * L, dO + off,
+                              dQ + off, dK + off, dV + off, m->datt);
+        }
+        //  ln1 output feeds Q, K and V.
+        float *dln1 = dout;   // dout is consumed: reuse it
+        memset (dln1, 0, R * d * sizeof (float));
+        nn_linear_bwd (c->ln1, (int) R, d, k->wq.w, d, dQ, dln1, k->wq.g, NULL);
+        nn_linear_bwd (c->ln1, (int) R, d, k->wk.w, d, dK, dln1, k->wk.g, NULL);
+        nn_linear_bwd (c->ln1, (int) R, d, k->wv.w, d, dV, dln1, k->wv.g, NULL);
+        nn_layernorm_bwd (c->x, (int) R, d, k->ln1_g.w, c->mu1, c->rs1, dln1, dx1, k->ln1_g.g, k->ln1_b.g);
+        //  dx1 now holds the gradient wrt this block's input.
+        float *t = dout;
+        dout = dx1;
+        dnext = t;
+    }
+    //  Embedding input: x0 = drop (emb * sqrt (d) + pos).
+    float scale = sqrtf ((float) d);
+    for (size_t r = 0; r < R; r++) {
+        float *g = dout + r * d;
+        const float *mask = m->x0drop + r * d;
+        if (!m->valid[r])
+            continue;
+        float *pg = m->pos.g + (r % L) * d;
+        for (int k = 0; k < d; k++) {
+            g[k] *= mask[k];
+            pg[k] += g[k];
+            g[k] *= scale;
+        }
+    }
+    nn_scatter_add (m->emb.g, d, m->in_items, (int) R, dout);
+    return loss;
+}
+
+static param_t *
+s_tensor (model_t *m, int i, const char **name)
+{
+    static const char *top_names[] = { "item_embedding", "position_embedding", "final_norm_gain", "final_norm_bias" };
+    static const char *block_names[] = { "ln1_gain", "ln1_bias", "wq", "wk", "wv", "wo",
+                                         "ln2_gain", "ln2_bias", "w1", "b1", "w2", "b2" };
+    param_t *top[] = { &m->emb, &m->pos, &m->lnf_g, &m->lnf_b };
+    if (i < 4) {
+        if (name)
+            *name = top_names[i];
+        return top[i];
+    }
+    i -= 4;
+    param_t *ps[BLOCK_PARAMS];
+    s_block_params (&m->blocks[i / BLOCK_PARAMS], ps);
+    if (name)
+        *name = block_names[i % BLOCK_PARAMS];
+    return ps[i % BLOCK_PARAMS];
+}
+
+int
+model_tensor_count (model_t *self)
+{
+    return 4 + BLOCK_PARAMS * self->cfg.blocks;
+}
+
+float *
+model_tensor (model_t *self, int i, float **grad, size_t *n, const char **name)
+{
+    param_t *p = s_tensor (self, i, name);
+    if (grad)
+        *grad = p->g;
+    if (n)
+        *n = p->n;
+    return p->w;
+}
+
+void
+model_zero_grad (model_t *self)
+{
+    for (int i = 0; i < model_tensor_count (self); i++) {
+        param_t *p = s_tensor (self, i, NULL);
+        memset (p->g, 0, p->n * sizeof (float));
+    }
+}
+
+static void
+s_step (model_t *m)
+{
+    adam_t opt = { m->cfg.lr, 0.9f, 0.98f, 1e-9f, m->cfg.weight_decay, ++m->step };
+    param_t *top[] = { &m->emb, &m->pos, &m->lnf_g, &m->lnf_b };
+    for (size_t i = 0; i < 4; i++) {
+        nn_adam (&opt, top[i]->w, top[i]->g, top[i]->m, top[i]->v, top[i]->n);
+        memset (top[i]->g, 0, top[i]->n * sizeof (float));
+    }
+    for (int b = 0; b < m->cfg.blocks; b++) {
+        param_t *ps[BLOCK_PARAMS];
+        s_block_params (&m->blocks[b], ps);
+        for (int i = 0; i < BLOCK_PARAMS; i++) {
+            nn_adam (&opt, ps[i]->w, ps[i]->g, ps[i]->m, ps[i]->v, ps[i]->n);
+            memset (ps[i]->g, 0, ps[i]->n * sizeof (float));
+        }
+    }
+}
+
+//  Lays out sequence slot s from a user's items[from..to): the last L inputs
+//  right-aligned, each predicting its successor (train) or nothing (inference).
+static void
+s_layout (model_t *m, int s, const uint32_t *items, uint32_t len, int train)
+{
+    int L = m->cfg.max_len;
+    int32_t *in = m->in_items + (size_t) s * L, *tg = m->targets + (size_t) s * L;
+    uint8_t *valid = m->valid + (size_t) s * L;
+    //  Inputs are items[0..n) with n = len - 1 when training (the last has no successor).
+    uint32_t n = train ? (len > 0 ? len - 1 : 0) : len;
+    uint32_t take = n < (uint32_t) L ? n : (uint32_t) L;
+    uint32_t first = n - take;
+    for (int t = 0; t < L; t++) {
+        int idx = t - (L - (int) take);
+        if (idx < 0) {
+            in[t] = -1;
+            tg[t] = -1;
+            valid[t] = 0;
+        }
+        else {
+            in[t] = (int32_t) items[first + (uint32_t) idx];
+            tg[t] = train ? (int32_t) items[first + (uint32_t) idx + 1] : -1;
+            valid[t] = 1;
+        }
+    }
+}
+
+double
+model_batch_loss (model_t *self, const dataset_t *train, const uint32_t *users, int n, int dropout, int with_grad)
+{
+    if (n > self->cfg.batch)
+        n = self->cfg.batch;
+    for (int s = 0; s < n; s++)
+        s_layout (self, s, train->items + train->offsets[users[s]], dataset_len (train, users[s]), 1);
+    //  Same dropout masks on every call: reseed from the configuration.
+    uint64_t keep = self->rng;
+    self->rng = self->cfg.seed * 0x9E3779B97F4A7C15ULL + 7;
+    s_forward (self, n, dropout);
+    self->rng = keep;
+    size_t R = (size_t) n * self->cfg.max_len, pos = 0;
+    for (size_t r = 0; r < R; r++)
+        pos += self->targets[r] >= 0;
+    double loss;
+    if (with_grad)
+        loss = s_backward (self, n);
+    else
+        loss = nn_softmax_xent (self->hf, (int) R, self->cfg.dim, self->emb.w, (int) self->n_items, self->targets, 1.0f,
+                                NULL, NULL, self->logits, XENT_BLOCK);
+    return pos ? loss / (double) pos : 0;
+}
+
+double
+model_train_epoch (model_t *self, const dataset_t *train)
+{
+    if (self->order_cap < train->n_users) {
+        free (self->order);
+        self->order = malloc ((size_t) train->n_users * sizeof *self->order);
+        self->order_cap = self->order ? train->n_users : 0;
+        if (!self->order)
+            return NAN;
+    }
+    uint32_t n = 0;
+    for (uint32_t u = 0; u < train->n_users; u++)
+        if (dataset_len (train, u) >= 2)
+            self->order[n++] = u;
+    for (uint32_t i = n; i > 1; i--) {
+        uint32_t j = (uint32_t) (s_uniform (&self->rng) * (float) i);
+        if (j >= i)
+            j = i - 1;
+        uint32_t t = self->order[i - 1];
+        self->order[i - 1] = self->order[j];
+        self->order[j] = t;
+    }
+    double loss = 0;
+    size_t positions = 0;
+    for (uint32_t i = 0; i < n; i += (uint32_t) self->cfg.batch) {
+        int nb = (int) (n - i < (uint32_t) self->cfg.batch ? n - i : (uint32_t) self->cfg.batch);
+        for (int s = 0; s < nb; s++) {
+            uint32_t u = self->order[i + (uint32_t) s];
+            s_layout (self, s, train->items + train->offsets[u], dataset_len (train, u), 1);
+        }
+        size_t R = (size_t) nb * self->cfg.max_len;
+        size_t pos = 0;
+        for (size_t r = 0; r < R; r++)
+            pos += self->targets[r] >= 0;
+        s_forward (self, nb, 1);
+        loss += s_backward (self, nb);
+        positions += pos;
+        s_step (self);
+    }
+    return positions ? loss / (double) positions : 0;
+}
+
+static void
+s_score (void *model, const dataset_t *train, const uint32_t *users, size_t n, float *scores)
+{
+    model_t *m = model;
+    int d = m->cfg.dim, L = m->cfg.max_len;
+    for (size_t i = 0; i < n; i += (size_t) m->cfg.batch) {
+        int nb = (int) (n - i < (size_t) m->cfg.batch ? n - i : (size_t) m->cfg.batch);
+        for (int s = 0; s < nb; s++) {
+            uint32_t u = users[i + (size_t) s];
+            s_layout (m, s, train->items + train->offsets[u], dataset_len (train, u), 0);
+        }
+        s_forward (m, nb, 0);
+        //  The interest vector is the state at the last position of each sequence.
+        for (int s = 0; s < nb; s++)
+            memcpy (m->dtmp + (size_t) s * d, m->hf + ((size_t) s * L + (size_t) (L - 1)) * d, (size_t) d * sizeof (float));
+        nn_matmul_nt (m->dtmp, nb, d, m->emb.w, (int) m->n_items, scores + i * m->n_items);
+    }
+}
+
+scorer_t
+model_scorer (model_t *self)
+{
+    scorer_t s = { "strata", s_score, self };
+    return s;
+}
