@@ -48,6 +48,10 @@ struct _model_t {
     float *dx, *dtmp, *dtmp2, *dh; // gradient scratch (R x d, R x d, R x d, R x ffn)
     float *dq, *dk, *dv, *datt;    // R x d each; datt: L x L
     float *logits;                 // block rows x n_items
+    int L;                         // positions in the current batch (<= max_len)
+    float *hpack, *dpack;          // rows that predict something, packed (R x d)
+    int32_t *tpack;                // their targets
+    int32_t *rowpack;              // and where they came from
     int64_t step;
     uint64_t rng;
     uint32_t *order;
@@ -161,6 +165,9 @@ model_new (const model_config_t *cfg, uint32_t n_items)
     bad |= !(m->logits = calloc ((size_t) XENT_BLOCK * n_items, sizeof (float)));
     bad |= !(m->in_items = calloc (R, sizeof (int32_t))) | !(m->targets = calloc (R, sizeof (int32_t)));
     bad |= !(m->valid = calloc (R, 1));
+    bad |= !(m->hpack = calloc (R * d, sizeof (float))) | !(m->dpack = calloc (R * d, sizeof (float)));
+    bad |= !(m->tpack = calloc (R, sizeof (int32_t))) | !(m->rowpack = calloc (R, sizeof (int32_t)));
+    m->L = L;
     if (bad) {
         model_destroy (&m);
         return NULL;
@@ -207,6 +214,10 @@ model_destroy (model_t **self_p)
                     m->dq, m->dk, m->dv, m->datt, m->logits };
     for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
         free (ws[i]);
+    free (m->hpack);
+    free (m->dpack);
+    free (m->tpack);
+    free (m->rowpack);
     free (m->in_items);
     free (m->targets);
     free (m->valid);
@@ -257,7 +268,10 @@ s_zero_padding (const uint8_t *valid, float *x, size_t rows, int width)
 static void
 s_forward (model_t *m, int nb, int train)
 {
-    int d = m->cfg.dim, L = m->cfg.max_len, f = m->cfg.ffn;
+    int d = m->cfg.dim, L = m->L, f = m->cfg.ffn;
+    //  A batch shorter than max_len uses the last L position embeddings, so the newest
+    //  item always sits at the same position.
+    int pos0 = m->cfg.max_len - L;
     size_t R = (size_t) nb * L;
     float p = m->cfg.dropout;
     float scale = sqrtf ((float) d);
@@ -266,7 +280,7 @@ s_forward (model_t *m, int nb, int train)
         if (!m->valid[r])
             continue;
         float *x = m->x0 + r * d;
-        const float *pe = m->pos.w + (r % L) * d;
+        const float *pe = m->pos.w + (size_t) (pos0 + (int) (r % (size_t) L)) * d;
         for (int k = 0; k < d; k++)
             x[k] = x[k] * scale + pe[k];
     }
@@ -308,22 +322,39 @@ s_forward (model_t *m, int nb, int train)
 }
 
 //  Backward from the loss on targets; accumulates parameter gradients.
+//  Packs the rows that predict an item (most rows of a batch of short histories are
+//  padding): the catalogue-wide softmax then costs only what it must.
+static int
+s_pack (model_t *m, size_t R)
+{
+    int d = m->cfg.dim, n = 0;
+    for (size_t r = 0; r < R; r++)
+        if (m->targets[r] >= 0) {
+            memcpy (m->hpack + (size_t) n * d, m->hf + r * d, (size_t) d * sizeof (float));
+            m->tpack[n] = m->targets[r];
+            m->rowpack[n] = (int32_t) r;
+            n++;
+        }
+    return n;
+}
+
 static double
 s_backward (model_t *m, int nb)
 {
-    int d = m->cfg.dim, L = m->cfg.max_len, f = m->cfg.ffn;
+    int d = m->cfg.dim, L = m->L, f = m->cfg.ffn;
+    int pos0 = m->cfg.max_len - L;
     size_t R = (size_t) nb * L;
-    size_t predicted = 0;
-    for (size_t r = 0; r < R; r++)
-        predicted += m->targets[r] >= 0;
+    int predicted = s_pack (m, R);
     if (predicted == 0)
         return 0;
     float inv = 1.0f / (float) predicted;
     //  dhf: gradient wrt the final states (dx holds it).
     memset (m->dx, 0, R * d * sizeof (float));
-    double loss = nn_softmax_xent (m->hf, (int) R, d, m->emb.w, (int) m->n_items, m->targets, inv, m->dx, m->emb.g,
-                                   m->logits, XENT_BLOCK);
-    s_zero_padding (m->valid, m->dx, R, d);
+    memset (m->dpack, 0, (size_t) predicted * d * sizeof (float));
+    double loss = nn_softmax_xent (m->hpack, predicted, d, m->emb.w, (int) m->n_items, m->tpack, inv, m->dpack,
+                                   m->emb.g, m->logits, XENT_BLOCK);
+    for (int i = 0; i < predicted; i++)
+        memcpy (m->dx + (size_t) m->rowpack[i] * d, m->dpack + (size_t) i * d, (size_t) d * sizeof (float));
     //  Final norm.
     memset (m->dtmp, 0, R * d * sizeof (float));
     nn_layernorm_bwd (m->xout, (int) R, d, m->lnf_g.w, m->muf, m->rsf, m->dx, m->dtmp, m->lnf_g.g, m->lnf_b.g);
@@ -381,7 +412,7 @@ s_backward (model_t *m, int nb)
         const float *mask = m->x0drop + r * d;
         if (!m->valid[r])
             continue;
-        float *pg = m->pos.g + (r % L) * d;
+        float *pg = m->pos.g + (size_t) (pos0 + (int) (r % (size_t) L)) * d;
         for (int k = 0; k < d; k++) {
             g[k] *= mask[k];
             pg[k] += g[k];
@@ -462,7 +493,7 @@ s_step (model_t *m)
 static void
 s_layout (model_t *m, int s, const uint32_t *items, uint32_t len, int train)
 {
-    int L = m->cfg.max_len;
+    int L = m->L;
     int32_t *in = m->in_items + (size_t) s * L, *tg = m->targets + (size_t) s * L;
     uint8_t *valid = m->valid + (size_t) s * L;
     //  Inputs are items[0..n) with n = len - 1 when training (the last has no successor).
@@ -484,11 +515,25 @@ s_layout (model_t *m, int s, const uint32_t *items, uint32_t len, int train)
     }
 }
 
+//  Positions needed by a batch: its longest (truncated) history.
+static int
+s_batch_len (model_t *m, const dataset_t *train, const uint32_t *users, int nb, int training)
+{
+    uint32_t L = 1;
+    for (int s = 0; s < nb; s++) {
+        uint32_t len = dataset_len (train, users[s]);
+        uint32_t n = training ? (len > 0 ? len - 1 : 0) : len;
+        L = n > L ? n : L;
+    }
+    return L > (uint32_t) m->cfg.max_len ? m->cfg.max_len : (int) L;
+}
+
 double
 model_batch_loss (model_t *self, const dataset_t *train, const uint32_t *users, int n, int dropout, int with_grad)
 {
     if (n > self->cfg.batch)
         n = self->cfg.batch;
+    self->L = s_batch_len (self, train, users, n, 1);
     for (int s = 0; s < n; s++)
         s_layout (self, s, train->items + train->offsets[users[s]], dataset_len (train, users[s]), 1);
     //  Same dropout masks on every call: reseed from the configuration.
@@ -496,16 +541,32 @@ model_batch_loss (model_t *self, const dataset_t *train, const uint32_t *users, 
     self->rng = self->cfg.seed * 0x9E3779B97F4A7C15ULL + 7;
     s_forward (self, n, dropout);
     self->rng = keep;
-    size_t R = (size_t) n * self->cfg.max_len, pos = 0;
+    size_t R = (size_t) n * self->L, pos = 0;
     for (size_t r = 0; r < R; r++)
         pos += self->targets[r] >= 0;
     double loss;
     if (with_grad)
         loss = s_backward (self, n);
-    else
-        loss = nn_softmax_xent (self->hf, (int) R, self->cfg.dim, self->emb.w, (int) self->n_items, self->targets, 1.0f,
+    else {
+        int packed = s_pack (self, R);
+        loss = nn_softmax_xent (self->hpack, packed, self->cfg.dim, self->emb.w, (int) self->n_items, self->tpack, 1.0f,
                                 NULL, NULL, self->logits, XENT_BLOCK);
+    }
     return pos ? loss / (double) pos : 0;
+}
+
+static int
+s_len_cmp (const void *a, const void *b, void *arg)
+{
+    const dataset_t *d = arg;
+    uint32_t x = dataset_len (d, *(const uint32_t *) a), y = dataset_len (d, *(const uint32_t *) b);
+    return x < y ? -1 : x > y;
+}
+
+static void
+s_sort_by_len (uint32_t *users, size_t n, const dataset_t *train)
+{
+    qsort_r (users, n, sizeof *users, s_len_cmp, (void *) train);
 }
 
 double
@@ -530,15 +591,37 @@ model_train_epoch (model_t *self, const dataset_t *train)
         self->order[i - 1] = self->order[j];
         self->order[j] = t;
     }
+    //  Batches of similar lengths waste little on padding: sort the shuffled users by
+    //  length within windows of 32 batches, then visit the batches in random order.
+    size_t window = (size_t) self->cfg.batch * 32;
+    for (size_t w0 = 0; w0 < n; w0 += window) {
+        size_t wn = n - w0 < window ? n - w0 : window;
+        s_sort_by_len (self->order + w0, wn, train);
+    }
+    uint32_t nbatches = (n + (uint32_t) self->cfg.batch - 1) / (uint32_t) self->cfg.batch;
+    uint32_t *border = malloc ((size_t) (nbatches ? nbatches : 1) * sizeof *border);
+    if (!border)
+        return NAN;
+    for (uint32_t b = 0; b < nbatches; b++)
+        border[b] = b;
+    for (uint32_t b = nbatches; b > 1; b--) {
+        uint32_t j = (uint32_t) (s_uniform (&self->rng) * (float) b);
+        j = j >= b ? b - 1 : j;
+        uint32_t t = border[b - 1];
+        border[b - 1] = border[j];
+        border[j] = t;
+    }
     double loss = 0;
     size_t positions = 0;
-    for (uint32_t i = 0; i < n; i += (uint32_t) self->cfg.batch) {
+    for (uint32_t bi = 0; bi < nbatches; bi++) {
+        uint32_t i = border[bi] * (uint32_t) self->cfg.batch;
         int nb = (int) (n - i < (uint32_t) self->cfg.batch ? n - i : (uint32_t) self->cfg.batch);
+        self->L = s_batch_len (self, train, self->order + i, nb, 1);
         for (int s = 0; s < nb; s++) {
             uint32_t u = self->order[i + (uint32_t) s];
             s_layout (self, s, train->items + train->offsets[u], dataset_len (train, u), 1);
         }
-        size_t R = (size_t) nb * self->cfg.max_len;
+        size_t R = (size_t) nb * self->L;
         size_t pos = 0;
         for (size_t r = 0; r < R; r++)
             pos += self->targets[r] >= 0;
@@ -547,6 +630,7 @@ model_train_epoch (model_t *self, const dataset_t *train)
         positions += pos;
         s_step (self);
     }
+    free (border);
     return positions ? loss / (double) positions : 0;
 }
 
@@ -554,9 +638,11 @@ static void
 s_score (void *model, const dataset_t *train, const uint32_t *users, size_t n, float *scores)
 {
     model_t *m = model;
-    int d = m->cfg.dim, L = m->cfg.max_len;
+    int d = m->cfg.dim;
     for (size_t i = 0; i < n; i += (size_t) m->cfg.batch) {
         int nb = (int) (n - i < (size_t) m->cfg.batch ? n - i : (size_t) m->cfg.batch);
+        m->L = s_batch_len (m, train, users + i, nb, 0);
+        int L = m->L;
         for (int s = 0; s < nb; s++) {
             uint32_t u = users[i + (size_t) s];
             s_layout (m, s, train->items + train->offsets[u], dataset_len (train, u), 0);
