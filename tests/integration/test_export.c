@@ -110,16 +110,17 @@ Test (export, eval_prints_tuned_baselines)
 {
     s_load ();
     const char *args[] = { "eval", "--broker", s_c.api, "--knn-k", "20,50", "--knn-decay", "1,0.6",
-                           "--ease-lambda", "10,100", NULL };
+                           "--ease-lambda", "10,100", "--epochs", "40", "--dim", "32", "--batch", "32", "--lr", "0.005",
+                           NULL };
     int status = -1;
     json_t *j = harness_cli_json (args, &status);
     cr_assert_eq (status, 0);
     cr_assert_not_null (j);
     json_t *results = json_object_get (j, "results");
-    cr_assert_eq (json_array_size (results), 3, "popularity, item-kNN and EASE");
-    double ndcg[3];
-    const char *names[] = { "popularity", "item-kNN", "EASE" };
-    for (size_t i = 0; i < 3; i++) {
+    cr_assert_eq (json_array_size (results), 4, "popularity, item-kNN, EASE and the model");
+    double ndcg[4];
+    const char *names[] = { "popularity", "item-kNN", "EASE", "strata" };
+    for (size_t i = 0; i < 4; i++) {
         json_t *r = json_array_get (results, i);
         cr_expect_str_eq (json_string_value (json_object_get (r, "name")), names[i]);
         ndcg[i] = json_real_value (json_object_get (json_object_get (r, "test"), "ndcg@10"));
@@ -127,6 +128,9 @@ Test (export, eval_prints_tuned_baselines)
     }
     cr_expect_gt (ndcg[1], ndcg[0], "item-kNN (%f) should beat popularity (%f) on funnel data", ndcg[1], ndcg[0]);
     cr_expect_gt (ndcg[2], ndcg[0], "EASE (%f) should beat popularity (%f)", ndcg[2], ndcg[0]);
+    cr_expect_gt (ndcg[3], ndcg[0], "the model (%f) should beat popularity (%f)", ndcg[3], ndcg[0]);
+    json_t *model = json_array_get (results, 3);
+    cr_expect_gt (json_integer_value (json_object_get (model, "parameters")), 600 * 32, "item table at least");
     json_decref (j);
     cr_expect_eq (hcluster_stop (&s_c), 0, "sanitizer reports in the broker or worker logs");
 }

@@ -32,7 +32,7 @@ Test (quality, beauty_baselines_full_catalogue, .fini = s_cleanup, .timeout = 18
     cr_assert_not_null (sum);
     json_decref (sum);
 
-    const char *args[] = { "eval", "--broker", s_c.api, NULL };
+    const char *args[] = { "eval", "--broker", s_c.api, "--no-model", NULL };
     int status = -1;
     json_t *j = harness_cli_json (args, &status);
     cr_assert_eq (status, 0);
