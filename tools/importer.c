@@ -281,8 +281,12 @@ s_json_item (ctx_t *c, json_t *obj)
     return s_item (c, &it);
 }
 
+//  Calls fn for every line of f (without its line end), numbered from 1, until fn
+//  returns non-zero. The line is writable and valid only during the call.
+typedef int (line_fn) (ctx_t *c, uint64_t n, char *line, size_t len, void *arg);
+
 static int
-s_jsonl (ctx_t *c, FILE *f)
+s_each_line (ctx_t *c, FILE *f, line_fn *fn, void *arg)
 {
     char *line = NULL;
     size_t cap = 0;
@@ -294,24 +298,38 @@ s_jsonl (ctx_t *c, FILE *f)
         c->counts->lines++;
         while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
             line[--len] = 0;
-        if (strspn (line, " \t") == (size_t) len)
-            continue;   // blank lines are not records
-        json_error_t jerr;
-        json_t *obj = json_loadb (line, (size_t) len, JSON_DECODE_ANY, &jerr);
-        if (!obj) {
-            char reason[256];
-            snprintf (reason, sizeof reason, "invalid JSON: %s", jerr.text);
-            rc = s_raw (c, n, line, reason);
-            continue;
-        }
-        if (!json_is_object (obj))
-            rc = s_raw (c, n, line, "not a JSON object");
-        else
-            rc = c->opts->items ? s_json_item (c, obj) : s_json_event (c, obj);
-        json_decref (obj);
+        rc = fn (c, n, line, (size_t) len, arg);
     }
     free (line);
     return rc;
+}
+
+static int
+s_jsonl_line (ctx_t *c, uint64_t n, char *line, size_t len, void *arg)
+{
+    (void) arg;
+    if (strspn (line, " \t") == len)
+        return 0;   // blank lines are not records
+    json_error_t jerr;
+    json_t *obj = json_loadb (line, len, JSON_DECODE_ANY, &jerr);
+    if (!obj) {
+        char reason[256];
+        snprintf (reason, sizeof reason, "invalid JSON: %s", jerr.text);
+        return s_raw (c, n, line, reason);
+    }
+    int rc;
+    if (!json_is_object (obj))
+        rc = s_raw (c, n, line, "not a JSON object");
+    else
+        rc = c->opts->items ? s_json_item (c, obj) : s_json_event (c, obj);
+    json_decref (obj);
+    return rc;
+}
+
+static int
+s_jsonl (ctx_t *c, FILE *f)
+{
+    return s_each_line (c, f, s_jsonl_line, NULL);
 }
 
 // ---------------------------------------------------------------- CSV
@@ -520,41 +538,35 @@ s_csv (ctx_t *c, FILE *f)
 // ---------------------------------------------------------------- S3-Rec
 
 static int
+s_s3rec_line (ctx_t *c, uint64_t n, char *line, size_t len, void *arg)
+{
+    int64_t base = *(const int64_t *) arg;
+    char *copy = strndup (line, len);
+    char *save = NULL;
+    char *user = strtok_r (line, " \t", &save);
+    int rc = 0;
+    int64_t pos = 0;
+    char *tok;
+    while (user && rc == 0 && (tok = strtok_r (NULL, " \t", &save))) {
+        //  Order is time: one second apart, so the sequence is kept by timestamp.
+        char id[160];
+        snprintf (id, sizeof id, "%s:%s:%lld", c->opts->prefix ? c->opts->prefix : "", user, (long long) pos);
+        strata_event_t e = { .event_id = id, .user_id = user, .item_id = tok, .type = "purchase",
+                             .timestamp_ms = base + pos * 1000, .value = 1 };
+        rc = s_event (c, &e);
+        pos++;
+    }
+    if (user && rc == 0 && pos == 0)
+        rc = s_raw (c, n, copy ? copy : "", "sequence line without items");
+    free (copy);
+    return rc;
+}
+
+static int
 s_s3rec (ctx_t *c, FILE *f)
 {
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    uint64_t n = 0;
-    int rc = 0;
     int64_t base = c->opts->base_ms ? c->opts->base_ms : 1388534400000LL;   // 2014-01-01
-    while (rc == 0 && (len = getline (&line, &cap, f)) >= 0) {
-        n++;
-        c->counts->lines++;
-        char *copy = strndup (line, (size_t) len);
-        char *save = NULL;
-        char *user = strtok_r (line, " \t\r\n", &save);
-        if (!user) {
-            free (copy);
-            continue;
-        }
-        char *tok;
-        int64_t pos = 0;
-        while (rc == 0 && (tok = strtok_r (NULL, " \t\r\n", &save))) {
-            //  Order is time: one second apart, so the sequence is kept by timestamp.
-            char id[160];
-            snprintf (id, sizeof id, "%s:%s:%lld", c->opts->prefix ? c->opts->prefix : "", user, (long long) pos);
-            strata_event_t e = { .event_id = id, .user_id = user, .item_id = tok, .type = "purchase",
-                                 .timestamp_ms = base + pos * 1000, .value = 1 };
-            rc = s_event (c, &e);
-            pos++;
-        }
-        if (rc == 0 && pos == 0)
-            rc = s_raw (c, n, copy ? copy : "", "sequence line without items");
-        free (copy);
-    }
-    free (line);
-    return rc;
+    return s_each_line (c, f, s_s3rec_line, &base);
 }
 
 static int
@@ -686,31 +698,26 @@ s_movielens_items (ctx_t *c, const char *dir)
 }
 
 static int
+s_movielens_line (ctx_t *c, uint64_t n, char *line, size_t len, void *arg)
+{
+    (void) len;
+    (void) arg;
+    char user[64], item[64];
+    double rating;
+    long long ts;
+    if (sscanf (line, "%63s %63s %lf %lld", user, item, &rating, &ts) != 4)
+        return s_raw (c, n, line, "expected user, item, rating, timestamp");
+    char id[160];
+    snprintf (id, sizeof id, "ml:%s:%s:%lld", user, item, ts);
+    strata_event_t e = { .event_id = id, .user_id = user, .item_id = item, .type = "rate",
+                         .timestamp_ms = ts * 1000, .value = rating };
+    return s_event (c, &e);
+}
+
+static int
 s_movielens (ctx_t *c, FILE *f)
 {
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    uint64_t n = 0;
-    int rc = 0;
-    while (rc == 0 && (len = getline (&line, &cap, f)) >= 0) {
-        n++;
-        c->counts->lines++;
-        char user[64], item[64];
-        double rating;
-        long long ts;
-        if (sscanf (line, "%63s %63s %lf %lld", user, item, &rating, &ts) != 4) {
-            line[strcspn (line, "\r\n")] = 0;
-            rc = s_raw (c, n, line, "expected user, item, rating, timestamp");
-            continue;
-        }
-        char id[160];
-        snprintf (id, sizeof id, "ml:%s:%s:%lld", user, item, ts);
-        strata_event_t e = { .event_id = id, .user_id = user, .item_id = item, .type = "rate",
-                             .timestamp_ms = ts * 1000, .value = rating };
-        rc = s_event (c, &e);
-    }
-    free (line);
+    int rc = s_each_line (c, f, s_movielens_line, NULL);
     if (rc == 0) {
         char *copy = strdup (c->opts->path);
         if (copy)

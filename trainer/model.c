@@ -53,6 +53,7 @@ struct _model_t {
     int32_t *tpack;                // their targets
     int32_t *rowpack;              // and where they came from
     int64_t step;
+    double flops;                  // dense floating-point work done in training
     uint64_t rng;
     uint32_t *order;
     size_t order_cap;
@@ -224,6 +225,12 @@ model_destroy (model_t **self_p)
     free (m->order);
     free (m);
     *self_p = NULL;
+}
+
+double
+model_flops (model_t *self)
+{
+    return self->flops;
 }
 
 size_t
@@ -629,6 +636,12 @@ model_train_epoch (model_t *self, const dataset_t *train)
         loss += s_backward (self, nb);
         positions += pos;
         s_step (self);
+        //  Matrix products of the step: per block 4 d x d and 2 d x ffn linears and the
+        //  attention (Q K', P V), forward once and backward twice; the catalogue softmax
+        //  (logits, dH, dE) on the predicting rows.
+        double d = self->cfg.dim, f = self->cfg.ffn, L = self->L;
+        double per_row = self->cfg.blocks * (2 * (4 * d * d + 2 * d * f) + 2 * 2 * L * d);
+        self->flops += 3 * per_row * (double) R + 3 * 2.0 * (double) pos * self->n_items * d;
     }
     free (border);
     return positions ? loss / (double) positions : 0;

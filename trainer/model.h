@@ -49,6 +49,9 @@ scorer_t model_scorer (model_t *self);
 //  Number of parameters.
 size_t model_parameters (model_t *self);
 
+//  Floating-point operations of the matrix products done in training so far.
+double model_flops (model_t *self);
+
 //  For gradient checks and tools: the loss (mean cross-entropy) of one batch of users'
 //  training sequences, with gradients accumulated (not applied) when with_grad, and
 //  dropout on or off.
