@@ -329,8 +329,10 @@ s_check_batch (broker_t *self, zframe_t *routing, zframe_t *payload, pending_bat
     return keep;
 }
 
+//  Serves what is waiting on a client socket (ingest or api): batches are checked and
+//  collected, then journaled together and acked; requests are answered at once.
 static void
-s_handle_ingest (broker_t *self, zsock_t *sock)
+s_serve (broker_t *self, zsock_t *sock)
 {
     pending_batch_t group[GROUP_MAX];
     size_t n = 0;
@@ -619,9 +621,9 @@ broker_run (const broker_config_t *cfg)
         (void) which;
         s_handle_workers (&self);
         if (zsock_events (self.ingest) & ZMQ_POLLIN)
-            s_handle_ingest (&self, self.ingest);
+            s_serve (&self, self.ingest);
         if (zsock_events (self.api) & ZMQ_POLLIN)
-            s_handle_ingest (&self, self.api);
+            s_serve (&self, self.api);
         s_dispatch (&self);
         if (zclock_mono () >= next_beat) {
             s_heartbeat (&self);
