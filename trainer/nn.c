@@ -3,7 +3,26 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
+
+//  exp (x) for x <= 0, branch-free so that loops over it vectorise: x = n ln2 + r with
+//  |r| <= ln2 / 2, exp (r) by a degree-6 polynomial (relative error < 3e-7), times 2^n
+//  built in the exponent bits; below about -87 the result is 0 (expf would underflow
+//  to a denormal). Arguments are logit differences, far from int32 overflow.
+static inline float
+s_exp_neg (float x)
+{
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   // round to nearest
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.16666666f + r * (0.041666668f + r * (0.008333334f + r * 0.0013888889f)))));
+    int32_t e = (int32_t) n + 127;
+    e &= -(int32_t) (e > 0);
+    int32_t bits = e << 23;
+    float scale;
+    memcpy (&scale, &bits, sizeof scale);
+    return p * scale;
+}
 
 void
 nn_linear_fwd (const float *X, int n, int in, const float *W, const float *b, int out, float *Y)
@@ -170,18 +189,36 @@ nn_softmax_xent (const float *H, int n, int d, const float *E, int m, const int3
                 memset (z, 0, (size_t) m * sizeof *z);   // no gradient from a skipped row
                 continue;
             }
-            float mx = z[0];
-            for (int j = 1; j < m; j++)
+            //  Max and sum in 8 explicit lanes: float reductions only vectorise when
+            //  written so (without -ffast-math, which this file must not use).
+            float lane[8];
+            int j;
+            for (int k = 0; k < 8; k++)
+                lane[k] = z[0];
+            for (j = 0; j + 8 <= m; j += 8)
+                for (int k = 0; k < 8; k++)
+                    lane[k] = z[j + k] > lane[k] ? z[j + k] : lane[k];
+            float mx = lane[0];
+            for (int k = 1; k < 8; k++)
+                mx = lane[k] > mx ? lane[k] : mx;
+            for (; j < m; j++)
                 mx = z[j] > mx ? z[j] : mx;
+            for (j = 0; j < m; j++)
+                z[j] = s_exp_neg (z[j] - mx);
+            for (int k = 0; k < 8; k++)
+                lane[k] = 0;
+            for (j = 0; j + 8 <= m; j += 8)
+                for (int k = 0; k < 8; k++)
+                    lane[k] += z[j + k];
             double sum = 0;
-            for (int j = 0; j < m; j++) {
-                z[j] = expf (z[j] - mx);
+            for (; j < m; j++)
                 sum += z[j];
-            }
+            for (int k = 0; k < 8; k++)
+                sum += lane[k];
             loss += -(log (z[t] / sum));
             //  d loss / d logits = softmax - onehot, times scale.
             float inv = (float) (1.0 / sum) * scale;
-            for (int j = 0; j < m; j++)
+            for (j = 0; j < m; j++)
                 z[j] *= inv;
             z[t] -= scale;
         }
