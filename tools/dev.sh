@@ -17,9 +17,12 @@ PACKAGES=(build-essential pkg-config meson ninja-build
           librocksdb-dev libopenblas-dev libcriterion-dev libjansson-dev libcsv-dev
           valgrind)
 
+# Only the benchmarks need these (the PyTorch reference of bench/train).
+BENCH_PACKAGES=(python3-torch)
+
 deps() {
     local missing=()
-    for p in "${PACKAGES[@]}"; do
+    for p in "${PACKAGES[@]}" "$@"; do
         dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
     done
     if [ ${#missing[@]} -gt 0 ]; then
@@ -98,7 +101,7 @@ case "${1:-test}" in
         run_tests build --suite unit --setup valgrind
         ;;
     bench)
-        deps; build build
+        deps "${BENCH_PACKAGES[@]}"; build build
         meson test -C build --benchmark --verbose
         ;;
     slow)
