@@ -23,6 +23,7 @@
 #include "cluster.h"
 #include "store.h"
 #include "strata.h"
+#include "median.h"
 #include "util.h"
 #include "wire.h"
 
@@ -39,19 +40,6 @@ s_rand (void)
     return s_rng;
 }
 
-static int
-s_cmp (const void *a, const void *b)
-{
-    double x = *(const double *) a, y = *(const double *) b;
-    return x < y ? -1 : x > y;
-}
-
-static double
-s_median (double *v, int n)
-{
-    qsort (v, (size_t) n, sizeof *v, s_cmp);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static char *
 s_tmpdir (void)
@@ -305,7 +293,7 @@ main (int argc, char **argv)
         fprintf (stderr, "run %d: rocksdb %.0f puts/s, zmq %.0f msg/s, strata 1w %.0f / 2w %.0f ev/s (fsync), "
                  "1w %.0f / 2w %.0f ev/s (no fsync)\n", r + 1, rdb[r], zmq[r], e1s[r], e2s[r], e1[r], e2[r]);
     }
-    double R = s_median (rdb, s_runs), Z = s_median (zmq, s_runs);
+    double R = bench_median (rdb, s_runs), Z = bench_median (zmq, s_runs);
     printf ("ingest benchmark: %lld events per run, median of %d runs, %ld cores\n", (long long) s_events, s_runs,
             sysconf (_SC_NPROCESSORS_ONLN));
     printf ("  %-52s %12.0f puts/s\n", "reference: RocksDB WriteBatch put ceiling", R);
@@ -321,7 +309,7 @@ main (int argc, char **argv)
         { "strata ingest, 2 workers, no journal fsync", e2 },
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        double m = s_median (rows[i].v, s_runs);
+        double m = bench_median (rows[i].v, s_runs);
         printf ("  %-52s %12.0f events/s  ratio to RocksDB ceiling %.2f\n", rows[i].name, m, m / R);
     }
     return 0;

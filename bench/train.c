@@ -18,21 +18,9 @@
 
 #include "dataset.h"
 #include "model.h"
+#include "median.h"
 #include "util.h"
 
-static int
-s_cmp (const void *a, const void *b)
-{
-    double x = *(const double *) a, y = *(const double *) b;
-    return x < y ? -1 : x > y;
-}
-
-static double
-s_median (double *v, int n)
-{
-    qsort (v, (size_t) n, sizeof *v, s_cmp);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 //  Reads S3-Rec lines ("user item item ...") into a dataset with dense item indices.
 static dataset_t *
@@ -189,12 +177,12 @@ main (int argc, char **argv)
         fprintf (stderr, "run %d: strata %.0f samples/s (%.1f GFLOP/s)%s\n", r + 1, strata[r], gflops[r],
                  torch_runs > 0 && script ? "" : "");
     }
-    double S = s_median (strata, runs), G = s_median (gflops, runs);
+    double S = bench_median (strata, runs), G = bench_median (gflops, runs);
     printf ("train benchmark: Amazon Beauty training sequences, %u items, d=%d, L=%d, %d blocks, batch %d, %d threads, "
             "median of %d runs of %d epoch(s)\n",
             train->n_items, cfg.dim, cfg.max_len, cfg.blocks, cfg.batch, threads, runs, epochs);
     if (torch_runs) {
-        double T = s_median (torch, torch_runs);
+        double T = bench_median (torch, torch_runs);
         printf ("  %-50s %10.0f samples/s\n", "reference: PyTorch, same model and batches", T);
         printf ("  %-50s %10.0f samples/s   ratio %.2f\n", "strata, one process", S, S / T);
     }
