@@ -18,6 +18,7 @@
 
 #include "dataset.h"
 #include "model.h"
+#include "step.h"
 #include "median.h"
 #include "util.h"
 
@@ -138,11 +139,17 @@ main (int argc, char **argv)
     double peak = s_sgemm_peak ();
     model_config_t cfg;
     model_config_default (&cfg);
+    plan_config_t pc;
+    plan_config_default (&pc);
     double strata[15], torch[15], gflops[15];
     int torch_runs = 0;
     for (int r = 0; r < runs; r++) {
-        cfg.seed = (uint64_t) r + 1;
-        model_t *m = model_new (&cfg, train->n_items);
+        cfg.seed = pc.seed = (uint64_t) r + 1;
+        step_session_t ss;
+        if (step_session_init (&ss, &cfg, &pc, train) < 0) {
+            fprintf (stderr, "train: out of memory\n");
+            return 1;
+        }
         //  Samples per epoch: predicted positions (every event after the first, within
         //  the last max_len + 1 of a history).
         double samples = 0;
@@ -152,11 +159,11 @@ main (int argc, char **argv)
         }
         int64_t t0 = util_mono_ms ();
         for (int e = 0; e < epochs; e++)
-            model_train_epoch (m, train);
+            step_session_epoch (&ss);
         double secs = (double) (util_mono_ms () - t0) / 1000;
         strata[r] = samples * epochs / secs;
-        gflops[r] = model_flops (m) / secs / 1e9;
-        model_destroy (&m);
+        gflops[r] = model_flops (ss.local) / secs / 1e9;
+        step_session_fini (&ss);
 
         if (script) {
             char cmd[2048];

@@ -542,27 +542,6 @@ s_heartbeat (broker_t *self)
 
 // ---------------------------------------------------------------- start-up
 
-static zsock_t *
-s_bind (const char *endpoint, int64_t max_frame)
-{
-    zsock_t *sock = zsock_new (ZMQ_ROUTER);
-    if (!sock)
-        return NULL;
-    zsock_set_linger (sock, 0);
-    zsock_set_router_mandatory (sock, 0);
-    zsock_set_sndhwm (sock, 100000);
-    zsock_set_rcvhwm (sock, 100000);
-    //  Hard cap well above the payload limit: an oversized payload still arrives and
-    //  gets a TOO_LARGE reply, while an absurd one cannot exhaust memory.
-    zsock_set_maxmsgsize (sock, max_frame * 4 + 65536);
-    if (zsock_bind (sock, "%s", endpoint) < 0) {
-        log_error ("cannot bind %s: %s", endpoint, zmq_strerror (zmq_errno ()));
-        zsock_destroy (&sock);
-        return NULL;
-    }
-    return sock;
-}
-
 static int
 s_write_endpoints (broker_t *self)
 {
@@ -595,9 +574,9 @@ broker_run (const broker_config_t *cfg)
     self.arena = arena_new (4 << 20);
     if (!self.kb || !self.pool || !self.pending || !self.arena)
         goto out;
-    self.ingest = s_bind (cfg->ingest, cfg->max_frame);
-    self.workers = s_bind (cfg->workers, cfg->max_frame);
-    self.api = s_bind (cfg->api, cfg->max_frame);
+    self.ingest = wire_bind_router (cfg->ingest, cfg->max_frame);
+    self.workers = wire_bind_router (cfg->workers, cfg->max_frame);
+    self.api = wire_bind_router (cfg->api, cfg->max_frame);
     if (!self.ingest || !self.workers || !self.api)
         goto out;
     //  Restart safety: whatever was journaled but not applied is work to do.

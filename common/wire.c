@@ -1,8 +1,11 @@
 /*  wire: see wire.h. */
+#define LOG_MODULE "wire"
 #include "wire.h"
 
 #include <stdarg.h>
 #include <string.h>
+
+#include "log.h"
 
 void
 wire_msg_reset (wire_msg_t *msg)
@@ -99,4 +102,25 @@ wire_unpack (const ProtobufCMessageDescriptor *desc, zframe_t *payload, Protobuf
     if (!payload)
         return NULL;
     return protobuf_c_message_unpack (desc, allocator, zframe_size (payload), zframe_data (payload));
+}
+
+zsock_t *
+wire_bind_router (const char *endpoint, int64_t max_frame)
+{
+    zsock_t *sock = zsock_new (ZMQ_ROUTER);
+    if (!sock)
+        return NULL;
+    zsock_set_linger (sock, 0);
+    zsock_set_router_mandatory (sock, 0);
+    zsock_set_sndhwm (sock, 100000);
+    zsock_set_rcvhwm (sock, 100000);
+    //  Hard cap well above the payload limit: an oversized payload still arrives and
+    //  gets a TOO_LARGE reply, while an absurd one cannot exhaust memory.
+    zsock_set_maxmsgsize (sock, max_frame * 4 + 65536);
+    if (zsock_bind (sock, "%s", endpoint) < 0) {
+        log_error ("cannot bind %s: %s", endpoint, zmq_strerror (zmq_errno ()));
+        zsock_destroy (&sock);
+        return NULL;
+    }
+    return sock;
 }

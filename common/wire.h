@@ -37,6 +37,11 @@
 #define WIRE_JOB          "JOB"           // Job               broker -> worker
 #define WIRE_RESULT       "RESULT"        // JobResult         worker -> broker
 #define WIRE_DISCONNECT   "DISCONNECT"    // (empty)           both ways
+#define WIRE_TASK         "TASK"          // TrainTask         trainer -> train worker
+#define WIRE_GRADIENT     "GRADIENT"      // TrainGradient     train worker -> trainer
+#define WIRE_TRAIN        "TRAIN"         // TrainRequest      client -> trainer
+#define WIRE_TRAIN_STATUS "TRAIN_STATUS"  // TrainStatusRequest client -> trainer
+#define WIRE_TRAIN_REPLY  "TRAIN_REPLY"   // TrainStatus       trainer -> client
 
 //  Receive errors.
 #define WIRE_EFRAMING  -1   // wrong number of frames or wrong protocol frame
@@ -67,6 +72,11 @@ int wire_send_bytes (zsock_t *sock, zframe_t *routing, const char *type, const v
 //  Sends an Error{code, message, ref}; ref (may be NULL) names what it answers.
 int wire_send_error (zsock_t *sock, zframe_t *routing, const char *ref, Strata__V1__ErrorCode code,
                      const char *fmt, ...) __attribute__ ((format (printf, 5, 6)));
+
+//  A ROUTER bound to endpoint for a server's endpoint: no linger, deep queues, and a
+//  message cap of a few times max_frame (so an oversized payload can still be answered).
+//  NULL on failure (logged).
+zsock_t *wire_bind_router (const char *endpoint, int64_t max_frame);
 
 //  Unpacks the payload with the given descriptor; NULL when it does not decode.
 //  Free the result with protobuf_c_message_free_unpacked (msg, allocator).

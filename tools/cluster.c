@@ -25,6 +25,7 @@ cluster_resolve (const char *broker, const char *dir, cluster_endpoints_t *out, 
     snprintf (out->ingest, sizeof out->ingest, "%s", CLUSTER_DEFAULT_INGEST);
     snprintf (out->workers, sizeof out->workers, "%s", CLUSTER_DEFAULT_WORKERS);
     snprintf (out->api, sizeof out->api, "%s", CLUSTER_DEFAULT_API);
+    snprintf (out->trainer, sizeof out->trainer, "%s", CLUSTER_DEFAULT_TRAINER);
     if (broker && *broker) {
         snprintf (out->ingest, sizeof out->ingest, "%s", broker);
         snprintf (out->api, sizeof out->api, "%s", broker);
@@ -49,6 +50,9 @@ cluster_resolve (const char *broker, const char *dir, cluster_endpoints_t *out, 
         snprintf (out->workers, sizeof out->workers, "%s", workers);
     if (api)
         snprintf (out->api, sizeof out->api, "%s", api);
+    const char *trainer = json_string_value (json_object_get (j, "trainer"));
+    if (trainer)
+        snprintf (out->trainer, sizeof out->trainer, "%s", trainer);
     out->supervisor_pid = (int) json_integer_value (json_object_get (j, "supervisor_pid"));
     json_decref (j);
     return 0;
@@ -151,6 +155,10 @@ s_write_cluster_json (const char *dir, json_t *broker_eps, child_t *children, in
                            "workers", json_object_get (broker_eps, "workers"), "api",
                            json_object_get (broker_eps, "api"), "dir", dir, "supervisor_pid", (int) getpid (),
                            "processes", pids);
+    if (j && json_object_get (broker_eps, "trainer")) {
+        json_object_set (j, "trainer", json_object_get (broker_eps, "trainer"));
+        json_object_set (j, "trainer_workers", json_object_get (broker_eps, "trainer_workers"));
+    }
     char path[4096], tmp[4200];
     snprintf (path, sizeof path, "%s/cluster.json", dir);
     snprintf (tmp, sizeof tmp, "%s.tmp", path);
@@ -159,6 +167,27 @@ s_write_cluster_json (const char *dir, json_t *broker_eps, child_t *children, in
     if (rc == 0)
         rc = rename (tmp, path);
     return rc;
+}
+
+//  Replaces a child's --KEY=ENDPOINT arguments by the endpoints it reported binding
+//  (eps), so that a restarted process comes back on the same ports.
+static void
+s_pin (child_t *c, json_t *eps)
+{
+    for (int i = 1; i < c->nargs; i++) {
+        const char *eq = strchr (c->argv[i], '=');
+        if (strncmp (c->argv[i], "--", 2) || !eq)
+            continue;
+        char key[64];
+        snprintf (key, sizeof key, "%.*s", (int) (eq - c->argv[i] - 2), c->argv[i] + 2);
+        const char *ep = json_string_value (json_object_get (eps, key));
+        if (!ep || strncmp (ep, "tcp://", 6))
+            continue;
+        char buf[600];
+        snprintf (buf, sizeof buf, "--%s=%s", key, ep);
+        free (c->argv[i]);
+        c->argv[i] = strdup (buf);
+    }
 }
 
 static json_t *
@@ -189,7 +218,8 @@ cluster_up (const cluster_opts_t *opts, int ready_fd)
     snprintf (broker_dir, sizeof broker_dir, "%s/broker", opts->dir);
     unlink (eps_path);
 
-    int n = 1 + opts->workers;
+    int trainer = opts->train_workers > 0;
+    int n = 1 + opts->workers + trainer + opts->train_workers;
     child_t *children = calloc ((size_t) n, sizeof *children);
     if (!children)
         return -1;
@@ -225,19 +255,63 @@ cluster_up (const cluster_opts_t *opts, int ready_fd)
         return -1;
     }
     //  After a broker restart its endpoints must stay the same: pin the bound ones.
-    for (int i = 1; i < b->nargs; i++)
-        if (!strncmp (b->argv[i], "--ingest=", 9) || !strncmp (b->argv[i], "--workers=", 10)
-            || !strncmp (b->argv[i], "--api=", 6)) {
-            const char *key = !strncmp (b->argv[i], "--ingest=", 9) ? "ingest"
-                            : !strncmp (b->argv[i], "--workers=", 10) ? "workers" : "api";
-            free (b->argv[i]);
-            char buf[600];
-            snprintf (buf, sizeof buf, "--%s=%s", key, json_string_value (json_object_get (eps, key)));
-            b->argv[i] = strdup (buf);
-        }
+    s_pin (b, eps);
 
+    //  The trainer (its store in DIR/trainer) and its train workers.
+    json_t *teps = NULL;
+    if (trainer) {
+        char teps_path[4096];
+        snprintf (teps_path, sizeof teps_path, "%s/trainer.json", opts->dir);
+        unlink (teps_path);
+        cluster_program ("strata-trainer", prog, sizeof prog);
+        child_t *t = &children[1 + opts->workers];
+        t->name = "trainer";
+        s_arg (t, "", prog);
+        s_arg (t, "--dir=", opts->dir);
+        s_arg (t, "--broker=", json_string_value (json_object_get (eps, "api")));
+        s_arg (t, "--endpoints-file=", teps_path);
+        char ep[64];
+        snprintf (ep, sizeof ep, "tcp://127.0.0.1:%d", opts->port + 3);
+        s_arg (t, "--workers=", opts->port ? ep : "tcp://127.0.0.1:!");
+        snprintf (ep, sizeof ep, "tcp://127.0.0.1:%d", opts->port + 4);
+        s_arg (t, "--api=", opts->port ? ep : "tcp://127.0.0.1:!");
+        s_arg (t, "--log-level=", opts->log_level ? opts->log_level : "info");
+        s_spawn (t, logdir);
+        teps = s_wait_file (teps_path, t->pid, 15000);
+        if (!teps) {
+            log_error ("trainer did not start; see %s/trainer.log", logdir);
+            for (int i = 1 + opts->workers; i >= 0; i--)
+                s_stop (&children[i], 1000);
+            for (int i = 0; i < n; i++)
+                for (int k = 0; k < children[i].nargs; k++)
+                    free (children[i].argv[k]);
+            free (children);
+            json_decref (eps);
+            return -1;
+        }
+        s_pin (t, teps);
+        json_object_set (eps, "trainer", json_object_get (teps, "api"));
+        json_object_set (eps, "trainer_workers", json_object_get (teps, "workers"));
+    }
+    long cores = sysconf (_SC_NPROCESSORS_ONLN);
+    char threads[24];
+    snprintf (threads, sizeof threads, "%ld", opts->train_workers > 0 && cores / opts->train_workers > 1
+                                                  ? cores / opts->train_workers : 1L);
     cluster_program ("strata-worker", prog, sizeof prog);
-    for (int i = 1; i < n; i++) {
+    for (int i = 1 + opts->workers + trainer; i < n; i++) {
+        child_t *w = &children[i];
+        char *name = malloc (32);
+        snprintf (name, 32, "train-worker-%d", i - opts->workers - trainer);
+        w->name = name;
+        s_arg (w, "", prog);
+        s_arg (w, "--role=", "train");
+        s_arg (w, "--trainer=", json_string_value (teps ? json_object_get (teps, "workers") : NULL));
+        s_arg (w, "--threads=", threads);
+        s_arg (w, "--log-level=", opts->log_level ? opts->log_level : "info");
+        s_spawn (w, logdir);
+    }
+    json_decref (teps);
+    for (int i = 1; i <= opts->workers; i++) {
         child_t *w = &children[i];
         char *name = malloc (32);
         snprintf (name, 32, "worker-%d", i);
@@ -250,10 +324,14 @@ cluster_up (const cluster_opts_t *opts, int ready_fd)
     }
     int rc = s_write_cluster_json (opts->dir, eps, children, n);
     if (rc == 0) {
-        fprintf (stderr, "strata: cluster up in %s\n  ingest  %s\n  workers %s\n  api     %s\n  logs    %s\n",
-                 opts->dir, json_string_value (json_object_get (eps, "ingest")),
+        fprintf (stderr, "strata: cluster up in %s\n  ingest  %s\n  workers %s\n  api     %s\n", opts->dir,
+                 json_string_value (json_object_get (eps, "ingest")),
                  json_string_value (json_object_get (eps, "workers")),
-                 json_string_value (json_object_get (eps, "api")), logdir);
+                 json_string_value (json_object_get (eps, "api")));
+        if (trainer)
+            fprintf (stderr, "  trainer %s (%d train workers)\n", json_string_value (json_object_get (eps, "trainer")),
+                     opts->train_workers);
+        fprintf (stderr, "  logs    %s\n", logdir);
         if (ready_fd >= 0) {
             if (write (ready_fd, "1", 1) != 1)
                 log_warn ("could not signal readiness");
@@ -287,7 +365,7 @@ cluster_up (const cluster_opts_t *opts, int ready_fd)
     for (int i = 0; i < n; i++) {
         for (int k = 0; k < children[i].nargs; k++)
             free (children[i].argv[k]);
-        if (i > 0)
+        if (i > 0 && strcmp (children[i].name, "trainer"))
             free ((char *) children[i].name);
     }
     free (children);

@@ -2,9 +2,10 @@
 
     Every client command finds the broker the same way: --broker ENDPOINT if given, else
     the cluster.json of --dir DIR (written by `strata up`), else the default local
-    endpoints. `strata up` runs a small supervisor: it starts the broker and N workers
-    as separate processes on 127.0.0.1, writes DIR/cluster.json, restarts any process
-    that dies, and on SIGINT/SIGTERM stops them all in order (workers, then broker).
+    endpoints. `strata up` runs a small supervisor: it starts the broker, N preprocess
+    workers, the trainer and M train workers as separate processes on 127.0.0.1, writes
+    DIR/cluster.json, restarts any process that dies, and on SIGINT/SIGTERM stops them
+    all in order (train workers, trainer, workers, then broker).
 */
 #ifndef STRATA_CLUSTER_H
 #define STRATA_CLUSTER_H
@@ -16,11 +17,13 @@
 #define CLUSTER_DEFAULT_INGEST "tcp://127.0.0.1:7701"
 #define CLUSTER_DEFAULT_WORKERS "tcp://127.0.0.1:7702"
 #define CLUSTER_DEFAULT_API "tcp://127.0.0.1:7703"
+#define CLUSTER_DEFAULT_TRAINER "tcp://127.0.0.1:7705"   // its workers endpoint is 7704
 
 typedef struct {
     char ingest[256];
     char workers[256];
     char api[256];
+    char trainer[256];   // the trainer's api endpoint
     int supervisor_pid;
 } cluster_endpoints_t;
 
@@ -31,7 +34,8 @@ int cluster_resolve (const char *broker, const char *dir, cluster_endpoints_t *o
 typedef struct {
     const char *dir;
     int workers;          // preprocess workers
-    int port;             // first of three ports (ingest, workers, api); 0 = any free
+    int train_workers;    // train workers; 0: no trainer either
+    int port;             // first of five ports (ingest, workers, api, trainer workers, trainer api); 0 = any free
     bool journal_sync;
     const char *log_level;
 } cluster_opts_t;

@@ -17,7 +17,9 @@
 #include "config.h"
 #include "dataset.h"
 #include "evaluate.h"
+#include "hyper.h"
 #include "model.h"
+#include "step.h"
 #include "util.h"
 
 typedef struct {
@@ -26,8 +28,8 @@ typedef struct {
     char *knn_k, *knn_decay, *knn_shrink, *ease_lambda;
     int64_t ease_max_mb;
     bool model;
-    int64_t epochs, patience, dim, blocks, max_len, batch, seed;
-    double dropout, lr;
+    int64_t epochs, patience;
+    hyper_t hyper;
 } eval_cfg_t;
 
 #define OFF(f) offsetof (eval_cfg_t, f)
@@ -44,13 +46,7 @@ static const config_key_t s_keys[] = {
     { "model", CONFIG_BOOL, OFF (model), "true", 0, -1, "train and evaluate Strata's model (--no-model: baselines only)" },
     { "epochs", CONFIG_INT, OFF (epochs), "200", 1, 100000, "most training epochs" },
     { "patience", CONFIG_INT, OFF (patience), "8", 1, 1000, "stop after this many epochs without a better validation NDCG@10" },
-    { "dim", CONFIG_INT, OFF (dim), "64", 4, 1024, "model width" },
-    { "blocks", CONFIG_INT, OFF (blocks), "2", 0, 16, "attention blocks" },
-    { "max-len", CONFIG_INT, OFF (max_len), "50", 2, 1000, "history positions the model reads" },
-    { "batch", CONFIG_INT, OFF (batch), "128", 1, 4096, "sequences per step" },
-    { "dropout", CONFIG_DOUBLE, OFF (dropout), "0.3", 0, 0.9, "dropout rate" },
-    { "lr", CONFIG_DOUBLE, OFF (lr), "0.001", 1e-6, 1, "Adam learning rate" },
-    { "seed", CONFIG_INT, OFF (seed), "42", 0, -1, "random seed" },
+    HYPER_CONFIG_KEYS (eval_cfg_t, hyper),
     CONFIG_END,
 };
 
@@ -225,27 +221,24 @@ eval_main (int argc, char **argv)
         //  figures come from a fresh fit on everything before the test targets for that
         //  many epochs, exactly as the baselines are refitted.
         model_config_t mc;
-        model_config_default (&mc);
-        mc.dim = (int) cfg.dim;
-        mc.blocks = (int) cfg.blocks;
-        mc.max_len = (int) cfg.max_len;
-        mc.ffn = (int) cfg.dim * 2;
-        mc.batch = (int) cfg.batch;
-        mc.dropout = (float) cfg.dropout;
-        mc.lr = (float) cfg.lr;
-        mc.seed = (uint64_t) cfg.seed;
-        model_t *m = model_new (&mc, all->n_items);
-        if (!m)
+        plan_config_t pc;
+        if (hyper_configs (&cfg.hyper, &mc, &pc, err, sizeof err) < 0) {
+            fprintf (stderr, "strata eval: %s\n", err);
+            cfg.epochs = 0;
+        }
+        step_session_t ss;
+        int ok = cfg.epochs > 0 && step_session_init (&ss, &mc, &pc, train_v) == 0;
+        if (!ok && cfg.epochs > 0)
             fprintf (stderr, "strata eval: out of memory for the model\n");
         t = util_mono_ms ();
         metrics_t best_v = { 0 }, best_t = { 0 };
         int best_epoch = 0;
         double train_secs = 0;
-        for (int e = 1; m && e <= cfg.epochs; e++) {
+        for (int e = 1; ok && e <= cfg.epochs; e++) {
             int64_t te = util_mono_ms ();
-            double loss = model_train_epoch (m, train_v);
+            double loss = step_session_epoch (&ss);
             train_secs += (double) (util_mono_ms () - te) / 1000;
-            scorer_t ms = model_scorer (m);
+            scorer_t ms = model_scorer (ss.master);
             metrics_t v;
             evaluate (train_v, val, &ms, &v);
             fprintf (stderr, "\r  epoch %3d  loss %.4f  validation NDCG@10 %.4f  (best %.4f at %d)  %.1fs/epoch   ", e,
@@ -259,34 +252,34 @@ eval_main (int argc, char **argv)
                 break;
         }
         fputc ('\n', stderr);
-        model_destroy (&m);
+        if (ok)
+            step_session_fini (&ss);
         //  The final fit, like the baselines': everything before the test targets, for
         //  the number of epochs validation chose, from the same seed.
         double final_secs = 0;
-        if (best_epoch > 0 && (m = model_new (&mc, all->n_items)) != NULL) {
+        ok = best_epoch > 0 && step_session_init (&ss, &mc, &pc, train_t) == 0;
+        if (ok) {
             int64_t tf = util_mono_ms ();
             for (int e = 1; e <= best_epoch; e++) {
-                double loss = model_train_epoch (m, train_t);
+                double loss = step_session_epoch (&ss);
                 fprintf (stderr, "\r  final fit: epoch %3d of %d, loss %.4f   ", e, best_epoch, loss);
             }
             fputc ('\r', stderr);
             final_secs = (double) (util_mono_ms () - tf) / 1000;
-            scorer_t ms = model_scorer (m);
+            scorer_t ms = model_scorer (ss.master);
             evaluate (train_t, test, &ms, &best_t);
-        }
-        if (m) {
-            snprintf (params, sizeof params, "epochs=%d d=%lld blocks=%lld", best_epoch, (long long) cfg.dim,
-                      (long long) cfg.blocks);
+            snprintf (params, sizeof params, "epochs=%d d=%d blocks=%d%s", best_epoch, mc.dim, mc.blocks,
+                      pc.negatives ? " sampled" : "");
             double secs = (double) (util_mono_ms () - t) / 1000;
             s_row ("strata", params, &best_t, secs);
             json_array_append_new (r.results,
-                                   json_pack ("{s:s, s:s, s:o, s:o, s:f, s:f, s:f, s:I}", "name", "strata", "params",
-                                              params, "validation", s_metrics_json (&best_v), "test",
+                                   json_pack ("{s:s, s:s, s:o, s:o, s:f, s:f, s:f, s:I, s:i}", "name", "strata",
+                                              "params", params, "validation", s_metrics_json (&best_v), "test",
                                               s_metrics_json (&best_t), "seconds", secs, "selection_train_seconds",
                                               train_secs, "final_train_seconds", final_secs, "parameters",
-                                              (json_int_t) model_parameters (m)));
+                                              (json_int_t) model_parameters (ss.master), "negatives", pc.negatives));
+            step_session_fini (&ss);
         }
-        model_destroy (&m);
     }
 
     json_t *out = json_pack ("{s:{s:i, s:i, s:I, s:i}, s:s, s:o}", "dataset", "users", (int) all->n_users, "items",

@@ -21,6 +21,7 @@
 #include "cluster.h"
 #include "config.h"
 #include "eval.h"
+#include "train.h"
 #include "gen.h"
 #include "importer.h"
 #include "log.h"
@@ -287,6 +288,7 @@ s_cmd_rejects (int argc, char **argv)
 typedef struct {
     char *dir;
     int64_t workers;
+    int64_t train_workers;
     int64_t port;
     bool detach;
     bool journal_sync;
@@ -296,8 +298,10 @@ typedef struct {
 static const config_key_t s_up_keys[] = {
     { "dir", CONFIG_STRING, offsetof (up_cfg_t, dir), "strata-data", 0, -1, "data and log directory" },
     { "workers", CONFIG_INT, offsetof (up_cfg_t, workers), "2", 0, 256, "preprocess workers" },
-    { "port", CONFIG_INT, offsetof (up_cfg_t, port), "7701", 0, 65533,
-      "first of three ports (ingest, workers, api); 0 picks free ones" },
+    { "train-workers", CONFIG_INT, offsetof (up_cfg_t, train_workers), "1", 0, 256,
+      "train workers (0: no trainer either)" },
+    { "port", CONFIG_INT, offsetof (up_cfg_t, port), "7701", 0, 65531,
+      "first of five ports (ingest, workers, api, trainer workers, trainer api); 0 picks free ones" },
     { "detach", CONFIG_BOOL, offsetof (up_cfg_t, detach), "false", 0, -1, "run in the background" },
     { "journal-sync", CONFIG_BOOL, offsetof (up_cfg_t, journal_sync), "true", 0, -1, "fsync the journal before acks" },
     { "log-level", CONFIG_STRING, offsetof (up_cfg_t, log_level), "info", 0, -1, "log level of every process" },
@@ -346,15 +350,16 @@ s_cmd_up (int argc, char **argv)
         config_free (s_up_keys, &cfg);
         return rc < 0 ? 0 : rc;
     }
-    cluster_opts_t opts = { cfg.dir, (int) cfg.workers, (int) cfg.port, cfg.journal_sync, cfg.log_level };
+    cluster_opts_t opts = { cfg.dir, (int) cfg.workers, (int) cfg.train_workers, (int) cfg.port, cfg.journal_sync,
+                            cfg.log_level };
     if (cfg.detach) {
         rc = s_detach (&opts) == 0 ? 0 : 1;
         if (rc == 0) {
             cluster_endpoints_t eps;
             char err[256];
             cluster_resolve (NULL, cfg.dir, &eps, err, sizeof err);
-            printf ("{\"dir\": \"%s\", \"ingest\": \"%s\", \"workers\": \"%s\", \"api\": \"%s\"}\n", cfg.dir,
-                    eps.ingest, eps.workers, eps.api);
+            printf ("{\"dir\": \"%s\", \"ingest\": \"%s\", \"workers\": \"%s\", \"api\": \"%s\", \"trainer\": \"%s\"}\n",
+                    cfg.dir, eps.ingest, eps.workers, eps.api, cfg.train_workers ? eps.trainer : "");
         }
         else
             fprintf (stderr, "strata up: cluster did not start; see %s/logs\n", cfg.dir);
@@ -445,6 +450,7 @@ s_usage (FILE *out)
                   "  stats    print the cluster's counters as JSON\n"
                   "  rejects  print stored rejects (records refused, with the reason) as JSON lines\n"
                   "  eval     offline evaluation: leave-one-out, full catalogue, tuned baselines\n"
+                  "  train    train the model on the cluster's data (--wait follows the run)\n"
                   "  gen      write a synthetic catalogue and event stream\n"
                   "  demo     start a cluster, import synthetic data and show what it holds\n");
 }
@@ -488,7 +494,7 @@ s_cmd_demo (int argc, char **argv)
         return 1;
     }
     fprintf (stderr, "== 2. local cluster: broker + %lld preprocess workers on 127.0.0.1\n", (long long) cfg.workers);
-    cluster_opts_t co = { cfg.dir, (int) cfg.workers, 0, true, "info" };
+    cluster_opts_t co = { cfg.dir, (int) cfg.workers, 0, 0, true, "info" };
     if (s_detach (&co) < 0) {
         fprintf (stderr, "strata demo: cluster did not start; see %s/logs\n", cfg.dir);
         config_free (s_demo_keys, &cfg);
@@ -561,6 +567,8 @@ main (int argc, char **argv)
         return s_cmd_stats (argc, argv);
     if (!strcmp (cmd, "eval"))
         return eval_main (argc, argv);
+    if (!strcmp (cmd, "train"))
+        return train_main (argc, argv);
     if (!strcmp (cmd, "rejects"))
         return s_cmd_rejects (argc, argv);
     if (!strcmp (cmd, "up"))

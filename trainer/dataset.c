@@ -156,11 +156,17 @@ dataset_fetch (const char *endpoint, int timeout_ms, char *err, size_t errlen)
 dataset_t *
 dataset_holdout (const dataset_t *self, int hide, uint32_t **targets)
 {
-    uint32_t *t = malloc ((size_t) self->n_users * sizeof *t);
+    return dataset_holdout_some (self, hide, NULL, targets);
+}
+
+dataset_t *
+dataset_holdout_some (const dataset_t *self, int hide, const uint8_t *only, uint32_t **targets)
+{
+    uint32_t *t = malloc ((size_t) (self->n_users ? self->n_users : 1) * sizeof *t);
     size_t n = 0;
     for (uint32_t u = 0; u < self->n_users; u++) {
         uint32_t len = dataset_len (self, u);
-        n += len >= 3 ? len - (uint32_t) hide : len;
+        n += len >= 3 && (!only || only[u]) ? len - (uint32_t) hide : len;
     }
     dataset_t *d = s_alloc (self->n_users, self->n_items, n);
     if (!d || !t) {
@@ -171,8 +177,9 @@ dataset_holdout (const dataset_t *self, int hide, uint32_t **targets)
     size_t w = 0;
     for (uint32_t u = 0; u < self->n_users; u++) {
         uint32_t len = dataset_len (self, u), off = self->offsets[u];
-        uint32_t keep = len >= 3 ? len - (uint32_t) hide : len;
-        t[u] = len >= 3 ? self->items[off + keep] : DATASET_NO_TARGET;
+        bool held = len >= 3 && (!only || only[u]);
+        uint32_t keep = held ? len - (uint32_t) hide : len;
+        t[u] = held ? self->items[off + keep] : DATASET_NO_TARGET;
         memcpy (d->items + w, self->items + off, keep * sizeof *d->items);
         memcpy (d->types + w, self->types + off, keep);
         memcpy (d->ts + w, self->ts + off, keep * sizeof *d->ts);

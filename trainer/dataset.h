@@ -44,6 +44,9 @@ void dataset_destroy (dataset_t **self_p);
 //  those users, DATASET_NO_TARGET for the others. hide is 1 (test) or 2 (validation).
 dataset_t *dataset_holdout (const dataset_t *self, int hide, uint32_t **targets);
 
+//  The same for only the users u with only[u] != 0 (NULL: all).
+dataset_t *dataset_holdout_some (const dataset_t *self, int hide, const uint8_t *only, uint32_t **targets);
+
 static inline uint32_t
 dataset_len (const dataset_t *d, uint32_t user)
 {

@@ -36,7 +36,9 @@ typedef struct {
 
 struct _model_t {
     model_config_t cfg;
-    uint32_t n_items;
+    uint32_t n_rows;               // rows of the embedding table
+    size_t rows_cap;               // rows allocated
+    int64_t *row_step;             // lazy Adam step count per row
     param_t emb, pos, lnf_g, lnf_b;
     block_t *blocks;
     cache_t *cache;
@@ -49,14 +51,14 @@ struct _model_t {
     float *dq, *dk, *dv, *datt;    // R x d each; datt: L x L
     float *logits;                 // block rows x n_items
     int L;                         // positions in the current batch (<= max_len)
+    uint32_t n_cand;               // softmax over rows [0, n_cand) of the table
+    const float *bias;             // and their logit offsets (NULL: none)
     float *hpack, *dpack;          // rows that predict something, packed (R x d)
     int32_t *tpack;                // their targets
     int32_t *rowpack;              // and where they came from
     int64_t step;
     double flops;                  // dense floating-point work done in training
     uint64_t rng;
-    uint32_t *order;
-    size_t order_cap;
 };
 
 static float
@@ -124,7 +126,8 @@ model_new (const model_config_t *cfg, uint32_t n_items)
     if (!m)
         return NULL;
     m->cfg = *cfg;
-    m->n_items = n_items;
+    m->n_rows = n_items;
+    m->rows_cap = n_items;
     m->rng = cfg->seed * 0x9E3779B97F4A7C15ULL + 1;
     int d = cfg->dim, L = cfg->max_len, f = cfg->ffn, B = cfg->batch;
     size_t R = (size_t) B * L;
@@ -163,7 +166,8 @@ model_new (const model_config_t *cfg, uint32_t n_items)
     bad |= !(m->muf = calloc (R, sizeof (float))) | !(m->rsf = calloc (R, sizeof (float)));
     bad |= !(m->dh = calloc (R * f, sizeof (float)));
     bad |= !(m->datt = calloc ((size_t) L * L, sizeof (float)));
-    bad |= !(m->logits = calloc ((size_t) XENT_BLOCK * n_items, sizeof (float)));
+    bad |= !(m->logits = calloc ((size_t) XENT_BLOCK * (n_items ? n_items : 1), sizeof (float)));
+    bad |= !(m->row_step = calloc (n_items ? n_items : 1, sizeof (int64_t)));
     bad |= !(m->in_items = calloc (R, sizeof (int32_t))) | !(m->targets = calloc (R, sizeof (int32_t)));
     bad |= !(m->valid = calloc (R, 1));
     bad |= !(m->hpack = calloc (R * d, sizeof (float))) | !(m->dpack = calloc (R * d, sizeof (float)));
@@ -222,7 +226,7 @@ model_destroy (model_t **self_p)
     free (m->in_items);
     free (m->targets);
     free (m->valid);
-    free (m->order);
+    free (m->row_step);
     free (m);
     *self_p = NULL;
 }
@@ -346,7 +350,7 @@ s_pack (model_t *m, size_t R)
 }
 
 static double
-s_backward (model_t *m, int nb)
+s_backward (model_t *m, int nb, int mean)
 {
     int d = m->cfg.dim, L = m->L, f = m->cfg.ffn;
     int pos0 = m->cfg.max_len - L;
@@ -354,12 +358,12 @@ s_backward (model_t *m, int nb)
     int predicted = s_pack (m, R);
     if (predicted == 0)
         return 0;
-    float inv = 1.0f / (float) predicted;
+    float scale = mean ? 1.0f / (float) predicted : 1.0f;
     //  dhf: gradient wrt the final states (dx holds it).
     memset (m->dx, 0, R * d * sizeof (float));
     memset (m->dpack, 0, (size_t) predicted * d * sizeof (float));
-    double loss = nn_softmax_xent (m->hpack, predicted, d, m->emb.w, (int) m->n_items, m->tpack, inv, m->dpack,
-                                   m->emb.g, m->logits, XENT_BLOCK);
+    double loss = nn_softmax_xent (m->hpack, predicted, d, m->emb.w, (int) m->n_cand, m->bias, m->tpack, scale,
+                                   m->dpack, m->emb.g, m->logits, XENT_BLOCK);
     for (int i = 0; i < predicted; i++)
         memcpy (m->dx + (size_t) m->rowpack[i] * d, m->dpack + (size_t) i * d, (size_t) d * sizeof (float));
     //  Final norm.
@@ -413,7 +417,7 @@ s_backward (model_t *m, int nb)
         dnext = t;
     }
     //  Embedding input: x0 = drop (emb * sqrt (d) + pos).
-    float scale = sqrtf ((float) d);
+    scale = sqrtf ((float) d);
     for (size_t r = 0; r < R; r++) {
         float *g = dout + r * d;
         const float *mask = m->x0drop + r * d;
@@ -476,25 +480,6 @@ model_zero_grad (model_t *self)
     }
 }
 
-static void
-s_step (model_t *m)
-{
-    adam_t opt = { m->cfg.lr, 0.9f, 0.98f, 1e-9f, m->cfg.weight_decay, ++m->step };
-    param_t *top[] = { &m->emb, &m->pos, &m->lnf_g, &m->lnf_b };
-    for (size_t i = 0; i < 4; i++) {
-        nn_adam (&opt, top[i]->w, top[i]->g, top[i]->m, top[i]->v, top[i]->n);
-        memset (top[i]->g, 0, top[i]->n * sizeof (float));
-    }
-    for (int b = 0; b < m->cfg.blocks; b++) {
-        param_t *ps[BLOCK_PARAMS];
-        s_block_params (&m->blocks[b], ps);
-        for (int i = 0; i < BLOCK_PARAMS; i++) {
-            nn_adam (&opt, ps[i]->w, ps[i]->g, ps[i]->m, ps[i]->v, ps[i]->n);
-            memset (ps[i]->g, 0, ps[i]->n * sizeof (float));
-        }
-    }
-}
-
 //  Lays out sequence slot s from a user's items[from..to): the last L inputs
 //  right-aligned, each predicting its successor (train) or nothing (inference).
 static void
@@ -543,108 +528,225 @@ model_batch_loss (model_t *self, const dataset_t *train, const uint32_t *users, 
     self->L = s_batch_len (self, train, users, n, 1);
     for (int s = 0; s < n; s++)
         s_layout (self, s, train->items + train->offsets[users[s]], dataset_len (train, users[s]), 1);
+    self->n_cand = self->n_rows;
+    self->bias = NULL;
     //  Same dropout masks on every call: reseed from the configuration.
-    uint64_t keep = self->rng;
     self->rng = self->cfg.seed * 0x9E3779B97F4A7C15ULL + 7;
     s_forward (self, n, dropout);
-    self->rng = keep;
     size_t R = (size_t) n * self->L, pos = 0;
     for (size_t r = 0; r < R; r++)
         pos += self->targets[r] >= 0;
     double loss;
     if (with_grad)
-        loss = s_backward (self, n);
+        loss = s_backward (self, n, 1);
     else {
         int packed = s_pack (self, R);
-        loss = nn_softmax_xent (self->hpack, packed, self->cfg.dim, self->emb.w, (int) self->n_items, self->tpack, 1.0f,
-                                NULL, NULL, self->logits, XENT_BLOCK);
+        loss = nn_softmax_xent (self->hpack, packed, self->cfg.dim, self->emb.w, (int) self->n_rows, NULL,
+                                self->tpack, 1.0f, NULL, NULL, self->logits, XENT_BLOCK);
     }
     return pos ? loss / (double) pos : 0;
 }
 
-static int
-s_len_cmp (const void *a, const void *b, void *arg)
+int
+model_resize_rows (model_t *self, uint32_t rows)
 {
-    const dataset_t *d = arg;
-    uint32_t x = dataset_len (d, *(const uint32_t *) a), y = dataset_len (d, *(const uint32_t *) b);
-    return x < y ? -1 : x > y;
+    int d = self->cfg.dim;
+    if (rows > self->rows_cap) {
+        size_t cap = self->rows_cap * 2 > rows ? self->rows_cap * 2 : rows;
+        param_t *e = &self->emb;
+        float *bufs[4] = { e->w, e->g, e->m, e->v };
+        for (int i = 0; i < 4; i++) {
+            float *p = realloc (bufs[i], cap * d * sizeof (float));
+            if (!p)
+                return -1;
+            bufs[i] = p;
+        }
+        e->w = bufs[0], e->g = bufs[1], e->m = bufs[2], e->v = bufs[3];
+        int64_t *steps = realloc (self->row_step, cap * sizeof *steps);
+        float *logits = realloc (self->logits, (size_t) XENT_BLOCK * cap * sizeof (float));
+        if (steps)
+            self->row_step = steps;
+        if (logits)
+            self->logits = logits;
+        if (!steps || !logits)
+            return -1;
+        self->rows_cap = cap;
+    }
+    //  New rows start as model_new's do (state zero, weights small and random).
+    for (size_t r = self->n_rows; r < rows; r++) {
+        param_t row = { 0 };
+        size_t off = r * (size_t) d;
+        memset (self->emb.g + off, 0, (size_t) d * sizeof (float));
+        memset (self->emb.m + off, 0, (size_t) d * sizeof (float));
+        memset (self->emb.v + off, 0, (size_t) d * sizeof (float));
+        self->row_step[r] = 0;
+        if (s_param (&row, (size_t) d, 0.02f, 0, &self->rng) < 0)
+            return -1;
+        memcpy (self->emb.w + off, row.w, (size_t) d * sizeof (float));
+        s_param_free (&row);
+    }
+    self->n_rows = rows;
+    self->emb.n = (size_t) rows * d;
+    return 0;
 }
 
-static void
-s_sort_by_len (uint32_t *users, size_t n, const dataset_t *train)
+uint32_t
+model_rows (model_t *self)
 {
-    qsort_r (users, n, sizeof *users, s_len_cmp, (void *) train);
+    return self->n_rows;
+}
+
+float *
+model_row_weights (model_t *self, float **grad)
+{
+    if (grad)
+        *grad = self->emb.g;
+    return self->emb.w;
+}
+
+size_t
+model_dense_size (model_t *self)
+{
+    size_t n = 0;
+    for (int i = 1; i < model_tensor_count (self); i++)
+        n += s_tensor (self, i, NULL)->n;
+    return n;
+}
+
+//  Copies the dense tensors (every tensor but the item table, in tensor order) or their
+//  gradients between the model and a flat buffer.
+static void
+s_dense_copy (model_t *self, float *flat, int grad, int out)
+{
+    size_t off = 0;
+    for (int i = 1; i < model_tensor_count (self); i++) {
+        param_t *p = s_tensor (self, i, NULL);
+        float *t = grad ? p->g : p->w;
+        if (out)
+            memcpy (flat + off, t, p->n * sizeof (float));
+        else
+            memcpy (t, flat + off, p->n * sizeof (float));
+        off += p->n;
+    }
+}
+
+void
+model_dense_get (model_t *self, float *out)
+{
+    s_dense_copy (self, out, 0, 1);
+}
+
+void
+model_dense_set (model_t *self, const float *in)
+{
+    s_dense_copy (self, (float *) in, 0, 0);
+}
+
+void
+model_dense_grad_get (model_t *self, float *out)
+{
+    s_dense_copy (self, out, 1, 1);
+}
+
+void
+model_dense_grad_add (model_t *self, const float *in)
+{
+    size_t off = 0;
+    for (int i = 1; i < model_tensor_count (self); i++) {
+        param_t *p = s_tensor (self, i, NULL);
+        for (size_t k = 0; k < p->n; k++)
+            p->g[k] += in[off + k];
+        off += p->n;
+    }
 }
 
 double
-model_train_epoch (model_t *self, const dataset_t *train)
+model_shard_grad (model_t *self, const model_shard_t *sh, uint64_t *positions)
 {
-    if (self->order_cap < train->n_users) {
-        free (self->order);
-        self->order = malloc ((size_t) train->n_users * sizeof *self->order);
-        self->order_cap = self->order ? train->n_users : 0;
-        if (!self->order)
-            return NAN;
-    }
-    uint32_t n = 0;
-    for (uint32_t u = 0; u < train->n_users; u++)
-        if (dataset_len (train, u) >= 2)
-            self->order[n++] = u;
-    for (uint32_t i = n; i > 1; i--) {
-        uint32_t j = (uint32_t) (s_uniform (&self->rng) * (float) i);
-        if (j >= i)
-            j = i - 1;
-        uint32_t t = self->order[i - 1];
-        self->order[i - 1] = self->order[j];
-        self->order[j] = t;
-    }
-    //  Batches of similar lengths waste little on padding: sort the shuffled users by
-    //  length within windows of 32 batches, then visit the batches in random order.
-    size_t window = (size_t) self->cfg.batch * 32;
-    for (size_t w0 = 0; w0 < n; w0 += window) {
-        size_t wn = n - w0 < window ? n - w0 : window;
-        s_sort_by_len (self->order + w0, wn, train);
-    }
-    uint32_t nbatches = (n + (uint32_t) self->cfg.batch - 1) / (uint32_t) self->cfg.batch;
-    uint32_t *border = malloc ((size_t) (nbatches ? nbatches : 1) * sizeof *border);
-    if (!border)
+    *positions = 0;
+    if (sh->n_rows > self->n_rows || sh->n_cand > sh->n_rows)
         return NAN;
-    for (uint32_t b = 0; b < nbatches; b++)
-        border[b] = b;
-    for (uint32_t b = nbatches; b > 1; b--) {
-        uint32_t j = (uint32_t) (s_uniform (&self->rng) * (float) b);
-        j = j >= b ? b - 1 : j;
-        uint32_t t = border[b - 1];
-        border[b - 1] = border[j];
-        border[j] = t;
-    }
+    self->n_cand = sh->n_cand;
+    self->bias = sh->bias;
+    self->rng = sh->seed * 0x9E3779B97F4A7C15ULL + 3;
     double loss = 0;
-    size_t positions = 0;
-    for (uint32_t bi = 0; bi < nbatches; bi++) {
-        uint32_t i = border[bi] * (uint32_t) self->cfg.batch;
-        int nb = (int) (n - i < (uint32_t) self->cfg.batch ? n - i : (uint32_t) self->cfg.batch);
-        self->L = s_batch_len (self, train, self->order + i, nb, 1);
+    size_t off = 0;
+    for (uint32_t i = 0; i < sh->n; i += (uint32_t) self->cfg.batch) {
+        int nb = (int) (sh->n - i < (uint32_t) self->cfg.batch ? sh->n - i : (uint32_t) self->cfg.batch);
+        uint32_t L = 1;
+        for (int s = 0; s < nb; s++)
+            L = sh->lens[i + (uint32_t) s] - 1 > L ? sh->lens[i + (uint32_t) s] - 1 : L;
+        self->L = L > (uint32_t) self->cfg.max_len ? self->cfg.max_len : (int) L;
         for (int s = 0; s < nb; s++) {
-            uint32_t u = self->order[i + (uint32_t) s];
-            s_layout (self, s, train->items + train->offsets[u], dataset_len (train, u), 1);
+            uint32_t len = sh->lens[i + (uint32_t) s];
+            s_layout (self, s, sh->items + off, len, 1);
+            off += len;
         }
-        size_t R = (size_t) nb * self->L;
-        size_t pos = 0;
+        size_t R = (size_t) nb * self->L, pos = 0;
         for (size_t r = 0; r < R; r++)
             pos += self->targets[r] >= 0;
         s_forward (self, nb, 1);
-        loss += s_backward (self, nb);
-        positions += pos;
-        s_step (self);
-        //  Matrix products of the step: per block 4 d x d and 2 d x ffn linears and the
-        //  attention (Q K', P V), forward once and backward twice; the catalogue softmax
+        loss += s_backward (self, nb, 0);
+        *positions += pos;
+        //  Matrix products: per block 4 d x d and 2 d x ffn linears and the attention
+        //  (Q K', P V), forward once and backward twice; the softmax over the candidates
         //  (logits, dH, dE) on the predicting rows.
-        double d = self->cfg.dim, f = self->cfg.ffn, L = self->L;
-        double per_row = self->cfg.blocks * (2 * (4 * d * d + 2 * d * f) + 2 * 2 * L * d);
-        self->flops += 3 * per_row * (double) R + 3 * 2.0 * (double) pos * self->n_items * d;
+        double d = self->cfg.dim, f = self->cfg.ffn, Ld = self->L;
+        double per_row = self->cfg.blocks * (2 * (4 * d * d + 2 * d * f) + 2 * 2 * Ld * d);
+        self->flops += 3 * per_row * (double) R + 3 * 2.0 * (double) pos * sh->n_cand * d;
     }
-    free (border);
-    return positions ? loss / (double) positions : 0;
+    return loss;
+}
+
+void
+model_apply (model_t *self, float scale, const uint32_t *rows, size_t n)
+{
+    adam_t opt = { self->cfg.lr, 0.9f, 0.98f, 1e-9f, self->cfg.weight_decay, ++self->step };
+    int d = self->cfg.dim;
+    for (int i = 1; i < model_tensor_count (self); i++) {
+        param_t *p = s_tensor (self, i, NULL);
+        for (size_t k = 0; k < p->n; k++)
+            p->g[k] *= scale;
+        nn_adam (&opt, p->w, p->g, p->m, p->v, p->n);
+        memset (p->g, 0, p->n * sizeof (float));
+    }
+    //  Only the rows this step touched (lazy Adam); rows are item indices (< 2^31).
+    for (size_t r = 0; r < n; r++) {
+        float *g = self->emb.g + (size_t) rows[r] * d;
+        for (int k = 0; k < d; k++)
+            g[k] *= scale;
+    }
+    nn_adam_rows (&opt, self->emb.w, self->emb.g, self->emb.m, self->emb.v, self->row_step, d,
+                  (const int32_t *) rows, (int) n);
+    for (size_t r = 0; r < n; r++)
+        memset (self->emb.g + (size_t) rows[r] * d, 0, (size_t) d * sizeof (float));
+}
+
+float *
+model_tensor_state (model_t *self, int i, float **mom, float **var)
+{
+    param_t *p = s_tensor (self, i, NULL);
+    *mom = p->m;
+    *var = p->v;
+    return p->w;
+}
+
+int64_t *
+model_row_steps (model_t *self)
+{
+    return self->row_step;
+}
+
+int64_t *
+model_step (model_t *self)
+{
+    return &self->step;
+}
+
+const model_config_t *
+model_config (model_t *self)
+{
+    return &self->cfg;
 }
 
 static void
@@ -664,7 +766,7 @@ s_score (void *model, const dataset_t *train, const uint32_t *users, size_t n, f
         //  The interest vector is the state at the last position of each sequence.
         for (int s = 0; s < nb; s++)
             memcpy (m->dtmp + (size_t) s * d, m->hf + ((size_t) s * L + (size_t) (L - 1)) * d, (size_t) d * sizeof (float));
-        nn_matmul_nt (m->dtmp, nb, d, m->emb.w, (int) m->n_items, scores + i * m->n_items);
+        nn_matmul_nt (m->dtmp, nb, d, m->emb.w, (int) m->n_rows, scores + i * m->n_rows);
     }
 }
 

@@ -35,13 +35,56 @@ void model_config_default (model_config_t *cfg);
 
 typedef struct _model_t model_t;
 
-//  A freshly initialised model for n_items items. NULL on no memory.
+//  A unit of training work (a minibatch, or one shard of it): n sequences written in
+//  rows of a local item table. rows[k] is the global item index of local row k; rows
+//  [0, n_cand) are the softmax candidates (every target is one), the rest appear only
+//  as inputs. bias (n_cand floats, or NULL) is added to the candidates' logits: the
+//  sampled softmax's -log Q correction. With the full softmax, rows is every item and
+//  bias is NULL. Sequence s is items[sum of lens before s ..][0 .. lens[s]), local row
+//  indices in time order; every item but the first is a target.
+typedef struct {
+    uint64_t id;          // step * shards + shard: names the work, seeds its dropout
+    uint64_t seed;
+    uint32_t n;
+    uint32_t *lens;
+    uint32_t *items;
+    size_t n_items;       // sum of lens
+    uint32_t n_rows;
+    uint32_t *rows;
+    uint32_t n_cand;
+    float *bias;
+} model_shard_t;
+
+//  A freshly initialised model with an item table of n_items rows. NULL on no memory.
 model_t *model_new (const model_config_t *cfg, uint32_t n_items);
 void model_destroy (model_t **self_p);
+const model_config_t *model_config (model_t *self);
 
-//  One pass over every training sequence (in a seeded random order); returns the mean
-//  cross-entropy per predicted position.
-double model_train_epoch (model_t *self, const dataset_t *train);
+//  The item table: rows, weights (rows x dim) and their gradients.
+uint32_t model_rows (model_t *self);
+float *model_row_weights (model_t *self, float **grad);
+//  Grows (new rows initialised as model_new does) or shrinks the table. 0 or -1.
+int model_resize_rows (model_t *self, uint32_t rows);
+
+//  The dense parameters (every tensor but the item table) as one flat vector.
+size_t model_dense_size (model_t *self);
+void model_dense_get (model_t *self, float *out);
+void model_dense_set (model_t *self, const float *in);
+void model_dense_grad_get (model_t *self, float *out);
+void model_dense_grad_add (model_t *self, const float *in);
+
+//  Forward and backward over a shard whose local table is loaded in the first n_rows
+//  rows (the table must have at least that many): accumulates the gradient of the
+//  SUMMED cross-entropy into the gradients, returns that sum and the number of
+//  predicted positions. Dropout masks come from the shard's seed, so the same shard on
+//  the same parameters gives the same gradient wherever it runs. NAN if the shard does
+//  not fit.
+double model_shard_grad (model_t *self, const model_shard_t *shard, uint64_t *positions);
+
+//  One optimiser step: gradients are multiplied by scale (1 / predicted positions for a
+//  mean), then Adam updates the dense tensors and lazy Adam the n given table rows
+//  (distinct), and those gradients are zeroed.
+void model_apply (model_t *self, float scale, const uint32_t *rows, size_t n);
 
 //  The model as an evaluate.h scorer (inference: no dropout).
 scorer_t model_scorer (model_t *self);
@@ -52,15 +95,19 @@ size_t model_parameters (model_t *self);
 //  Floating-point operations of the matrix products done in training so far.
 double model_flops (model_t *self);
 
-//  For gradient checks and tools: the loss (mean cross-entropy) of one batch of users'
-//  training sequences, with gradients accumulated (not applied) when with_grad, and
-//  dropout on or off.
+//  For gradient checks: the mean cross-entropy of one batch of users' training
+//  sequences over the whole table, with gradients accumulated (not applied) when
+//  with_grad, and dropout on or off (fixed masks).
 double model_batch_loss (model_t *self, const dataset_t *train, const uint32_t *users, int n, int dropout,
                          int with_grad);
 void model_zero_grad (model_t *self);
 
-//  Parameter tensor i (0 <= i < model_tensor_count): values, gradient, size, name.
+//  Parameter tensor i (0 <= i < model_tensor_count; 0 is the item table): values,
+//  gradient, size, name; and its optimiser state. For checkpoints.
 int model_tensor_count (model_t *self);
 float *model_tensor (model_t *self, int i, float **grad, size_t *n, const char **name);
+float *model_tensor_state (model_t *self, int i, float **mom, float **var);
+int64_t *model_row_steps (model_t *self);   // per table row
+int64_t *model_step (model_t *self);        // optimiser steps taken
 
 #endif

@@ -173,8 +173,8 @@ nn_attention_bwd (const float *Q, const float *K, const float *V, int L, int d, 
 }
 
 double
-nn_softmax_xent (const float *H, int n, int d, const float *E, int m, const int32_t *targets, float scale, float *dH,
-                 float *dE, float *work, int block)
+nn_softmax_xent (const float *H, int n, int d, const float *E, int m, const float *bias, const int32_t *targets,
+                 float scale, float *dH, float *dE, float *work, int block)
 {
     double loss = 0;
     for (int r0 = 0; r0 < n; r0 += block) {
@@ -189,6 +189,9 @@ nn_softmax_xent (const float *H, int n, int d, const float *E, int m, const int3
                 memset (z, 0, (size_t) m * sizeof *z);   // no gradient from a skipped row
                 continue;
             }
+            if (bias)
+                for (int j = 0; j < m; j++)
+                    z[j] += bias[j];
             //  Max and sum in 8 explicit lanes: float reductions only vectorise when
             //  written so (without -ffast-math, which this file must not use).
             float lane[8];

@@ -49,12 +49,13 @@ void nn_attention_fwd (const float *Q, const float *K, const float *V, int L, in
 void nn_attention_bwd (const float *Q, const float *K, const float *V, int L, int d, const float *P, const float *dO,
                        float *dQ, float *dK, float *dV, float *work);
 
-//  Softmax cross-entropy of logits = H[n x d] E[m x d]' against targets[n] (a target
-//  < 0 is skipped). Returns the summed loss; dH[n x d] and dE[m x d] (either may be
-//  NULL) accumulate the gradient of the summed loss times `scale`. work needs
-//  block * m floats (block rows of logits at a time).
-double nn_softmax_xent (const float *H, int n, int d, const float *E, int m, const int32_t *targets, float scale,
-                        float *dH, float *dE, float *work, int block);
+//  Softmax cross-entropy of logits = H[n x d] E[m x d]' (+ bias[m], a constant offset
+//  per column, if bias) against targets[n] (a target < 0 is skipped). Returns the
+//  summed loss; dH[n x d] and dE[m x d] (either may be NULL) accumulate the gradient of
+//  the summed loss times `scale`. work needs block * m floats (block rows of logits at
+//  a time).
+double nn_softmax_xent (const float *H, int n, int d, const float *E, int m, const float *bias,
+                        const int32_t *targets, float scale, float *dH, float *dE, float *work, int block);
 
 //  out[i x d] = table[rows[i] x d]; rows[i] < 0 gives zeros.
 void nn_gather (const float *table, int d, const int32_t *rows, int n, float *out);

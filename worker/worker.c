@@ -2,6 +2,7 @@
 #define LOG_MODULE "worker"
 #include "worker.h"
 
+#include <cblas.h>
 #include <czmq.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,15 +11,19 @@
 #include "arena.h"
 #include "log.h"
 #include "preprocess.h"
+#include "train.h"
 #include "util.h"
 #include "wire.h"
 
 #define OFF(f) offsetof (worker_config_t, f)
 const config_key_t worker_config_keys[] = {
-    { "broker", CONFIG_STRING, OFF (broker), "tcp://127.0.0.1:7702", 0, -1, "broker worker endpoint" },
-    { "role", CONFIG_STRING, OFF (role), "preprocess", 0, -1, "worker role: preprocess" },
+    { "broker", CONFIG_STRING, OFF (broker), "tcp://127.0.0.1:7702", 0, -1, "broker worker endpoint (preprocess)" },
+    { "trainer", CONFIG_STRING, OFF (trainer), "tcp://127.0.0.1:7704", 0, -1, "trainer worker endpoint (train)" },
+    { "role", CONFIG_STRING, OFF (role), "preprocess", 0, -1, "worker role: preprocess or train" },
+    { "threads", CONFIG_INT, OFF (threads), "1", 0, 256, "OpenBLAS threads of a train worker (0: all cores)" },
     { "id", CONFIG_STRING, OFF (id), "", 0, -1, "worker id (default: hostname-pid)" },
-    { "capacity", CONFIG_INT, OFF (capacity), "2", 1, 64, "jobs held at once (one runs, the rest wait)" },
+    { "capacity", CONFIG_INT, OFF (capacity), "0", 0, 64,
+      "jobs held at once, one runs and the rest wait (0: 2 for preprocess, 1 for train)" },
     { "heartbeat-ms", CONFIG_INT, OFF (heartbeat_ms), "1000", 50, 60000, "heartbeat interval" },
     { "liveness", CONFIG_INT, OFF (liveness), "3", 2, 100, "missed heartbeats before reconnecting" },
     { "max-frame", CONFIG_INT, OFF (max_frame), "64M", 1024, 1LL << 31, "largest job frame accepted" },
@@ -35,6 +40,9 @@ typedef struct {
     zsock_t *sock;
     arena_t *arena;
     preprocess_limits_t limits;
+    train_worker_t *train;
+    const char *endpoint;
+    uint32_t capacity;
     uint64_t jobs_done;
 } worker_t;
 
@@ -46,15 +54,15 @@ s_connect (worker_t *self)
         return NULL;
     zsock_set_linger (sock, 0);
     zsock_set_maxmsgsize (sock, self->cfg->max_frame + 4096);
-    if (zsock_connect (sock, "%s", self->cfg->broker) < 0) {
-        log_error ("cannot connect to %s", self->cfg->broker);
+    if (zsock_connect (sock, "%s", self->endpoint) < 0) {
+        log_error ("cannot connect to %s", self->endpoint);
         zsock_destroy (&sock);
         return NULL;
     }
     Strata__V1__WorkerHello hello = STRATA__V1__WORKER_HELLO__INIT;
     hello.worker_id = self->id;
     hello.role = self->role;
-    hello.capacity = (uint32_t) self->cfg->capacity;
+    hello.capacity = self->capacity;
     hello.pid = (uint32_t) getpid ();
     hello.version = "0.1.0";
     wire_send (sock, NULL, WIRE_READY, &hello.base);
@@ -98,14 +106,50 @@ s_handle_job (worker_t *self, zframe_t *payload)
                result.n_events, result.n_items, result.n_rejects);
 }
 
+static void
+s_handle_task (worker_t *self, zframe_t *payload)
+{
+    Strata__V1__TrainTask *task = (Strata__V1__TrainTask *) wire_unpack (&strata__v1__train_task__descriptor, payload,
+                                                                         NULL);
+    if (!task) {
+        log_warn ("task that does not decode; ignored (the trainer will give it again)");
+        return;
+    }
+    Strata__V1__TrainGradient g = STRATA__V1__TRAIN_GRADIENT__INIT;
+    int64_t t0 = util_mono_ms ();
+    train_worker_compute (self->train, task, &g);
+    if (g.error && *g.error)
+        log_warn ("task %llu: %s", (unsigned long long) task->task_id, g.error);
+    else
+        log_debug ("task %llu: %zu sequences, %u rows, loss %.3f in %lld ms", (unsigned long long) task->task_id,
+                   task->n_lens, task->n_rows, g.positions ? g.loss / (double) g.positions : 0,
+                   (long long) (util_mono_ms () - t0));
+    wire_send (self->sock, NULL, WIRE_GRADIENT, &g.base);
+    self->jobs_done++;
+    strata__v1__train_task__free_unpacked (task, NULL);
+}
+
 int
 worker_run (const worker_config_t *cfg)
 {
     worker_t self = { .cfg = cfg };
-    if (!strcmp (cfg->role, "preprocess"))
+    if (!strcmp (cfg->role, "preprocess")) {
         self.role = STRATA__V1__ROLE__PREPROCESS;
+        self.endpoint = cfg->broker;
+        self.capacity = cfg->capacity ? (uint32_t) cfg->capacity : 2;
+    }
+    else if (!strcmp (cfg->role, "train")) {
+        self.role = STRATA__V1__ROLE__TRAIN;
+        self.endpoint = cfg->trainer;
+        self.capacity = cfg->capacity ? (uint32_t) cfg->capacity : 1;
+        if (cfg->threads > 0)
+            openblas_set_num_threads ((int) cfg->threads);
+        self.train = train_worker_new ();
+        if (!self.train)
+            return -1;
+    }
     else {
-        log_error ("role '%s' is not served by this build (roles: preprocess)", cfg->role);
+        log_error ("unknown role '%s' (roles: preprocess, train)", cfg->role);
         return -1;
     }
     if (cfg->id && *cfg->id)
@@ -127,7 +171,7 @@ worker_run (const worker_config_t *cfg)
         arena_destroy (&self.arena);
         return -1;
     }
-    log_info ("%s worker %s connected to %s", cfg->role, self.id, cfg->broker);
+    log_info ("%s worker %s connected to %s", cfg->role, self.id, self.endpoint);
 
     int64_t interval = cfg->heartbeat_ms;
     int64_t reconnect_delay = interval;
@@ -149,12 +193,14 @@ worker_run (const worker_config_t *cfg)
             last_heard = now;
             reconnect_delay = interval;
             if (r < 0)
-                log_warn ("bad message from broker (%d); ignored", r);
-            else if (!strcmp (msg.type, WIRE_JOB))
+                log_warn ("bad message from %s (%d); ignored", self.endpoint, r);
+            else if (!strcmp (msg.type, WIRE_JOB) && self.role == STRATA__V1__ROLE__PREPROCESS)
                 s_handle_job (&self, msg.payload);
+            else if (!strcmp (msg.type, WIRE_TASK) && self.role == STRATA__V1__ROLE__TRAIN)
+                s_handle_task (&self, msg.payload);
             else if (!strcmp (msg.type, WIRE_DISCONNECT)) {
                 //  The broker does not know us (it restarted): register again.
-                log_info ("broker asked us to re-register");
+                log_info ("%s asked us to re-register", self.endpoint);
                 wire_msg_reset (&msg);
                 zsock_destroy (&self.sock);
                 self.sock = s_connect (&self);
@@ -164,14 +210,14 @@ worker_run (const worker_config_t *cfg)
             }
             else if (!strcmp (msg.type, WIRE_ERROR)) {
                 Strata__V1__Error *e = (Strata__V1__Error *) wire_unpack (&strata__v1__error__descriptor, msg.payload, NULL);
-                log_warn ("broker error: %s", e ? e->message : "(undecodable)");
+                log_warn ("error from %s: %s", self.endpoint, e ? e->message : "(undecodable)");
                 if (e)
                     strata__v1__error__free_unpacked (e, NULL);
             }
             wire_msg_reset (&msg);
         }
         else if (now - last_heard > interval * cfg->liveness) {
-            log_warn ("broker silent for %lld ms; reconnecting in %lld ms", (long long) (now - last_heard),
+            log_warn ("%s silent for %lld ms; reconnecting in %lld ms", self.endpoint, (long long) (now - last_heard),
                       (long long) reconnect_delay);
             zsock_destroy (&self.sock);
             zclock_sleep ((int) reconnect_delay);
@@ -194,6 +240,7 @@ worker_run (const worker_config_t *cfg)
         zsock_destroy (&self.sock);
     }
     arena_destroy (&self.arena);
+    train_worker_destroy (&self.train);
     log_info ("worker %s stopped after %llu jobs", self.id, (unsigned long long) self.jobs_done);
     return 0;
 }

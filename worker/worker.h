@@ -1,7 +1,8 @@
 /*  worker: the stateless worker process's connection to the broker.
 
-    Paranoid-Pirate style: the worker connects a DEALER to the broker's worker endpoint,
-    announces itself (READY with role and capacity), and then answers JOBs with RESULTs
+    Paranoid-Pirate style: the worker connects a DEALER to the broker's worker endpoint
+    (role preprocess) or the trainer's (role train), announces itself (READY with role
+    and capacity), and then answers JOBs with RESULTs (TASKs with GRADIENTs)
     while heartbeats flow both ways. If the broker goes silent for `liveness` heartbeats
     the worker drops its socket and reconnects with backoff, so a broker restart needs no
     operator. The worker holds no state between jobs: kill it at any time and the broker
@@ -16,8 +17,10 @@
 #include "config.h"
 
 typedef struct {
-    char *broker;           // worker endpoint of the broker
-    char *role;             // "preprocess"
+    char *broker;           // worker endpoint of the broker (preprocess)
+    char *trainer;          // worker endpoint of the trainer (train)
+    char *role;             // "preprocess" or "train"
+    int64_t threads;        // OpenBLAS threads (train)
     char *id;               // worker id (default: host-pid)
     int64_t capacity;       // jobs in flight at once
     int64_t heartbeat_ms;

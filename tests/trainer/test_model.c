@@ -9,6 +9,7 @@
 
 #include "evaluate.h"
 #include "model.h"
+#include "step.h"
 
 //  Users walk a cycle of 12 items, each starting somewhere: item i is followed by i+1.
 static dataset_t *
@@ -96,17 +97,22 @@ Test (model, learns_a_next_item_rule, .timeout = 120)
     dataset_t *d = s_cycles (200, 8);
     uint32_t *test = NULL;
     dataset_t *t = dataset_holdout (d, 1, &test);
-    model_t *m = model_new (&cfg, 12);
-    double first = model_train_epoch (m, t), last = first;
+    plan_config_t pc;
+    plan_config_default (&pc);
+    pc.batch = cfg.batch;
+    pc.max_len = cfg.max_len;
+    step_session_t ss;
+    cr_assert_eq (step_session_init (&ss, &cfg, &pc, t), 0);
+    double first = step_session_epoch (&ss), last = first;
     for (int e = 0; e < 60; e++)
-        last = model_train_epoch (m, t);
+        last = step_session_epoch (&ss);
     cr_expect_lt (last, first * 0.5, "loss did not fall: %f -> %f", first, last);
-    scorer_t sc = model_scorer (m);
+    scorer_t sc = model_scorer (ss.master);
     metrics_t mt;
     evaluate (t, test, &sc, &mt);
     //  The history excludes 7 of 12 items; the rule leaves one right answer.
     cr_expect_gt (mt.mrr, 0.9, "mrr %f", mt.mrr);
-    model_destroy (&m);
+    step_session_fini (&ss);
     free (test);
     dataset_destroy (&t);
     dataset_destroy (&d);

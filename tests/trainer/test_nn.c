@@ -180,6 +180,8 @@ Test (nn, causal_attention_gradients_and_mask)
 
 typedef struct {
     float H[5 * 3], E[7 * 3], work[2 * 7];
+    float *bias;   // NULL, or bias_store
+    float bias_store[7];
     int32_t t[5];
 } xent_t;
 
@@ -187,18 +189,19 @@ static double
 s_xent_loss (void *p)
 {
     xent_t *c = p;
-    return nn_softmax_xent (c->H, 5, 3, c->E, 7, c->t, 1.0f, NULL, NULL, c->work, 2);
+    return nn_softmax_xent (c->H, 5, 3, c->E, 7, c->bias, c->t, 1.0f, NULL, NULL, c->work, 2);
 }
 
 Test (nn, softmax_xent_gradients_loss_and_skips)
 {
     xent_t c;
+    c.bias = NULL;
     s_fill (c.H, 15);
     s_fill (c.E, 21);
     int32_t t[5] = { 3, -1, 0, 6, 3 };
     memcpy (c.t, t, sizeof t);
     float dH[15] = { 0 }, dE[21] = { 0 };
-    double loss = nn_softmax_xent (c.H, 5, 3, c.E, 7, c.t, 1.0f, dH, dE, c.work, 2);
+    double loss = nn_softmax_xent (c.H, 5, 3, c.E, 7, c.bias, c.t, 1.0f, dH, dE, c.work, 2);
     //  The loss by hand for row 0.
     double z[7], mx = -1e9, sum = 0;
     for (int j = 0; j < 7; j++) {
@@ -211,6 +214,37 @@ Test (nn, softmax_xent_gradients_loss_and_skips)
     cr_expect_gt (loss, row0);
     for (int k = 0; k < 3; k++)
         cr_expect_eq (dH[3 + k], 0.0f, "a skipped row has no gradient");
+    s_check ("dH", s_xent_loss, &c, c.H, dH, 15);
+    s_check ("dE", s_xent_loss, &c, c.E, dE, 21);
+}
+
+Test (nn, softmax_xent_with_column_bias)
+{
+    //  A per-column bias (the sampled softmax's log-Q correction) shifts the logits: the
+    //  loss by hand, and the gradients, still match.
+    xent_t c;
+    s_fill (c.H, 15);
+    s_fill (c.E, 21);
+    s_fill (c.bias_store, 7);
+    c.bias = c.bias_store;
+    int32_t t[5] = { 3, 1, 0, 6, -1 };
+    memcpy (c.t, t, sizeof t);
+    float dH[15] = { 0 }, dE[21] = { 0 };
+    double loss = nn_softmax_xent (c.H, 5, 3, c.E, 7, c.bias, c.t, 1.0f, dH, dE, c.work, 2);
+    double want = 0;
+    for (int i = 0; i < 4; i++) {
+        double z[7], mx = -1e9, sum = 0;
+        for (int j = 0; j < 7; j++) {
+            z[j] = c.bias[j];
+            for (int k = 0; k < 3; k++)
+                z[j] += c.H[i * 3 + k] * c.E[j * 3 + k];
+            mx = fmax (mx, z[j]);
+        }
+        for (int j = 0; j < 7; j++)
+            sum += exp (z[j] - mx);
+        want += -(z[t[i]] - mx - log (sum));
+    }
+    cr_expect_float_eq (loss, want, 1e-4, "loss %f, by hand %f", loss, want);
     s_check ("dH", s_xent_loss, &c, c.H, dH, 15);
     s_check ("dE", s_xent_loss, &c, c.E, dE, 21);
 }

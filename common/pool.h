@@ -1,9 +1,11 @@
-/*  pool: the broker's registry of connected workers and the jobs each one holds.
+/*  pool: a registry of connected workers and the jobs each one holds (the broker's
+    preprocess workers, the trainer's train workers).
 
     A worker is known by its ZeroMQ routing id. It announced a role and a capacity; the
-    pool tracks which journal sequences it is working on, when it was last heard from,
-    and hands back its jobs when it leaves or misses heartbeats so they can be given to
-    another. Only the broker's thread touches a pool.
+    pool tracks which jobs it is working on (by a nonzero 64-bit job key: a journal
+    sequence, a task id), when it was last heard from, and hands back its jobs when it
+    leaves or misses heartbeats so they can be given to another. Only the owning
+    process's main thread touches a pool.
 */
 #ifndef STRATA_POOL_H
 #define STRATA_POOL_H
@@ -27,7 +29,7 @@ typedef struct {
     uint64_t *slots;        // capacity entries; 0 = free
 } pool_worker_t;
 
-//  Called with each journal sequence a departing worker held.
+//  Called with each job key a departing worker held.
 typedef void (pool_requeue_fn) (uint64_t seq, void *arg);
 
 pool_t *pool_new (int64_t heartbeat_ms, int64_t liveness);

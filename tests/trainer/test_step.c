@@ -1,0 +1,283 @@
+/*  Unit: the training schedule and the split of a step between train workers and the
+    parameter server. The sampled-softmax shard path is checked against finite
+    differences; a step cut into shards gives the gradient of the whole step; the
+    schedule and the in-process training are reproducible to the bit; and a model
+    trained with sampled candidates still learns a next-item rule.
+*/
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "evaluate.h"
+#include "model.h"
+#include "plan.h"
+#include "step.h"
+
+//  Users walk a cycle of n items, each starting somewhere: item i is followed by i+1.
+static dataset_t *
+s_cycles (uint32_t users, uint32_t len, uint32_t n_items)
+{
+    static uint32_t u[8192], it[8192];
+    size_t n = 0;
+    for (uint32_t a = 0; a < users; a++)
+        for (uint32_t k = 0; k < len && n < 8192; k++) {
+            u[n] = a;
+            it[n] = (a * 5 + k) % n_items;
+            n++;
+        }
+    return dataset_from_arrays (users, n_items, n, u, it, NULL, NULL);
+}
+
+static void
+s_small (model_config_t *mc, plan_config_t *pc)
+{
+    model_config_default (mc);
+    mc->dim = 8;
+    mc->max_len = 5;
+    mc->ffn = 16;
+    mc->batch = 8;
+    mc->dropout = 0.2f;
+    plan_config_default (pc);
+    pc->batch = 8;
+    pc->max_len = 5;
+}
+
+//  Loads a shard's rows into a compute model the way step_compute does.
+static void
+s_load_rows (model_t *local, model_t *master, const model_shard_t *sh)
+{
+    int d = model_config (master)->dim;
+    model_resize_rows (local, sh->n_rows);
+    float *dense = malloc (model_dense_size (master) * sizeof *dense);
+    model_dense_get (master, dense);
+    model_dense_set (local, dense);
+    free (dense);
+    const float *w = model_row_weights (master, NULL);
+    float *lw = model_row_weights (local, NULL);
+    for (uint32_t r = 0; r < sh->n_rows; r++)
+        memcpy (lw + (size_t) r * d, w + (size_t) sh->rows[r] * d, (size_t) d * sizeof (float));
+}
+
+Test (step, sampled_shard_gradient_check)
+{
+    model_config_t mc;
+    plan_config_t pc;
+    s_small (&mc, &pc);
+    pc.negatives = 6;
+    pc.sampler = PLAN_POPULARITY;
+    pc.shards = 4;   // two sequences: a small summed loss keeps float differences exact enough
+    dataset_t *d = s_cycles (20, 7, 40);
+    plan_t *plan = plan_new (d, &pc);
+    model_t *master = model_new (&mc, 40), *local = model_new (&mc, 1);
+    cr_assert (plan && master && local);
+    plan_epoch (plan, 0);
+    model_shard_t sh;
+    cr_assert_eq (plan_shard (plan, 0, 0, &sh), 0);
+    cr_expect_lt (sh.n_rows, 40u, "a sampled shard needs only some rows");
+    cr_expect_gt (sh.n_cand, 6u);
+    cr_expect_not_null (sh.bias, "popularity sampling carries the log-Q correction");
+    s_load_rows (local, master, &sh);
+    //  Check at a trained scale (see test_model.c).
+    for (int t = 0; t < 2; t++) {
+        size_t n;
+        float *w = model_tensor (local, t, NULL, &n, NULL);
+        for (size_t i = 0; i < n; i++)
+            w[i] *= 20;
+    }
+    model_zero_grad (local);
+    uint64_t pos;
+    double loss = model_shard_grad (local, &sh, &pos);
+    cr_expect_gt (pos, 0u);
+    cr_expect (isfinite (loss));
+    //  Every gradient is kept before the probes below accumulate more.
+    int tensors = model_tensor_count (local);
+    float **grads = calloc ((size_t) tensors, sizeof *grads);
+    for (int t = 0; t < tensors; t++) {
+        float *g;
+        size_t n;
+        model_tensor (local, t, &g, &n, NULL);
+        grads[t] = malloc (n * sizeof (float));
+        memcpy (grads[t], g, n * sizeof (float));
+    }
+    const float eps = 5e-4f;
+    int checked = 0;
+    for (int t = 0; t < tensors; t++) {
+        size_t n;
+        const char *name;
+        float *w = model_tensor (local, t, NULL, &n, &name);
+        if (t == 0)
+            n = (size_t) sh.n_rows * mc.dim;
+        float *grad = grads[t];
+        size_t stride = n > 10 ? n / 10 : 1;
+        for (size_t i = 0; i < n; i += stride) {
+            float keep = w[i];
+            uint64_t p;
+            w[i] = keep + eps;
+            double up = model_shard_grad (local, &sh, &p);
+            w[i] = keep - eps;
+            double down = model_shard_grad (local, &sh, &p);
+            w[i] = keep;
+            double num = (up - down) / (2 * eps);
+            double err = fabs (num - grad[i]) / fmax (1e-1, fabs (num) + fabs (grad[i]));
+            cr_expect_lt (err, 2e-2, "%s[%zu]: analytic %g numeric %g", name, i, (double) grad[i], num);
+            checked++;
+        }
+        free (grad);
+    }
+    free (grads);
+    cr_expect_gt (checked, 150);
+    plan_shard_free (&sh);
+    model_destroy (&master);
+    model_destroy (&local);
+    plan_destroy (&plan);
+    dataset_destroy (&d);
+}
+
+//  The gradient of step 0 accumulated into the master, for the given shard count.
+static void
+s_step_grad (const dataset_t *d, int shards, int negatives, float *dense_out, float *rows_out)
+{
+    model_config_t mc;
+    plan_config_t pc;
+    s_small (&mc, &pc);
+    mc.dropout = 0;   // shards differ in dropout masks; without dropout they must agree
+    pc.shards = shards;
+    pc.negatives = negatives;
+    plan_t *plan = plan_new (d, &pc);
+    model_t *master = model_new (&mc, d->n_items), *local = model_new (&mc, 1);
+    agg_t *agg = agg_new (master);
+    cr_assert (plan && master && local && agg);
+    plan_epoch (plan, 0);
+    size_t dn = model_dense_size (master);
+    float *dense = malloc (dn * sizeof *dense), *dense_g = malloc (dn * sizeof *dense_g);
+    float *rows = malloc ((size_t) d->n_items * mc.dim * sizeof *rows);
+    float *rows_g = malloc ((size_t) d->n_items * mc.dim * sizeof *rows_g);
+    for (int k = 0; k < shards; k++) {
+        model_shard_t sh;
+        cr_assert_eq (plan_shard (plan, 0, k, &sh), 0);
+        uint64_t pos;
+        agg_export (agg, &sh, dense, rows);
+        double l = step_compute (local, &sh, dense, rows, dense_g, rows_g, &pos);
+        cr_assert (isfinite (l));
+        agg_add (agg, &sh, dense_g, rows_g, l, pos);
+        plan_shard_free (&sh);
+    }
+    model_dense_grad_get (master, dense_out);
+    float *g;
+    model_row_weights (master, &g);
+    memcpy (rows_out, g, (size_t) d->n_items * mc.dim * sizeof (float));
+    free (dense);
+    free (dense_g);
+    free (rows);
+    free (rows_g);
+    agg_destroy (&agg);
+    model_destroy (&master);
+    model_destroy (&local);
+    plan_destroy (&plan);
+}
+
+Test (step, shards_add_up_to_the_whole_step)
+{
+    dataset_t *d = s_cycles (30, 6, 24);
+    model_config_t mc;
+    plan_config_t pc;
+    s_small (&mc, &pc);
+    model_t *probe = model_new (&mc, 24);
+    size_t dn = model_dense_size (probe), rn = (size_t) 24 * mc.dim;
+    model_destroy (&probe);
+    for (int negatives = 0; negatives <= 5; negatives += 5) {
+        float *d1 = malloc (dn * sizeof *d1), *d3 = malloc (dn * sizeof *d3);
+        float *r1 = malloc (rn * sizeof *r1), *r3 = malloc (rn * sizeof *r3);
+        s_step_grad (d, 1, negatives, d1, r1);
+        s_step_grad (d, 3, negatives, d3, r3);
+        double worst = 0, norm = 0;
+        for (size_t i = 0; i < dn; i++) {
+            worst = fmax (worst, fabs (d1[i] - d3[i]));
+            norm = fmax (norm, fabs (d1[i]));
+        }
+        for (size_t i = 0; i < rn; i++) {
+            worst = fmax (worst, fabs (r1[i] - r3[i]));
+            norm = fmax (norm, fabs (r1[i]));
+        }
+        cr_expect_gt (norm, 1e-3, "the step has a gradient");
+        cr_expect_lt (worst, 1e-4 * fmax (1, norm), "negatives %d: 1 shard vs 3 differ by %g", negatives, worst);
+        free (d1);
+        free (d3);
+        free (r1);
+        free (r3);
+    }
+    dataset_destroy (&d);
+}
+
+Test (step, same_seed_same_bits)
+{
+    dataset_t *d = s_cycles (60, 7, 30);
+    model_config_t mc;
+    plan_config_t pc;
+    s_small (&mc, &pc);
+    pc.shards = 2;
+    pc.negatives = 8;
+    step_session_t a, b;
+    cr_assert_eq (step_session_init (&a, &mc, &pc, d), 0);
+    cr_assert_eq (step_session_init (&b, &mc, &pc, d), 0);
+    for (int e = 0; e < 2; e++) {
+        double la = step_session_epoch (&a), lb = step_session_epoch (&b);
+        cr_expect_eq (la, lb);
+    }
+    for (int t = 0; t < model_tensor_count (a.master); t++) {
+        size_t n;
+        const char *name;
+        float *wa = model_tensor (a.master, t, NULL, &n, &name);
+        float *wb = model_tensor (b.master, t, NULL, NULL, NULL);
+        cr_expect_eq (memcmp (wa, wb, n * sizeof (float)), 0, "%s differs", name);
+    }
+    //  A shard rebuilt (as for a dead worker) is the same shard.
+    model_shard_t s1, s2;
+    plan_epoch (a.plan, 5);
+    cr_assert_eq (plan_shard (a.plan, 1, 1, &s1), 0);
+    plan_shard (a.plan, 0, 0, &s2);
+    plan_shard_free (&s2);
+    cr_assert_eq (plan_shard (a.plan, 1, 1, &s2), 0);
+    cr_expect_eq (s1.seed, s2.seed);
+    cr_expect_eq (s1.n_rows, s2.n_rows);
+    cr_expect_eq (memcmp (s1.rows, s2.rows, s1.n_rows * sizeof *s1.rows), 0);
+    cr_expect_eq (memcmp (s1.items, s2.items, s1.n_items * sizeof *s1.items), 0);
+    plan_shard_free (&s1);
+    plan_shard_free (&s2);
+    step_session_fini (&a);
+    step_session_fini (&b);
+    dataset_destroy (&d);
+}
+
+Test (step, sampled_softmax_learns_a_next_item_rule, .timeout = 120)
+{
+    model_config_t mc;
+    plan_config_t pc;
+    model_config_default (&mc);
+    mc.dim = 16;
+    mc.max_len = 8;
+    mc.ffn = 32;
+    mc.batch = 32;
+    mc.dropout = 0.1f;
+    mc.lr = 0.01f;
+    plan_config_default (&pc);
+    pc.batch = 32;
+    pc.max_len = 8;
+    pc.negatives = 10;
+    dataset_t *d = s_cycles (400, 8, 60);
+    uint32_t *test = NULL;
+    dataset_t *t = dataset_holdout (d, 1, &test);
+    step_session_t ss;
+    cr_assert_eq (step_session_init (&ss, &mc, &pc, t), 0);
+    for (int e = 0; e < 60; e++)
+        step_session_epoch (&ss);
+    scorer_t sc = model_scorer (ss.master);
+    metrics_t mt;
+    evaluate (t, test, &sc, &mt);
+    cr_expect_gt (mt.mrr, 0.8, "mrr %f over 60 items with 10 sampled candidates per step", mt.mrr);
+    step_session_fini (&ss);
+    free (test);
+    dataset_destroy (&t);
+    dataset_destroy (&d);
+}

@@ -1,0 +1,40 @@
+/*  checkpoint: the trainer's own RocksDB.
+
+    Column families: `checkpoint` holds the latest training state (every tensor with
+    its Adam moments, the per-row step counts, the optimiser step, and the run state as
+    JSON), written in one synced WriteBatch so that a crash leaves the previous
+    checkpoint or the new one, never a mix. `models` holds the published model
+    versions: key (version, tensor) -> weights, and (version, META) -> JSON describing
+    the version; only the last `keep` versions are kept.
+*/
+#ifndef STRATA_CHECKPOINT_H
+#define STRATA_CHECKPOINT_H
+
+#include <stdint.h>
+
+#include "model.h"
+#include "store.h"
+
+enum { CKPT_CF_DEFAULT, CKPT_CF_CHECKPOINT, CKPT_CF_MODELS, CKPT_CF_COUNT };
+
+//  Opens (creating) the store at path. NULL on failure (logged).
+store_t *checkpoint_open (const char *path);
+
+//  Saves the model's training state and the run state. 0 or -1.
+int checkpoint_save (store_t *st, model_t *m, const char *state_json);
+
+//  The saved run state (malloc'd, NUL-terminated), or NULL when there is none.
+char *checkpoint_state (store_t *st);
+
+//  Loads the saved training state into m, which must have the saved configuration
+//  (its table is resized to the saved rows). 0, or -1 when absent or of another shape.
+int checkpoint_load (store_t *st, model_t *m);
+
+//  Publishes the model's weights as `version` with meta JSON; drops versions older than
+//  the last `keep`. 0 or -1.
+int checkpoint_publish (store_t *st, model_t *m, uint64_t version, const char *meta_json, int keep);
+
+//  The meta JSON of a published version (malloc'd), or NULL.
+char *checkpoint_version_meta (store_t *st, uint64_t version);
+
+#endif

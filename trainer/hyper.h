@@ -1,0 +1,39 @@
+/*  hyper: the model's and the schedule's settings as configuration keys, shared by
+    every program that trains (strata-trainer, strata eval, bench/train) so that a flag
+    means the same thing everywhere. Embed a hyper_t in the program's configuration
+    struct and HYPER_CONFIG_KEYS (that struct, the member) in its key table.
+*/
+#ifndef STRATA_HYPER_H
+#define STRATA_HYPER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "model.h"
+#include "plan.h"
+
+typedef struct {
+    int64_t dim, blocks, max_len, batch, seed, negatives, shards;
+    double dropout, lr, alpha;
+    char *sampler;
+} hyper_t;
+
+#define HYPER_CONFIG_KEYS(type, m)                                                                               \
+    { "dim", CONFIG_INT, offsetof (type, m.dim), "64", 4, 1024, "model width" },                                \
+    { "blocks", CONFIG_INT, offsetof (type, m.blocks), "2", 0, 16, "attention blocks" },                        \
+    { "max-len", CONFIG_INT, offsetof (type, m.max_len), "50", 2, 1000, "history positions the model reads" },  \
+    { "batch", CONFIG_INT, offsetof (type, m.batch), "128", 1, 4096, "sequences per step" },                    \
+    { "dropout", CONFIG_DOUBLE, offsetof (type, m.dropout), "0.3", 0, 0.9, "dropout rate" },                    \
+    { "lr", CONFIG_DOUBLE, offsetof (type, m.lr), "0.001", 1e-6, 1, "Adam learning rate" },                     \
+    { "seed", CONFIG_INT, offsetof (type, m.seed), "42", 0, -1, "random seed" },                                \
+    { "negatives", CONFIG_INT, offsetof (type, m.negatives), "0", 0, 1 << 24,                                   \
+      "softmax candidates sampled per step (0: the whole catalogue)" },                                         \
+    { "sampler", CONFIG_STRING, offsetof (type, m.sampler), "popularity", 0, -1,                                \
+      "how candidates are sampled: uniform or popularity (count^alpha, log-Q corrected)" },                     \
+    { "alpha", CONFIG_DOUBLE, offsetof (type, m.alpha), "0.75", 0, 1, "popularity sampler exponent" }
+
+//  Fills the model and plan configurations. 0, or -1 with err (an unknown sampler).
+int hyper_configs (const hyper_t *h, model_config_t *mc, plan_config_t *pc, char *err, size_t errlen);
+
+#endif

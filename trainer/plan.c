@@ -1,0 +1,323 @@
+/*  plan: see plan.h. */
+#include "plan.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct _plan_t {
+    plan_config_t cfg;
+    const dataset_t *train;
+    uint32_t *order;        // trainable users, in this epoch's order
+    uint32_t n_order;
+    uint32_t *border;       // batches in visiting order
+    uint32_t n_batches;
+    uint32_t epoch;
+    double *cdf;            // sampling distribution (popularity), n_items
+    float *neg_log_q;       // -log Q per item
+    int32_t *local;         // global item -> local row while building a shard, else -1
+    uint32_t *only;         // plan_set_users, or NULL
+    uint32_t n_only;
+};
+
+static uint64_t
+s_mix (uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ULL;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+}
+
+//  Uniform in [0, n) from a splitmix stream.
+static uint32_t
+s_below (uint64_t *state, uint32_t n)
+{
+    *state = s_mix (*state);
+    return (uint32_t) (((*state >> 32) * (uint64_t) n) >> 32);
+}
+
+static double
+s_unit (uint64_t *state)
+{
+    *state = s_mix (*state);
+    return (double) (*state >> 11) * (1.0 / 9007199254740992.0);
+}
+
+void
+plan_config_default (plan_config_t *cfg)
+{
+    cfg->batch = 128;
+    cfg->shards = 1;
+    cfg->negatives = 0;
+    cfg->sampler = PLAN_POPULARITY;
+    cfg->alpha = 0.75f;
+    cfg->max_len = 50;
+    cfg->seed = 42;
+}
+
+int
+plan_sampler_parse (const char *name)
+{
+    if (!strcmp (name, "uniform"))
+        return PLAN_UNIFORM;
+    if (!strcmp (name, "popularity"))
+        return PLAN_POPULARITY;
+    return -1;
+}
+
+plan_t *
+plan_new (const dataset_t *train, const plan_config_t *cfg)
+{
+    plan_t *p = calloc (1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->cfg = *cfg;
+    if (p->cfg.shards < 1)
+        p->cfg.shards = 1;
+    p->train = train;
+    uint32_t n = train->n_items ? train->n_items : 1;
+    p->order = malloc ((size_t) (train->n_users ? train->n_users : 1) * sizeof *p->order);
+    p->border = malloc ((size_t) (train->n_users ? train->n_users : 1) * sizeof *p->border);
+    p->local = malloc ((size_t) n * sizeof *p->local);
+    p->cdf = malloc ((size_t) n * sizeof *p->cdf);
+    p->neg_log_q = malloc ((size_t) n * sizeof *p->neg_log_q);
+    if (!p->order || !p->border || !p->local || !p->cdf || !p->neg_log_q) {
+        plan_destroy (&p);
+        return NULL;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        p->local[i] = -1;
+    //  Q(item) proportional to (count + 1)^alpha (uniform: alpha 0).
+    double alpha = cfg->sampler == PLAN_POPULARITY ? cfg->alpha : 0;
+    for (uint32_t i = 0; i < n; i++)
+        p->cdf[i] = 1;
+    for (size_t e = 0; e < train->n_events; e++)
+        p->cdf[train->items[e]] += 1;
+    double sum = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        double w = pow (p->cdf[i], alpha);
+        p->neg_log_q[i] = (float) -log (w);   // normalised below
+        sum += w;
+        p->cdf[i] = sum;
+    }
+    float log_sum = (float) log (sum);
+    for (uint32_t i = 0; i < n; i++) {
+        p->neg_log_q[i] += log_sum;
+        p->cdf[i] /= sum;
+    }
+    return p;
+}
+
+void
+plan_destroy (plan_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    plan_t *p = *self_p;
+    free (p->order);
+    free (p->border);
+    free (p->local);
+    free (p->cdf);
+    free (p->neg_log_q);
+    free (p->only);
+    free (p);
+    *self_p = NULL;
+}
+
+const plan_config_t *
+plan_config (plan_t *self)
+{
+    return &self->cfg;
+}
+
+static int
+s_len_cmp (const void *a, const void *b, void *arg)
+{
+    const dataset_t *d = arg;
+    uint32_t x = dataset_len (d, *(const uint32_t *) a), y = dataset_len (d, *(const uint32_t *) b);
+    return x < y ? -1 : x > y;
+}
+
+uint32_t
+plan_epoch (plan_t *self, uint32_t epoch)
+{
+    const dataset_t *t = self->train;
+    uint64_t rng = s_mix (self->cfg.seed ^ s_mix (epoch + 1));
+    uint32_t n = 0;
+    if (self->only) {
+        for (uint32_t i = 0; i < self->n_only; i++)
+            if (self->only[i] < t->n_users && dataset_len (t, self->only[i]) >= 2)
+                self->order[n++] = self->only[i];
+    }
+    else
+        for (uint32_t u = 0; u < t->n_users; u++)
+            if (dataset_len (t, u) >= 2)
+                self->order[n++] = u;
+    for (uint32_t i = n; i > 1; i--) {
+        uint32_t j = s_below (&rng, i);
+        uint32_t x = self->order[i - 1];
+        self->order[i - 1] = self->order[j];
+        self->order[j] = x;
+    }
+    size_t window = (size_t) self->cfg.batch * 32;
+    for (size_t w0 = 0; w0 < n; w0 += window) {
+        size_t wn = n - w0 < window ? n - w0 : window;
+        qsort_r (self->order + w0, wn, sizeof *self->order, s_len_cmp, (void *) t);
+    }
+    uint32_t nb = (n + (uint32_t) self->cfg.batch - 1) / (uint32_t) self->cfg.batch;
+    for (uint32_t b = 0; b < nb; b++)
+        self->border[b] = b;
+    for (uint32_t b = nb; b > 1; b--) {
+        uint32_t j = s_below (&rng, b);
+        uint32_t x = self->border[b - 1];
+        self->border[b - 1] = self->border[j];
+        self->border[j] = x;
+    }
+    self->n_order = n;
+    self->n_batches = nb;
+    self->epoch = epoch;
+    return nb;
+}
+
+int
+plan_set_users (plan_t *self, const uint32_t *users, uint32_t n)
+{
+    free (self->only);
+    self->only = NULL;
+    self->n_only = 0;
+    if (!users)
+        return 0;
+    if (n > self->train->n_users)
+        n = self->train->n_users;
+    self->only = malloc ((n ? n : 1) * sizeof *users);
+    if (!self->only)
+        return -1;
+    memcpy (self->only, users, n * sizeof *users);
+    self->n_only = n;
+    return 0;
+}
+
+uint32_t
+plan_users (plan_t *self)
+{
+    return self->n_order;
+}
+
+//  The local row of a global item, appending it to rows when new.
+static uint32_t
+s_local (plan_t *self, model_shard_t *sh, uint32_t item)
+{
+    if (self->local[item] < 0) {
+        self->local[item] = (int32_t) sh->n_rows;
+        sh->rows[sh->n_rows++] = item;
+    }
+    return (uint32_t) self->local[item];
+}
+
+int
+plan_shard (plan_t *self, uint32_t step, int shard, model_shard_t *out)
+{
+    memset (out, 0, sizeof *out);
+    if (step >= self->n_batches || shard < 0 || shard >= self->cfg.shards)
+        return -1;
+    const dataset_t *t = self->train;
+    uint32_t first = self->border[step] * (uint32_t) self->cfg.batch;
+    uint32_t nb = self->n_order - first < (uint32_t) self->cfg.batch ? self->n_order - first : (uint32_t) self->cfg.batch;
+    uint32_t S = (uint32_t) self->cfg.shards;
+    uint32_t from = first + nb * (uint32_t) shard / S, to = first + nb * (uint32_t) (shard + 1) / S;
+    uint32_t tail = (uint32_t) self->cfg.max_len + 1;
+    out->id = ((uint64_t) self->epoch << 40) | ((uint64_t) step << 8) | (uint64_t) shard;
+    out->seed = s_mix (self->cfg.seed ^ s_mix (out->id + 17));
+    out->n = to - from;
+    size_t total = 0;
+    for (uint32_t i = from; i < to; i++) {
+        uint32_t len = dataset_len (t, self->order[i]);
+        total += len < tail ? len : tail;
+    }
+    out->n_items = total;
+    int full = self->cfg.negatives <= 0;
+    size_t step_total = 0;
+    for (uint32_t i = first; i < first + nb; i++) {
+        uint32_t len = dataset_len (t, self->order[i]);
+        step_total += len < tail ? len : tail;
+    }
+    size_t max_rows = full ? t->n_items : step_total + (size_t) self->cfg.negatives;
+    if (max_rows > t->n_items)
+        max_rows = t->n_items;
+    out->lens = malloc ((out->n ? out->n : 1) * sizeof *out->lens);
+    out->items = malloc ((total ? total : 1) * sizeof *out->items);
+    out->rows = malloc ((max_rows ? max_rows : 1) * sizeof *out->rows);
+    if (!out->lens || !out->items || !out->rows) {
+        plan_shard_free (out);
+        return -1;
+    }
+    if (full) {
+        for (uint32_t i = 0; i < t->n_items; i++)
+            out->rows[i] = i;
+        out->n_rows = out->n_cand = t->n_items;
+        size_t w = 0;
+        for (uint32_t i = from; i < to; i++) {
+            uint32_t u = self->order[i], len = dataset_len (t, u), take = len < tail ? len : tail;
+            out->lens[i - from] = take;
+            memcpy (out->items + w, t->items + t->offsets[u] + (len - take), take * sizeof *out->items);
+            w += take;
+        }
+        return 0;
+    }
+    //  Candidates first: the step's targets (of every shard, so that the shards of a
+    //  step compute parts of one loss), then the step's sampled items.
+    for (uint32_t i = first; i < first + nb; i++) {
+        uint32_t u = self->order[i], len = dataset_len (t, u), take = len < tail ? len : tail;
+        const uint32_t *seq = t->items + t->offsets[u] + (len - take);
+        for (uint32_t k = 1; k < take; k++)
+            s_local (self, out, seq[k]);
+    }
+    uint64_t rng = s_mix (self->cfg.seed ^ s_mix (((uint64_t) self->epoch << 32 | step) + 5));
+    for (int k = 0; k < self->cfg.negatives && out->n_rows < max_rows; k++) {
+        double x = s_unit (&rng);
+        uint32_t lo = 0, hi = t->n_items - 1;
+        while (lo < hi) {
+            uint32_t mid = lo + (hi - lo) / 2;
+            if (self->cdf[mid] < x)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        s_local (self, out, lo);
+    }
+    out->n_cand = out->n_rows;
+    //  Then the inputs that are not candidates.
+    size_t w = 0;
+    for (uint32_t i = from; i < to; i++) {
+        uint32_t u = self->order[i], len = dataset_len (t, u), take = len < tail ? len : tail;
+        const uint32_t *seq = t->items + t->offsets[u] + (len - take);
+        out->lens[i - from] = take;
+        for (uint32_t k = 0; k < take; k++)
+            out->items[w++] = s_local (self, out, seq[k]);
+    }
+    if (self->cfg.sampler == PLAN_POPULARITY) {
+        out->bias = malloc ((out->n_cand ? out->n_cand : 1) * sizeof *out->bias);
+        if (!out->bias) {
+            for (uint32_t r = 0; r < out->n_rows; r++)
+                self->local[out->rows[r]] = -1;
+            plan_shard_free (out);
+            return -1;
+        }
+        for (uint32_t r = 0; r < out->n_cand; r++)
+            out->bias[r] = self->neg_log_q[out->rows[r]];
+    }
+    for (uint32_t r = 0; r < out->n_rows; r++)
+        self->local[out->rows[r]] = -1;
+    return 0;
+}
+
+void
+plan_shard_free (model_shard_t *shard)
+{
+    free (shard->lens);
+    free (shard->items);
+    free (shard->rows);
+    free (shard->bias);
+    memset (shard, 0, sizeof *shard);
+}

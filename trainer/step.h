@@ -1,0 +1,73 @@
+/*  step: one optimisation step, split into the part a train worker does and the part
+    the parameter server does, so that in-process training and the cluster run the same
+    code.
+
+    Worker side: step_compute loads a shard's parameters (the dense vector and the
+    shard's table rows) into a compute model and returns the gradient of the summed loss
+    over the shard.
+
+    Server side: an aggregator exports the parameters a shard needs from the master
+    model, adds the shards' gradients into the master's gradient buffers (in whatever
+    order the caller gives, which synchronous training fixes to shard order), remembers
+    which table rows were touched, and applies the step: the mean gradient over every
+    predicted position of the step, Adam on the dense tensors, lazy Adam on the touched
+    rows.
+*/
+#ifndef STRATA_STEP_H
+#define STRATA_STEP_H
+
+#include <stdint.h>
+
+#include "model.h"
+#include "plan.h"
+
+//  Worker side. dense: model_dense_size floats; rows: n_rows x dim. dense_g and rows_g
+//  receive the gradients (same sizes). Returns the summed loss (NAN if the shard does not
+//  fit) and the predicted positions.
+double step_compute (model_t *local, const model_shard_t *shard, const float *dense, const float *rows,
+                     float *dense_g, float *rows_g, uint64_t *positions);
+
+typedef struct _agg_t agg_t;
+
+agg_t *agg_new (model_t *master);
+void agg_destroy (agg_t **self_p);
+
+//  Call after the master's table grew.
+int agg_resize (agg_t *self);
+
+//  The parameters a shard needs.
+void agg_export (agg_t *self, const model_shard_t *shard, float *dense, float *rows);
+
+//  Adds one shard's gradient.
+void agg_add (agg_t *self, const model_shard_t *shard, const float *dense_g, const float *rows_g, double loss,
+              uint64_t positions);
+
+//  Applies the accumulated step (nothing if no position was predicted) and starts the
+//  next. Returns the step's mean loss per predicted position.
+double agg_apply (agg_t *self);
+
+//  Totals since agg_new.
+uint64_t agg_positions (agg_t *self);
+uint64_t agg_samples (agg_t *self);   // sequences
+
+//  One epoch in process: every step's shards computed in turn on `local`, then
+//  applied to the master. Returns the mean loss per predicted position (NAN on no
+//  memory).
+double step_local_epoch (agg_t *self, model_t *local, plan_t *plan, uint32_t epoch);
+
+//  In-process training as a whole (offline evaluation, benchmarks, tests): a master
+//  model, a compute model, an aggregator and a plan over train (borrowed).
+typedef struct {
+    model_t *master;
+    model_t *local;
+    agg_t *agg;
+    plan_t *plan;
+    uint32_t epoch;   // epochs done
+} step_session_t;
+
+int step_session_init (step_session_t *self, const model_config_t *mc, const plan_config_t *pc,
+                       const dataset_t *train);
+double step_session_epoch (step_session_t *self);
+void step_session_fini (step_session_t *self);
+
+#endif

@@ -1,0 +1,1124 @@
+/*  trainer: see trainer.h. */
+#define LOG_MODULE "trainer"
+#include "trainer.h"
+
+#include <cblas.h>
+#include <czmq.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint.h"
+#include "dataset.h"
+#include "evaluate.h"
+#include "log.h"
+#include "model.h"
+#include "plan.h"
+#include "pool.h"
+#include "request.h"
+#include "step.h"
+#include "util.h"
+#include "wire.h"
+
+#define OFF(f) offsetof (trainer_config_t, f)
+const config_key_t trainer_config_keys[] = {
+    { "dir", CONFIG_STRING, OFF (dir), "strata-data", 0, -1, "data directory (the trainer's store is DIR/trainer)" },
+    { "broker", CONFIG_STRING, OFF (broker), "tcp://127.0.0.1:7703", 0, -1, "broker api endpoint (training data)" },
+    { "workers", CONFIG_STRING, OFF (workers), "tcp://127.0.0.1:7704", 0, -1, "endpoint train workers connect to" },
+    { "api", CONFIG_STRING, OFF (api), "tcp://127.0.0.1:7705", 0, -1, "endpoint for train and status requests" },
+    { "endpoints-file", CONFIG_STRING, OFF (endpoints_file), "", 0, -1, "write bound endpoints here as JSON" },
+    { "mode", CONFIG_STRING, OFF (mode), "sync", 0, -1, "sync (deterministic) or async (bounded staleness)" },
+    { "epochs", CONFIG_INT, OFF (epochs), "20", 1, 100000, "epochs of a full run" },
+    { "shards", CONFIG_INT, OFF (hyper.shards), "2", 1, 256, "shards per step in sync mode" },
+    { "staleness", CONFIG_INT, OFF (staleness), "2", 0, 1000, "async: most updates a gradient may lag behind" },
+    { "validation-users", CONFIG_INT, OFF (validation_users), "1000", 0, 1 << 30,
+      "users whose last event is held out to measure each epoch" },
+    { "checkpoint-secs", CONFIG_INT, OFF (checkpoint_secs), "30", 1, 86400, "checkpoint at least this often" },
+    { "keep-versions", CONFIG_INT, OFF (keep_versions), "3", 1, 1000, "published model versions kept" },
+    { "continuous", CONFIG_BOOL, OFF (continuous), "true", 0, -1, "after a full run, keep training on new events" },
+    { "retrain-events", CONFIG_INT, OFF (retrain_events), "1000", 1, 1LL << 40, "new events that trigger an update" },
+    { "retrain-secs", CONFIG_INT, OFF (retrain_secs), "60", 1, 86400, "or any new event after this long" },
+    { "incremental-epochs", CONFIG_INT, OFF (incremental_epochs), "2", 1, 1000,
+      "passes over the users with new events per update" },
+    { "poll-ms", CONFIG_INT, OFF (poll_ms), "2000", 50, 3600000, "how often to ask the broker for new events" },
+    { "auto-train", CONFIG_BOOL, OFF (auto_train), "false", 0, -1, "start a full run once the store has events" },
+    { "heartbeat-ms", CONFIG_INT, OFF (heartbeat_ms), "1000", 50, 60000, "heartbeat interval" },
+    { "liveness", CONFIG_INT, OFF (liveness), "3", 2, 100, "missed heartbeats before a worker is dropped" },
+    { "max-frame", CONFIG_INT, OFF (max_frame), "256M", 1024, 1LL << 31, "largest message accepted" },
+    { "timeout-ms", CONFIG_INT, OFF (timeout_ms), "60000", 100, 3600000, "broker request timeout" },
+    { "threads", CONFIG_INT, OFF (threads), "1", 0, 256, "OpenBLAS threads for evaluation (0: all cores)" },
+    { "log-level", CONFIG_STRING, OFF (log_level), "info", 0, -1, "error, warn, info or debug" },
+    HYPER_CONFIG_KEYS (trainer_config_t, hyper),
+    CONFIG_END,
+};
+
+typedef enum { TASK_PENDING, TASK_SENT, TASK_DONE } task_state_t;
+
+typedef struct {
+    uint64_t task_id;      // 0 while pending
+    uint32_t step;
+    int shard;
+    model_shard_t sh;
+    task_state_t state;
+    uint64_t version;      // parameter version exported with it
+    double loss;
+    uint64_t positions;
+    float *dense_g, *rows_g;
+    int failures;
+} task_t;
+
+#define MAX_TASKS 256
+
+typedef struct {
+    const trainer_config_t *cfg;
+    model_config_t mc;
+    plan_config_t pc;
+    store_t *store;
+    zsock_t *workers, *api;
+    pool_t *pool;
+    bool fatal;
+    //  Data.
+    dataset_t *all, *train;
+    uint32_t *val_targets;
+    uint32_t val_users;
+    uint64_t events;           // events in `all` (items only)
+    uint64_t broker_events;    // the broker's count when `all` was fetched
+    plan_t *plan;
+    int plan_shards;
+    //  Model.
+    model_t *master;
+    agg_t *agg;
+    uint64_t param_version;    // updates applied
+    uint64_t version;          // published model versions
+    uint64_t updates;          // incremental versions since the full run
+    //  The run in progress.
+    const char *state;
+    bool running, incremental, resumed;
+    Strata__V1__TrainMode mode;
+    uint64_t run_id;
+    uint32_t epoch, epochs, steps, next_step, steps_done, epoch_base;
+    task_t tasks[MAX_TASKS];
+    int n_tasks;
+    uint64_t next_task_id;
+    double epoch_loss;
+    uint64_t epoch_pos;
+    double last_loss;
+    metrics_t last_val;
+    uint64_t samples, redone, stale;
+    double flops;
+    double run_secs;           // time spent in this run's epochs
+    int64_t seg_start;         // start of the current timed segment (0: none)
+    int64_t last_ckpt, last_poll, last_update;
+    float *dense, *rows, *rows_g;
+    size_t rows_cap;
+    char message[320];
+} trainer_t;
+
+static const char *
+s_mode_name (Strata__V1__TrainMode m)
+{
+    return m == STRATA__V1__TRAIN_MODE__ASYNC ? "async" : "sync";
+}
+
+// ---------------------------------------------------------------- tasks
+
+static void
+s_task_free (task_t *t)
+{
+    plan_shard_free (&t->sh);
+    free (t->dense_g);
+    free (t->rows_g);
+    memset (t, 0, sizeof *t);
+}
+
+static void
+s_tasks_clear (trainer_t *self)
+{
+    for (int i = 0; i < self->n_tasks; i++)
+        s_task_free (&self->tasks[i]);
+    self->n_tasks = 0;
+}
+
+static task_t *
+s_task_find (trainer_t *self, uint64_t task_id)
+{
+    for (int i = 0; i < self->n_tasks; i++)
+        if (self->tasks[i].task_id == task_id && task_id)
+            return &self->tasks[i];
+    return NULL;
+}
+
+static void
+s_task_remove (trainer_t *self, task_t *t)
+{
+    s_task_free (t);
+    int i = (int) (t - self->tasks);
+    memmove (&self->tasks[i], &self->tasks[i + 1], (size_t) (self->n_tasks - i - 1) * sizeof *t);
+    self->n_tasks--;
+    memset (&self->tasks[self->n_tasks], 0, sizeof *t);
+}
+
+//  A worker left or went silent: its tasks are given again.
+static void
+s_requeue (uint64_t task_id, void *arg)
+{
+    trainer_t *self = arg;
+    task_t *t = s_task_find (self, task_id);
+    if (t && t->state == TASK_SENT) {
+        t->state = TASK_PENDING;
+        t->task_id = 0;
+        self->redone++;
+        log_info ("shard %llx (step %u) lost with its worker; given again", (unsigned long long) t->sh.id, t->step);
+    }
+}
+
+static int
+s_add_task (trainer_t *self, uint32_t step, int shard)
+{
+    if (self->n_tasks == MAX_TASKS)
+        return -1;
+    task_t *t = &self->tasks[self->n_tasks];
+    memset (t, 0, sizeof *t);
+    if (plan_shard (self->plan, step, shard, &t->sh) < 0)
+        return -1;
+    t->step = step;
+    t->shard = shard;
+    t->state = TASK_PENDING;
+    self->n_tasks++;
+    return 0;
+}
+
+static int
+s_ensure_rows (trainer_t *self, uint32_t rows)
+{
+    if (rows <= self->rows_cap)
+        return 0;
+    size_t d = (size_t) self->mc.dim;
+    free (self->rows);
+    free (self->rows_g);
+    self->rows = malloc ((size_t) rows * d * sizeof (float));
+    self->rows_g = malloc ((size_t) rows * d * sizeof (float));
+    self->rows_cap = self->rows && self->rows_g ? rows : 0;
+    return self->rows_cap ? 0 : -1;
+}
+
+static void
+s_send_task (trainer_t *self, task_t *t, pool_worker_t *w)
+{
+    if (s_ensure_rows (self, t->sh.n_rows) < 0) {
+        log_error ("out of memory exporting a shard of %u rows", t->sh.n_rows);
+        self->fatal = true;
+        return;
+    }
+    agg_export (self->agg, &t->sh, self->dense, self->rows);
+    size_t d = (size_t) self->mc.dim;
+    Strata__V1__ModelShape shape = STRATA__V1__MODEL_SHAPE__INIT;
+    shape.dim = (uint32_t) self->mc.dim;
+    shape.max_len = (uint32_t) self->mc.max_len;
+    shape.blocks = (uint32_t) self->mc.blocks;
+    shape.ffn = (uint32_t) self->mc.ffn;
+    shape.dropout = self->mc.dropout;
+    Strata__V1__TrainTask task = STRATA__V1__TRAIN_TASK__INIT;
+    t->task_id = ++self->next_task_id;
+    t->version = self->param_version;
+    task.task_id = t->task_id;
+    task.shard_id = t->sh.id;
+    task.seed = t->sh.seed;
+    task.version = t->version;
+    task.shape = &shape;
+    task.n_lens = t->sh.n;
+    task.lens = t->sh.lens;
+    task.n_items = t->sh.n_items;
+    task.items = t->sh.items;
+    task.n_rows = t->sh.n_rows;
+    task.n_candidates = t->sh.n_cand;
+    if (t->sh.bias) {
+        task.bias.data = (uint8_t *) t->sh.bias;
+        task.bias.len = t->sh.n_cand * sizeof (float);
+    }
+    task.dense.data = (uint8_t *) self->dense;
+    task.dense.len = model_dense_size (self->master) * sizeof (float);
+    task.rows.data = (uint8_t *) self->rows;
+    task.rows.len = t->sh.n_rows * d * sizeof (float);
+    if (wire_send (self->workers, w->identity, WIRE_TASK, &task.base) < 0) {
+        log_warn ("cannot send a task to %s", w->id);
+        t->task_id = 0;
+        return;
+    }
+    pool_assign (self->pool, w, t->task_id);
+    t->state = TASK_SENT;
+    log_debug ("task %llu (step %u shard %d, %u rows) to %s", (unsigned long long) t->task_id, t->step, t->shard,
+               t->sh.n_rows, w->id);
+}
+
+static void
+s_dispatch (trainer_t *self)
+{
+    for (int i = 0; i < self->n_tasks && !self->fatal; i++) {
+        task_t *t = &self->tasks[i];
+        if (t->state != TASK_PENDING)
+            continue;
+        pool_worker_t *w = pool_least_loaded (self->pool, STRATA__V1__ROLE__TRAIN);
+        if (!w)
+            return;
+        s_send_task (self, t, w);
+    }
+}
+
+// ---------------------------------------------------------------- data
+
+//  Up to validation_users users with >= 3 events, chosen by a seeded hash (stable as
+//  the data grows), have their last event held out.
+static uint8_t *
+s_validation_mask (trainer_t *self, uint32_t *chosen)
+{
+    const dataset_t *d = self->all;
+    uint8_t *mask = calloc (d->n_users ? d->n_users : 1, 1);
+    uint64_t *keys = malloc ((d->n_users ? d->n_users : 1) * sizeof *keys);
+    *chosen = 0;
+    if (!mask || !keys) {
+        free (keys);
+        return mask;
+    }
+    uint32_t n = 0;
+    for (uint32_t u = 0; u < d->n_users; u++)
+        if (dataset_len (d, u) >= 3) {
+            uint64_t h = util_fnv1a64_add (util_fnv1a64 (&u, sizeof u), &self->pc.seed, sizeof self->pc.seed);
+            keys[n++] = (h & ~0xFFFFFFFFULL) | u;
+        }
+    //  The smallest hashes win; keys carry the user in their low bits.
+    uint64_t want = (uint64_t) self->cfg->validation_users < n ? (uint64_t) self->cfg->validation_users : n;
+    for (uint64_t i = 0; i < want; i++) {
+        uint64_t best = i;
+        for (uint64_t j = i + 1; j < n && want < 4096; j++)
+            best = keys[j] < keys[best] ? j : best;
+        uint64_t x = keys[i];
+        keys[i] = keys[best];
+        keys[best] = x;
+        mask[keys[i] & 0xFFFFFFFFULL] = 1;
+    }
+    *chosen = (uint32_t) want;
+    free (keys);
+    return mask;
+}
+
+//  Asks the broker how many events it holds.
+static int
+s_broker_events (trainer_t *self, uint64_t *events, char *err, size_t errlen)
+{
+    Strata__V1__StatsRequest req = STRATA__V1__STATS_REQUEST__INIT;
+    Strata__V1__Stats *st = (Strata__V1__Stats *) client_request (self->cfg->broker, WIRE_STATS, &req.base,
+                                                                 WIRE_STATS_REPLY, &strata__v1__stats__descriptor,
+                                                                 (int) self->cfg->timeout_ms, err, errlen);
+    if (!st)
+        return -1;
+    *events = st->events;
+    strata__v1__stats__free_unpacked (st, NULL);
+    return 0;
+}
+
+//  Builds the plan for the current training view with the given shard count.
+static int
+s_build_plan (trainer_t *self, int shards)
+{
+    plan_destroy (&self->plan);
+    plan_config_t pc = self->pc;
+    pc.shards = shards;
+    self->plan = plan_new (self->train, &pc);
+    self->plan_shards = shards;
+    return self->plan ? 0 : -1;
+}
+
+//  Fetches the broker's data; changed (when not NULL) receives the users whose
+//  histories grew since the previous fetch. 0 or -1 with self->message.
+static int
+s_load_data (trainer_t *self, uint32_t **changed, uint32_t *n_changed)
+{
+    char err[256];
+    uint64_t before = 0;
+    if (s_broker_events (self, &before, err, sizeof err) < 0) {
+        snprintf (self->message, sizeof self->message, "broker: %s", err);
+        return -1;
+    }
+    int64_t t0 = util_mono_ms ();
+    dataset_t *all = dataset_fetch (self->cfg->broker, (int) self->cfg->timeout_ms, err, sizeof err);
+    if (!all) {
+        snprintf (self->message, sizeof self->message, "broker: %s", err);
+        return -1;
+    }
+    if (changed) {
+        uint32_t n = 0, *list = malloc ((all->n_users ? all->n_users : 1) * sizeof *list);
+        for (uint32_t u = 0; list && u < all->n_users; u++)
+            if (!self->all || u >= self->all->n_users || dataset_len (all, u) > dataset_len (self->all, u))
+                list[n++] = u;
+        *changed = list;
+        *n_changed = list ? n : 0;
+    }
+    dataset_destroy (&self->all);
+    dataset_destroy (&self->train);
+    free (self->val_targets);
+    self->val_targets = NULL;
+    self->all = all;
+    self->events = all->n_events;
+    self->broker_events = before;
+    uint8_t *mask = s_validation_mask (self, &self->val_users);
+    self->train = mask ? dataset_holdout_some (all, 1, mask, &self->val_targets) : NULL;
+    free (mask);
+    if (!self->train) {
+        snprintf (self->message, sizeof self->message, "out of memory for the training view");
+        return -1;
+    }
+    if (self->master && model_rows (self->master) < all->n_items) {
+        if (model_resize_rows (self->master, all->n_items) < 0 || agg_resize (self->agg) < 0) {
+            snprintf (self->message, sizeof self->message, "out of memory growing the item table");
+            return -1;
+        }
+    }
+    log_info ("data: %u users, %u items, %zu events (%u validation users held out), fetched in %.1fs", all->n_users,
+              all->n_items, all->n_events, self->val_users, (double) (util_mono_ms () - t0) / 1000);
+    return 0;
+}
+
+// ---------------------------------------------------------------- state
+
+static void
+s_timer_stop (trainer_t *self)
+{
+    if (self->seg_start) {
+        self->run_secs += (double) (util_mono_ms () - self->seg_start) / 1000;
+        self->seg_start = 0;
+    }
+}
+
+static uint64_t
+s_weights_hash (trainer_t *self)
+{
+    uint64_t h = util_fnv1a64 ("", 0);
+    for (int i = 0; self->master && i < model_tensor_count (self->master); i++) {
+        size_t n;
+        const float *w = model_tensor (self->master, i, NULL, &n, NULL);
+        h = util_fnv1a64_add (h, w, n * sizeof (float));
+    }
+    return h;
+}
+
+static char *
+s_state_json (trainer_t *self)
+{
+    json_t *j = json_pack (
+        "{s:I, s:b, s:b, s:s, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:i, s:i, s:i, s:i, s:i, "
+        "s:I, s:I, s:I}",
+        "run_id", (json_int_t) self->run_id, "running", self->running, "incremental", self->incremental, "mode",
+        s_mode_name (self->mode), "epoch", (int) self->epoch, "epochs", (int) self->epochs, "steps_done",
+        (int) self->steps_done, "version", (json_int_t) self->version, "param_version",
+        (json_int_t) self->param_version, "updates", (json_int_t) self->updates, "events", (json_int_t) self->events,
+        "samples", (json_int_t) self->samples, "seconds", self->run_secs, "loss", self->last_loss, "valid_ndcg10",
+        self->last_val.ndcg10, "valid_hr10", self->last_val.hr10, "dim", self->mc.dim, "blocks", self->mc.blocks,
+        "max_len", self->mc.max_len, "shards", self->plan_shards, "negatives", self->pc.negatives, "seed",
+        (json_int_t) self->pc.seed, "broker_events", (json_int_t) self->broker_events, "epoch_base",
+        (json_int_t) self->epoch_base);
+    char *s = j ? json_dumps (j, JSON_COMPACT) : NULL;
+    json_decref (j);
+    return s;
+}
+
+static void
+s_checkpoint (trainer_t *self)
+{
+    if (!self->master)
+        return;
+    char *state = s_state_json (self);
+    if (!state || checkpoint_save (self->store, self->master, state) < 0)
+        log_error ("checkpoint failed");
+    else
+        log_debug ("checkpoint at epoch %u step %u", self->epoch, self->steps_done);
+    free (state);
+    self->last_ckpt = util_mono_ms ();
+}
+
+static void
+s_publish (trainer_t *self)
+{
+    self->version++;
+    json_t *j = json_pack ("{s:I, s:I, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:I, s:I, s:b}", "version",
+                           (json_int_t) self->version, "created_ms", (json_int_t) util_now_ms (), "dim", self->mc.dim,
+                           "blocks", self->mc.blocks, "max_len", self->mc.max_len, "ffn", self->mc.ffn, "items",
+                           (int) model_rows (self->master), "loss", self->last_loss, "valid_ndcg10",
+                           self->last_val.ndcg10, "valid_hr10", self->last_val.hr10, "events",
+                           (json_int_t) self->events, "weights_fnv", (json_int_t) s_weights_hash (self),
+                           "incremental", self->incremental);
+    char *meta = j ? json_dumps (j, JSON_COMPACT) : NULL;
+    json_decref (j);
+    if (!meta || checkpoint_publish (self->store, self->master, self->version, meta, (int) self->cfg->keep_versions) < 0)
+        log_error ("cannot publish model version %llu", (unsigned long long) self->version);
+    else
+        log_info ("published model version %llu", (unsigned long long) self->version);
+    free (meta);
+}
+
+static void
+s_validate (trainer_t *self)
+{
+    memset (&self->last_val, 0, sizeof self->last_val);
+    if (!self->val_users)
+        return;
+    scorer_t sc = model_scorer (self->master);
+    evaluate (self->train, self->val_targets, &sc, &self->last_val);
+}
+
+// ---------------------------------------------------------------- runs
+
+static int
+s_begin_epoch (trainer_t *self)
+{
+    self->steps = plan_epoch (self->plan, self->epoch_base + self->epoch);
+    self->epoch_loss = 0;
+    self->epoch_pos = 0;
+    if (!self->resumed)
+        self->steps_done = 0;
+    self->next_step = self->steps_done;
+    self->resumed = false;
+    return 0;
+}
+
+//  Starts a run over the current data: a full run from fresh weights, or an
+//  incremental one (users: those with new events) from the current weights.
+static int
+s_start_run (trainer_t *self, bool incremental, uint32_t epochs, Strata__V1__TrainMode mode, const uint32_t *users,
+             uint32_t n_users)
+{
+    s_tasks_clear (self);
+    self->mode = mode;
+    int shards = mode == STRATA__V1__TRAIN_MODE__ASYNC ? 1 : (int) self->cfg->hyper.shards;
+    if (s_build_plan (self, shards) < 0 || plan_set_users (self->plan, users, n_users) < 0) {
+        snprintf (self->message, sizeof self->message, "out of memory for the plan");
+        return -1;
+    }
+    if (!incremental) {
+        agg_destroy (&self->agg);
+        model_destroy (&self->master);
+        self->master = model_new (&self->mc, self->all->n_items);
+        self->agg = self->master ? agg_new (self->master) : NULL;
+        if (!self->agg) {
+            snprintf (self->message, sizeof self->message, "out of memory for the model");
+            return -1;
+        }
+        self->param_version = 0;
+        self->updates = 0;
+        self->epoch_base = 0;
+        self->run_id++;
+    }
+    else
+        self->epoch_base = 1000000u + (uint32_t) self->updates * 1000u;
+    self->incremental = incremental;
+    self->running = true;
+    self->state = "training";
+    self->epoch = 0;
+    self->epochs = epochs;
+    self->samples = 0;
+    self->flops = 0;
+    self->run_secs = 0;
+    self->redone = self->stale = 0;
+    self->seg_start = util_mono_ms ();
+    self->message[0] = 0;
+    s_begin_epoch (self);
+    log_info ("%s run %llu: %u epochs, %s, %u users, %u steps per epoch", incremental ? "incremental" : "full",
+              (unsigned long long) self->run_id, epochs, s_mode_name (mode), plan_users (self->plan), self->steps);
+    s_checkpoint (self);
+    return 0;
+}
+
+static void
+s_end_epoch (trainer_t *self)
+{
+    s_timer_stop (self);
+    self->last_loss = self->epoch_pos ? self->epoch_loss / (double) self->epoch_pos : 0;
+    s_validate (self);
+    self->epoch++;
+    log_info ("epoch %u/%u: loss %.4f, validation NDCG@10 %.4f HR@10 %.4f (%u users), %.0f samples/s", self->epoch,
+              self->epochs, self->last_loss, self->last_val.ndcg10, self->last_val.hr10, self->last_val.users,
+              self->run_secs > 0 ? (double) self->samples / self->run_secs : 0);
+    s_publish (self);
+    if (self->epoch >= self->epochs) {
+        self->running = false;
+        if (self->incremental)
+            self->updates++;
+        self->state = self->cfg->continuous ? "continuous" : "idle";
+        self->last_update = util_mono_ms ();
+        log_info ("%s run %llu done: version %llu in %.1fs (%llu shards redone, %llu stale)",
+                  self->incremental ? "incremental" : "full", (unsigned long long) self->run_id,
+                  (unsigned long long) self->version, self->run_secs, (unsigned long long) self->redone,
+                  (unsigned long long) self->stale);
+        self->steps_done = 0;
+    }
+    else {
+        s_begin_epoch (self);
+        self->seg_start = util_mono_ms ();
+    }
+    s_checkpoint (self);
+}
+
+//  Applies a finished step (sync: all shards, in shard order).
+static void
+s_apply_sync (trainer_t *self)
+{
+    size_t dn = model_dense_size (self->master);
+    (void) dn;
+    for (int i = 0; i < self->n_tasks; i++) {
+        task_t *t = &self->tasks[i];
+        agg_add (self->agg, &t->sh, t->dense_g, t->rows_g, t->loss, t->positions);
+        self->epoch_loss += t->loss;
+        self->epoch_pos += t->positions;
+    }
+    agg_apply (self->agg);
+    self->param_version++;
+    self->steps_done++;
+    s_tasks_clear (self);
+}
+
+static void
+s_pump (trainer_t *self)
+{
+    while (self->running && !self->fatal) {
+        if (self->mode == STRATA__V1__TRAIN_MODE__SYNC) {
+            if (self->n_tasks == 0 && self->steps_done < self->steps)
+                for (int k = 0; k < self->plan_shards; k++)
+                    if (s_add_task (self, self->steps_done, k) < 0) {
+                        log_error ("out of memory planning a step");
+                        self->fatal = true;
+                        return;
+                    }
+            int done = 0;
+            for (int i = 0; i < self->n_tasks; i++)
+                done += self->tasks[i].state == TASK_DONE;
+            if (self->n_tasks > 0 && done == self->n_tasks) {
+                s_apply_sync (self);
+                //  Between steps nothing is in flight: the moment to checkpoint.
+                if (util_mono_ms () - self->last_ckpt >= self->cfg->checkpoint_secs * 1000
+                    && self->steps_done < self->steps)
+                    s_checkpoint (self);
+                continue;
+            }
+        }
+        else {
+            //  Keep every worker slot busy, within the staleness bound.
+            int slots = 0;
+            for (pool_worker_t *w = pool_first (self->pool); w; w = pool_next (self->pool))
+                slots += w->role == STRATA__V1__ROLE__TRAIN ? (int) w->capacity : 0;
+            int window = slots < 1 ? 1 : slots;
+            if (window > (int) self->cfg->staleness + 1)
+                window = (int) self->cfg->staleness + 1;
+            while (self->n_tasks < window && self->next_step < self->steps)
+                if (s_add_task (self, self->next_step++, 0) < 0) {
+                    self->fatal = true;
+                    return;
+                }
+            if (util_mono_ms () - self->last_ckpt >= self->cfg->checkpoint_secs * 1000)
+                s_checkpoint (self);
+        }
+        if (self->steps_done >= self->steps && self->n_tasks == 0) {
+            s_end_epoch (self);
+            continue;
+        }
+        break;
+    }
+    s_dispatch (self);
+}
+
+static void
+s_handle_gradient (trainer_t *self, pool_worker_t *w, zframe_t *payload)
+{
+    Strata__V1__TrainGradient *g = (Strata__V1__TrainGradient *) wire_unpack (
+        &strata__v1__train_gradient__descriptor, payload, NULL);
+    if (!g) {
+        log_warn ("GRADIENT that does not decode from %s", w ? w->id : "an unknown worker");
+        return;
+    }
+    task_t *t = s_task_find (self, g->task_id);
+    pool_complete (self->pool, g->task_id);
+    if (!t || t->state != TASK_SENT) {
+        log_debug ("late gradient for task %llu ignored", (unsigned long long) g->task_id);
+        strata__v1__train_gradient__free_unpacked (g, NULL);
+        return;
+    }
+    size_t d = (size_t) self->mc.dim;
+    size_t dn = model_dense_size (self->master), rn = (size_t) t->sh.n_rows * d;
+    const char *bad = NULL;
+    if (g->error && *g->error)
+        bad = g->error;
+    else if (g->dense.len != dn * sizeof (float) || g->rows.len != rn * sizeof (float))
+        bad = "gradient of the wrong size";
+    else if (!isfinite (g->loss))
+        bad = "loss is not finite";
+    if (bad) {
+        log_warn ("task %llu (step %u shard %d) failed on %s: %s", (unsigned long long) t->task_id, t->step, t->shard,
+                  w ? w->id : "?", bad);
+        t->state = TASK_PENDING;
+        t->task_id = 0;
+        if (++t->failures >= 3) {
+            snprintf (self->message, sizeof self->message, "a shard failed 3 times: %s", bad);
+            log_error ("%s; the run stops", self->message);
+            s_tasks_clear (self);
+            s_timer_stop (self);
+            self->running = false;
+            self->state = "failed";
+        }
+        strata__v1__train_gradient__free_unpacked (g, NULL);
+        return;
+    }
+    self->samples += t->sh.n;
+    self->flops += g->flops;
+    if (self->mode == STRATA__V1__TRAIN_MODE__SYNC) {
+        t->dense_g = malloc (dn * sizeof (float));
+        t->rows_g = malloc ((rn ? rn : 1) * sizeof (float));
+        if (!t->dense_g || !t->rows_g) {
+            self->fatal = true;
+            strata__v1__train_gradient__free_unpacked (g, NULL);
+            return;
+        }
+        memcpy (t->dense_g, g->dense.data, g->dense.len);
+        memcpy (t->rows_g, g->rows.data, g->rows.len);
+        t->loss = g->loss;
+        t->positions = g->positions;
+        t->state = TASK_DONE;
+    }
+    else if (self->param_version - t->version > (uint64_t) self->cfg->staleness) {
+        //  Too stale: compute it again on fresh parameters.
+        self->stale++;
+        self->samples -= t->sh.n;
+        t->state = TASK_PENDING;
+        t->task_id = 0;
+    }
+    else {
+        float *dense_g = malloc (dn * sizeof (float));
+        if (!dense_g || s_ensure_rows (self, t->sh.n_rows) < 0) {
+            free (dense_g);
+            self->fatal = true;
+            strata__v1__train_gradient__free_unpacked (g, NULL);
+            return;
+        }
+        memcpy (dense_g, g->dense.data, g->dense.len);
+        memcpy (self->rows_g, g->rows.data, g->rows.len);
+        agg_add (self->agg, &t->sh, dense_g, self->rows_g, g->loss, g->positions);
+        agg_apply (self->agg);
+        free (dense_g);
+        self->epoch_loss += g->loss;
+        self->epoch_pos += g->positions;
+        self->param_version++;
+        self->steps_done++;
+        s_task_remove (self, t);
+    }
+    strata__v1__train_gradient__free_unpacked (g, NULL);
+}
+
+// ---------------------------------------------------------------- sockets
+
+static void
+s_handle_workers (trainer_t *self)
+{
+    for (int i = 0; i < 64 && (zsock_events (self->workers) & ZMQ_POLLIN); i++) {
+        wire_msg_t msg;
+        int rc = wire_recv (self->workers, true, (size_t) self->cfg->max_frame, &msg);
+        if (rc == WIRE_EINTR)
+            break;
+        if (rc < 0) {
+            wire_send_error (self->workers, msg.routing, NULL,
+                             rc == WIRE_ETOOLARGE ? STRATA__V1__ERROR_CODE__TOO_LARGE
+                                                  : STRATA__V1__ERROR_CODE__BAD_FRAMING,
+                             "bad message on the trainer's worker endpoint");
+            wire_msg_reset (&msg);
+            continue;
+        }
+        pool_worker_t *w = pool_lookup (self->pool, msg.routing);
+        if (w)
+            pool_touch (self->pool, w);
+        if (!strcmp (msg.type, WIRE_READY)) {
+            Strata__V1__WorkerHello *hello = (Strata__V1__WorkerHello *) wire_unpack (
+                &strata__v1__worker_hello__descriptor, msg.payload, NULL);
+            if (!hello || hello->role != STRATA__V1__ROLE__TRAIN)
+                wire_send_error (self->workers, msg.routing, NULL, STRATA__V1__ERROR_CODE__INVALID,
+                                 "the trainer takes train workers only (READY with role TRAIN)");
+            else if ((w = pool_register (self->pool, msg.routing, hello, s_requeue, self)))
+                log_info ("train worker %s (pid %u) ready, capacity %u", w->id, w->pid, w->capacity);
+            if (hello)
+                strata__v1__worker_hello__free_unpacked (hello, NULL);
+        }
+        else if (!strcmp (msg.type, WIRE_GRADIENT)) {
+            s_handle_gradient (self, w, msg.payload);
+            if (!w)
+                wire_send (self->workers, msg.routing, WIRE_DISCONNECT, NULL);
+        }
+        else if (!strcmp (msg.type, WIRE_HEARTBEAT)) {
+            if (!w)
+                wire_send (self->workers, msg.routing, WIRE_DISCONNECT, NULL);
+        }
+        else if (!strcmp (msg.type, WIRE_DISCONNECT)) {
+            if (w) {
+                log_info ("train worker %s left", w->id);
+                pool_remove (self->pool, w, s_requeue, self);
+            }
+        }
+        else
+            wire_send_error (self->workers, msg.routing, NULL, STRATA__V1__ERROR_CODE__UNKNOWN_TYPE,
+                             "unknown message type '%s' on the trainer's worker endpoint", msg.type);
+        wire_msg_reset (&msg);
+    }
+}
+
+static void
+s_fill_status (trainer_t *self, Strata__V1__TrainStatus *st)
+{
+    st->state = (char *) self->state;
+    st->run_id = self->run_id;
+    st->version = self->version;
+    st->mode = self->mode;
+    st->epoch = self->epoch;
+    st->epochs = self->epochs;
+    st->step = self->steps_done;
+    st->steps = self->steps;
+    st->loss = self->last_loss;
+    st->valid_ndcg10 = self->last_val.ndcg10;
+    st->valid_hr10 = self->last_val.hr10;
+    st->valid_users = self->last_val.users;
+    double secs = self->run_secs + (self->seg_start ? (double) (util_mono_ms () - self->seg_start) / 1000 : 0);
+    st->seconds = secs;
+    st->samples = self->samples;
+    st->samples_per_second = secs > 0 ? (double) self->samples / secs : 0;
+    double done = (double) self->epoch * self->steps + self->steps_done, total = (double) self->epochs * self->steps;
+    st->eta_seconds = self->running && done > 0 ? secs / done * (total - done) : 0;
+    size_t nw = 0;
+    for (pool_worker_t *w = pool_first (self->pool); w; w = pool_next (self->pool))
+        nw += w->role == STRATA__V1__ROLE__TRAIN;
+    st->workers = (uint32_t) nw;
+    st->events = self->events;
+    st->redone = self->redone;
+    st->stale = self->stale;
+    st->message = self->message;
+    st->updates = self->updates;
+    st->items = self->all ? self->all->n_items : 0;
+    st->users = self->all ? self->all->n_users : 0;
+    st->weights_fnv = s_weights_hash (self);
+}
+
+static void
+s_handle_api (trainer_t *self)
+{
+    for (int i = 0; i < 64 && (zsock_events (self->api) & ZMQ_POLLIN); i++) {
+        wire_msg_t msg;
+        int rc = wire_recv (self->api, true, 1 << 20, &msg);
+        if (rc == WIRE_EINTR)
+            break;
+        if (rc < 0) {
+            wire_send_error (self->api, msg.routing, NULL,
+                             rc == WIRE_ETOOLARGE ? STRATA__V1__ERROR_CODE__TOO_LARGE
+                                                  : STRATA__V1__ERROR_CODE__BAD_FRAMING,
+                             "bad message on the trainer's api endpoint");
+            wire_msg_reset (&msg);
+            continue;
+        }
+        if (!strcmp (msg.type, WIRE_TRAIN)) {
+            Strata__V1__TrainRequest *req = (Strata__V1__TrainRequest *) wire_unpack (
+                &strata__v1__train_request__descriptor, msg.payload, NULL);
+            if (!req)
+                wire_send_error (self->api, msg.routing, NULL, STRATA__V1__ERROR_CODE__BAD_PAYLOAD,
+                                 "TRAIN needs a TrainRequest");
+            else if (self->running && !self->incremental)
+                wire_send_error (self->api, msg.routing, NULL, STRATA__V1__ERROR_CODE__UNAVAILABLE,
+                                 "a full run is in progress (run %llu, epoch %u of %u)",
+                                 (unsigned long long) self->run_id, self->epoch, self->epochs);
+            else {
+                Strata__V1__TrainMode mode = req->mode;
+                if (mode == STRATA__V1__TRAIN_MODE__TRAIN_MODE_UNSPECIFIED)
+                    mode = strcmp (self->cfg->mode, "async") ? STRATA__V1__TRAIN_MODE__SYNC
+                                                             : STRATA__V1__TRAIN_MODE__ASYNC;
+                uint32_t epochs = req->epochs ? req->epochs : (uint32_t) self->cfg->epochs;
+                self->state = "fetching";
+                if (s_load_data (self, NULL, NULL) < 0 || self->all->n_events == 0) {
+                    if (self->all && self->all->n_events == 0)
+                        snprintf (self->message, sizeof self->message, "the store holds no events to train on");
+                    self->state = self->version ? (self->cfg->continuous ? "continuous" : "idle") : "idle";
+                    self->running = false;
+                    wire_send_error (self->api, msg.routing, NULL, STRATA__V1__ERROR_CODE__UNAVAILABLE, "%s",
+                                     self->message);
+                }
+                else if (s_start_run (self, false, epochs, mode, NULL, 0) < 0) {
+                    self->state = "failed";
+                    wire_send_error (self->api, msg.routing, NULL, STRATA__V1__ERROR_CODE__INTERNAL, "%s",
+                                     self->message);
+                }
+                else {
+                    Strata__V1__TrainStatus st = STRATA__V1__TRAIN_STATUS__INIT;
+                    s_fill_status (self, &st);
+                    wire_send (self->api, msg.routing, WIRE_TRAIN_REPLY, &st.base);
+                }
+            }
+            if (req)
+                strata__v1__train_request__free_unpacked (req, NULL);
+        }
+        else if (!strcmp (msg.type, WIRE_TRAIN_STATUS)) {
+            Strata__V1__TrainStatus st = STRATA__V1__TRAIN_STATUS__INIT;
+            s_fill_status (self, &st);
+            wire_send (self->api, msg.routing, WIRE_TRAIN_REPLY, &st.base);
+        }
+        else
+            wire_send_error (self->api, msg.routing, NULL, STRATA__V1__ERROR_CODE__UNKNOWN_TYPE,
+                             "unknown message type '%s' on the trainer's api endpoint", msg.type);
+        wire_msg_reset (&msg);
+    }
+}
+
+static void
+s_heartbeat (trainer_t *self)
+{
+    pool_expire (self->pool, util_mono_ms (), s_requeue, self);
+    Strata__V1__Heartbeat hb = STRATA__V1__HEARTBEAT__INIT;
+    for (pool_worker_t *w = pool_first (self->pool); w; w = pool_next (self->pool))
+        wire_send (self->workers, w->identity, WIRE_HEARTBEAT, &hb.base);
+}
+
+//  Continuous training: new events since the model's data start an incremental run.
+static void
+s_poll (trainer_t *self)
+{
+    int64_t now = util_mono_ms ();
+    if (self->running || now - self->last_poll < self->cfg->poll_ms)
+        return;
+    self->last_poll = now;
+    bool want_full = self->cfg->auto_train && self->version == 0 && strcmp (self->state, "failed");
+    if (!want_full && !(self->cfg->continuous && self->version > 0))
+        return;
+    char err[256];
+    uint64_t events;
+    if (s_broker_events (self, &events, err, sizeof err) < 0) {
+        log_debug ("poll: %s", err);
+        return;
+    }
+    if (want_full) {
+        if (events == 0)
+            return;
+        Strata__V1__TrainMode mode = strcmp (self->cfg->mode, "async") ? STRATA__V1__TRAIN_MODE__SYNC
+                                                                        : STRATA__V1__TRAIN_MODE__ASYNC;
+        if (s_load_data (self, NULL, NULL) == 0 && self->all->n_events > 0)
+            s_start_run (self, false, (uint32_t) self->cfg->epochs, mode, NULL, 0);
+        return;
+    }
+    if (events <= self->broker_events)
+        return;
+    if (events - self->broker_events < (uint64_t) self->cfg->retrain_events
+        && now - self->last_update < self->cfg->retrain_secs * 1000)
+        return;
+    uint32_t *changed = NULL, n_changed = 0;
+    if (s_load_data (self, &changed, &n_changed) < 0) {
+        log_warn ("incremental update: %s", self->message);
+        free (changed);
+        return;
+    }
+    if (n_changed == 0) {
+        free (changed);
+        self->last_update = now;
+        return;
+    }
+    log_info ("%llu new events: updating the model on %u users", (unsigned long long) (events - self->broker_events),
+              n_changed);
+    s_start_run (self, true, (uint32_t) self->cfg->incremental_epochs, self->mode ? self->mode : STRATA__V1__TRAIN_MODE__SYNC,
+                 changed, n_changed);
+    free (changed);
+}
+
+// ---------------------------------------------------------------- start-up
+
+//  Resumes from the checkpoint, if any: the model, and an interrupted full run.
+static void
+s_resume (trainer_t *self)
+{
+    char *text = checkpoint_state (self->store);
+    if (!text)
+        return;
+    json_error_t jerr;
+    json_t *j = json_loads (text, 0, &jerr);
+    free (text);
+    if (!j) {
+        log_warn ("checkpoint state does not parse (%s); starting afresh", jerr.text);
+        return;
+    }
+    int dim = 0, blocks = 0, max_len = 0, shards = 0, negatives = 0, epoch = 0, epochs = 0, steps_done = 0;
+    int running = 0, incremental = 0;
+    json_int_t run_id = 0, version = 0, param_version = 0, updates = 0, samples = 0, seed = 0, broker_events = 0;
+    json_int_t epoch_base = 0;
+    const char *mode = "sync";
+    double seconds = 0, loss = 0;
+    json_unpack (j,
+                 "{s?I, s?b, s?b, s?s, s?i, s?i, s?i, s?I, s?I, s?I, s?I, s?f, s?f, s?i, s?i, s?i, s?i, s?i, s?I, s?I, "
+                 "s?I}",
+                 "run_id", &run_id, "running", &running, "incremental", &incremental, "mode", &mode, "epoch", &epoch,
+                 "epochs", &epochs, "steps_done", &steps_done, "version", &version, "param_version", &param_version,
+                 "updates", &updates, "samples", &samples, "seconds", &seconds, "loss", &loss, "dim", &dim, "blocks",
+                 &blocks, "max_len", &max_len, "shards", &shards, "negatives", &negatives, "seed", &seed,
+                 "broker_events", &broker_events, "epoch_base", &epoch_base);
+    self->mode = strcmp (mode, "async") ? STRATA__V1__TRAIN_MODE__SYNC : STRATA__V1__TRAIN_MODE__ASYNC;
+    json_decref (j);
+    if (dim != self->mc.dim || blocks != self->mc.blocks || max_len != self->mc.max_len
+        || negatives != self->pc.negatives || (uint64_t) seed != self->pc.seed) {
+        log_warn ("the checkpoint was made with other model settings; starting afresh");
+        return;
+    }
+    self->run_id = (uint64_t) run_id;
+    self->version = (uint64_t) version;
+    self->updates = (uint64_t) updates;
+    if (version == 0 && !running)
+        return;
+    //  The model needs the data's catalogue size before loading; fetch it (waiting for the
+    //  broker if it is not up yet).
+    for (int tries = 0; s_load_data (self, NULL, NULL) < 0; tries++) {
+        if (zsys_interrupted)
+            return;
+        if (tries % 10 == 0)
+            log_warn ("resume: waiting for the broker (%s)", self->message);
+        zclock_sleep (1000);
+    }
+    self->master = model_new (&self->mc, 1);
+    self->agg = NULL;
+    if (!self->master || checkpoint_load (self->store, self->master) < 0) {
+        log_warn ("checkpoint unreadable; starting afresh");
+        model_destroy (&self->master);
+        self->version = 0;
+        return;
+    }
+    if (model_rows (self->master) < self->all->n_items)
+        model_resize_rows (self->master, self->all->n_items);
+    self->agg = agg_new (self->master);
+    self->param_version = (uint64_t) param_version;
+    self->last_loss = loss;
+    self->broker_events = (uint64_t) broker_events;
+    self->state = self->cfg->continuous && version ? "continuous" : "idle";
+    self->last_update = util_mono_ms ();
+    if (running && !incremental && self->agg) {
+        //  Carry on where the checkpoint left off: same epoch, same step.
+        int sh = self->mode == STRATA__V1__TRAIN_MODE__ASYNC ? 1 : (shards ? shards : 1);
+        if (s_build_plan (self, sh) < 0)
+            return;
+        self->running = true;
+        self->incremental = false;
+        self->state = "training";
+        self->epoch = (uint32_t) epoch;
+        self->epochs = (uint32_t) epochs;
+        self->epoch_base = (uint32_t) epoch_base;
+        self->steps_done = (uint32_t) steps_done;
+        self->samples = (uint64_t) samples;
+        self->run_secs = seconds;
+        self->resumed = true;
+        s_begin_epoch (self);
+        self->seg_start = util_mono_ms ();
+        log_info ("resumed run %llu at epoch %u step %u of %u (%s)", (unsigned long long) self->run_id, self->epoch,
+                  self->steps_done, self->steps, s_mode_name (self->mode));
+    }
+    else
+        log_info ("loaded model version %llu from the checkpoint", (unsigned long long) self->version);
+}
+
+static int
+s_write_endpoints (trainer_t *self)
+{
+    const char *path = self->cfg->endpoints_file;
+    if (!path || !*path)
+        return 0;
+    json_t *j = json_pack ("{s:s, s:s, s:i}", "workers", zsock_endpoint (self->workers), "api",
+                           zsock_endpoint (self->api), "pid", (int) getpid ());
+    char tmp[4200];
+    snprintf (tmp, sizeof tmp, "%s.tmp", path);
+    int rc = j ? json_dump_file (j, tmp, JSON_INDENT (2)) : -1;
+    json_decref (j);
+    if (rc == 0 && rename (tmp, path) != 0)
+        rc = -1;
+    if (rc)
+        log_error ("cannot write %s", path);
+    return rc;
+}
+
+int
+trainer_run (const trainer_config_t *cfg)
+{
+    trainer_t self = { .cfg = cfg, .state = "idle" };
+    char err[256];
+    if (hyper_configs (&cfg->hyper, &self.mc, &self.pc, err, sizeof err) < 0) {
+        log_error ("%s", err);
+        return -1;
+    }
+    if (strcmp (cfg->mode, "sync") && strcmp (cfg->mode, "async")) {
+        log_error ("unknown mode '%s' (sync or async)", cfg->mode);
+        return -1;
+    }
+    self.mode = strcmp (cfg->mode, "async") ? STRATA__V1__TRAIN_MODE__SYNC : STRATA__V1__TRAIN_MODE__ASYNC;
+    if (cfg->threads > 0)
+        openblas_set_num_threads ((int) cfg->threads);
+    char path[4096];
+    snprintf (path, sizeof path, "%s/trainer", cfg->dir);
+    zsys_dir_create ("%s", cfg->dir);
+    int rc = -1;
+    self.store = checkpoint_open (path);
+    self.pool = pool_new (cfg->heartbeat_ms, cfg->liveness);
+    self.dense = malloc (1);   // sized once the model is known
+    if (!self.store || !self.pool)
+        goto out;
+    self.workers = wire_bind_router (cfg->workers, cfg->max_frame);
+    self.api = wire_bind_router (cfg->api, 1 << 20);
+    if (!self.workers || !self.api || s_write_endpoints (&self) < 0)
+        goto out;
+    log_info ("trainer up: workers %s, api %s, data from %s, store %s", zsock_endpoint (self.workers),
+              zsock_endpoint (self.api), cfg->broker, path);
+    s_resume (&self);
+    {
+        model_t *probe = model_new (&self.mc, 1);
+        size_t dn = probe ? model_dense_size (probe) : 0;
+        model_destroy (&probe);
+        free (self.dense);
+        self.dense = dn ? malloc (dn * sizeof (float)) : NULL;
+        if (!self.dense)
+            goto out;
+    }
+    self.last_ckpt = util_mono_ms ();
+    zpoller_t *poller = zpoller_new (self.workers, self.api, NULL);
+    int64_t next_beat = util_mono_ms () + cfg->heartbeat_ms;
+    while (!zsys_interrupted && !self.fatal) {
+        int64_t now = util_mono_ms ();
+        int timeout = (int) (next_beat > now ? next_beat - now : 0);
+        if (timeout > 100)
+            timeout = 100;
+        zpoller_wait (poller, timeout);
+        if (zpoller_terminated (poller))
+            break;
+        s_handle_workers (&self);
+        s_handle_api (&self);
+        s_pump (&self);
+        if (util_mono_ms () >= next_beat) {
+            s_heartbeat (&self);
+            s_dispatch (&self);
+            next_beat = util_mono_ms () + cfg->heartbeat_ms;
+        }
+        s_poll (&self);
+    }
+    zpoller_destroy (&poller);
+    for (pool_worker_t *w = pool_first (self.pool); w; w = pool_next (self.pool))
+        wire_send (self.workers, w->identity, WIRE_DISCONNECT, NULL);
+    if (self.master && !self.fatal)
+        s_checkpoint (&self);
+    rc = self.fatal ? -1 : 0;
+    log_info ("trainer stopping");
+out:
+    s_tasks_clear (&self);
+    zsock_destroy (&self.workers);
+    zsock_destroy (&self.api);
+    pool_destroy (&self.pool);
+    agg_destroy (&self.agg);
+    model_destroy (&self.master);
+    plan_destroy (&self.plan);
+    dataset_destroy (&self.all);
+    dataset_destroy (&self.train);
+    free (self.val_targets);
+    free (self.dense);
+    free (self.rows);
+    free (self.rows_g);
+    store_destroy (&self.store);
+    return rc;
+}

@@ -1,0 +1,158 @@
+/*  train: see train.h. */
+#define LOG_MODULE "train"
+#include "train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "model.h"
+#include "step.h"
+
+struct _train_worker_t {
+    model_t *model;
+    Strata__V1__ModelShape shape;
+    //  Aligned copies of the task's tensors and the gradients sent back.
+    float *dense, *dense_g, *rows, *rows_g;
+    size_t dense_cap, rows_cap;
+    model_shard_t sh;
+};
+
+train_worker_t *
+train_worker_new (void)
+{
+    return calloc (1, sizeof (train_worker_t));
+}
+
+void
+train_worker_destroy (train_worker_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    train_worker_t *self = *self_p;
+    model_destroy (&self->model);
+    free (self->dense);
+    free (self->dense_g);
+    free (self->rows);
+    free (self->rows_g);
+    free (self->sh.bias);
+    free (self);
+    *self_p = NULL;
+}
+
+static int
+s_grow (float **a, float **b, size_t *cap, size_t n)
+{
+    if (n <= *cap)
+        return 0;
+    free (*a);
+    free (*b);
+    *a = malloc (n * sizeof (float));
+    *b = malloc (n * sizeof (float));
+    *cap = *a && *b ? n : 0;
+    return *cap ? 0 : -1;
+}
+
+static const char *
+s_check (train_worker_t *self, const Strata__V1__TrainTask *t)
+{
+    const Strata__V1__ModelShape *s = t->shape;
+    if (!s || s->dim < 1 || s->dim > 4096 || s->max_len < 1 || s->max_len > 10000 || s->blocks > 64 || s->ffn < 1
+        || s->ffn > 65536 || !(s->dropout >= 0 && s->dropout < 1))
+        return "model shape missing or out of range";
+    size_t total = 0;
+    for (size_t i = 0; i < t->n_lens; i++) {
+        if (t->lens[i] > s->max_len + 1)
+            return "a sequence is longer than max_len + 1";
+        total += t->lens[i];
+    }
+    if (total != t->n_items)
+        return "sequence lengths do not add up to the items";
+    for (size_t i = 0; i < t->n_items; i++)
+        if (t->items[i] >= t->n_rows)
+            return "an item names a row outside the shard's table";
+    if (t->n_candidates > t->n_rows)
+        return "more candidates than rows";
+    if (t->rows.len != (size_t) t->n_rows * s->dim * sizeof (float))
+        return "row tensor of the wrong size";
+    if (t->bias.len && t->bias.len != (size_t) t->n_candidates * sizeof (float))
+        return "bias of the wrong size";
+    return NULL;
+}
+
+void
+train_worker_compute (train_worker_t *self, const Strata__V1__TrainTask *t, Strata__V1__TrainGradient *out)
+{
+    out->task_id = t->task_id;
+    out->shard_id = t->shard_id;
+    const char *bad = s_check (self, t);
+    if (bad) {
+        out->error = (char *) bad;
+        return;
+    }
+    const Strata__V1__ModelShape *s = t->shape;
+    if (!self->model || self->shape.dim != s->dim || self->shape.max_len != s->max_len
+        || self->shape.blocks != s->blocks || self->shape.ffn != s->ffn || self->shape.dropout != s->dropout) {
+        model_destroy (&self->model);
+        model_config_t mc;
+        model_config_default (&mc);
+        mc.dim = (int) s->dim;
+        mc.max_len = (int) s->max_len;
+        mc.blocks = (int) s->blocks;
+        mc.ffn = (int) s->ffn;
+        mc.dropout = s->dropout;
+        mc.batch = t->n_lens > 0 && t->n_lens < 4096 ? (int) t->n_lens : 128;
+        self->model = model_new (&mc, t->n_rows ? t->n_rows : 1);
+        self->shape = *s;
+        if (!self->model) {
+            out->error = "out of memory for the model";
+            return;
+        }
+        log_info ("model shape d=%u L=%u blocks=%u ffn=%u", s->dim, s->max_len, s->blocks, s->ffn);
+    }
+    size_t dn = model_dense_size (self->model), rn = (size_t) t->n_rows * s->dim;
+    if (t->dense.len != dn * sizeof (float)) {
+        out->error = "dense tensor of the wrong size";
+        return;
+    }
+    if (s_grow (&self->dense, &self->dense_g, &self->dense_cap, dn) < 0
+        || s_grow (&self->rows, &self->rows_g, &self->rows_cap, rn ? rn : 1) < 0) {
+        out->error = "out of memory";
+        return;
+    }
+    memcpy (self->dense, t->dense.data, t->dense.len);
+    memcpy (self->rows, t->rows.data, t->rows.len);
+    free (self->sh.bias);
+    memset (&self->sh, 0, sizeof self->sh);
+    self->sh.id = t->shard_id;
+    self->sh.seed = t->seed;
+    self->sh.n = (uint32_t) t->n_lens;
+    self->sh.lens = t->lens;
+    self->sh.items = t->items;
+    self->sh.n_items = t->n_items;
+    self->sh.n_rows = t->n_rows;
+    self->sh.n_cand = t->n_candidates;
+    if (t->bias.len) {
+        self->sh.bias = malloc (t->bias.len);
+        if (!self->sh.bias) {
+            out->error = "out of memory";
+            return;
+        }
+        memcpy (self->sh.bias, t->bias.data, t->bias.len);
+    }
+    double flops0 = model_flops (self->model);
+    uint64_t pos = 0;
+    double loss = step_compute (self->model, &self->sh, self->dense, self->rows, self->dense_g, self->rows_g, &pos);
+    if (isnan (loss)) {
+        out->error = "the shard does not fit the model";
+        return;
+    }
+    out->loss = loss;
+    out->positions = pos;
+    out->flops = model_flops (self->model) - flops0;
+    out->dense.data = (uint8_t *) self->dense_g;
+    out->dense.len = dn * sizeof (float);
+    out->rows.data = (uint8_t *) self->rows_g;
+    out->rows.len = rn * sizeof (float);
+}
