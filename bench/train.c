@@ -8,14 +8,25 @@
     OpenBLAS's sgemm peak on this machine and prints the GFLOP/s achieved by the model's
     matrix products beside it.
 
+    Then the same model on the same data through the cluster: a broker holding Beauty,
+    strata-trainer and 1 or 2 train workers over TCP, in sync and async mode, timed by
+    the trainer (samples/s over the run's epochs, validation excluded), each against the
+    PyTorch figure.
+
     Usage: train --data Beauty.txt [--epochs N] [--runs R] [--threads T] [--torch SCRIPT]
+                 [--no-cluster]
 */
 #include <cblas.h>
+#include <czmq.h>
+#include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "dataset.h"
 #include "model.h"
 #include "step.h"
@@ -88,11 +99,167 @@ s_sgemm_peak (void)
     return best;
 }
 
+// ---------------------------------------------------------------- through the cluster
+
+static pid_t
+s_spawn (char *const argv[], const char *log)
+{
+    pid_t pid = fork ();
+    if (pid == 0) {
+        FILE *f = freopen (log, "a", stderr);
+        (void) f;
+        execv (argv[0], argv);
+        _exit (127);
+    }
+    return pid;
+}
+
+static void
+s_stop (pid_t pid)
+{
+    if (pid > 0) {
+        kill (pid, SIGTERM);
+        waitpid (pid, NULL, 0);
+    }
+}
+
+//  Reads a string field of a JSON file a process writes once it has bound its
+//  endpoints; waits up to 15 s.
+static int
+s_endpoint (const char *path, const char *key, char *out, size_t cap)
+{
+    for (int i = 0; i < 1500; i++) {
+        json_t *j = json_load_file (path, 0, NULL);
+        const char *v = j ? json_string_value (json_object_get (j, key)) : NULL;
+        if (v)
+            snprintf (out, cap, "%s", v);
+        json_decref (j);
+        if (v)
+            return 0;
+        zclock_sleep (10);
+    }
+    return -1;
+}
+
+//  Runs a command and returns the last line of its stdout parsed as JSON.
+static json_t *
+s_run_json (const char *cmd)
+{
+    FILE *p = popen (cmd, "r");
+    if (!p)
+        return NULL;
+    char line[8192];
+    json_t *last = NULL;
+    while (fgets (line, sizeof line, p)) {
+        json_t *j = json_loads (line, 0, NULL);
+        if (j) {
+            json_decref (last);
+            last = j;
+        }
+    }
+    pclose (p);
+    return last;
+}
+
+typedef struct {
+    char dir[64];
+    char api[256];
+    pid_t broker, worker;
+} bench_cluster_t;
+
+static int
+s_cluster_up (bench_cluster_t *c, const char *data)
+{
+    snprintf (c->dir, sizeof c->dir, "/tmp/strata-bench-XXXXXX");
+    if (!mkdtemp (c->dir))
+        return -1;
+    char broker[4096], worker[4096], cli[4096], log[300], dir[300], eps[300], path[300], wep[256], ingest[256];
+    cluster_program ("strata-broker", broker, sizeof broker);
+    cluster_program ("strata-worker", worker, sizeof worker);
+    cluster_program ("strata", cli, sizeof cli);
+    snprintf (log, sizeof log, "%s/bench.log", c->dir);
+    snprintf (dir, sizeof dir, "--dir=%s/kb", c->dir);
+    snprintf (eps, sizeof eps, "--endpoints-file=%s/broker.json", c->dir);
+    snprintf (path, sizeof path, "%s/broker.json", c->dir);
+    char *bargv[] = { broker, dir, eps, "--ingest=tcp://127.0.0.1:!", "--workers=tcp://127.0.0.1:!",
+                      "--api=tcp://127.0.0.1:!", "--journal-sync=false", "--log-level=warn", NULL };
+    c->broker = s_spawn (bargv, log);
+    if (s_endpoint (path, "api", c->api, sizeof c->api) < 0 || s_endpoint (path, "workers", wep, sizeof wep) < 0
+        || s_endpoint (path, "ingest", ingest, sizeof ingest) < 0)
+        return -1;
+    char wflag[300];
+    snprintf (wflag, sizeof wflag, "--broker=%s", wep);
+    char *wargv[] = { worker, "--role=preprocess", wflag, "--log-level=warn", NULL };
+    c->worker = s_spawn (wargv, log);
+    char cmd[8192];
+    snprintf (cmd, sizeof cmd, "'%s' import --broker '%s' --quiet '%s'", cli, ingest, data);
+    json_t *sum = s_run_json (cmd);
+    json_int_t accepted = sum ? json_integer_value (json_object_get (sum, "accepted")) : 0;
+    json_decref (sum);
+    return accepted > 0 ? 0 : -1;
+}
+
+static void
+s_cluster_down (bench_cluster_t *c)
+{
+    s_stop (c->worker);
+    s_stop (c->broker);
+    char cmd[200];
+    snprintf (cmd, sizeof cmd, "rm -rf '%s'", c->dir);
+    if (system (cmd) != 0)
+        fprintf (stderr, "could not remove %s\n", c->dir);
+}
+
+//  One training run through a fresh trainer and `workers` train workers; returns the
+//  trainer's samples/s (0 on failure).
+static double
+s_cluster_train (bench_cluster_t *c, int workers, const char *mode, int epochs, int run)
+{
+    static int n;
+    char trainer[4096], worker[4096], cli[4096], log[300], dir[300], eps[300], path[300], broker[300];
+    cluster_program ("strata-trainer", trainer, sizeof trainer);
+    cluster_program ("strata-worker", worker, sizeof worker);
+    cluster_program ("strata", cli, sizeof cli);
+    snprintf (log, sizeof log, "%s/bench.log", c->dir);
+    snprintf (dir, sizeof dir, "--dir=%s/run-%d", c->dir, ++n);
+    snprintf (eps, sizeof eps, "--endpoints-file=%s/trainer-%d.json", c->dir, n);
+    snprintf (path, sizeof path, "%s/trainer-%d.json", c->dir, n);
+    snprintf (broker, sizeof broker, "--broker=%s", c->api);
+    char seed[32];
+    snprintf (seed, sizeof seed, "--seed=%d", run + 1);
+    char *targv[] = { trainer, dir, eps, broker, "--workers=tcp://127.0.0.1:!", "--api=tcp://127.0.0.1:!",
+                      "--validation-users=0", "--no-continuous", seed, "--log-level=warn", NULL };
+    pid_t tpid = s_spawn (targv, log);
+    char api[256], wep[256];
+    if (s_endpoint (path, "api", api, sizeof api) < 0 || s_endpoint (path, "workers", wep, sizeof wep) < 0) {
+        s_stop (tpid);
+        return 0;
+    }
+    long cores = sysconf (_SC_NPROCESSORS_ONLN);
+    char threads[32], tflag[300];
+    snprintf (threads, sizeof threads, "--threads=%ld", cores / workers > 1 ? cores / workers : 1L);
+    snprintf (tflag, sizeof tflag, "--trainer=%s", wep);
+    char *wargv[] = { worker, "--role=train", tflag, threads, "--log-level=warn", NULL };
+    pid_t wpids[8];
+    for (int i = 0; i < workers; i++)
+        wpids[i] = s_spawn (wargv, log);
+    char cmd[8192];
+    snprintf (cmd, sizeof cmd, "'%s' train --trainer '%s' --epochs %d --mode %s --wait 2>/dev/null", cli, api, epochs,
+              mode);
+    json_t *j = s_run_json (cmd);
+    double sps = j ? json_number_value (json_object_get (j, "samples_per_second")) : 0;
+    json_decref (j);
+    for (int i = 0; i < workers; i++)
+        s_stop (wpids[i]);
+    s_stop (tpid);
+    return sps;
+}
+
 int
 main (int argc, char **argv)
 {
     const char *data = NULL, *script = NULL;
-    int epochs = 1, runs = 3, threads = 2;
+    int epochs = 1, runs = 3, threads = 2, cluster = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp (argv[i], "--data") && i + 1 < argc)
             data = argv[++i];
@@ -104,6 +271,8 @@ main (int argc, char **argv)
             runs = atoi (argv[++i]);
         else if (!strcmp (argv[i], "--threads") && i + 1 < argc)
             threads = atoi (argv[++i]);
+        else if (!strcmp (argv[i], "--no-cluster"))
+            cluster = 0;
         else {
             fprintf (stderr, "usage: train --data Beauty.txt [--epochs N] [--runs R] [--threads T] [--torch SCRIPT]\n");
             return 2;
@@ -199,6 +368,38 @@ main (int argc, char **argv)
     }
     printf ("  %-50s %10.1f GFLOP/s\n", "reference: OpenBLAS sgemm peak (1536^3)", peak);
     printf ("  %-50s %10.1f GFLOP/s   ratio %.2f\n", "strata, matrix products while training", G, G / peak);
+    fflush (stdout);
+    bench_cluster_t bc = { 0 };
+    if (cluster && s_cluster_up (&bc, data) < 0) {
+        printf ("  cluster runs skipped: could not start a broker with the data (see %s/bench.log)\n", bc.dir);
+        cluster = 0;
+    }
+    for (int workers = 1; cluster && workers <= 2; workers++)
+        for (int m = 0; m < 2; m++) {
+            const char *mode = m ? "async" : "sync";
+            double v[15];
+            int ok = 0;
+            for (int r = 0; r < runs; r++) {
+                double x = s_cluster_train (&bc, workers, mode, epochs, r);
+                if (x > 0)
+                    v[ok++] = x;
+                fprintf (stderr, "cluster run %d: %d worker(s), %s: %.0f samples/s\n", r + 1, workers, mode, x);
+            }
+            char label[80];
+            snprintf (label, sizeof label, "strata cluster, %d train worker%s, %s", workers, workers > 1 ? "s" : "",
+                      mode);
+            if (!ok)
+                printf ("  %-50s failed (see %s/bench.log)\n", label, bc.dir);
+            else if (torch_runs) {
+                double T = bench_median (torch, torch_runs), C = bench_median (v, ok);
+                printf ("  %-50s %10.0f samples/s   ratio %.2f\n", label, C, C / T);
+            }
+            else
+                printf ("  %-50s %10.0f samples/s\n", label, bench_median (v, ok));
+            fflush (stdout);
+        }
+    if (cluster)
+        s_cluster_down (&bc);
     unlink (seqs);
     free (val);
     dataset_destroy (&train);

@@ -41,7 +41,7 @@ client_request (const char *endpoint, const char *type, const ProtobufCMessage *
     else {
         if (!strcmp (msg.type, WIRE_ERROR)) {
             Strata__V1__Error *e = (Strata__V1__Error *) wire_unpack (&strata__v1__error__descriptor, msg.payload, NULL);
-            snprintf (err, errlen, "broker error: %s", e ? e->message : "(undecodable)");
+            snprintf (err, errlen, "%s", e ? e->message : "(undecodable error reply)");
             if (e)
                 strata__v1__error__free_unpacked (e, NULL);
         }

@@ -130,6 +130,77 @@ hcluster_restart_broker (hcluster_t *c)
     return s_start_broker (c);
 }
 
+static int
+s_start_trainer (hcluster_t *c)
+{
+    char dir[700], eps[700], log[700], broker[200], workers[200], api[200], path[700];
+    snprintf (dir, sizeof dir, "--dir=%s", c->dir);
+    snprintf (eps, sizeof eps, "--endpoints-file=%s/trainer.json", c->dir);
+    snprintf (log, sizeof log, "%s/trainer.log", c->dir);
+    snprintf (broker, sizeof broker, "--broker=%s", c->api);
+    snprintf (workers, sizeof workers, "--workers=%s", *c->trainer_workers ? c->trainer_workers : "tcp://127.0.0.1:!");
+    snprintf (api, sizeof api, "--api=%s", *c->trainer_api ? c->trainer_api : "tcp://127.0.0.1:!");
+    snprintf (path, sizeof path, "%s/trainer.json", c->dir);
+    unlink (path);
+    const char *argv[40] = { s_env ("STRATA_TEST_TRAINER", "build/trainer/strata-trainer"), dir, eps, broker, workers,
+                             api, "--heartbeat-ms=250", "--poll-ms=200" };
+    int n = 8;
+    for (int i = 0; i < c->ntrainer_args && n < 38; i++)
+        argv[n++] = c->trainer_args[i];
+    argv[n] = NULL;
+    c->trainer = s_spawn (log, argv);
+    for (int i = 0; i < 1500; i++) {
+        json_t *j = json_load_file (path, 0, NULL);
+        if (j) {
+            snprintf (c->trainer_api, sizeof c->trainer_api, "%s", json_string_value (json_object_get (j, "api")));
+            snprintf (c->trainer_workers, sizeof c->trainer_workers, "%s",
+                      json_string_value (json_object_get (j, "workers")));
+            json_decref (j);
+            return 0;
+        }
+        if (waitpid (c->trainer, NULL, WNOHANG) == c->trainer)
+            return -1;
+        zclock_sleep (20);
+    }
+    return -1;
+}
+
+int
+hcluster_start_trainer (hcluster_t *c, const char *const *extra)
+{
+    c->ntrainer_args = 0;
+    for (int i = 0; extra && extra[i] && i < 16; i++)
+        snprintf (c->trainer_args[c->ntrainer_args++], sizeof c->trainer_args[0], "%s", extra[i]);
+    return s_start_trainer (c);
+}
+
+int
+hcluster_restart_trainer (hcluster_t *c)
+{
+    return s_start_trainer (c);
+}
+
+pid_t
+hcluster_add_train_worker (hcluster_t *c)
+{
+    char trainer[200], log[700];
+    snprintf (trainer, sizeof trainer, "--trainer=%s", c->trainer_workers);
+    snprintf (log, sizeof log, "%s/worker-%d.log", c->dir, c->nworkers + 1);
+    const char *argv[] = { s_env ("STRATA_TEST_WORKER", "build/worker/strata-worker"), "--role=train", trainer,
+                           "--heartbeat-ms=250", "--threads=1", NULL };
+    pid_t pid = s_spawn (log, argv);
+    if (c->nworkers < 16)
+        c->workers[c->nworkers++] = pid;
+    return pid;
+}
+
+json_t *
+hcluster_train_status (hcluster_t *c)
+{
+    const char *args[] = { "train", "--status", "--trainer", c->trainer_api, "--timeout-ms", "5000", NULL };
+    return harness_cli_json (args, NULL);
+}
+
 pid_t
 hcluster_add_worker (hcluster_t *c)
 {
@@ -184,10 +255,13 @@ hcluster_stop (hcluster_t *c)
         return 0;   // never started
     for (int i = 0; i < c->nworkers; i++)
         s_kill (c->workers[i]);
+    s_kill (c->trainer);
     s_kill (c->broker);
     int reports = 0;
     char log[700];
     snprintf (log, sizeof log, "%s/broker.log", c->dir);
+    reports += s_sanitizer_reports (log);
+    snprintf (log, sizeof log, "%s/trainer.log", c->dir);
     reports += s_sanitizer_reports (log);
     for (int i = 0; i < c->nworkers; i++) {
         snprintf (log, sizeof log, "%s/worker-%d.log", c->dir, i + 1);

@@ -33,6 +33,10 @@ typedef struct {
     int nworkers;
     char broker_args[8][128];
     int nbroker_args;
+    pid_t trainer;
+    char trainer_api[128], trainer_workers[128];
+    char trainer_args[16][128];
+    int ntrainer_args;
 } hcluster_t;
 
 //  Starts a broker in a new temporary directory (extra: NULL-terminated extra flags).
@@ -44,6 +48,19 @@ int hcluster_restart_broker (hcluster_t *c);
 
 //  Starts one more preprocess worker; returns its pid.
 pid_t hcluster_add_worker (hcluster_t *c);
+
+//  Starts strata-trainer on the cluster's directory (extra: NULL-terminated flags,
+//  kept for restarts) and waits for its endpoints. Returns 0 or -1.
+int hcluster_start_trainer (hcluster_t *c, const char *const *extra);
+
+//  Restarts the trainer on the same directory, endpoints and flags.
+int hcluster_restart_trainer (hcluster_t *c);
+
+//  Starts one train worker connected to the trainer; returns its pid.
+pid_t hcluster_add_train_worker (hcluster_t *c);
+
+//  The trainer's status (strata train --status) as JSON (caller decrefs), or NULL.
+json_t *hcluster_train_status (hcluster_t *c);
 
 //  Stops everything (SIGTERM, then SIGKILL), scans the processes' logs for sanitizer
 //  reports (printing them), and removes the directory. Returns the number of reports,

@@ -83,7 +83,8 @@ s_id (ctx_t *c, const char *id, char *buf, size_t cap)
 static int
 s_event (ctx_t *c, strata_event_t *e)
 {
-    char ubuf[512], ibuf[512];
+    char ebuf[512], ubuf[512], ibuf[512];
+    e->event_id = s_id (c, e->event_id, ebuf, sizeof ebuf);
     e->user_id = s_id (c, e->user_id, ubuf, sizeof ubuf);
     e->item_id = s_id (c, e->item_id, ibuf, sizeof ibuf);
     c->counts->events++;

@@ -69,7 +69,7 @@ static const config_key_t s_import_keys[] = {
     { "format", CONFIG_STRING, offsetof (import_cfg_t, format), "auto", 0, -1,
       "auto, jsonl, csv, s3rec, s3rec-attrs, movielens, homedepot" },
     { "items", CONFIG_BOOL, offsetof (import_cfg_t, items), "false", 0, -1, "jsonl/csv files hold catalogue items" },
-    { "prefix", CONFIG_STRING, offsetof (import_cfg_t, prefix), "", 0, -1, "prepend to user and item ids" },
+    { "prefix", CONFIG_STRING, offsetof (import_cfg_t, prefix), "", 0, -1, "prepend to event, user and item ids (keeps datasets apart)" },
     { "latin1", CONFIG_BOOL, offsetof (import_cfg_t, latin1), "false", 0, -1, "input is ISO-8859-1" },
     { "batch", CONFIG_INT, offsetof (import_cfg_t, batch), "1000", 1, 100000, "records per batch" },
     { "inflight", CONFIG_INT, offsetof (import_cfg_t, inflight), "16", 1, 1024, "unacknowledged batches at once" },

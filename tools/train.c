@@ -72,7 +72,8 @@ train_status_json (const char *endpoint, int timeout_ms, char *err, size_t errle
         return NULL;
     json_t *j = s_status_json (st);
     strata__v1__train_status__free_unpacked (st, NULL);
-    char *out = j ? json_dumps (j, JSON_INDENT (2) | JSON_SORT_KEYS) : NULL;
+    //  One line, so that scripts can read it line by line.
+    char *out = j ? json_dumps (j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref (j);
     if (!out)
         snprintf (err, errlen, "out of memory");

@@ -12,7 +12,6 @@ struct _agg_t {
     size_t n_touched, cap;
     uint64_t positions;     // this step
     double loss;
-    uint64_t total_positions, total_samples;
 };
 
 double
@@ -109,7 +108,6 @@ agg_add (agg_t *self, const model_shard_t *sh, const float *dense_g, const float
     }
     self->positions += positions;
     self->loss += loss;
-    self->total_samples += sh->n;
 }
 
 double
@@ -122,23 +120,10 @@ agg_apply (agg_t *self)
         model_zero_grad (self->master);
     for (size_t i = 0; i < self->n_touched; i++)
         self->mark[self->touched[i]] = 0;
-    self->total_positions += self->positions;
     self->n_touched = 0;
     self->positions = 0;
     self->loss = 0;
     return mean;
-}
-
-uint64_t
-agg_positions (agg_t *self)
-{
-    return self->total_positions;
-}
-
-uint64_t
-agg_samples (agg_t *self)
-{
-    return self->total_samples;
 }
 
 double

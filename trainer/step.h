@@ -46,10 +46,6 @@ void agg_add (agg_t *self, const model_shard_t *shard, const float *dense_g, con
 //  next. Returns the step's mean loss per predicted position.
 double agg_apply (agg_t *self);
 
-//  Totals since agg_new.
-uint64_t agg_positions (agg_t *self);
-uint64_t agg_samples (agg_t *self);   // sequences
-
 //  One epoch in process: every step's shards computed in turn on `local`, then
 //  applied to the master. Returns the mean loss per predicted position (NAN on no
 //  memory).

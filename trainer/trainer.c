@@ -667,7 +667,7 @@ s_handle_gradient (trainer_t *self, pool_worker_t *w, zframe_t *payload)
         strata__v1__train_gradient__free_unpacked (g, NULL);
         return;
     }
-    self->samples += t->sh.n;
+    self->samples += g->positions;
     self->flops += g->flops;
     if (self->mode == STRATA__V1__TRAIN_MODE__SYNC) {
         t->dense_g = malloc (dn * sizeof (float));
@@ -686,7 +686,7 @@ s_handle_gradient (trainer_t *self, pool_worker_t *w, zframe_t *payload)
     else if (self->param_version - t->version > (uint64_t) self->cfg->staleness) {
         //  Too stale: compute it again on fresh parameters.
         self->stale++;
-        self->samples -= t->sh.n;
+        self->samples -= g->positions;
         t->state = TASK_PENDING;
         t->task_id = 0;
     }

@@ -380,7 +380,7 @@ Test (importer, jsonl_prefix)
     cr_assert_eq (s_got.nev, 2);
     cr_assert_str_eq (s_got.ev[0].user_id, "shop:u1");
     cr_assert_str_eq (s_got.ev[0].item_id, "shop:i1");
-    cr_assert_str_eq (s_got.ev[0].event_id, "e1", "event ids are not prefixed");
+    cr_assert_str_eq (s_got.ev[0].event_id, "shop:e1", "event ids are prefixed too: two shops' e1 are two events");
     cr_assert_str_eq (s_got.ev[1].user_id, "shop:5");
     cr_assert_str_eq (s_got.ev[1].item_id, "shop:6");
 }
