@@ -68,7 +68,10 @@ cluster_program (const char *name, char *out, size_t cap)
     if (n > 0) {
         self[n] = 0;
         char *dir = dirname (self);
-        const char *component = strstr (name, "broker") ? "broker" : strstr (name, "worker") ? "worker" : "trainer";
+        const char *component = strstr (name, "broker")    ? "broker"
+                              : strstr (name, "worker")  ? "worker"
+                              : strstr (name, "trainer") ? "trainer"
+                                                         : "tools";
         snprintf (out, cap, "%s/%s", dir, name);
         if (access (out, X_OK) == 0)
             return;

@@ -459,7 +459,7 @@ s_usage (FILE *out)
 
 typedef struct {
     char *dir;
-    int64_t workers, events, items, users;
+    int64_t workers, train_workers, epochs, events, items, users;
     bool keep;
 } demo_cfg_t;
 
@@ -469,6 +469,8 @@ static const config_key_t s_demo_keys[] = {
     { "events", CONFIG_INT, offsetof (demo_cfg_t, events), "50000", 1, 100000000, "synthetic events" },
     { "items", CONFIG_INT, offsetof (demo_cfg_t, items), "2000", 1, 10000000, "synthetic items" },
     { "users", CONFIG_INT, offsetof (demo_cfg_t, users), "1000", 1, 10000000, "synthetic users" },
+    { "train-workers", CONFIG_INT, offsetof (demo_cfg_t, train_workers), "1", 1, 64, "train workers" },
+    { "epochs", CONFIG_INT, offsetof (demo_cfg_t, epochs), "5", 1, 1000, "training epochs" },
     { "keep", CONFIG_BOOL, offsetof (demo_cfg_t, keep), "false", 0, -1, "leave the cluster running afterwards" },
     CONFIG_END,
 };
@@ -493,8 +495,9 @@ s_cmd_demo (int argc, char **argv)
         config_free (s_demo_keys, &cfg);
         return 1;
     }
-    fprintf (stderr, "== 2. local cluster: broker + %lld preprocess workers on 127.0.0.1\n", (long long) cfg.workers);
-    cluster_opts_t co = { cfg.dir, (int) cfg.workers, 0, 0, true, "info" };
+    fprintf (stderr, "== 2. local cluster: broker + %lld preprocess workers, trainer + %lld train workers on 127.0.0.1\n",
+             (long long) cfg.workers, (long long) cfg.train_workers);
+    cluster_opts_t co = { cfg.dir, (int) cfg.workers, (int) cfg.train_workers, 0, true, "info" };
     if (s_detach (&co) < 0) {
         fprintf (stderr, "strata demo: cluster did not start; see %s/logs\n", cfg.dir);
         config_free (s_demo_keys, &cfg);
@@ -539,6 +542,14 @@ s_cmd_demo (int argc, char **argv)
         }
         json_decref (list);
         free (json);
+        fprintf (stderr, "== 6. train the model on it (strata train --dir %s --epochs %lld --wait)\n", cfg.dir,
+                 (long long) cfg.epochs);
+        fflush (stdout);
+        char epochs[24];
+        snprintf (epochs, sizeof epochs, "%lld", (long long) cfg.epochs);
+        char *targs[] = { "train", "--dir", cfg.dir, "--epochs", epochs, "--wait", NULL };
+        if (train_main (6, targs) != 0)
+            rc = 1;
     }
     if (cfg.keep)
         fprintf (stderr, "== cluster left running; stop it with: strata down --dir %s\n", cfg.dir);

@@ -39,11 +39,12 @@ struct _model_t {
     uint32_t n_rows;               // rows of the embedding table
     size_t rows_cap;               // rows allocated
     int64_t *row_step;             // lazy Adam step count per row
-    param_t emb, pos, lnf_g, lnf_b;
+    param_t emb, pos, typ, lnf_g, lnf_b;
     block_t *blocks;
     cache_t *cache;
     //  Batch workspace.
     int32_t *in_items, *targets;   // R
+    uint8_t *in_types;             // R: event type of each input
     uint8_t *valid;                // R
     float *x0, *x0drop;            // embeddings in, dropout mask
     float *xout, *hf, *muf, *rsf;  // last block output, final norm
@@ -133,6 +134,7 @@ model_new (const model_config_t *cfg, uint32_t n_items)
     size_t R = (size_t) B * L;
     float std = 0.02f;
     int bad = s_param (&m->emb, (size_t) n_items * d, std, 0, &m->rng) | s_param (&m->pos, (size_t) L * d, std, 0, &m->rng)
+            | s_param (&m->typ, (size_t) MODEL_EVENT_TYPES * d, std, 0, &m->rng)
             | s_param (&m->lnf_g, d, 0, 1, &m->rng) | s_param (&m->lnf_b, d, 0, 0, &m->rng);
     m->blocks = calloc ((size_t) cfg->blocks, sizeof *m->blocks);
     m->cache = calloc ((size_t) cfg->blocks, sizeof *m->cache);
@@ -169,7 +171,7 @@ model_new (const model_config_t *cfg, uint32_t n_items)
     bad |= !(m->logits = calloc ((size_t) XENT_BLOCK * (n_items ? n_items : 1), sizeof (float)));
     bad |= !(m->row_step = calloc (n_items ? n_items : 1, sizeof (int64_t)));
     bad |= !(m->in_items = calloc (R, sizeof (int32_t))) | !(m->targets = calloc (R, sizeof (int32_t)));
-    bad |= !(m->valid = calloc (R, 1));
+    bad |= !(m->valid = calloc (R, 1)) | !(m->in_types = calloc (R, 1));
     bad |= !(m->hpack = calloc (R * d, sizeof (float))) | !(m->dpack = calloc (R * d, sizeof (float)));
     bad |= !(m->tpack = calloc (R, sizeof (int32_t))) | !(m->rowpack = calloc (R, sizeof (int32_t)));
     m->L = L;
@@ -189,6 +191,7 @@ s_block_params (block_t *k, param_t **out)
 }
 
 #define BLOCK_PARAMS 12
+#define TOP_PARAMS 5
 
 void
 model_destroy (model_t **self_p)
@@ -198,6 +201,7 @@ model_destroy (model_t **self_p)
     model_t *m = *self_p;
     s_param_free (&m->emb);
     s_param_free (&m->pos);
+    s_param_free (&m->typ);
     s_param_free (&m->lnf_g);
     s_param_free (&m->lnf_b);
     for (int b = 0; m->blocks && b < m->cfg.blocks; b++) {
@@ -226,6 +230,7 @@ model_destroy (model_t **self_p)
     free (m->in_items);
     free (m->targets);
     free (m->valid);
+    free (m->in_types);
     free (m->row_step);
     free (m);
     *self_p = NULL;
@@ -240,7 +245,7 @@ model_flops (model_t *self)
 size_t
 model_parameters (model_t *self)
 {
-    size_t n = self->emb.n + self->pos.n + self->lnf_g.n + self->lnf_b.n;
+    size_t n = self->emb.n + self->pos.n + self->typ.n + self->lnf_g.n + self->lnf_b.n;
     for (int b = 0; b < self->cfg.blocks; b++) {
         param_t *ps[BLOCK_PARAMS];
         s_block_params (&self->blocks[b], ps);
@@ -292,8 +297,9 @@ s_forward (model_t *m, int nb, int train)
             continue;
         float *x = m->x0 + r * d;
         const float *pe = m->pos.w + (size_t) (pos0 + (int) (r % (size_t) L)) * d;
+        const float *te = m->typ.w + (size_t) m->in_types[r] * d;
         for (int k = 0; k < d; k++)
-            x[k] = x[k] * scale + pe[k];
+            x[k] = x[k] * scale + pe[k] + te[k];
     }
     s_dropout (m, m->x0, m->x0drop, R * d, p, train);
     const float *x = m->x0;
@@ -416,7 +422,7 @@ s_backward (model_t *m, int nb, int mean)
         dout = dx1;
         dnext = t;
     }
-    //  Embedding input: x0 = drop (emb * sqrt (d) + pos).
+    //  Embedding input: x0 = drop (emb * sqrt (d) + pos + type).
     scale = sqrtf ((float) d);
     for (size_t r = 0; r < R; r++) {
         float *g = dout + r * d;
@@ -424,9 +430,11 @@ s_backward (model_t *m, int nb, int mean)
         if (!m->valid[r])
             continue;
         float *pg = m->pos.g + (size_t) (pos0 + (int) (r % (size_t) L)) * d;
+        float *tg = m->typ.g + (size_t) m->in_types[r] * d;
         for (int k = 0; k < d; k++) {
             g[k] *= mask[k];
             pg[k] += g[k];
+            tg[k] += g[k];
             g[k] *= scale;
         }
     }
@@ -437,16 +445,17 @@ s_backward (model_t *m, int nb, int mean)
 static param_t *
 s_tensor (model_t *m, int i, const char **name)
 {
-    static const char *top_names[] = { "item_embedding", "position_embedding", "final_norm_gain", "final_norm_bias" };
+    static const char *top_names[] = { "item_embedding", "position_embedding", "event_type_embedding",
+                                       "final_norm_gain", "final_norm_bias" };
     static const char *block_names[] = { "ln1_gain", "ln1_bias", "wq", "wk", "wv", "wo",
                                          "ln2_gain", "ln2_bias", "w1", "b1", "w2", "b2" };
-    param_t *top[] = { &m->emb, &m->pos, &m->lnf_g, &m->lnf_b };
-    if (i < 4) {
+    param_t *top[] = { &m->emb, &m->pos, &m->typ, &m->lnf_g, &m->lnf_b };
+    if (i < TOP_PARAMS) {
         if (name)
             *name = top_names[i];
         return top[i];
     }
-    i -= 4;
+    i -= TOP_PARAMS;
     param_t *ps[BLOCK_PARAMS];
     s_block_params (&m->blocks[i / BLOCK_PARAMS], ps);
     if (name)
@@ -457,7 +466,7 @@ s_tensor (model_t *m, int i, const char **name)
 int
 model_tensor_count (model_t *self)
 {
-    return 4 + BLOCK_PARAMS * self->cfg.blocks;
+    return TOP_PARAMS + BLOCK_PARAMS * self->cfg.blocks;
 }
 
 float *
@@ -483,11 +492,11 @@ model_zero_grad (model_t *self)
 //  Lays out sequence slot s from a user's items[from..to): the last L inputs
 //  right-aligned, each predicting its successor (train) or nothing (inference).
 static void
-s_layout (model_t *m, int s, const uint32_t *items, uint32_t len, int train)
+s_layout (model_t *m, int s, const uint32_t *items, const uint8_t *types, uint32_t len, int train)
 {
     int L = m->L;
     int32_t *in = m->in_items + (size_t) s * L, *tg = m->targets + (size_t) s * L;
-    uint8_t *valid = m->valid + (size_t) s * L;
+    uint8_t *valid = m->valid + (size_t) s * L, *ty = m->in_types + (size_t) s * L;
     //  Inputs are items[0..n) with n = len - 1 when training (the last has no successor).
     uint32_t n = train ? (len > 0 ? len - 1 : 0) : len;
     uint32_t take = n < (uint32_t) L ? n : (uint32_t) L;
@@ -498,9 +507,11 @@ s_layout (model_t *m, int s, const uint32_t *items, uint32_t len, int train)
             in[t] = -1;
             tg[t] = -1;
             valid[t] = 0;
+            ty[t] = 0;
         }
         else {
             in[t] = (int32_t) items[first + (uint32_t) idx];
+            ty[t] = types && types[first + (uint32_t) idx] < MODEL_EVENT_TYPES ? types[first + (uint32_t) idx] : 0;
             tg[t] = train ? (int32_t) items[first + (uint32_t) idx + 1] : -1;
             valid[t] = 1;
         }
@@ -527,7 +538,8 @@ model_batch_loss (model_t *self, const dataset_t *train, const uint32_t *users, 
         n = self->cfg.batch;
     self->L = s_batch_len (self, train, users, n, 1);
     for (int s = 0; s < n; s++)
-        s_layout (self, s, train->items + train->offsets[users[s]], dataset_len (train, users[s]), 1);
+        s_layout (self, s, train->items + train->offsets[users[s]], train->types + train->offsets[users[s]],
+                  dataset_len (train, users[s]), 1);
     self->n_cand = self->n_rows;
     self->bias = NULL;
     //  Same dropout masks on every call: reseed from the configuration.
@@ -679,7 +691,7 @@ model_shard_grad (model_t *self, const model_shard_t *sh, uint64_t *positions)
         self->L = L > (uint32_t) self->cfg.max_len ? self->cfg.max_len : (int) L;
         for (int s = 0; s < nb; s++) {
             uint32_t len = sh->lens[i + (uint32_t) s];
-            s_layout (self, s, sh->items + off, len, 1);
+            s_layout (self, s, sh->items + off, sh->types ? sh->types + off : NULL, len, 1);
             off += len;
         }
         size_t R = (size_t) nb * self->L, pos = 0;
@@ -760,7 +772,7 @@ s_score (void *model, const dataset_t *train, const uint32_t *users, size_t n, f
         int L = m->L;
         for (int s = 0; s < nb; s++) {
             uint32_t u = users[i + (size_t) s];
-            s_layout (m, s, train->items + train->offsets[u], dataset_len (train, u), 0);
+            s_layout (m, s, train->items + train->offsets[u], train->types + train->offsets[u], dataset_len (train, u), 0);
         }
         s_forward (m, nb, 0);
         //  The interest vector is the state at the last position of each sequence.

@@ -1,7 +1,8 @@
 /*  model: Strata's sequential recommender.
 
     The user tower reads the user's last L behaviour items in order, as SASRec does:
-    item embeddings plus learned position embeddings, then `blocks` pre-norm transformer
+    item embeddings plus learned position embeddings plus a learned embedding of the
+    event type (a purchase is not a view: the attention learns how much each says), then `blocks` pre-norm transformer
     blocks (causal single-head self-attention and a ReLU feed-forward layer, each in a
     residual branch with dropout), then a final layer norm. The state at the last
     position is the user's interest vector; an item's score is its dot product with the
@@ -35,6 +36,9 @@ void model_config_default (model_config_t *cfg);
 
 typedef struct _model_t model_t;
 
+//  Event types the model tells apart (strata.v1 EventType values; others count as 0).
+#define MODEL_EVENT_TYPES 8
+
 //  A unit of training work (a minibatch, or one shard of it): n sequences written in
 //  rows of a local item table. rows[k] is the global item index of local row k; rows
 //  [0, n_cand) are the softmax candidates (every target is one), the rest appear only
@@ -48,6 +52,7 @@ typedef struct {
     uint32_t n;
     uint32_t *lens;
     uint32_t *items;
+    uint8_t *types;       // event type of each item (NULL: all 0)
     size_t n_items;       // sum of lens
     uint32_t n_rows;
     uint32_t *rows;

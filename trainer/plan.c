@@ -247,8 +247,9 @@ plan_shard (plan_t *self, uint32_t step, int shard, model_shard_t *out)
         max_rows = t->n_items;
     out->lens = malloc ((out->n ? out->n : 1) * sizeof *out->lens);
     out->items = malloc ((total ? total : 1) * sizeof *out->items);
+    out->types = malloc (total ? total : 1);
     out->rows = malloc ((max_rows ? max_rows : 1) * sizeof *out->rows);
-    if (!out->lens || !out->items || !out->rows) {
+    if (!out->lens || !out->items || !out->types || !out->rows) {
         plan_shard_free (out);
         return -1;
     }
@@ -261,6 +262,7 @@ plan_shard (plan_t *self, uint32_t step, int shard, model_shard_t *out)
             uint32_t u = self->order[i], len = dataset_len (t, u), take = len < tail ? len : tail;
             out->lens[i - from] = take;
             memcpy (out->items + w, t->items + t->offsets[u] + (len - take), take * sizeof *out->items);
+            memcpy (out->types + w, t->types + t->offsets[u] + (len - take), take);
             w += take;
         }
         return 0;
@@ -293,6 +295,7 @@ plan_shard (plan_t *self, uint32_t step, int shard, model_shard_t *out)
         uint32_t u = self->order[i], len = dataset_len (t, u), take = len < tail ? len : tail;
         const uint32_t *seq = t->items + t->offsets[u] + (len - take);
         out->lens[i - from] = take;
+        memcpy (out->types + w, t->types + t->offsets[u] + (len - take), take);
         for (uint32_t k = 0; k < take; k++)
             out->items[w++] = s_local (self, out, seq[k]);
     }
@@ -317,6 +320,7 @@ plan_shard_free (model_shard_t *shard)
 {
     free (shard->lens);
     free (shard->items);
+    free (shard->types);
     free (shard->rows);
     free (shard->bias);
     memset (shard, 0, sizeof *shard);

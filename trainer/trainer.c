@@ -231,6 +231,10 @@ s_send_task (trainer_t *self, task_t *t, pool_worker_t *w)
     task.lens = t->sh.lens;
     task.n_items = t->sh.n_items;
     task.items = t->sh.items;
+    if (t->sh.types) {
+        task.types.data = t->sh.types;
+        task.types.len = t->sh.n_items;
+    }
     task.n_rows = t->sh.n_rows;
     task.n_candidates = t->sh.n_cand;
     if (t->sh.bias) {

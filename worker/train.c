@@ -78,6 +78,8 @@ s_check (train_worker_t *self, const Strata__V1__TrainTask *t)
         return "row tensor of the wrong size";
     if (t->bias.len && t->bias.len != (size_t) t->n_candidates * sizeof (float))
         return "bias of the wrong size";
+    if (t->types.len && t->types.len != t->n_items)
+        return "event types of the wrong size";
     return NULL;
 }
 
@@ -130,6 +132,7 @@ train_worker_compute (train_worker_t *self, const Strata__V1__TrainTask *t, Stra
     self->sh.n = (uint32_t) t->n_lens;
     self->sh.lens = t->lens;
     self->sh.items = t->items;
+    self->sh.types = t->types.len ? t->types.data : NULL;
     self->sh.n_items = t->n_items;
     self->sh.n_rows = t->n_rows;
     self->sh.n_cand = t->n_candidates;

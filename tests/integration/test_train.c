@@ -112,26 +112,26 @@ Test (train, sync_runs_are_bit_identical_whatever_the_workers)
 {
     const char *flags[] = { MODEL_FLAGS, NULL };
     s_cluster (flags, 2);
-    json_t *a = s_train ("3", "sync");
+    json_t *a = s_train ("10", "sync");
     cr_expect_str_eq (s_str (a, "state"), "continuous");
-    cr_expect_eq (s_num (a, "epoch"), 3);
+    cr_expect_eq (s_num (a, "epoch"), 10);
     cr_expect_gt (s_num (a, "version"), 0);
     cr_expect_eq (s_num (a, "workers"), 2);
     cr_expect_gt (s_ndcg (a), 0.02, "the model learned nothing: validation NDCG@10 %f", s_ndcg (a));
     //  The same run again: a fresh model from the same seed on the same data.
-    json_t *b = s_train ("3", "sync");
+    json_t *b = s_train ("10", "sync");
     cr_expect_str_eq (s_str (a, "weights_fnv"), s_str (b, "weights_fnv"), "two sync runs differ");
     cr_expect_eq (s_ndcg (a), s_ndcg (b));
     //  One worker fewer: same shards, same order of summation, same bits.
     kill (s_c.workers[s_c.nworkers - 1], SIGTERM);
     waitpid (s_c.workers[s_c.nworkers - 1], NULL, 0);
     s_c.workers[--s_c.nworkers] = 0;
-    json_t *c = s_train ("3", "sync");
+    json_t *c = s_train ("10", "sync");
     cr_expect_eq (s_num (c, "workers"), 1);
     cr_expect_str_eq (s_str (a, "weights_fnv"), s_str (c, "weights_fnv"), "1 worker and 2 workers differ");
     //  Async: not bit-identical, but it learns as well.
     hcluster_add_train_worker (&s_c);
-    json_t *d = s_train ("3", "async");
+    json_t *d = s_train ("10", "async");
     cr_expect_str_eq (s_str (d, "mode"), "async");
     cr_expect_gt (s_ndcg (d), s_ndcg (a) * 0.6, "async %f vs sync %f", s_ndcg (d), s_ndcg (a));
     json_decref (a);

@@ -40,7 +40,7 @@ Test (model, whole_model_gradient_check)
     cr_assert_not_null (m);
     //  Embeddings start tiny (std 0.02), which puts the first layer norm in its most
     //  curved region, where finite differences mislead; check at a typical trained scale.
-    for (int t = 0; t < 2; t++) {
+    for (int t = 0; t < 3; t++) {   // item, position and event-type embeddings
         size_t n;
         float *w = model_tensor (m, t, NULL, &n, NULL);
         for (size_t i = 0; i < n; i++)
@@ -49,7 +49,9 @@ Test (model, whole_model_gradient_check)
     //  Histories shorter and longer than max_len, so padding and truncation both occur.
     uint32_t u[] = { 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 2, 2 };
     uint32_t it[] = { 3, 4, 5, 1, 2, 3, 4, 5, 6, 7, 9, 10 };
-    dataset_t *d = dataset_from_arrays (3, 12, 12, u, it, NULL, NULL);
+    //  Views, carts and purchases: the event-type embedding is checked too.
+    uint8_t ty[] = { 1, 3, 4, 1, 1, 2, 4, 1, 3, 1, 4, 1 };
+    dataset_t *d = dataset_from_arrays (3, 12, 12, u, it, ty, NULL);
     uint32_t users[] = { 0, 1, 2 };
     model_zero_grad (m);
     model_batch_loss (m, d, users, 3, 1, 1);
@@ -73,7 +75,7 @@ Test (model, whole_model_gradient_check)
             w[i] = keep;
             double num = (up - down) / (2 * eps);
             double err = fabs (num - grad[i]) / fmax (1e-2, fabs (num) + fabs (grad[i]));
-            cr_expect_lt (err, 2e-2, "%s[%zu] (block %d): analytic %g numeric %g", name, i, t < 4 ? -1 : (t - 4) / 12,
+            cr_expect_lt (err, 2e-2, "%s[%zu] (block %d): analytic %g numeric %g", name, i, t < 5 ? -1 : (t - 5) / 12,
                           (double) grad[i], num);
             checked++;
         }

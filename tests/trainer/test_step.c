@@ -19,14 +19,16 @@ static dataset_t *
 s_cycles (uint32_t users, uint32_t len, uint32_t n_items)
 {
     static uint32_t u[8192], it[8192];
+    static uint8_t ty[8192];
     size_t n = 0;
     for (uint32_t a = 0; a < users; a++)
         for (uint32_t k = 0; k < len && n < 8192; k++) {
             u[n] = a;
             it[n] = (a * 5 + k) % n_items;
+            ty[n] = (uint8_t) (1 + (a + k) % 4);   // views, clicks, carts, purchases
             n++;
         }
-    return dataset_from_arrays (users, n_items, n, u, it, NULL, NULL);
+    return dataset_from_arrays (users, n_items, n, u, it, ty, NULL);
 }
 
 static void
@@ -79,7 +81,7 @@ Test (step, sampled_shard_gradient_check)
     cr_expect_not_null (sh.bias, "popularity sampling carries the log-Q correction");
     s_load_rows (local, master, &sh);
     //  Check at a trained scale (see test_model.c).
-    for (int t = 0; t < 2; t++) {
+    for (int t = 0; t < 3; t++) {
         size_t n;
         float *w = model_tensor (local, t, NULL, &n, NULL);
         for (size_t i = 0; i < n; i++)
@@ -280,4 +282,56 @@ Test (step, sampled_softmax_learns_a_next_item_rule, .timeout = 120)
     free (test);
     dataset_destroy (&t);
     dataset_destroy (&d);
+}
+
+Test (step, event_types_change_the_prediction, .timeout = 120)
+{
+    //  After a purchase of item p the next item is p+1, after a view of p it is p+10:
+    //  only a model that reads event types can get both right.
+    enum { N = 20, USERS = 1200 };
+    static uint32_t u[2 * USERS], it[2 * USERS];
+    static uint8_t ty[2 * USERS];
+    uint32_t *targets = malloc (USERS * sizeof *targets);
+    uint32_t hu[USERS], hi[USERS];
+    uint8_t ht[USERS];
+    for (uint32_t a = 0; a < USERS; a++) {
+        uint32_t p = a % N;
+        uint8_t t = (a / N) % 2 ? 4 : 1;   // purchase or view
+        uint32_t next = t == 4 ? (p + 1) % N : (p + 10) % N;
+        u[2 * a] = u[2 * a + 1] = a;
+        it[2 * a] = p;
+        it[2 * a + 1] = next;
+        ty[2 * a] = t;
+        ty[2 * a + 1] = 1;
+        hu[a] = a;
+        hi[a] = p;
+        ht[a] = t;
+        targets[a] = next;
+    }
+    dataset_t *train = dataset_from_arrays (USERS, N, 2 * USERS, u, it, ty, NULL);
+    dataset_t *hist = dataset_from_arrays (USERS, N, USERS, hu, hi, ht, NULL);
+    model_config_t mc;
+    plan_config_t pc;
+    model_config_default (&mc);
+    mc.dim = 16;
+    mc.max_len = 4;
+    mc.ffn = 32;
+    mc.batch = 64;
+    mc.dropout = 0;
+    mc.lr = 0.01f;
+    plan_config_default (&pc);
+    pc.batch = 64;
+    pc.max_len = 4;
+    step_session_t ss;
+    cr_assert_eq (step_session_init (&ss, &mc, &pc, train), 0);
+    for (int e = 0; e < 30; e++)
+        step_session_epoch (&ss);
+    scorer_t sc = model_scorer (ss.master);
+    metrics_t mt;
+    evaluate (hist, targets, &sc, &mt);
+    cr_expect_gt (mt.mrr, 0.95, "mrr %f: the event type was not used", mt.mrr);
+    step_session_fini (&ss);
+    dataset_destroy (&train);
+    dataset_destroy (&hist);
+    free (targets);
 }
