@@ -315,7 +315,7 @@ main (int argc, char **argv)
     for (int r = 0; r < runs; r++) {
         cfg.seed = pc.seed = (uint64_t) r + 1;
         step_session_t ss;
-        if (step_session_init (&ss, &cfg, &pc, train) < 0) {
+        if (step_session_init (&ss, &cfg, &pc, train, NULL) < 0) {
             fprintf (stderr, "train: out of memory\n");
             return 1;
         }
@@ -371,7 +371,8 @@ main (int argc, char **argv)
     fflush (stdout);
     bench_cluster_t bc = { 0 };
     if (cluster && s_cluster_up (&bc, data) < 0) {
-        printf ("  cluster runs skipped: could not start a broker with the data (see %s/bench.log)\n", bc.dir);
+        printf ("  cluster runs skipped: could not start a broker with the data\n");
+        s_cluster_down (&bc);
         cluster = 0;
     }
     for (int workers = 1; cluster && workers <= 2; workers++)

@@ -17,6 +17,7 @@
 #include "config.h"
 #include "dataset.h"
 #include "evaluate.h"
+#include "item_features.h"
 #include "hyper.h"
 #include "model.h"
 #include "step.h"
@@ -226,8 +227,21 @@ eval_main (int argc, char **argv)
             fprintf (stderr, "strata eval: %s\n", err);
             cfg.epochs = 0;
         }
+        //  The catalogue's features for the item tower, if it describes any item.
+        features_t *feats = NULL;
+        if (mc.feature_rows > 0) {
+            feats = features_fetch (eps.api, (uint32_t) mc.feature_rows, all->n_items, (int) cfg.timeout_ms, err,
+                                    sizeof err);
+            if (!feats)
+                fprintf (stderr, "strata eval: catalogue: %s (training on ids only)\n", err);
+            else if (feats->n_described == 0)
+                features_destroy (&feats);
+            else
+                fprintf (stderr, "  item tower: %zu of %u items described by the catalogue\n", feats->n_described,
+                         all->n_items);
+        }
         step_session_t ss;
-        int ok = cfg.epochs > 0 && step_session_init (&ss, &mc, &pc, train_v) == 0;
+        int ok = cfg.epochs > 0 && step_session_init (&ss, &mc, &pc, train_v, feats) == 0;
         if (!ok && cfg.epochs > 0)
             fprintf (stderr, "strata eval: out of memory for the model\n");
         t = util_mono_ms ();
@@ -257,7 +271,7 @@ eval_main (int argc, char **argv)
         //  The final fit, like the baselines': everything before the test targets, for
         //  the number of epochs validation chose, from the same seed.
         double final_secs = 0;
-        ok = best_epoch > 0 && step_session_init (&ss, &mc, &pc, train_t) == 0;
+        ok = best_epoch > 0 && step_session_init (&ss, &mc, &pc, train_t, feats) == 0;
         if (ok) {
             int64_t tf = util_mono_ms ();
             for (int e = 1; e <= best_epoch; e++) {
@@ -268,8 +282,8 @@ eval_main (int argc, char **argv)
             final_secs = (double) (util_mono_ms () - tf) / 1000;
             scorer_t ms = model_scorer (ss.master);
             evaluate (train_t, test, &ms, &best_t);
-            snprintf (params, sizeof params, "epochs=%d d=%d blocks=%d%s", best_epoch, mc.dim, mc.blocks,
-                      pc.negatives ? " sampled" : "");
+            snprintf (params, sizeof params, "epochs=%d d=%d blocks=%d%s%s", best_epoch, mc.dim, mc.blocks,
+                      pc.negatives ? " sampled" : "", feats ? " +features" : "");
             double secs = (double) (util_mono_ms () - t) / 1000;
             s_row ("strata", params, &best_t, secs);
             json_array_append_new (r.results,
@@ -280,6 +294,7 @@ eval_main (int argc, char **argv)
                                               (json_int_t) model_parameters (ss.master), "negatives", pc.negatives));
             step_session_fini (&ss);
         }
+        features_destroy (&feats);
     }
 
     json_t *out = json_pack ("{s:{s:i, s:i, s:I, s:i}, s:s, s:o}", "dataset", "users", (int) all->n_users, "items",

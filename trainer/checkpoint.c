@@ -49,6 +49,8 @@ checkpoint_save (store_t *st, model_t *m, const char *state_json)
     uint32_t rows = model_rows (m);
     rocksdb_writebatch_put_cf (b, cf, "rows", 4, (const char *) &rows, sizeof rows);
     rocksdb_writebatch_put_cf (b, cf, "row_step", 8, (const char *) model_row_steps (m), rows * sizeof (int64_t));
+    rocksdb_writebatch_put_cf (b, cf, "feat_step", 9, (const char *) model_feature_steps (m),
+                               model_feature_rows (m) * sizeof (int64_t));
     rocksdb_writebatch_put_cf (b, cf, "step", 4, (const char *) model_step (m), sizeof (int64_t));
     rocksdb_writebatch_put_cf (b, cf, "state", 5, state_json, strlen (state_json));
     int rc = store_write (st, b, true);
@@ -112,6 +114,7 @@ checkpoint_load (store_t *st, model_t *m)
         }
     }
     if (s_read_exact (st, "row_step", 8, model_row_steps (m), rows * sizeof (int64_t)) < 0
+        || s_read_exact (st, "feat_step", 9, model_feature_steps (m), model_feature_rows (m) * sizeof (int64_t)) < 0
         || s_read_exact (st, "step", 4, model_step (m), sizeof (int64_t)) < 0)
         return -1;
     return 0;

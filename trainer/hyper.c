@@ -16,6 +16,7 @@ hyper_configs (const hyper_t *h, model_config_t *mc, plan_config_t *pc, char *er
     mc->dropout = (float) h->dropout;
     mc->lr = (float) h->lr;
     mc->seed = (uint64_t) h->seed;
+    mc->feature_rows = (int) h->feature_rows;
     pc->batch = (int) h->batch;
     pc->max_len = (int) h->max_len;
     pc->seed = (uint64_t) h->seed;

@@ -14,7 +14,7 @@
 #include "plan.h"
 
 typedef struct {
-    int64_t dim, blocks, max_len, batch, seed, negatives, shards;
+    int64_t dim, blocks, max_len, batch, seed, negatives, shards, feature_rows;
     double dropout, lr, alpha;
     char *sampler;
 } hyper_t;
@@ -31,7 +31,9 @@ typedef struct {
       "softmax candidates sampled per step (0: the whole catalogue)" },                                         \
     { "sampler", CONFIG_STRING, offsetof (type, m.sampler), "popularity", 0, -1,                                \
       "how candidates are sampled: uniform or popularity (count^alpha, log-Q corrected)" },                     \
-    { "alpha", CONFIG_DOUBLE, offsetof (type, m.alpha), "0.75", 0, 1, "popularity sampler exponent" }
+    { "alpha", CONFIG_DOUBLE, offsetof (type, m.alpha), "0.75", 0, 1, "popularity sampler exponent" },          \
+    { "feature-rows", CONFIG_INT, offsetof (type, m.feature_rows), "32768", 0, 1 << 26,                        \
+      "hashed rows for catalogue features (brand, category, price, attributes, title tokens; 0: ids only)" }
 
 //  Fills the model and plan configurations. 0, or -1 with err (an unknown sampler).
 int hyper_configs (const hyper_t *h, model_config_t *mc, plan_config_t *pc, char *err, size_t errlen);

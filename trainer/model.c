@@ -39,7 +39,15 @@ struct _model_t {
     uint32_t n_rows;               // rows of the embedding table
     size_t rows_cap;               // rows allocated
     int64_t *row_step;             // lazy Adam step count per row
-    param_t emb, pos, typ, lnf_g, lnf_b;
+    param_t emb, feat, pos, typ, lnf_g, lnf_b;
+    int64_t *feat_step;            // lazy Adam step count per feature row
+    const features_t *features;    // the catalogue's features (global rows), or NULL
+    //  The item tower of the current pass: item k = table row k + the mean of its
+    //  feature rows c_feat[c_off[k] .. c_off[k+1]); c_off NULL: item k = row k.
+    const uint32_t *c_off, *c_feat;
+    uint32_t c_items, c_known;     // items composed; those with a feature list
+    float *vbuf, *dvbuf;           // composed item vectors and their gradients
+    size_t vcap;
     block_t *blocks;
     cache_t *cache;
     //  Batch workspace.
@@ -115,6 +123,7 @@ model_config_default (model_config_t *cfg)
     cfg->lr = 0.001f;
     cfg->weight_decay = 0;
     cfg->batch = 128;
+    cfg->feature_rows = 0;
     cfg->seed = 42;
 }
 
@@ -133,7 +142,9 @@ model_new (const model_config_t *cfg, uint32_t n_items)
     int d = cfg->dim, L = cfg->max_len, f = cfg->ffn, B = cfg->batch;
     size_t R = (size_t) B * L;
     float std = 0.02f;
-    int bad = s_param (&m->emb, (size_t) n_items * d, std, 0, &m->rng) | s_param (&m->pos, (size_t) L * d, std, 0, &m->rng)
+    size_t frows = cfg->feature_rows > 0 ? (size_t) cfg->feature_rows : 1;
+    int bad = s_param (&m->emb, (size_t) n_items * d, std, 0, &m->rng) | s_param (&m->feat, frows * d, std, 0, &m->rng)
+            | s_param (&m->pos, (size_t) L * d, std, 0, &m->rng)
             | s_param (&m->typ, (size_t) MODEL_EVENT_TYPES * d, std, 0, &m->rng)
             | s_param (&m->lnf_g, d, 0, 1, &m->rng) | s_param (&m->lnf_b, d, 0, 0, &m->rng);
     m->blocks = calloc ((size_t) cfg->blocks, sizeof *m->blocks);
@@ -170,6 +181,7 @@ model_new (const model_config_t *cfg, uint32_t n_items)
     bad |= !(m->datt = calloc ((size_t) L * L, sizeof (float)));
     bad |= !(m->logits = calloc ((size_t) XENT_BLOCK * (n_items ? n_items : 1), sizeof (float)));
     bad |= !(m->row_step = calloc (n_items ? n_items : 1, sizeof (int64_t)));
+    bad |= !(m->feat_step = calloc (frows, sizeof (int64_t)));
     bad |= !(m->in_items = calloc (R, sizeof (int32_t))) | !(m->targets = calloc (R, sizeof (int32_t)));
     bad |= !(m->valid = calloc (R, 1)) | !(m->in_types = calloc (R, 1));
     bad |= !(m->hpack = calloc (R * d, sizeof (float))) | !(m->dpack = calloc (R * d, sizeof (float)));
@@ -191,7 +203,8 @@ s_block_params (block_t *k, param_t **out)
 }
 
 #define BLOCK_PARAMS 12
-#define TOP_PARAMS 5
+#define TOP_PARAMS 6
+#define FIRST_DENSE 2   // tensors 0 (items) and 1 (features) are tables
 
 void
 model_destroy (model_t **self_p)
@@ -200,6 +213,7 @@ model_destroy (model_t **self_p)
         return;
     model_t *m = *self_p;
     s_param_free (&m->emb);
+    s_param_free (&m->feat);
     s_param_free (&m->pos);
     s_param_free (&m->typ);
     s_param_free (&m->lnf_g);
@@ -232,6 +246,9 @@ model_destroy (model_t **self_p)
     free (m->valid);
     free (m->in_types);
     free (m->row_step);
+    free (m->feat_step);
+    free (m->vbuf);
+    free (m->dvbuf);
     free (m);
     *self_p = NULL;
 }
@@ -245,7 +262,7 @@ model_flops (model_t *self)
 size_t
 model_parameters (model_t *self)
 {
-    size_t n = self->emb.n + self->pos.n + self->typ.n + self->lnf_g.n + self->lnf_b.n;
+    size_t n = self->emb.n + self->feat.n + self->pos.n + self->typ.n + self->lnf_g.n + self->lnf_b.n;
     for (int b = 0; b < self->cfg.blocks; b++) {
         param_t *ps[BLOCK_PARAMS];
         s_block_params (&self->blocks[b], ps);
@@ -279,6 +296,89 @@ s_zero_padding (const uint8_t *valid, float *x, size_t rows, int width)
             memset (x + r * width, 0, (size_t) width * sizeof *x);
 }
 
+//  Sets the item tower of the next passes (off NULL: items are plain table rows).
+static int
+s_set_items (model_t *m, const uint32_t *off, const uint32_t *feat, uint32_t items, uint32_t known)
+{
+    m->c_off = off;
+    m->c_feat = feat;
+    m->c_items = items;
+    m->c_known = known < items ? known : items;
+    if (!off)
+        return 0;
+    size_t need = (size_t) (items ? items : 1) * m->cfg.dim;
+    if (need > m->vcap) {
+        free (m->vbuf);
+        free (m->dvbuf);
+        m->vbuf = malloc (need * sizeof (float));
+        m->dvbuf = malloc (need * sizeof (float));
+        m->vcap = m->vbuf && m->dvbuf ? need : 0;
+        if (!m->vcap)
+            return -1;
+    }
+    return 0;
+}
+
+//  Item vectors: V[k] = E[k] + mean of k's feature rows.
+static void
+s_compose (model_t *m)
+{
+    int d = m->cfg.dim;
+    for (uint32_t k = 0; k < m->c_items; k++) {
+        float *v = m->vbuf + (size_t) k * d;
+        memcpy (v, m->emb.w + (size_t) k * d, (size_t) d * sizeof (float));
+        if (k >= m->c_known)
+            continue;
+        uint32_t a = m->c_off[k], b = m->c_off[k + 1];
+        if (a == b)
+            continue;
+        float inv = 1.0f / (float) (b - a);
+        for (uint32_t j = a; j < b; j++) {
+            const float *f = m->feat.w + (size_t) m->c_feat[j] * d;
+            for (int x = 0; x < d; x++)
+                v[x] += inv * f[x];
+        }
+    }
+    memset (m->dvbuf, 0, (size_t) m->c_items * d * sizeof (float));
+}
+
+//  Gradients of the item vectors back to the table and feature rows.
+static void
+s_decompose (model_t *m)
+{
+    int d = m->cfg.dim;
+    for (uint32_t k = 0; k < m->c_items; k++) {
+        const float *g = m->dvbuf + (size_t) k * d;
+        float *eg = m->emb.g + (size_t) k * d;
+        for (int x = 0; x < d; x++)
+            eg[x] += g[x];
+        if (k >= m->c_known)
+            continue;
+        uint32_t a = m->c_off[k], b = m->c_off[k + 1];
+        if (a == b)
+            continue;
+        float inv = 1.0f / (float) (b - a);
+        for (uint32_t j = a; j < b; j++) {
+            float *fg = m->feat.g + (size_t) m->c_feat[j] * d;
+            for (int x = 0; x < d; x++)
+                fg[x] += inv * g[x];
+        }
+    }
+}
+
+//  The item vectors of the current pass (composed, or the table itself).
+static const float *
+s_items_w (model_t *m)
+{
+    return m->c_off ? m->vbuf : m->emb.w;
+}
+
+static float *
+s_items_g (model_t *m)
+{
+    return m->c_off ? m->dvbuf : m->emb.g;
+}
+
 //  Forward over nb sequences already laid out in in_items/valid. Leaves the final
 //  states in m->hf.
 static void
@@ -291,7 +391,7 @@ s_forward (model_t *m, int nb, int train)
     size_t R = (size_t) nb * L;
     float p = m->cfg.dropout;
     float scale = sqrtf ((float) d);
-    nn_gather (m->emb.w, d, m->in_items, (int) R, m->x0);
+    nn_gather (s_items_w (m), d, m->in_items, (int) R, m->x0);
     for (size_t r = 0; r < R; r++) {
         if (!m->valid[r])
             continue;
@@ -368,8 +468,8 @@ s_backward (model_t *m, int nb, int mean)
     //  dhf: gradient wrt the final states (dx holds it).
     memset (m->dx, 0, R * d * sizeof (float));
     memset (m->dpack, 0, (size_t) predicted * d * sizeof (float));
-    double loss = nn_softmax_xent (m->hpack, predicted, d, m->emb.w, (int) m->n_cand, m->bias, m->tpack, scale,
-                                   m->dpack, m->emb.g, m->logits, XENT_BLOCK);
+    double loss = nn_softmax_xent (m->hpack, predicted, d, s_items_w (m), (int) m->n_cand, m->bias, m->tpack, scale,
+                                   m->dpack, s_items_g (m), m->logits, XENT_BLOCK);
     for (int i = 0; i < predicted; i++)
         memcpy (m->dx + (size_t) m->rowpack[i] * d, m->dpack + (size_t) i * d, (size_t) d * sizeof (float));
     //  Final norm.
@@ -438,18 +538,18 @@ s_backward (model_t *m, int nb, int mean)
             g[k] *= scale;
         }
     }
-    nn_scatter_add (m->emb.g, d, m->in_items, (int) R, dout);
+    nn_scatter_add (s_items_g (m), d, m->in_items, (int) R, dout);
     return loss;
 }
 
 static param_t *
 s_tensor (model_t *m, int i, const char **name)
 {
-    static const char *top_names[] = { "item_embedding", "position_embedding", "event_type_embedding",
-                                       "final_norm_gain", "final_norm_bias" };
+    static const char *top_names[] = { "item_embedding", "feature_embedding", "position_embedding",
+                                       "event_type_embedding", "final_norm_gain", "final_norm_bias" };
     static const char *block_names[] = { "ln1_gain", "ln1_bias", "wq", "wk", "wv", "wo",
                                          "ln2_gain", "ln2_bias", "w1", "b1", "w2", "b2" };
-    param_t *top[] = { &m->emb, &m->pos, &m->typ, &m->lnf_g, &m->lnf_b };
+    param_t *top[] = { &m->emb, &m->feat, &m->pos, &m->typ, &m->lnf_g, &m->lnf_b };
     if (i < TOP_PARAMS) {
         if (name)
             *name = top_names[i];
@@ -478,6 +578,18 @@ model_tensor (model_t *self, int i, float **grad, size_t *n, const char **name)
     if (n)
         *n = p->n;
     return p->w;
+}
+
+void
+model_zero_grad_rows (model_t *self, uint32_t rows, uint32_t frows)
+{
+    size_t d = (size_t) self->cfg.dim;
+    for (int i = FIRST_DENSE; i < model_tensor_count (self); i++) {
+        param_t *p = s_tensor (self, i, NULL);
+        memset (p->g, 0, p->n * sizeof (float));
+    }
+    memset (self->emb.g, 0, (size_t) rows * d * sizeof (float));
+    memset (self->feat.g, 0, (size_t) frows * d * sizeof (float));
 }
 
 void
@@ -531,6 +643,19 @@ s_batch_len (model_t *m, const dataset_t *train, const uint32_t *users, int nb, 
     return L > (uint32_t) m->cfg.max_len ? m->cfg.max_len : (int) L;
 }
 
+//  The catalogue's item tower over the whole table (items beyond the features' have
+//  none), composed.
+static int
+s_global_items (model_t *self)
+{
+    const features_t *f = self->features;
+    if (s_set_items (self, f ? f->offsets : NULL, f ? f->feats : NULL, self->n_rows, f ? f->n_items : 0) < 0)
+        return -1;
+    if (f)
+        s_compose (self);
+    return 0;
+}
+
 double
 model_batch_loss (model_t *self, const dataset_t *train, const uint32_t *users, int n, int dropout, int with_grad)
 {
@@ -542,6 +667,8 @@ model_batch_loss (model_t *self, const dataset_t *train, const uint32_t *users, 
                   dataset_len (train, users[s]), 1);
     self->n_cand = self->n_rows;
     self->bias = NULL;
+    if (s_global_items (self) < 0)
+        return NAN;
     //  Same dropout masks on every call: reseed from the configuration.
     self->rng = self->cfg.seed * 0x9E3779B97F4A7C15ULL + 7;
     s_forward (self, n, dropout);
@@ -549,11 +676,14 @@ model_batch_loss (model_t *self, const dataset_t *train, const uint32_t *users, 
     for (size_t r = 0; r < R; r++)
         pos += self->targets[r] >= 0;
     double loss;
-    if (with_grad)
+    if (with_grad) {
         loss = s_backward (self, n, 1);
+        if (self->c_off)
+            s_decompose (self);
+    }
     else {
         int packed = s_pack (self, R);
-        loss = nn_softmax_xent (self->hpack, packed, self->cfg.dim, self->emb.w, (int) self->n_rows, NULL,
+        loss = nn_softmax_xent (self->hpack, packed, self->cfg.dim, s_items_w (self), (int) self->n_rows, NULL,
                                 self->tpack, 1.0f, NULL, NULL, self->logits, XENT_BLOCK);
     }
     return pos ? loss / (double) pos : 0;
@@ -620,7 +750,7 @@ size_t
 model_dense_size (model_t *self)
 {
     size_t n = 0;
-    for (int i = 1; i < model_tensor_count (self); i++)
+    for (int i = FIRST_DENSE; i < model_tensor_count (self); i++)
         n += s_tensor (self, i, NULL)->n;
     return n;
 }
@@ -631,7 +761,7 @@ static void
 s_dense_copy (model_t *self, float *flat, int grad, int out)
 {
     size_t off = 0;
-    for (int i = 1; i < model_tensor_count (self); i++) {
+    for (int i = FIRST_DENSE; i < model_tensor_count (self); i++) {
         param_t *p = s_tensor (self, i, NULL);
         float *t = grad ? p->g : p->w;
         if (out)
@@ -664,7 +794,7 @@ void
 model_dense_grad_add (model_t *self, const float *in)
 {
     size_t off = 0;
-    for (int i = 1; i < model_tensor_count (self); i++) {
+    for (int i = FIRST_DENSE; i < model_tensor_count (self); i++) {
         param_t *p = s_tensor (self, i, NULL);
         for (size_t k = 0; k < p->n; k++)
             p->g[k] += in[off + k];
@@ -676,11 +806,15 @@ double
 model_shard_grad (model_t *self, const model_shard_t *sh, uint64_t *positions)
 {
     *positions = 0;
-    if (sh->n_rows > self->n_rows || sh->n_cand > sh->n_rows)
+    if (sh->n_rows > self->n_rows || sh->n_cand > sh->n_rows || sh->n_frows > self->feat.n / (size_t) self->cfg.dim)
         return NAN;
     self->n_cand = sh->n_cand;
     self->bias = sh->bias;
     self->rng = sh->seed * 0x9E3779B97F4A7C15ULL + 3;
+    if (s_set_items (self, sh->feat_off, sh->feat, sh->n_rows, sh->n_rows) < 0)
+        return NAN;
+    if (self->c_off)
+        s_compose (self);
     double loss = 0;
     size_t off = 0;
     for (uint32_t i = 0; i < sh->n; i += (uint32_t) self->cfg.batch) {
@@ -707,31 +841,75 @@ model_shard_grad (model_t *self, const model_shard_t *sh, uint64_t *positions)
         double per_row = self->cfg.blocks * (2 * (4 * d * d + 2 * d * f) + 2 * 2 * Ld * d);
         self->flops += 3 * per_row * (double) R + 3 * 2.0 * (double) pos * sh->n_cand * d;
     }
+    if (self->c_off)
+        s_decompose (self);
     return loss;
 }
 
+//  Lazy Adam on the given rows of a table.
+static void
+s_apply_rows (model_t *self, const adam_t *opt, param_t *p, int64_t *steps, float scale, const uint32_t *rows,
+              size_t n)
+{
+    int d = self->cfg.dim;
+    for (size_t r = 0; r < n; r++) {
+        float *g = p->g + (size_t) rows[r] * d;
+        for (int k = 0; k < d; k++)
+            g[k] *= scale;
+    }
+    nn_adam_rows (opt, p->w, p->g, p->m, p->v, steps, d, (const int32_t *) rows, (int) n);
+    for (size_t r = 0; r < n; r++)
+        memset (p->g + (size_t) rows[r] * d, 0, (size_t) d * sizeof (float));
+}
+
 void
-model_apply (model_t *self, float scale, const uint32_t *rows, size_t n)
+model_apply (model_t *self, float scale, const uint32_t *rows, size_t n, const uint32_t *frows, size_t nf)
 {
     adam_t opt = { self->cfg.lr, 0.9f, 0.98f, 1e-9f, self->cfg.weight_decay, ++self->step };
-    int d = self->cfg.dim;
-    for (int i = 1; i < model_tensor_count (self); i++) {
+    for (int i = FIRST_DENSE; i < model_tensor_count (self); i++) {
         param_t *p = s_tensor (self, i, NULL);
         for (size_t k = 0; k < p->n; k++)
             p->g[k] *= scale;
         nn_adam (&opt, p->w, p->g, p->m, p->v, p->n);
         memset (p->g, 0, p->n * sizeof (float));
     }
-    //  Only the rows this step touched (lazy Adam); rows are item indices (< 2^31).
-    for (size_t r = 0; r < n; r++) {
-        float *g = self->emb.g + (size_t) rows[r] * d;
-        for (int k = 0; k < d; k++)
-            g[k] *= scale;
-    }
-    nn_adam_rows (&opt, self->emb.w, self->emb.g, self->emb.m, self->emb.v, self->row_step, d,
-                  (const int32_t *) rows, (int) n);
-    for (size_t r = 0; r < n; r++)
-        memset (self->emb.g + (size_t) rows[r] * d, 0, (size_t) d * sizeof (float));
+    //  Only the rows this step touched (lazy Adam); rows are indices (< 2^31).
+    s_apply_rows (self, &opt, &self->emb, self->row_step, scale, rows, n);
+    s_apply_rows (self, &opt, &self->feat, self->feat_step, scale, frows, nf);
+}
+
+void
+model_set_features (model_t *self, const features_t *features)
+{
+    self->features = features;
+}
+
+uint32_t
+model_feature_rows (model_t *self)
+{
+    return (uint32_t) (self->feat.n / (size_t) self->cfg.dim);
+}
+
+float *
+model_feature_weights (model_t *self, float **grad)
+{
+    if (grad)
+        *grad = self->feat.g;
+    return self->feat.w;
+}
+
+int64_t *
+model_feature_steps (model_t *self)
+{
+    return self->feat_step;
+}
+
+const float *
+model_item_vectors (model_t *self)
+{
+    if (s_global_items (self) < 0)
+        return NULL;
+    return s_items_w (self);
 }
 
 float *
@@ -766,6 +944,8 @@ s_score (void *model, const dataset_t *train, const uint32_t *users, size_t n, f
 {
     model_t *m = model;
     int d = m->cfg.dim;
+    if (s_global_items (m) < 0)
+        return;
     for (size_t i = 0; i < n; i += (size_t) m->cfg.batch) {
         int nb = (int) (n - i < (size_t) m->cfg.batch ? n - i : (size_t) m->cfg.batch);
         m->L = s_batch_len (m, train, users + i, nb, 0);
@@ -778,7 +958,7 @@ s_score (void *model, const dataset_t *train, const uint32_t *users, size_t n, f
         //  The interest vector is the state at the last position of each sequence.
         for (int s = 0; s < nb; s++)
             memcpy (m->dtmp + (size_t) s * d, m->hf + ((size_t) s * L + (size_t) (L - 1)) * d, (size_t) d * sizeof (float));
-        nn_matmul_nt (m->dtmp, nb, d, m->emb.w, (int) m->n_rows, scores + i * m->n_rows);
+        nn_matmul_nt (m->dtmp, nb, d, s_items_w (m), (int) m->n_rows, scores + i * m->n_rows);
     }
 }
 

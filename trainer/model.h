@@ -19,6 +19,7 @@
 
 #include "dataset.h"
 #include "evaluate.h"
+#include "item_features.h"
 
 typedef struct {
     int dim;           // embedding width (64)
@@ -29,6 +30,7 @@ typedef struct {
     float lr;          // Adam learning rate (0.001)
     float weight_decay;
     int batch;         // sequences per step (128)
+    int feature_rows;  // hashed catalogue-feature rows of the item tower (0: ids only)
     uint64_t seed;
 } model_config_t;
 
@@ -58,6 +60,13 @@ typedef struct {
     uint32_t *rows;
     uint32_t n_cand;
     float *bias;
+    //  Item tower: local item k's vector is table row k plus the mean of its feature
+    //  rows feat[feat_off[k] .. feat_off[k+1]) (rows of a local feature table whose
+    //  global rows are frows[0 .. n_frows)). feat_off NULL: no features.
+    uint32_t *feat_off;   // n_rows + 1
+    uint32_t *feat;
+    uint32_t n_frows;
+    uint32_t *frows;
 } model_shard_t;
 
 //  A freshly initialised model with an item table of n_items rows. NULL on no memory.
@@ -87,9 +96,23 @@ void model_dense_grad_add (model_t *self, const float *in);
 double model_shard_grad (model_t *self, const model_shard_t *shard, uint64_t *positions);
 
 //  One optimiser step: gradients are multiplied by scale (1 / predicted positions for a
-//  mean), then Adam updates the dense tensors and lazy Adam the n given table rows
-//  (distinct), and those gradients are zeroed.
-void model_apply (model_t *self, float scale, const uint32_t *rows, size_t n);
+//  mean), then Adam updates the dense tensors and lazy Adam the n given item rows and
+//  the nf given feature rows (each list distinct), and those gradients are zeroed.
+void model_apply (model_t *self, float scale, const uint32_t *rows, size_t n, const uint32_t *frows, size_t nf);
+
+//  The catalogue's features (borrowed; NULL: none), used wherever the model scores the
+//  whole table: item i's vector is its row plus the mean of its feature rows, so an
+//  item nobody has touched still has a vector.
+void model_set_features (model_t *self, const features_t *features);
+
+//  The feature table: rows, weights, gradients, lazy Adam step counts.
+uint32_t model_feature_rows (model_t *self);
+float *model_feature_weights (model_t *self, float **grad);
+int64_t *model_feature_steps (model_t *self);
+
+//  Every item's vector (model_rows x dim), composed from its row and features; valid
+//  until the next call into the model. NULL on no memory.
+const float *model_item_vectors (model_t *self);
 
 //  The model as an evaluate.h scorer (inference: no dropout).
 scorer_t model_scorer (model_t *self);
@@ -106,8 +129,11 @@ double model_flops (model_t *self);
 double model_batch_loss (model_t *self, const dataset_t *train, const uint32_t *users, int n, int dropout,
                          int with_grad);
 void model_zero_grad (model_t *self);
+//  The same for the dense tensors and only the first rows / frows table rows.
+void model_zero_grad_rows (model_t *self, uint32_t rows, uint32_t frows);
 
-//  Parameter tensor i (0 <= i < model_tensor_count; 0 is the item table): values,
+//  Parameter tensor i (0 <= i < model_tensor_count; 0 is the item table, 1 the feature
+//  table): values,
 //  gradient, size, name; and its optimiser state. For checkpoints.
 int model_tensor_count (model_t *self);
 float *model_tensor (model_t *self, int i, float **grad, size_t *n, const char **name);

@@ -18,6 +18,8 @@ struct _plan_t {
     int32_t *local;         // global item -> local row while building a shard, else -1
     uint32_t *only;         // plan_set_users, or NULL
     uint32_t n_only;
+    const features_t *features;
+    int32_t *flocal;        // global feature row -> local while building a shard, else -1
 };
 
 static uint64_t
@@ -121,6 +123,7 @@ plan_destroy (plan_t **self_p)
     free (p->cdf);
     free (p->neg_log_q);
     free (p->only);
+    free (p->flocal);
     free (p);
     *self_p = NULL;
 }
@@ -178,6 +181,58 @@ plan_epoch (plan_t *self, uint32_t epoch)
     self->n_batches = nb;
     self->epoch = epoch;
     return nb;
+}
+
+int
+plan_set_features (plan_t *self, const features_t *features)
+{
+    free (self->flocal);
+    self->flocal = NULL;
+    self->features = features;
+    if (!features)
+        return 0;
+    self->flocal = malloc ((features->rows ? features->rows : 1) * sizeof *self->flocal);
+    if (!self->flocal)
+        return -1;
+    for (uint32_t i = 0; i < features->rows; i++)
+        self->flocal[i] = -1;
+    return 0;
+}
+
+//  The shard's item tower: each local item's feature rows, as local feature rows.
+static int
+s_shard_features (plan_t *self, model_shard_t *out)
+{
+    const features_t *f = self->features;
+    size_t total = 0;
+    for (uint32_t k = 0; k < out->n_rows; k++) {
+        uint32_t i = out->rows[k];
+        total += i < f->n_items ? f->offsets[i + 1] - f->offsets[i] : 0;
+    }
+    out->feat_off = malloc (((size_t) out->n_rows + 1) * sizeof *out->feat_off);
+    out->feat = malloc ((total ? total : 1) * sizeof *out->feat);
+    out->frows = malloc ((total ? total : 1) * sizeof *out->frows);
+    if (!out->feat_off || !out->feat || !out->frows)
+        return -1;
+    size_t w = 0;
+    for (uint32_t k = 0; k < out->n_rows; k++) {
+        out->feat_off[k] = (uint32_t) w;
+        uint32_t i = out->rows[k];
+        if (i >= f->n_items)
+            continue;
+        for (uint32_t j = f->offsets[i]; j < f->offsets[i + 1]; j++) {
+            uint32_t row = f->feats[j];
+            if (self->flocal[row] < 0) {
+                self->flocal[row] = (int32_t) out->n_frows;
+                out->frows[out->n_frows++] = row;
+            }
+            out->feat[w++] = (uint32_t) self->flocal[row];
+        }
+    }
+    out->feat_off[out->n_rows] = (uint32_t) w;
+    for (uint32_t r = 0; r < out->n_frows; r++)
+        self->flocal[out->frows[r]] = -1;
+    return 0;
 }
 
 int
@@ -265,6 +320,10 @@ plan_shard (plan_t *self, uint32_t step, int shard, model_shard_t *out)
             memcpy (out->types + w, t->types + t->offsets[u] + (len - take), take);
             w += take;
         }
+        if (self->features && s_shard_features (self, out) < 0) {
+            plan_shard_free (out);
+            return -1;
+        }
         return 0;
     }
     //  Candidates first: the step's targets (of every shard, so that the shards of a
@@ -312,6 +371,10 @@ plan_shard (plan_t *self, uint32_t step, int shard, model_shard_t *out)
     }
     for (uint32_t r = 0; r < out->n_rows; r++)
         self->local[out->rows[r]] = -1;
+    if (self->features && s_shard_features (self, out) < 0) {
+        plan_shard_free (out);
+        return -1;
+    }
     return 0;
 }
 
@@ -323,5 +386,8 @@ plan_shard_free (model_shard_t *shard)
     free (shard->types);
     free (shard->rows);
     free (shard->bias);
+    free (shard->feat_off);
+    free (shard->feat);
+    free (shard->frows);
     memset (shard, 0, sizeof *shard);
 }

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "dataset.h"
+#include "item_features.h"
 #include "model.h"
 
 typedef enum { PLAN_UNIFORM = 0, PLAN_POPULARITY = 1 } plan_sampler_t;
@@ -49,6 +50,10 @@ typedef struct _plan_t plan_t;
 plan_t *plan_new (const dataset_t *train, const plan_config_t *cfg);
 void plan_destroy (plan_t **self_p);
 const plan_config_t *plan_config (plan_t *self);
+
+//  The catalogue's features (borrowed; NULL: none): shards then carry, for each of
+//  their items, its feature rows, and the feature table rows they touch. 0 or -1.
+int plan_set_features (plan_t *self, const features_t *features);
 
 //  Restricts the epochs to these users (copied; NULL: every user), as incremental
 //  training does with the users who have new events. 0 or -1 (no memory).

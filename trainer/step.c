@@ -10,27 +10,62 @@ struct _agg_t {
     uint8_t *mark;          // per table row: touched in this step
     uint32_t *touched;
     size_t n_touched, cap;
+    uint8_t *fmark;         // per feature row
+    uint32_t *ftouched;
+    size_t n_ftouched;
     uint64_t positions;     // this step
     double loss;
 };
 
 double
-step_compute (model_t *local, const model_shard_t *sh, const float *dense, const float *rows, float *dense_g,
-              float *rows_g, uint64_t *positions)
+step_compute (model_t *local, const model_shard_t *sh, const step_tensors_t *p, step_tensors_t *g, uint64_t *positions)
 {
     *positions = 0;
     if (model_rows (local) < sh->n_rows && model_resize_rows (local, sh->n_rows) < 0)
         return NAN;
-    int d = model_config (local)->dim;
-    model_dense_set (local, dense);
-    float *g;
-    float *w = model_row_weights (local, &g);
-    memcpy (w, rows, (size_t) sh->n_rows * d * sizeof (float));
-    model_zero_grad (local);
+    if (sh->n_frows > model_feature_rows (local))
+        return NAN;
+    size_t d = (size_t) model_config (local)->dim;
+    model_dense_set (local, p->dense);
+    float *rg, *fg;
+    memcpy (model_row_weights (local, &rg), p->rows, sh->n_rows * d * sizeof (float));
+    memcpy (model_feature_weights (local, &fg), p->feats, sh->n_frows * d * sizeof (float));
+    model_zero_grad_rows (local, sh->n_rows, sh->n_frows);
     double loss = model_shard_grad (local, sh, positions);
-    model_dense_grad_get (local, dense_g);
-    memcpy (rows_g, g, (size_t) sh->n_rows * d * sizeof (float));
+    model_dense_grad_get (local, g->dense);
+    memcpy (g->rows, rg, sh->n_rows * d * sizeof (float));
+    memcpy (g->feats, fg, sh->n_frows * d * sizeof (float));
     return loss;
+}
+
+int
+step_tensors_fit (step_tensors_t *t, size_t *cap_rows, size_t *cap_feats, model_t *m, const model_shard_t *sh)
+{
+    size_t d = (size_t) model_config (m)->dim;
+    if (!t->dense && !(t->dense = malloc (model_dense_size (m) * sizeof (float))))
+        return -1;
+    if (sh->n_rows > *cap_rows || !t->rows) {
+        free (t->rows);
+        *cap_rows = sh->n_rows > *cap_rows ? sh->n_rows : *cap_rows;
+        if (!(t->rows = malloc ((*cap_rows ? *cap_rows : 1) * d * sizeof (float))))
+            return -1;
+    }
+    if (sh->n_frows > *cap_feats || !t->feats) {
+        free (t->feats);
+        *cap_feats = sh->n_frows > *cap_feats ? sh->n_frows : *cap_feats;
+        if (!(t->feats = malloc ((*cap_feats ? *cap_feats : 1) * d * sizeof (float))))
+            return -1;
+    }
+    return 0;
+}
+
+void
+step_tensors_free (step_tensors_t *t)
+{
+    free (t->dense);
+    free (t->rows);
+    free (t->feats);
+    memset (t, 0, sizeof *t);
 }
 
 agg_t *
@@ -54,6 +89,8 @@ agg_destroy (agg_t **self_p)
         return;
     free ((*self_p)->mark);
     free ((*self_p)->touched);
+    free ((*self_p)->fmark);
+    free ((*self_p)->ftouched);
     free (*self_p);
     *self_p = NULL;
 }
@@ -74,38 +111,57 @@ agg_resize (agg_t *self)
         return -1;
     self->touched = t;
     self->cap = rows;
+    if (!self->fmark) {
+        size_t fr = model_feature_rows (self->master);
+        self->fmark = calloc (fr, 1);
+        self->ftouched = malloc (fr * sizeof *self->ftouched);
+        if (!self->fmark || !self->ftouched)
+            return -1;
+    }
     return 0;
 }
 
 void
-agg_export (agg_t *self, const model_shard_t *sh, float *dense, float *rows)
+agg_export (agg_t *self, const model_shard_t *sh, step_tensors_t *out)
 {
-    model_dense_get (self->master, dense);
-    int d = model_config (self->master)->dim;
+    model_dense_get (self->master, out->dense);
+    size_t d = (size_t) model_config (self->master)->dim;
     const float *w = model_row_weights (self->master, NULL);
     for (uint32_t r = 0; r < sh->n_rows; r++)
-        memcpy (rows + (size_t) r * d, w + (size_t) sh->rows[r] * d, (size_t) d * sizeof (float));
+        memcpy (out->rows + r * d, w + (size_t) sh->rows[r] * d, d * sizeof (float));
+    const float *f = model_feature_weights (self->master, NULL);
+    for (uint32_t r = 0; r < sh->n_frows; r++)
+        memcpy (out->feats + r * d, f + (size_t) sh->frows[r] * d, d * sizeof (float));
+}
+
+//  Adds n rows of gradient into a table's gradient at the given global rows, marking
+//  them touched.
+static void
+s_add_rows (float *g, size_t d, const uint32_t *rows, uint32_t n, const float *src, uint8_t *mark, uint32_t *touched,
+            size_t *n_touched)
+{
+    for (uint32_t r = 0; r < n; r++) {
+        float *dst = g + (size_t) rows[r] * d;
+        const float *s = src + (size_t) r * d;
+        for (size_t k = 0; k < d; k++)
+            dst[k] += s[k];
+        if (!mark[rows[r]]) {
+            mark[rows[r]] = 1;
+            touched[(*n_touched)++] = rows[r];
+        }
+    }
 }
 
 void
-agg_add (agg_t *self, const model_shard_t *sh, const float *dense_g, const float *rows_g, double loss,
-         uint64_t positions)
+agg_add (agg_t *self, const model_shard_t *sh, const step_tensors_t *grads, double loss, uint64_t positions)
 {
-    model_dense_grad_add (self->master, dense_g);
-    int d = model_config (self->master)->dim;
-    float *g;
+    model_dense_grad_add (self->master, grads->dense);
+    size_t d = (size_t) model_config (self->master)->dim;
+    float *g, *fg;
     model_row_weights (self->master, &g);
-    for (uint32_t r = 0; r < sh->n_rows; r++) {
-        uint32_t row = sh->rows[r];
-        float *dst = g + (size_t) row * d;
-        const float *src = rows_g + (size_t) r * d;
-        for (int k = 0; k < d; k++)
-            dst[k] += src[k];
-        if (!self->mark[row]) {
-            self->mark[row] = 1;
-            self->touched[self->n_touched++] = row;
-        }
-    }
+    model_feature_weights (self->master, &fg);
+    s_add_rows (g, d, sh->rows, sh->n_rows, grads->rows, self->mark, self->touched, &self->n_touched);
+    s_add_rows (fg, d, sh->frows, sh->n_frows, grads->feats, self->fmark, self->ftouched, &self->n_ftouched);
     self->positions += positions;
     self->loss += loss;
 }
@@ -115,12 +171,16 @@ agg_apply (agg_t *self)
 {
     double mean = self->positions ? self->loss / (double) self->positions : 0;
     if (self->positions)
-        model_apply (self->master, 1.0f / (float) self->positions, self->touched, self->n_touched);
+        model_apply (self->master, 1.0f / (float) self->positions, self->touched, self->n_touched, self->ftouched,
+                     self->n_ftouched);
     else
         model_zero_grad (self->master);
     for (size_t i = 0; i < self->n_touched; i++)
         self->mark[self->touched[i]] = 0;
+    for (size_t i = 0; i < self->n_ftouched; i++)
+        self->fmark[self->ftouched[i]] = 0;
     self->n_touched = 0;
+    self->n_ftouched = 0;
     self->positions = 0;
     self->loss = 0;
     return mean;
@@ -130,67 +190,57 @@ double
 step_local_epoch (agg_t *self, model_t *local, plan_t *plan, uint32_t epoch)
 {
     uint32_t steps = plan_epoch (plan, epoch);
-    int d = model_config (self->master)->dim, shards = plan_config (plan)->shards;
-    size_t dn = model_dense_size (self->master);
-    float *dense = malloc (dn * sizeof *dense), *dense_g = malloc (dn * sizeof *dense_g);
-    float *rows = NULL, *rows_g = NULL;
-    size_t rows_cap = 0;
+    int shards = plan_config (plan)->shards;
+    step_tensors_t p = { 0 }, g = { 0 };
+    size_t pr = 0, pf = 0, gr = 0, gf = 0;
     double loss = 0;
     uint64_t positions = 0;
-    int ok = dense && dense_g;
+    int ok = 1;
     for (uint32_t s = 0; ok && s < steps; s++) {
-        double step_loss = 0;
-        uint64_t step_pos = 0;
         for (int k = 0; ok && k < shards; k++) {
             model_shard_t sh;
             if (plan_shard (plan, s, k, &sh) < 0) {
                 ok = 0;
                 break;
             }
-            if (sh.n_rows > rows_cap) {
-                free (rows);
-                free (rows_g);
-                rows_cap = sh.n_rows;
-                rows = malloc (rows_cap * d * sizeof *rows);
-                rows_g = malloc (rows_cap * d * sizeof *rows_g);
-                ok = rows && rows_g;
-            }
+            ok = step_tensors_fit (&p, &pr, &pf, self->master, &sh) == 0
+              && step_tensors_fit (&g, &gr, &gf, self->master, &sh) == 0;
             if (ok) {
                 uint64_t pos;
-                agg_export (self, &sh, dense, rows);
-                double l = step_compute (local, &sh, dense, rows, dense_g, rows_g, &pos);
+                agg_export (self, &sh, &p);
+                double l = step_compute (local, &sh, &p, &g, &pos);
                 ok = !isnan (l);
                 if (ok) {
-                    agg_add (self, &sh, dense_g, rows_g, l, pos);
-                    step_loss += l;
-                    step_pos += pos;
+                    agg_add (self, &sh, &g, l, pos);
+                    loss += l;
+                    positions += pos;
                 }
             }
             plan_shard_free (&sh);
         }
-        if (ok) {
+        if (ok)
             agg_apply (self);
-            loss += step_loss;
-            positions += step_pos;
-        }
     }
-    free (dense);
-    free (dense_g);
-    free (rows);
-    free (rows_g);
+    step_tensors_free (&p);
+    step_tensors_free (&g);
     if (!ok)
         return NAN;
     return positions ? loss / (double) positions : 0;
 }
 
 int
-step_session_init (step_session_t *self, const model_config_t *mc, const plan_config_t *pc, const dataset_t *train)
+step_session_init (step_session_t *self, const model_config_t *mc, const plan_config_t *pc, const dataset_t *train,
+                   const features_t *features)
 {
     memset (self, 0, sizeof *self);
     self->master = model_new (mc, train->n_items);
     self->local = model_new (mc, 1);
     self->agg = self->master ? agg_new (self->master) : NULL;
     self->plan = plan_new (train, pc);
+    if (self->master)
+        model_set_features (self->master, features);
+    if (self->plan && plan_set_features (self->plan, features) < 0)
+        plan_destroy (&self->plan);
     if (!self->master || !self->local || !self->agg || !self->plan) {
         step_session_fini (self);
         return -1;

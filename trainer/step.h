@@ -21,11 +21,20 @@
 #include "model.h"
 #include "plan.h"
 
-//  Worker side. dense: model_dense_size floats; rows: n_rows x dim. dense_g and rows_g
-//  receive the gradients (same sizes). Returns the summed loss (NAN if the shard does not
-//  fit) and the predicted positions.
-double step_compute (model_t *local, const model_shard_t *shard, const float *dense, const float *rows,
-                     float *dense_g, float *rows_g, uint64_t *positions);
+//  A shard's parameters or their gradients: the dense vector (model_dense_size floats),
+//  the shard's item rows (n_rows x dim) and its feature rows (n_frows x dim).
+typedef struct {
+    float *dense, *rows, *feats;
+} step_tensors_t;
+
+//  Worker side: the gradient of the summed loss over the shard, given its parameters.
+//  Returns that loss (NAN if the shard does not fit) and the predicted positions.
+double step_compute (model_t *local, const model_shard_t *shard, const step_tensors_t *params, step_tensors_t *grads,
+                     uint64_t *positions);
+
+//  Allocates (or grows) tensors for a shard of this model. 0 or -1.
+int step_tensors_fit (step_tensors_t *t, size_t *cap_rows, size_t *cap_feats, model_t *m, const model_shard_t *shard);
+void step_tensors_free (step_tensors_t *t);
 
 typedef struct _agg_t agg_t;
 
@@ -36,11 +45,10 @@ void agg_destroy (agg_t **self_p);
 int agg_resize (agg_t *self);
 
 //  The parameters a shard needs.
-void agg_export (agg_t *self, const model_shard_t *shard, float *dense, float *rows);
+void agg_export (agg_t *self, const model_shard_t *shard, step_tensors_t *out);
 
 //  Adds one shard's gradient.
-void agg_add (agg_t *self, const model_shard_t *shard, const float *dense_g, const float *rows_g, double loss,
-              uint64_t positions);
+void agg_add (agg_t *self, const model_shard_t *shard, const step_tensors_t *grads, double loss, uint64_t positions);
 
 //  Applies the accumulated step (nothing if no position was predicted) and starts the
 //  next. Returns the step's mean loss per predicted position.
@@ -61,8 +69,9 @@ typedef struct {
     uint32_t epoch;   // epochs done
 } step_session_t;
 
+//  features (borrowed, may be NULL): the catalogue's, for the item tower.
 int step_session_init (step_session_t *self, const model_config_t *mc, const plan_config_t *pc,
-                       const dataset_t *train);
+                       const dataset_t *train, const features_t *features);
 double step_session_epoch (step_session_t *self);
 void step_session_fini (step_session_t *self);
 

@@ -12,6 +12,7 @@
 #include "checkpoint.h"
 #include "dataset.h"
 #include "evaluate.h"
+#include "item_features.h"
 #include "log.h"
 #include "model.h"
 #include "plan.h"
@@ -64,7 +65,7 @@ typedef struct {
     uint64_t version;      // parameter version exported with it
     double loss;
     uint64_t positions;
-    float *dense_g, *rows_g;
+    step_tensors_t g;     // sync: the gradient, kept until the step is complete
     int failures;
 } task_t;
 
@@ -80,6 +81,7 @@ typedef struct {
     bool fatal;
     //  Data.
     dataset_t *all, *train;
+    features_t *features;      // the catalogue's, or NULL when it describes nothing
     uint32_t *val_targets;
     uint32_t val_users;
     uint64_t events;           // events in `all` (items only)
@@ -110,8 +112,8 @@ typedef struct {
     double run_secs;           // time spent in this run's epochs
     int64_t seg_start;         // start of the current timed segment (0: none)
     int64_t last_ckpt, last_poll, last_update;
-    float *dense, *rows, *rows_g;
-    size_t rows_cap;
+    step_tensors_t out;        // export scratch
+    size_t out_rows, out_feats;
     char message[320];
 } trainer_t;
 
@@ -127,8 +129,7 @@ static void
 s_task_free (task_t *t)
 {
     plan_shard_free (&t->sh);
-    free (t->dense_g);
-    free (t->rows_g);
+    step_tensors_free (&t->g);
     memset (t, 0, sizeof *t);
 }
 
@@ -189,29 +190,15 @@ s_add_task (trainer_t *self, uint32_t step, int shard)
     return 0;
 }
 
-static int
-s_ensure_rows (trainer_t *self, uint32_t rows)
-{
-    if (rows <= self->rows_cap)
-        return 0;
-    size_t d = (size_t) self->mc.dim;
-    free (self->rows);
-    free (self->rows_g);
-    self->rows = malloc ((size_t) rows * d * sizeof (float));
-    self->rows_g = malloc ((size_t) rows * d * sizeof (float));
-    self->rows_cap = self->rows && self->rows_g ? rows : 0;
-    return self->rows_cap ? 0 : -1;
-}
-
 static void
 s_send_task (trainer_t *self, task_t *t, pool_worker_t *w)
 {
-    if (s_ensure_rows (self, t->sh.n_rows) < 0) {
+    if (step_tensors_fit (&self->out, &self->out_rows, &self->out_feats, self->master, &t->sh) < 0) {
         log_error ("out of memory exporting a shard of %u rows", t->sh.n_rows);
         self->fatal = true;
         return;
     }
-    agg_export (self->agg, &t->sh, self->dense, self->rows);
+    agg_export (self->agg, &t->sh, &self->out);
     size_t d = (size_t) self->mc.dim;
     Strata__V1__ModelShape shape = STRATA__V1__MODEL_SHAPE__INIT;
     shape.dim = (uint32_t) self->mc.dim;
@@ -219,6 +206,7 @@ s_send_task (trainer_t *self, task_t *t, pool_worker_t *w)
     shape.blocks = (uint32_t) self->mc.blocks;
     shape.ffn = (uint32_t) self->mc.ffn;
     shape.dropout = self->mc.dropout;
+    shape.feature_rows = (uint32_t) self->mc.feature_rows;
     Strata__V1__TrainTask task = STRATA__V1__TRAIN_TASK__INIT;
     t->task_id = ++self->next_task_id;
     t->version = self->param_version;
@@ -241,10 +229,19 @@ s_send_task (trainer_t *self, task_t *t, pool_worker_t *w)
         task.bias.data = (uint8_t *) t->sh.bias;
         task.bias.len = t->sh.n_cand * sizeof (float);
     }
-    task.dense.data = (uint8_t *) self->dense;
+    task.dense.data = (uint8_t *) self->out.dense;
     task.dense.len = model_dense_size (self->master) * sizeof (float);
-    task.rows.data = (uint8_t *) self->rows;
+    task.rows.data = (uint8_t *) self->out.rows;
     task.rows.len = t->sh.n_rows * d * sizeof (float);
+    if (t->sh.feat_off) {
+        task.n_feat_off = (size_t) t->sh.n_rows + 1;
+        task.feat_off = t->sh.feat_off;
+        task.n_feat = t->sh.feat_off[t->sh.n_rows];
+        task.feat = t->sh.feat;
+        task.n_frows = t->sh.n_frows;
+        task.feats.data = (uint8_t *) self->out.feats;
+        task.feats.len = t->sh.n_frows * d * sizeof (float);
+    }
     if (wire_send (self->workers, w->identity, WIRE_TASK, &task.base) < 0) {
         log_warn ("cannot send a task to %s", w->id);
         t->task_id = 0;
@@ -331,6 +328,8 @@ s_build_plan (trainer_t *self, int shards)
     pc.shards = shards;
     self->plan = plan_new (self->train, &pc);
     self->plan_shards = shards;
+    if (self->plan && plan_set_features (self->plan, self->features) < 0)
+        plan_destroy (&self->plan);
     return self->plan ? 0 : -1;
 }
 
@@ -373,14 +372,29 @@ s_load_data (trainer_t *self, uint32_t **changed, uint32_t *n_changed)
         snprintf (self->message, sizeof self->message, "out of memory for the training view");
         return -1;
     }
+    features_destroy (&self->features);
+    if (self->mc.feature_rows > 0) {
+        self->features = features_fetch (self->cfg->broker, (uint32_t) self->mc.feature_rows, all->n_items,
+                                         (int) self->cfg->timeout_ms, err, sizeof err);
+        if (!self->features) {
+            snprintf (self->message, sizeof self->message, "broker: %s", err);
+            return -1;
+        }
+        if (self->features->n_described == 0)
+            features_destroy (&self->features);
+    }
+    if (self->master)
+        model_set_features (self->master, self->features);
     if (self->master && model_rows (self->master) < all->n_items) {
         if (model_resize_rows (self->master, all->n_items) < 0 || agg_resize (self->agg) < 0) {
             snprintf (self->message, sizeof self->message, "out of memory growing the item table");
             return -1;
         }
     }
-    log_info ("data: %u users, %u items, %zu events (%u validation users held out), fetched in %.1fs", all->n_users,
-              all->n_items, all->n_events, self->val_users, (double) (util_mono_ms () - t0) / 1000);
+    log_info ("data: %u users, %u items (%zu described by the catalogue), %zu events (%u validation users held out), "
+              "fetched in %.1fs",
+              all->n_users, all->n_items, self->features ? self->features->n_described : 0, all->n_events,
+              self->val_users, (double) (util_mono_ms () - t0) / 1000);
     return 0;
 }
 
@@ -504,6 +518,8 @@ s_start_run (trainer_t *self, bool incremental, uint32_t epochs, Strata__V1__Tra
         model_destroy (&self->master);
         self->master = model_new (&self->mc, self->all->n_items);
         self->agg = self->master ? agg_new (self->master) : NULL;
+        if (self->master)
+            model_set_features (self->master, self->features);
         if (!self->agg) {
             snprintf (self->message, sizeof self->message, "out of memory for the model");
             return -1;
@@ -567,11 +583,9 @@ s_end_epoch (trainer_t *self)
 static void
 s_apply_sync (trainer_t *self)
 {
-    size_t dn = model_dense_size (self->master);
-    (void) dn;
     for (int i = 0; i < self->n_tasks; i++) {
         task_t *t = &self->tasks[i];
-        agg_add (self->agg, &t->sh, t->dense_g, t->rows_g, t->loss, t->positions);
+        agg_add (self->agg, &t->sh, &t->g, t->loss, t->positions);
         self->epoch_loss += t->loss;
         self->epoch_pos += t->positions;
     }
@@ -647,11 +661,12 @@ s_handle_gradient (trainer_t *self, pool_worker_t *w, zframe_t *payload)
         return;
     }
     size_t d = (size_t) self->mc.dim;
-    size_t dn = model_dense_size (self->master), rn = (size_t) t->sh.n_rows * d;
+    size_t dn = model_dense_size (self->master), rn = (size_t) t->sh.n_rows * d, fn = (size_t) t->sh.n_frows * d;
     const char *bad = NULL;
     if (g->error && *g->error)
         bad = g->error;
-    else if (g->dense.len != dn * sizeof (float) || g->rows.len != rn * sizeof (float))
+    else if (g->dense.len != dn * sizeof (float) || g->rows.len != rn * sizeof (float)
+             || g->feats.len != fn * sizeof (float))
         bad = "gradient of the wrong size";
     else if (!isfinite (g->loss))
         bad = "loss is not finite";
@@ -673,16 +688,16 @@ s_handle_gradient (trainer_t *self, pool_worker_t *w, zframe_t *payload)
     }
     self->samples += g->positions;
     self->flops += g->flops;
+    size_t cr = 0, cf = 0;
     if (self->mode == STRATA__V1__TRAIN_MODE__SYNC) {
-        t->dense_g = malloc (dn * sizeof (float));
-        t->rows_g = malloc ((rn ? rn : 1) * sizeof (float));
-        if (!t->dense_g || !t->rows_g) {
+        if (step_tensors_fit (&t->g, &cr, &cf, self->master, &t->sh) < 0) {
             self->fatal = true;
             strata__v1__train_gradient__free_unpacked (g, NULL);
             return;
         }
-        memcpy (t->dense_g, g->dense.data, g->dense.len);
-        memcpy (t->rows_g, g->rows.data, g->rows.len);
+        memcpy (t->g.dense, g->dense.data, g->dense.len);
+        memcpy (t->g.rows, g->rows.data, g->rows.len);
+        memcpy (t->g.feats, g->feats.data, g->feats.len);
         t->loss = g->loss;
         t->positions = g->positions;
         t->state = TASK_DONE;
@@ -695,18 +710,19 @@ s_handle_gradient (trainer_t *self, pool_worker_t *w, zframe_t *payload)
         t->task_id = 0;
     }
     else {
-        float *dense_g = malloc (dn * sizeof (float));
-        if (!dense_g || s_ensure_rows (self, t->sh.n_rows) < 0) {
-            free (dense_g);
+        step_tensors_t tg = { 0 };
+        if (step_tensors_fit (&tg, &cr, &cf, self->master, &t->sh) < 0) {
+            step_tensors_free (&tg);
             self->fatal = true;
             strata__v1__train_gradient__free_unpacked (g, NULL);
             return;
         }
-        memcpy (dense_g, g->dense.data, g->dense.len);
-        memcpy (self->rows_g, g->rows.data, g->rows.len);
-        agg_add (self->agg, &t->sh, dense_g, self->rows_g, g->loss, g->positions);
+        memcpy (tg.dense, g->dense.data, g->dense.len);
+        memcpy (tg.rows, g->rows.data, g->rows.len);
+        memcpy (tg.feats, g->feats.data, g->feats.len);
+        agg_add (self->agg, &t->sh, &tg, g->loss, g->positions);
         agg_apply (self->agg);
-        free (dense_g);
+        step_tensors_free (&tg);
         self->epoch_loss += g->loss;
         self->epoch_pos += g->positions;
         self->param_version++;
@@ -991,6 +1007,7 @@ s_resume (trainer_t *self)
     }
     if (model_rows (self->master) < self->all->n_items)
         model_resize_rows (self->master, self->all->n_items);
+    model_set_features (self->master, self->features);
     self->agg = agg_new (self->master);
     self->param_version = (uint64_t) param_version;
     self->last_loss = loss;
@@ -1062,7 +1079,6 @@ trainer_run (const trainer_config_t *cfg)
     int rc = -1;
     self.store = checkpoint_open (path);
     self.pool = pool_new (cfg->heartbeat_ms, cfg->liveness);
-    self.dense = malloc (1);   // sized once the model is known
     if (!self.store || !self.pool)
         goto out;
     self.workers = wire_bind_router (cfg->workers, cfg->max_frame);
@@ -1072,15 +1088,6 @@ trainer_run (const trainer_config_t *cfg)
     log_info ("trainer up: workers %s, api %s, data from %s, store %s", zsock_endpoint (self.workers),
               zsock_endpoint (self.api), cfg->broker, path);
     s_resume (&self);
-    {
-        model_t *probe = model_new (&self.mc, 1);
-        size_t dn = probe ? model_dense_size (probe) : 0;
-        model_destroy (&probe);
-        free (self.dense);
-        self.dense = dn ? malloc (dn * sizeof (float)) : NULL;
-        if (!self.dense)
-            goto out;
-    }
     self.last_ckpt = util_mono_ms ();
     zpoller_t *poller = zpoller_new (self.workers, self.api, NULL);
     int64_t next_beat = util_mono_ms () + cfg->heartbeat_ms;
@@ -1120,9 +1127,8 @@ out:
     dataset_destroy (&self.all);
     dataset_destroy (&self.train);
     free (self.val_targets);
-    free (self.dense);
-    free (self.rows);
-    free (self.rows_g);
+    features_destroy (&self.features);
+    step_tensors_free (&self.out);
     store_destroy (&self.store);
     return rc;
 }

@@ -14,8 +14,8 @@ struct _train_worker_t {
     model_t *model;
     Strata__V1__ModelShape shape;
     //  Aligned copies of the task's tensors and the gradients sent back.
-    float *dense, *dense_g, *rows, *rows_g;
-    size_t dense_cap, rows_cap;
+    step_tensors_t p, g;
+    size_t pr, pf, gr, gf;
     model_shard_t sh;
 };
 
@@ -32,26 +32,11 @@ train_worker_destroy (train_worker_t **self_p)
         return;
     train_worker_t *self = *self_p;
     model_destroy (&self->model);
-    free (self->dense);
-    free (self->dense_g);
-    free (self->rows);
-    free (self->rows_g);
+    step_tensors_free (&self->p);
+    step_tensors_free (&self->g);
     free (self->sh.bias);
     free (self);
     *self_p = NULL;
-}
-
-static int
-s_grow (float **a, float **b, size_t *cap, size_t n)
-{
-    if (n <= *cap)
-        return 0;
-    free (*a);
-    free (*b);
-    *a = malloc (n * sizeof (float));
-    *b = malloc (n * sizeof (float));
-    *cap = *a && *b ? n : 0;
-    return *cap ? 0 : -1;
 }
 
 static const char *
@@ -80,6 +65,22 @@ s_check (train_worker_t *self, const Strata__V1__TrainTask *t)
         return "bias of the wrong size";
     if (t->types.len && t->types.len != t->n_items)
         return "event types of the wrong size";
+    if (t->n_feat_off) {
+        if (t->n_feat_off != (size_t) t->n_rows + 1 || t->feat_off[0] != 0 || t->feat_off[t->n_rows] != t->n_feat)
+            return "item feature lists do not match the rows";
+        for (size_t k = 0; k < t->n_rows; k++)
+            if (t->feat_off[k] > t->feat_off[k + 1])
+                return "item feature lists out of order";
+        for (size_t i = 0; i < t->n_feat; i++)
+            if (t->feat[i] >= t->n_frows)
+                return "a feature names a row outside the shard's feature table";
+    }
+    else if (t->n_feat || t->n_frows)
+        return "features without their lists";
+    if (t->n_frows > s->feature_rows + (s->feature_rows == 0))
+        return "more feature rows than the model has";
+    if (t->feats.len != (size_t) t->n_frows * s->dim * sizeof (float))
+        return "feature tensor of the wrong size";
     return NULL;
 }
 
@@ -95,7 +96,8 @@ train_worker_compute (train_worker_t *self, const Strata__V1__TrainTask *t, Stra
     }
     const Strata__V1__ModelShape *s = t->shape;
     if (!self->model || self->shape.dim != s->dim || self->shape.max_len != s->max_len
-        || self->shape.blocks != s->blocks || self->shape.ffn != s->ffn || self->shape.dropout != s->dropout) {
+        || self->shape.blocks != s->blocks || self->shape.ffn != s->ffn || self->shape.dropout != s->dropout
+        || self->shape.feature_rows != s->feature_rows) {
         model_destroy (&self->model);
         model_config_t mc;
         model_config_default (&mc);
@@ -104,7 +106,8 @@ train_worker_compute (train_worker_t *self, const Strata__V1__TrainTask *t, Stra
         mc.blocks = (int) s->blocks;
         mc.ffn = (int) s->ffn;
         mc.dropout = s->dropout;
-        mc.batch = t->n_lens > 0 && t->n_lens < 4096 ? (int) t->n_lens : 128;
+        mc.feature_rows = (int) s->feature_rows;
+        mc.batch = 128;
         self->model = model_new (&mc, t->n_rows ? t->n_rows : 1);
         self->shape = *s;
         if (!self->model) {
@@ -113,18 +116,11 @@ train_worker_compute (train_worker_t *self, const Strata__V1__TrainTask *t, Stra
         }
         log_info ("model shape d=%u L=%u blocks=%u ffn=%u", s->dim, s->max_len, s->blocks, s->ffn);
     }
-    size_t dn = model_dense_size (self->model), rn = (size_t) t->n_rows * s->dim;
+    size_t dn = model_dense_size (self->model), rn = (size_t) t->n_rows * s->dim, fn = (size_t) t->n_frows * s->dim;
     if (t->dense.len != dn * sizeof (float)) {
         out->error = "dense tensor of the wrong size";
         return;
     }
-    if (s_grow (&self->dense, &self->dense_g, &self->dense_cap, dn) < 0
-        || s_grow (&self->rows, &self->rows_g, &self->rows_cap, rn ? rn : 1) < 0) {
-        out->error = "out of memory";
-        return;
-    }
-    memcpy (self->dense, t->dense.data, t->dense.len);
-    memcpy (self->rows, t->rows.data, t->rows.len);
     free (self->sh.bias);
     memset (&self->sh, 0, sizeof self->sh);
     self->sh.id = t->shard_id;
@@ -136,6 +132,17 @@ train_worker_compute (train_worker_t *self, const Strata__V1__TrainTask *t, Stra
     self->sh.n_items = t->n_items;
     self->sh.n_rows = t->n_rows;
     self->sh.n_cand = t->n_candidates;
+    self->sh.feat_off = t->n_feat_off ? t->feat_off : NULL;
+    self->sh.feat = t->feat;
+    self->sh.n_frows = t->n_frows;
+    if (step_tensors_fit (&self->p, &self->pr, &self->pf, self->model, &self->sh) < 0
+        || step_tensors_fit (&self->g, &self->gr, &self->gf, self->model, &self->sh) < 0) {
+        out->error = "out of memory";
+        return;
+    }
+    memcpy (self->p.dense, t->dense.data, t->dense.len);
+    memcpy (self->p.rows, t->rows.data, t->rows.len);
+    memcpy (self->p.feats, t->feats.data, t->feats.len);
     if (t->bias.len) {
         self->sh.bias = malloc (t->bias.len);
         if (!self->sh.bias) {
@@ -146,7 +153,7 @@ train_worker_compute (train_worker_t *self, const Strata__V1__TrainTask *t, Stra
     }
     double flops0 = model_flops (self->model);
     uint64_t pos = 0;
-    double loss = step_compute (self->model, &self->sh, self->dense, self->rows, self->dense_g, self->rows_g, &pos);
+    double loss = step_compute (self->model, &self->sh, &self->p, &self->g, &pos);
     if (isnan (loss)) {
         out->error = "the shard does not fit the model";
         return;
@@ -154,8 +161,10 @@ train_worker_compute (train_worker_t *self, const Strata__V1__TrainTask *t, Stra
     out->loss = loss;
     out->positions = pos;
     out->flops = model_flops (self->model) - flops0;
-    out->dense.data = (uint8_t *) self->dense_g;
+    out->dense.data = (uint8_t *) self->g.dense;
     out->dense.len = dn * sizeof (float);
-    out->rows.data = (uint8_t *) self->rows_g;
+    out->rows.data = (uint8_t *) self->g.rows;
     out->rows.len = rn * sizeof (float);
+    out->feats.data = (uint8_t *) self->g.feats;
+    out->feats.len = fn * sizeof (float);
 }

@@ -23,7 +23,7 @@ const config_key_t worker_config_keys[] = {
     { "threads", CONFIG_INT, OFF (threads), "1", 0, 256, "OpenBLAS threads of a train worker (0: all cores)" },
     { "id", CONFIG_STRING, OFF (id), "", 0, -1, "worker id (default: hostname-pid)" },
     { "capacity", CONFIG_INT, OFF (capacity), "0", 0, 64,
-      "jobs held at once, one runs and the rest wait (0: 2 for preprocess, 1 for train)" },
+      "jobs held at once, one runs and the rest wait (0: 2)" },
     { "heartbeat-ms", CONFIG_INT, OFF (heartbeat_ms), "1000", 50, 60000, "heartbeat interval" },
     { "liveness", CONFIG_INT, OFF (liveness), "3", 2, 100, "missed heartbeats before reconnecting" },
     { "max-frame", CONFIG_INT, OFF (max_frame), "64M", 1024, 1LL << 31, "largest job frame accepted" },
@@ -141,7 +141,8 @@ worker_run (const worker_config_t *cfg)
     else if (!strcmp (cfg->role, "train")) {
         self.role = STRATA__V1__ROLE__TRAIN;
         self.endpoint = cfg->trainer;
-        self.capacity = cfg->capacity ? (uint32_t) cfg->capacity : 1;
+        //  Two: the next task waits at the worker while one runs (async pipelining).
+        self.capacity = cfg->capacity ? (uint32_t) cfg->capacity : 2;
         if (cfg->threads > 0)
             openblas_set_num_threads ((int) cfg->threads);
         self.train = train_worker_new ();

@@ -1,6 +1,8 @@
-/*  Unit: the whole model against finite differences (every parameter tensor, dropout
-    on with fixed masks), and a small learning check: on sequences with a fixed next-item
-    rule the trained model must rank the right next item first almost always.
+/*  Unit: the whole model against finite differences (every parameter tensor, item
+    tower with catalogue features, dropout on with fixed masks), a small learning check
+    (on sequences with a fixed next-item rule the trained model must rank the right next
+    item first almost always), and cold start: an item nobody touched gets its vector
+    from the features it shares with items that were.
 */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -36,13 +38,22 @@ Test (model, whole_model_gradient_check)
     cfg.ffn = 16;
     cfg.batch = 4;
     cfg.dropout = 0.2f;
+    cfg.feature_rows = 6;
     model_t *m = model_new (&cfg, 12);
     cr_assert_not_null (m);
+    //  Catalogue features: most items have one to three of six feature rows, some none.
+    uint32_t foff[13] = { 0, 1, 3, 3, 5, 6, 8, 9, 9, 11, 12, 14, 15 };
+    uint32_t feat[15] = { 0, 1, 2, 3, 4, 5, 0, 2, 4, 1, 5, 3, 0, 1, 2 };
+    features_t *fs = features_from_lists (12, 6, foff, feat);
+    cr_assert_not_null (fs);
+    model_set_features (m, fs);
     //  Embeddings start tiny (std 0.02), which puts the first layer norm in its most
     //  curved region, where finite differences mislead; check at a typical trained scale.
-    for (int t = 0; t < 3; t++) {   // item, position and event-type embeddings
+    for (int t = 0; t < 4; t++) {   // item, (not feature,) position and event-type embeddings
         size_t n;
         float *w = model_tensor (m, t, NULL, &n, NULL);
+        if (t == 1)
+            continue;
         for (size_t i = 0; i < n; i++)
             w[i] *= 20;
     }
@@ -75,7 +86,7 @@ Test (model, whole_model_gradient_check)
             w[i] = keep;
             double num = (up - down) / (2 * eps);
             double err = fabs (num - grad[i]) / fmax (1e-2, fabs (num) + fabs (grad[i]));
-            cr_expect_lt (err, 2e-2, "%s[%zu] (block %d): analytic %g numeric %g", name, i, t < 5 ? -1 : (t - 5) / 12,
+            cr_expect_lt (err, 2e-2, "%s[%zu] (block %d): analytic %g numeric %g", name, i, t < 6 ? -1 : (t - 6) / 12,
                           (double) grad[i], num);
             checked++;
         }
@@ -84,6 +95,7 @@ Test (model, whole_model_gradient_check)
     cr_expect_gt (checked, 200);
     dataset_destroy (&d);
     model_destroy (&m);
+    features_destroy (&fs);
 }
 
 Test (model, learns_a_next_item_rule, .timeout = 120)
@@ -104,7 +116,7 @@ Test (model, learns_a_next_item_rule, .timeout = 120)
     pc.batch = cfg.batch;
     pc.max_len = cfg.max_len;
     step_session_t ss;
-    cr_assert_eq (step_session_init (&ss, &cfg, &pc, t), 0);
+    cr_assert_eq (step_session_init (&ss, &cfg, &pc, t, NULL), 0);
     double first = step_session_epoch (&ss), last = first;
     for (int e = 0; e < 60; e++)
         last = step_session_epoch (&ss);
@@ -118,4 +130,70 @@ Test (model, learns_a_next_item_rule, .timeout = 120)
     free (test);
     dataset_destroy (&t);
     dataset_destroy (&d);
+}
+
+Test (model, untouched_items_get_vectors_from_their_features, .timeout = 120)
+{
+    //  Items 0..19 are bought in a cycle; items 20..39 never appear, but item 20 + k
+    //  shares its catalogue features with item k.
+    enum { N = 20 };
+    uint32_t foff[2 * N + 1], feat[2 * N];
+    for (uint32_t i = 0; i <= 2 * N; i++)
+        foff[i] = i;
+    for (uint32_t i = 0; i < 2 * N; i++)
+        feat[i] = i % N;
+    features_t *fs = features_from_lists (2 * N, N, foff, feat);
+    static uint32_t u[4000], it[4000];
+    size_t n = 0;
+    for (uint32_t a = 0; a < 400; a++)
+        for (uint32_t k = 0; k < 8; k++) {
+            u[n] = a;
+            it[n] = (a * 3 + k) % N;
+            n++;
+        }
+    dataset_t *d = dataset_from_arrays (400, 2 * N, n, u, it, NULL, NULL);
+    model_config_t cfg;
+    model_config_default (&cfg);
+    cfg.dim = 16;
+    cfg.max_len = 8;
+    cfg.ffn = 32;
+    cfg.batch = 32;
+    cfg.dropout = 0.1f;
+    cfg.lr = 0.01f;
+    cfg.feature_rows = N;
+    plan_config_t pc;
+    plan_config_default (&pc);
+    pc.batch = 32;
+    pc.max_len = 8;
+    step_session_t ss;
+    cr_assert_eq (step_session_init (&ss, &cfg, &pc, d, fs), 0);
+    for (int e = 0; e < 30; e++)
+        step_session_epoch (&ss);
+    const float *v = model_item_vectors (ss.master);
+    cr_assert_not_null (v);
+    int right = 0;
+    for (int k = 0; k < N; k++) {
+        const float *x = v + (size_t) (N + k) * cfg.dim;
+        int best = -1;
+        double best_cos = -2;
+        for (int j = 0; j < N; j++) {
+            const float *y = v + (size_t) j * cfg.dim;
+            double dot = 0, nx = 0, ny = 0;
+            for (int q = 0; q < cfg.dim; q++) {
+                dot += x[q] * y[q];
+                nx += x[q] * x[q];
+                ny += y[q] * y[q];
+            }
+            double c = dot / sqrt (nx * ny + 1e-12);
+            if (c > best_cos) {
+                best_cos = c;
+                best = j;
+            }
+        }
+        right += best == k;
+    }
+    cr_expect_geq (right, 18, "only %d of %d untouched items sit next to their feature twin", right, N);
+    step_session_fini (&ss);
+    dataset_destroy (&d);
+    features_destroy (&fs);
 }

@@ -59,6 +59,10 @@ s_load_rows (model_t *local, model_t *master, const model_shard_t *sh)
     float *lw = model_row_weights (local, NULL);
     for (uint32_t r = 0; r < sh->n_rows; r++)
         memcpy (lw + (size_t) r * d, w + (size_t) sh->rows[r] * d, (size_t) d * sizeof (float));
+    const float *f = model_feature_weights (master, NULL);
+    float *lf = model_feature_weights (local, NULL);
+    for (uint32_t r = 0; r < sh->n_frows; r++)
+        memcpy (lf + (size_t) r * d, f + (size_t) sh->frows[r] * d, (size_t) d * sizeof (float));
 }
 
 Test (step, sampled_shard_gradient_check)
@@ -69,21 +73,37 @@ Test (step, sampled_shard_gradient_check)
     pc.negatives = 6;
     pc.sampler = PLAN_POPULARITY;
     pc.shards = 4;   // two sequences: a small summed loss keeps float differences exact enough
+    mc.feature_rows = 7;
     dataset_t *d = s_cycles (20, 7, 40);
+    //  Every item has one or two of seven features: the item tower is checked too.
+    uint32_t foff[41], feat[80], nf = 0;
+    for (uint32_t i = 0; i < 40; i++) {
+        foff[i] = nf;
+        feat[nf++] = i % 7;
+        if (i % 3 == 0)
+            feat[nf++] = (i / 3) % 7 == i % 7 ? (i + 1) % 7 : (i / 3) % 7;
+    }
+    foff[40] = nf;
+    features_t *fs = features_from_lists (40, 7, foff, feat);
     plan_t *plan = plan_new (d, &pc);
     model_t *master = model_new (&mc, 40), *local = model_new (&mc, 1);
-    cr_assert (plan && master && local);
+    cr_assert (plan && master && local && fs);
+    cr_assert_eq (plan_set_features (plan, fs), 0);
     plan_epoch (plan, 0);
     model_shard_t sh;
     cr_assert_eq (plan_shard (plan, 0, 0, &sh), 0);
     cr_expect_lt (sh.n_rows, 40u, "a sampled shard needs only some rows");
     cr_expect_gt (sh.n_cand, 6u);
     cr_expect_not_null (sh.bias, "popularity sampling carries the log-Q correction");
+    cr_expect_not_null (sh.feat_off);
+    cr_expect_gt (sh.n_frows, 0u);
     s_load_rows (local, master, &sh);
     //  Check at a trained scale (see test_model.c).
-    for (int t = 0; t < 3; t++) {
+    for (int t = 0; t < 4; t++) {
         size_t n;
         float *w = model_tensor (local, t, NULL, &n, NULL);
+        if (t == 1)
+            continue;   // feature rows stay small: items sum them onto their own rows
         for (size_t i = 0; i < n; i++)
             w[i] *= 20;
     }
@@ -110,6 +130,8 @@ Test (step, sampled_shard_gradient_check)
         float *w = model_tensor (local, t, NULL, &n, &name);
         if (t == 0)
             n = (size_t) sh.n_rows * mc.dim;
+        if (t == 1)
+            n = (size_t) sh.n_frows * mc.dim;
         float *grad = grads[t];
         size_t stride = n > 10 ? n / 10 : 1;
         for (size_t i = 0; i < n; i += stride) {
@@ -134,6 +156,7 @@ Test (step, sampled_shard_gradient_check)
     model_destroy (&local);
     plan_destroy (&plan);
     dataset_destroy (&d);
+    features_destroy (&fs);
 }
 
 //  The gradient of step 0 accumulated into the master, for the given shard count.
@@ -151,28 +174,26 @@ s_step_grad (const dataset_t *d, int shards, int negatives, float *dense_out, fl
     agg_t *agg = agg_new (master);
     cr_assert (plan && master && local && agg);
     plan_epoch (plan, 0);
-    size_t dn = model_dense_size (master);
-    float *dense = malloc (dn * sizeof *dense), *dense_g = malloc (dn * sizeof *dense_g);
-    float *rows = malloc ((size_t) d->n_items * mc.dim * sizeof *rows);
-    float *rows_g = malloc ((size_t) d->n_items * mc.dim * sizeof *rows_g);
+    step_tensors_t p = { 0 }, g = { 0 };
+    size_t pr = 0, pf = 0, gr = 0, gf = 0;
     for (int k = 0; k < shards; k++) {
         model_shard_t sh;
         cr_assert_eq (plan_shard (plan, 0, k, &sh), 0);
+        cr_assert_eq (step_tensors_fit (&p, &pr, &pf, master, &sh), 0);
+        cr_assert_eq (step_tensors_fit (&g, &gr, &gf, master, &sh), 0);
         uint64_t pos;
-        agg_export (agg, &sh, dense, rows);
-        double l = step_compute (local, &sh, dense, rows, dense_g, rows_g, &pos);
+        agg_export (agg, &sh, &p);
+        double l = step_compute (local, &sh, &p, &g, &pos);
         cr_assert (isfinite (l));
-        agg_add (agg, &sh, dense_g, rows_g, l, pos);
+        agg_add (agg, &sh, &g, l, pos);
         plan_shard_free (&sh);
     }
     model_dense_grad_get (master, dense_out);
-    float *g;
-    model_row_weights (master, &g);
-    memcpy (rows_out, g, (size_t) d->n_items * mc.dim * sizeof (float));
-    free (dense);
-    free (dense_g);
-    free (rows);
-    free (rows_g);
+    float *gw;
+    model_row_weights (master, &gw);
+    memcpy (rows_out, gw, (size_t) d->n_items * mc.dim * sizeof (float));
+    step_tensors_free (&p);
+    step_tensors_free (&g);
     agg_destroy (&agg);
     model_destroy (&master);
     model_destroy (&local);
@@ -221,8 +242,8 @@ Test (step, same_seed_same_bits)
     pc.shards = 2;
     pc.negatives = 8;
     step_session_t a, b;
-    cr_assert_eq (step_session_init (&a, &mc, &pc, d), 0);
-    cr_assert_eq (step_session_init (&b, &mc, &pc, d), 0);
+    cr_assert_eq (step_session_init (&a, &mc, &pc, d, NULL), 0);
+    cr_assert_eq (step_session_init (&b, &mc, &pc, d, NULL), 0);
     for (int e = 0; e < 2; e++) {
         double la = step_session_epoch (&a), lb = step_session_epoch (&b);
         cr_expect_eq (la, lb);
@@ -271,7 +292,7 @@ Test (step, sampled_softmax_learns_a_next_item_rule, .timeout = 120)
     uint32_t *test = NULL;
     dataset_t *t = dataset_holdout (d, 1, &test);
     step_session_t ss;
-    cr_assert_eq (step_session_init (&ss, &mc, &pc, t), 0);
+    cr_assert_eq (step_session_init (&ss, &mc, &pc, t, NULL), 0);
     for (int e = 0; e < 60; e++)
         step_session_epoch (&ss);
     scorer_t sc = model_scorer (ss.master);
@@ -323,7 +344,7 @@ Test (step, event_types_change_the_prediction, .timeout = 120)
     pc.batch = 64;
     pc.max_len = 4;
     step_session_t ss;
-    cr_assert_eq (step_session_init (&ss, &mc, &pc, train), 0);
+    cr_assert_eq (step_session_init (&ss, &mc, &pc, train, NULL), 0);
     for (int e = 0; e < 30; e++)
         step_session_epoch (&ss);
     scorer_t sc = model_scorer (ss.master);

@@ -1,0 +1,39 @@
+/*  item_features: what the catalogue says about each item, as rows of a hashed feature
+    table, for the model's item tower.
+
+    An item's features are its brand, each level of its category path, its price bucket
+    (half-octaves of the price), each attribute key=value, and its title tokens, each
+    hashed (FNV-1a with a kind prefix) into `rows` rows; at most FEATURES_PER_ITEM per
+    item, duplicates dropped. An item the catalogue never described has none. Built from
+    the broker's CATALOGUE export, or from lists (tests).
+*/
+#ifndef STRATA_ITEM_FEATURES_H
+#define STRATA_ITEM_FEATURES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FEATURES_PER_ITEM 32
+
+typedef struct {
+    uint32_t n_items;
+    uint32_t rows;        // hashed feature rows
+    uint32_t *offsets;    // n_items + 1
+    uint32_t *feats;      // feature rows of item i: feats[offsets[i] .. offsets[i+1])
+    size_t n_described;   // items with at least one feature
+} features_t;
+
+//  Fetches the catalogue from a broker's api endpoint; items up to at least n_items
+//  (the dataset's). NULL with err on failure.
+features_t *features_fetch (const char *endpoint, uint32_t rows, uint32_t n_items, int timeout_ms, char *err,
+                            size_t errlen);
+
+//  From per-item lists (copied); feats values must be < rows.
+features_t *features_from_lists (uint32_t n_items, uint32_t rows, const uint32_t *offsets, const uint32_t *feats);
+
+void features_destroy (features_t **self_p);
+
+//  The row of one feature: kind is a short prefix ("b", "c", "p", "a", "t").
+uint32_t features_row (uint32_t rows, const char *kind, const char *value);
+
+#endif
