@@ -32,7 +32,7 @@ const config_key_t trainer_config_keys[] = {
     { "mode", CONFIG_STRING, OFF (mode), "sync", 0, -1, "sync (deterministic) or async (bounded staleness)" },
     { "epochs", CONFIG_INT, OFF (epochs), "20", 1, 100000, "epochs of a full run" },
     { "shards", CONFIG_INT, OFF (hyper.shards), "2", 1, 256, "shards per step in sync mode" },
-    { "staleness", CONFIG_INT, OFF (staleness), "2", 0, 1000, "async: most updates a gradient may lag behind" },
+    { "staleness", CONFIG_INT, OFF (staleness), "4", 0, 1000, "async: most updates a gradient may lag behind" },
     { "validation-users", CONFIG_INT, OFF (validation_users), "1000", 0, 1 << 30,
       "users whose last event is held out to measure each epoch" },
     { "checkpoint-secs", CONFIG_INT, OFF (checkpoint_secs), "30", 1, 86400, "checkpoint at least this often" },
@@ -595,6 +595,17 @@ s_apply_sync (trainer_t *self)
     s_tasks_clear (self);
 }
 
+//  Whether one more async task keeps every task in flight within the staleness bound.
+static bool
+s_async_may_add (trainer_t *self)
+{
+    uint64_t oldest = self->param_version;
+    for (int i = 0; i < self->n_tasks; i++)
+        if (self->tasks[i].state == TASK_SENT && self->tasks[i].version < oldest)
+            oldest = self->tasks[i].version;
+    return (self->param_version - oldest) + (uint64_t) self->n_tasks + 1 <= (uint64_t) self->cfg->staleness + 1;
+}
+
 static void
 s_pump (trainer_t *self)
 {
@@ -620,14 +631,16 @@ s_pump (trainer_t *self)
             }
         }
         else {
-            //  Keep every worker slot busy, within the staleness bound.
+            //  Keep worker slots busy, but only as far as the staleness bound allows
+            //  (stale synchronous parallel): a new task could complete before the
+            //  oldest one in flight, as could every other, so one is added only while
+            //  the updates the oldest may yet see stay within the bound. Fast workers
+            //  wait for slow ones instead of computing on parameters too old to use.
             int slots = 0;
             for (pool_worker_t *w = pool_first (self->pool); w; w = pool_next (self->pool))
                 slots += w->role == STRATA__V1__ROLE__TRAIN ? (int) w->capacity : 0;
-            int window = slots < 1 ? 1 : slots;
-            if (window > (int) self->cfg->staleness + 1)
-                window = (int) self->cfg->staleness + 1;
-            while (self->n_tasks < window && self->next_step < self->steps)
+            while (self->n_tasks < (slots < 1 ? 1 : slots) && self->next_step < self->steps
+                   && s_async_may_add (self))
                 if (s_add_task (self, self->next_step++, 0) < 0) {
                     self->fatal = true;
                     return;

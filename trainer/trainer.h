@@ -10,9 +10,11 @@
     Modes. sync: a step's shards are summed in shard order once all have arrived, then
     applied; the arithmetic is a function of the seed and the shard count only, so two
     runs give the same bits whatever the number of workers or their timing. async: each
-    step is one task, applied as soon as its gradient arrives unless the parameters moved
-    more than `staleness` updates since it was exported, in which case it is computed
-    again on fresh parameters (bounded staleness).
+    step is one task, applied as soon as its gradient arrives (stale synchronous
+    parallel): tasks are handed out only while no task in flight can see more than
+    `staleness` updates between its export and its arrival, so fast workers wait for
+    slow ones rather than compute on parameters too old; a gradient that is staler
+    anyway (a redone shard) is computed again on fresh parameters.
 
     State. The trainer checkpoints to its own RocksDB (checkpoint.h) every
     `checkpoint-secs` and at each epoch's end, and resumes an interrupted run from there
