@@ -162,12 +162,14 @@ train_main (int argc, char **argv)
         bool training = !strcmp (st->state, "training") && st->run_id == run;
         if (!training)
             break;
-        char eta[32];
+        char eta[32], loss[64] = "-";
         s_duration (st->eta_seconds, eta, sizeof eta);
-        fprintf (stderr, "\r  epoch %u/%u  step %llu/%llu  loss %.4f  validation NDCG@10 %.4f  %.0f samples/s  "
-                 "ETA %s  workers %u   ",
+        //  Loss and validation are those of the last finished epoch: none yet in the first.
+        if (st->epoch > 0)
+            snprintf (loss, sizeof loss, "%.4f  validation NDCG@10 %.4f", st->loss, st->valid_ndcg10);
+        fprintf (stderr, "\r  epoch %u/%u  step %llu/%llu  loss %s  %.0f samples/s  ETA %s  workers %u   ",
                  st->epoch + 1 > st->epochs ? st->epochs : st->epoch + 1, st->epochs, (unsigned long long) st->step,
-                 (unsigned long long) st->steps, st->loss, st->valid_ndcg10, st->samples_per_second, eta, st->workers);
+                 (unsigned long long) st->steps, loss, st->samples_per_second, eta, st->workers);
         if (cfg.wait_ms && util_mono_ms () - started > cfg.wait_ms) {
             fprintf (stderr, "\nstrata train: still training after %lld ms\n", (long long) cfg.wait_ms);
             rc = 1;
