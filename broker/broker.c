@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "endpoints.h"
 #include "knowledge.h"
 #include "log.h"
 #include "pool.h"
@@ -542,26 +543,6 @@ s_heartbeat (broker_t *self)
 
 // ---------------------------------------------------------------- start-up
 
-static int
-s_write_endpoints (broker_t *self)
-{
-    const char *path = self->cfg->endpoints_file;
-    if (!path || !*path)
-        return 0;
-    json_t *j = json_pack ("{s:s, s:s, s:s, s:i, s:s}", "ingest", zsock_endpoint (self->ingest), "workers",
-                           zsock_endpoint (self->workers), "api", zsock_endpoint (self->api), "pid",
-                           (json_int_t) getpid (), "dir", self->cfg->dir);
-    char tmp[4200];
-    snprintf (tmp, sizeof tmp, "%s.tmp", path);
-    int rc = j ? json_dump_file (j, tmp, JSON_INDENT (2)) : -1;
-    json_decref (j);
-    if (rc == 0 && rename (tmp, path) != 0)
-        rc = -1;
-    if (rc)
-        log_error ("cannot write %s", path);
-    return rc;
-}
-
 int
 broker_run (const broker_config_t *cfg)
 {
@@ -581,7 +562,9 @@ broker_run (const broker_config_t *cfg)
         goto out;
     //  Restart safety: whatever was journaled but not applied is work to do.
     knowledge_journal_each (self.kb, s_enqueue, &self);
-    if (s_write_endpoints (&self) < 0)
+    const char *names[] = { "ingest", "workers", "api" };
+    zsock_t *socks[] = { self.ingest, self.workers, self.api };
+    if (endpoints_write (cfg->endpoints_file, names, socks, 3, cfg->dir) < 0)
         goto out;
     log_info ("broker up: ingest %s, workers %s, api %s, data %s (%zu journal entries to apply)",
               zsock_endpoint (self.ingest), zsock_endpoint (self.workers), zsock_endpoint (self.api), cfg->dir,

@@ -58,12 +58,13 @@ checkpoint_save (store_t *st, model_t *m, const char *state_json)
     return rc < 0 ? -1 : 0;
 }
 
-char *
-checkpoint_state (store_t *st)
+//  A value as a NUL-terminated string (malloc'd), or NULL.
+static char *
+s_get_text (store_t *st, int cf, const void *key, size_t klen)
 {
     size_t len;
     int rc;
-    char *v = store_get (st, CKPT_CF_CHECKPOINT, "state", 5, &len, &rc);
+    char *v = store_get (st, cf, key, klen, &len, &rc);
     if (!v)
         return NULL;
     char *s = realloc (v, len + 1);
@@ -73,6 +74,12 @@ checkpoint_state (store_t *st)
     }
     s[len] = 0;
     return s;
+}
+
+char *
+checkpoint_state (store_t *st)
+{
+    return s_get_text (st, CKPT_CF_CHECKPOINT, "state", 5);
 }
 
 //  Reads key into dst, which must be exactly size bytes. 0 or -1.
@@ -158,16 +165,5 @@ checkpoint_version_meta (store_t *st, uint64_t version)
 {
     char key[12];
     s_model_key (key, version, META_TENSOR);
-    size_t len;
-    int rc;
-    char *v = store_get (st, CKPT_CF_MODELS, key, sizeof key, &len, &rc);
-    if (!v)
-        return NULL;
-    char *s = realloc (v, len + 1);
-    if (!s) {
-        free (v);
-        return NULL;
-    }
-    s[len] = 0;
-    return s;
+    return s_get_text (st, CKPT_CF_MODELS, key, sizeof key);
 }

@@ -11,6 +11,7 @@
 
 #include "checkpoint.h"
 #include "dataset.h"
+#include "endpoints.h"
 #include "evaluate.h"
 #include "item_features.h"
 #include "log.h"
@@ -94,6 +95,7 @@ typedef struct {
     uint64_t param_version;    // updates applied
     uint64_t version;          // published model versions
     uint64_t updates;          // incremental versions since the full run
+    uint64_t weights_fnv;      // hash of the weights when last published or loaded
     //  The run in progress.
     const char *state;
     bool running, incremental, resumed;
@@ -114,6 +116,8 @@ typedef struct {
     int64_t last_ckpt, last_poll, last_update;
     step_tensors_t out;        // export scratch
     size_t out_rows, out_feats;
+    step_tensors_t grad;       // async gradient scratch
+    size_t grad_rows, grad_feats;
     char message[320];
 } trainer_t;
 
@@ -269,6 +273,13 @@ s_dispatch (trainer_t *self)
 
 // ---------------------------------------------------------------- data
 
+static int
+s_u64_cmp (const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+    return x < y ? -1 : x > y;
+}
+
 //  Up to validation_users users with >= 3 events, chosen by a seeded hash (stable as
 //  the data grows), have their last event held out.
 static uint8_t *
@@ -289,16 +300,10 @@ s_validation_mask (trainer_t *self, uint32_t *chosen)
             keys[n++] = (h & ~0xFFFFFFFFULL) | u;
         }
     //  The smallest hashes win; keys carry the user in their low bits.
+    qsort (keys, n, sizeof *keys, s_u64_cmp);
     uint64_t want = (uint64_t) self->cfg->validation_users < n ? (uint64_t) self->cfg->validation_users : n;
-    for (uint64_t i = 0; i < want; i++) {
-        uint64_t best = i;
-        for (uint64_t j = i + 1; j < n && want < 4096; j++)
-            best = keys[j] < keys[best] ? j : best;
-        uint64_t x = keys[i];
-        keys[i] = keys[best];
-        keys[best] = x;
+    for (uint64_t i = 0; i < want; i++)
         mask[keys[i] & 0xFFFFFFFFULL] = 1;
-    }
     *chosen = (uint32_t) want;
     free (keys);
     return mask;
@@ -464,10 +469,11 @@ s_publish (trainer_t *self)
                            "blocks", self->mc.blocks, "max_len", self->mc.max_len, "ffn", self->mc.ffn, "items",
                            (int) model_rows (self->master), "loss", self->last_loss, "valid_ndcg10",
                            self->last_val.ndcg10, "valid_hr10", self->last_val.hr10, "events",
-                           (json_int_t) self->events, "weights_fnv", (json_int_t) s_weights_hash (self),
+                           (json_int_t) self->events, "weights_fnv", (json_int_t) self->weights_fnv,
                            "incremental", self->incremental);
     char *meta = j ? json_dumps (j, JSON_COMPACT) : NULL;
     json_decref (j);
+    self->weights_fnv = s_weights_hash (self);
     if (!meta || checkpoint_publish (self->store, self->master, self->version, meta, (int) self->cfg->keep_versions) < 0)
         log_error ("cannot publish model version %llu", (unsigned long long) self->version);
     else
@@ -723,19 +729,17 @@ s_handle_gradient (trainer_t *self, pool_worker_t *w, zframe_t *payload)
         t->task_id = 0;
     }
     else {
-        step_tensors_t tg = { 0 };
-        if (step_tensors_fit (&tg, &cr, &cf, self->master, &t->sh) < 0) {
-            step_tensors_free (&tg);
+        step_tensors_t *tg = &self->grad;
+        if (step_tensors_fit (tg, &self->grad_rows, &self->grad_feats, self->master, &t->sh) < 0) {
             self->fatal = true;
             strata__v1__train_gradient__free_unpacked (g, NULL);
             return;
         }
-        memcpy (tg.dense, g->dense.data, g->dense.len);
-        memcpy (tg.rows, g->rows.data, g->rows.len);
-        memcpy (tg.feats, g->feats.data, g->feats.len);
-        agg_add (self->agg, &t->sh, &tg, g->loss, g->positions);
+        memcpy (tg->dense, g->dense.data, g->dense.len);
+        memcpy (tg->rows, g->rows.data, g->rows.len);
+        memcpy (tg->feats, g->feats.data, g->feats.len);
+        agg_add (self->agg, &t->sh, tg, g->loss, g->positions);
         agg_apply (self->agg);
-        step_tensors_free (&tg);
         self->epoch_loss += g->loss;
         self->epoch_pos += g->positions;
         self->param_version++;
@@ -747,22 +751,31 @@ s_handle_gradient (trainer_t *self, pool_worker_t *w, zframe_t *payload)
 
 // ---------------------------------------------------------------- sockets
 
+//  Receives one message from a ROUTER; a bad frame gets an Error reply (rc < 0, msg
+//  reset). WIRE_EINTR: nothing to do.
+static int
+s_recv (zsock_t *sock, size_t max, const char *what, wire_msg_t *msg)
+{
+    int rc = wire_recv (sock, true, max, msg);
+    if (rc < 0 && rc != WIRE_EINTR) {
+        wire_send_error (sock, msg->routing, NULL,
+                         rc == WIRE_ETOOLARGE ? STRATA__V1__ERROR_CODE__TOO_LARGE : STRATA__V1__ERROR_CODE__BAD_FRAMING,
+                         "bad message on the trainer's %s endpoint", what);
+        wire_msg_reset (msg);
+    }
+    return rc;
+}
+
 static void
 s_handle_workers (trainer_t *self)
 {
     for (int i = 0; i < 64 && (zsock_events (self->workers) & ZMQ_POLLIN); i++) {
         wire_msg_t msg;
-        int rc = wire_recv (self->workers, true, (size_t) self->cfg->max_frame, &msg);
+        int rc = s_recv (self->workers, (size_t) self->cfg->max_frame, "worker", &msg);
         if (rc == WIRE_EINTR)
             break;
-        if (rc < 0) {
-            wire_send_error (self->workers, msg.routing, NULL,
-                             rc == WIRE_ETOOLARGE ? STRATA__V1__ERROR_CODE__TOO_LARGE
-                                                  : STRATA__V1__ERROR_CODE__BAD_FRAMING,
-                             "bad message on the trainer's worker endpoint");
-            wire_msg_reset (&msg);
+        if (rc < 0)
             continue;
-        }
         pool_worker_t *w = pool_lookup (self->pool, msg.routing);
         if (w)
             pool_touch (self->pool, w);
@@ -831,7 +844,7 @@ s_fill_status (trainer_t *self, Strata__V1__TrainStatus *st)
     st->updates = self->updates;
     st->items = self->all ? self->all->n_items : 0;
     st->users = self->all ? self->all->n_users : 0;
-    st->weights_fnv = s_weights_hash (self);
+    st->weights_fnv = self->weights_fnv;   // hashing every weight per request would stall training
 }
 
 static void
@@ -839,17 +852,11 @@ s_handle_api (trainer_t *self)
 {
     for (int i = 0; i < 64 && (zsock_events (self->api) & ZMQ_POLLIN); i++) {
         wire_msg_t msg;
-        int rc = wire_recv (self->api, true, 1 << 20, &msg);
+        int rc = s_recv (self->api, 1 << 20, "api", &msg);
         if (rc == WIRE_EINTR)
             break;
-        if (rc < 0) {
-            wire_send_error (self->api, msg.routing, NULL,
-                             rc == WIRE_ETOOLARGE ? STRATA__V1__ERROR_CODE__TOO_LARGE
-                                                  : STRATA__V1__ERROR_CODE__BAD_FRAMING,
-                             "bad message on the trainer's api endpoint");
-            wire_msg_reset (&msg);
+        if (rc < 0)
             continue;
-        }
         if (!strcmp (msg.type, WIRE_TRAIN)) {
             Strata__V1__TrainRequest *req = (Strata__V1__TrainRequest *) wire_unpack (
                 &strata__v1__train_request__descriptor, msg.payload, NULL);
@@ -1021,6 +1028,7 @@ s_resume (trainer_t *self)
     if (model_rows (self->master) < self->all->n_items)
         model_resize_rows (self->master, self->all->n_items);
     model_set_features (self->master, self->features);
+    self->weights_fnv = s_weights_hash (self);
     self->agg = agg_new (self->master);
     self->param_version = (uint64_t) param_version;
     self->last_loss = loss;
@@ -1051,25 +1059,6 @@ s_resume (trainer_t *self)
         log_info ("loaded model version %llu from the checkpoint", (unsigned long long) self->version);
 }
 
-static int
-s_write_endpoints (trainer_t *self)
-{
-    const char *path = self->cfg->endpoints_file;
-    if (!path || !*path)
-        return 0;
-    json_t *j = json_pack ("{s:s, s:s, s:i}", "workers", zsock_endpoint (self->workers), "api",
-                           zsock_endpoint (self->api), "pid", (int) getpid ());
-    char tmp[4200];
-    snprintf (tmp, sizeof tmp, "%s.tmp", path);
-    int rc = j ? json_dump_file (j, tmp, JSON_INDENT (2)) : -1;
-    json_decref (j);
-    if (rc == 0 && rename (tmp, path) != 0)
-        rc = -1;
-    if (rc)
-        log_error ("cannot write %s", path);
-    return rc;
-}
-
 int
 trainer_run (const trainer_config_t *cfg)
 {
@@ -1096,7 +1085,9 @@ trainer_run (const trainer_config_t *cfg)
         goto out;
     self.workers = wire_bind_router (cfg->workers, cfg->max_frame);
     self.api = wire_bind_router (cfg->api, 1 << 20);
-    if (!self.workers || !self.api || s_write_endpoints (&self) < 0)
+    const char *names[] = { "workers", "api" };
+    zsock_t *socks[] = { self.workers, self.api };
+    if (!self.workers || !self.api || endpoints_write (cfg->endpoints_file, names, socks, 2, NULL) < 0)
         goto out;
     log_info ("trainer up: workers %s, api %s, data from %s, store %s", zsock_endpoint (self.workers),
               zsock_endpoint (self.api), cfg->broker, path);
@@ -1142,6 +1133,7 @@ out:
     free (self.val_targets);
     features_destroy (&self.features);
     step_tensors_free (&self.out);
+    step_tensors_free (&self.grad);
     store_destroy (&self.store);
     return rc;
 }
