@@ -5,9 +5,14 @@ Strata's trainer (trainer/model.c), so that samples/s compare like with like.
 Model: item + position embeddings (item table tied with the output), pre-norm causal
 single-head self-attention blocks with ReLU feed-forward (d -> 2d -> d), dropout, final
 layer norm, softmax cross-entropy over the whole catalogue on every position that has a
-next item. Batches: users shuffled, sorted by length within windows of 32 batches,
-padded to the batch's longest history (at most max_len), visited in random order.
-Adam(lr, betas=(0.9, 0.98), eps=1e-9).
+next item. Ranking head, trained jointly: at every such position the true next item
+and --rank-negatives items drawn from (count + 1)^0.75 are scored by an MLP (ReLU
+layers 128-64-32, one logit) over [user state, item vector, their product, the
+history pooled by attention to the item, context (last event type one-hot, history
+length / max_len)], with binary cross-entropy; the loss is cross-entropy + weight x
+BCE, both per predicted position. Batches: users shuffled, sorted by length within
+windows of 32 batches, padded to the batch's longest history (at most max_len),
+visited in random order. Adam(lr, betas=(0.9, 0.98), eps=1e-9).
 
 Input: a file with one user per line, item indices (0-based) in time order.
 Prints one line: samples_per_second=<float> epochs=<n> seconds=<float> loss=<float>
@@ -67,6 +72,41 @@ class Model(nn.Module):
         return self.lnf(x)
 
 
+class Ranker(nn.Module):
+    TYPES = 8
+
+    def __init__(self, d, widths):
+        super().__init__()
+        layers, w = [], 4 * d + self.TYPES + 1
+        for o in widths:
+            layers += [nn.Linear(w, o), nn.ReLU()]
+            w = o
+        layers.append(nn.Linear(w, 1))
+        self.mlp = nn.Sequential(*layers)
+
+    def loss(self, emb, h, items, valid, targets, keep, negatives, max_len):
+        B, L = items.shape
+        b_idx, t_idx = keep.nonzero(as_tuple=True)
+        P = b_idx.shape[0]
+        cands = torch.cat([targets[keep].unsqueeze(1), negatives], 1)        # P x C
+        v = emb[cands]                                                        # P x C x d
+        u = h[keep].unsqueeze(1).expand_as(v)
+        X = emb[items.clamp(min=0)][b_idx]                                    # P x L x d
+        s = torch.einsum("pcd,pld->pcl", v, X) / math.sqrt(v.shape[-1])
+        j = torch.arange(L)
+        seen = (j.unsqueeze(0) <= t_idx.unsqueeze(1)) & valid[b_idx]         # P x L
+        a = torch.softmax(s.masked_fill(~seen.unsqueeze(1), float("-inf")), dim=-1)
+        pooled = a @ X
+        first = L - valid.sum(1)
+        ctx = torch.zeros(P, cands.shape[1], self.TYPES + 1)
+        ctx[..., 0] = 1
+        ctx[..., self.TYPES] = ((t_idx - first[b_idx] + 1).float() / max_len).unsqueeze(1)
+        z = self.mlp(torch.cat([u, v, u * v, pooled, ctx], -1)).squeeze(-1)
+        y = torch.zeros_like(z)
+        y[:, 0] = 1
+        return F.binary_cross_entropy_with_logits(z, y, reduction="sum") / P
+
+
 def batches(seqs, batch, max_len, rng):
     order = [u for u in range(len(seqs)) if len(seqs[u]) >= 2]
     rng.shuffle(order)
@@ -101,12 +141,21 @@ def main():
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--rank-negatives", type=int, default=4)
+    ap.add_argument("--rank-weight", type=float, default=1.0)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     seqs = [[int(x) for x in line.split()] for line in open(a.data)]
     model = Model(a.items, a.dim, a.max_len, a.blocks, a.dropout)
-    opt = torch.optim.Adam(model.parameters(), lr=a.lr, betas=(0.9, 0.98), eps=1e-9)
+    ranker = Ranker(a.dim, [128, 64, 32]) if a.rank_negatives > 0 else None
+    counts = torch.ones(a.items)
+    for q in seqs:
+        for i in q:
+            counts[i] += 1
+    q_pop = counts ** 0.75
+    params = list(model.parameters()) + (list(ranker.parameters()) if ranker else [])
+    opt = torch.optim.Adam(params, lr=a.lr, betas=(0.9, 0.98), eps=1e-9)
     rng = random.Random(a.seed)
     samples, loss_sum, t0 = 0, 0.0, time.perf_counter()
     for _ in range(a.epochs):
@@ -116,6 +165,10 @@ def main():
             keep = targets >= 0
             logits = h[keep] @ model.emb.t()
             loss = F.cross_entropy(logits, targets[keep])
+            if ranker:
+                P = int(keep.sum())
+                negs = torch.multinomial(q_pop, P * a.rank_negatives, replacement=True).view(P, -1)
+                loss = loss + a.rank_weight * ranker.loss(model.emb, h, items, valid, targets, keep, negs, a.max_len)
             opt.zero_grad()
             loss.backward()
             opt.step()

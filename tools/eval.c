@@ -29,7 +29,8 @@ typedef struct {
     char *knn_k, *knn_decay, *knn_shrink, *ease_lambda;
     int64_t ease_max_mb;
     bool model;
-    int64_t epochs, patience;
+    int64_t epochs, patience, rerank_top;
+    char *rerank_blend;
     hyper_t hyper;
 } eval_cfg_t;
 
@@ -47,6 +48,9 @@ static const config_key_t s_keys[] = {
     { "model", CONFIG_BOOL, OFF (model), "true", 0, -1, "train and evaluate Strata's model (--no-model: baselines only)" },
     { "epochs", CONFIG_INT, OFF (epochs), "200", 1, 100000, "most training epochs" },
     { "patience", CONFIG_INT, OFF (patience), "8", 1, 1000, "stop after this many epochs without a better validation NDCG@10" },
+    { "rerank-top", CONFIG_INT, OFF (rerank_top), "100", 1, 100000, "items the ranking head re-ranks per user" },
+    { "rerank-blend", CONFIG_STRING, OFF (rerank_blend), "0,0.5,1,2", 0, -1,
+      "weights of the retrieval score in the re-ranked score to try (chosen on validation)" },
     HYPER_CONFIG_KEYS (eval_cfg_t, hyper),
     CONFIG_END,
 };
@@ -121,10 +125,11 @@ eval_main (int argc, char **argv)
         config_free (s_keys, &cfg);
         return 2;
     }
-    double ks[16], decays[16], shrinks[16], lambdas[16];
+    double ks[16], decays[16], shrinks[16], lambdas[16], blends[16];
     int nk = s_list (cfg.knn_k, ks, 16), nd = s_list (cfg.knn_decay, decays, 16);
     int ns = s_list (cfg.knn_shrink, shrinks, 16), nl = s_list (cfg.ease_lambda, lambdas, 16);
-    if (nk < 1 || nd < 1 || ns < 1 || nl < 0) {
+    int nblend = s_list (cfg.rerank_blend, blends, 16);
+    if (nk < 1 || nd < 1 || ns < 1 || nl < 0 || nblend < 1) {
         fprintf (stderr, "strata eval: parameter lists are comma-separated numbers\n");
         config_free (s_keys, &cfg);
         return 2;
@@ -266,6 +271,21 @@ eval_main (int argc, char **argv)
                 break;
         }
         fputc ('\n', stderr);
+        //  The ranking head's blend with the retrieval score, chosen on validation.
+        double best_blend = blends[0];
+        metrics_t rank_v = { 0 };
+        if (ok && model_has_ranker (ss.master))
+            for (int i = 0; i < nblend; i++) {
+                scorer_t rs = model_rank_scorer (ss.master, (int) cfg.rerank_top, (float) blends[i]);
+                metrics_t v;
+                evaluate (train_v, val, &rs, &v);
+                fprintf (stderr, "  ranking head, top %lld, blend %g: validation NDCG@10 %.4f\n",
+                         (long long) cfg.rerank_top, blends[i], v.ndcg10);
+                if (i == 0 || v.ndcg10 > rank_v.ndcg10) {
+                    rank_v = v;
+                    best_blend = blends[i];
+                }
+            }
         if (ok)
             step_session_fini (&ss);
         //  The final fit, like the baselines': everything before the test targets, for
@@ -292,6 +312,22 @@ eval_main (int argc, char **argv)
                                               s_metrics_json (&best_t), "seconds", secs, "selection_train_seconds",
                                               train_secs, "final_train_seconds", final_secs, "parameters",
                                               (json_int_t) model_parameters (ss.master), "negatives", pc.negatives));
+            if (model_has_ranker (ss.master)) {
+                //  The same fit, its top re-ranked by the ranking head.
+                int64_t tr = util_mono_ms ();
+                scorer_t rs = model_rank_scorer (ss.master, (int) cfg.rerank_top, (float) best_blend);
+                metrics_t rank_t;
+                evaluate (train_t, test, &rs, &rank_t);
+                char rparams[160];
+                snprintf (rparams, sizeof rparams, "top=%lld blend=%g", (long long) cfg.rerank_top, best_blend);
+                double rsecs = (double) (util_mono_ms () - tr) / 1000;
+                s_row ("strata+rank", rparams, &rank_t, rsecs);
+                json_array_append_new (r.results, json_pack ("{s:s, s:s, s:o, s:o, s:f, s:f, s:i}", "name",
+                                                             "strata+rank", "params", rparams, "validation",
+                                                             s_metrics_json (&rank_v), "test",
+                                                             s_metrics_json (&rank_t), "seconds", rsecs, "blend",
+                                                             best_blend, "top", (int) cfg.rerank_top));
+            }
             step_session_fini (&ss);
         }
         features_destroy (&feats);

@@ -2,6 +2,7 @@
 #include "hyper.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 int
 hyper_configs (const hyper_t *h, model_config_t *mc, plan_config_t *pc, char *err, size_t errlen)
@@ -29,5 +30,30 @@ hyper_configs (const hyper_t *h, model_config_t *mc, plan_config_t *pc, char *er
         return -1;
     }
     pc->sampler = (plan_sampler_t) s;
+    s = plan_sampler_parse (h->rank_sampler ? h->rank_sampler : "popularity");
+    if (s < 0) {
+        snprintf (err, errlen, "unknown rank-sampler '%s' (uniform or popularity)", h->rank_sampler);
+        return -1;
+    }
+    pc->rank_sampler = (plan_sampler_t) s;
+    pc->rank_negatives = mc->rank_negatives = (int) h->rank_negatives;
+    mc->rank_weight = (float) h->rank_weight;
+    const char *w = h->rank_widths ? h->rank_widths : "128,64,32";
+    mc->rank_layers = 0;
+    while (*w) {
+        char *end;
+        long v = strtol (w, &end, 10);
+        if (end == w || v < 1 || v > 4096 || mc->rank_layers == MODEL_RANK_MAX_LAYERS || (*end && *end != ',')) {
+            snprintf (err, errlen, "bad rank-widths '%s' (1 to %d widths in 1..4096, comma-separated)",
+                      h->rank_widths, MODEL_RANK_MAX_LAYERS);
+            return -1;
+        }
+        mc->rank_widths[mc->rank_layers++] = (int) v;
+        w = *end ? end + 1 : end;
+    }
+    if (mc->rank_layers == 0) {
+        snprintf (err, errlen, "rank-widths is empty");
+        return -1;
+    }
     return 0;
 }

@@ -14,9 +14,9 @@
 #include "plan.h"
 
 typedef struct {
-    int64_t dim, blocks, max_len, batch, seed, negatives, shards, feature_rows;
-    double dropout, lr, alpha;
-    char *sampler;
+    int64_t dim, blocks, max_len, batch, seed, negatives, shards, feature_rows, rank_negatives;
+    double dropout, lr, alpha, rank_weight;
+    char *sampler, *rank_sampler, *rank_widths;
 } hyper_t;
 
 #define HYPER_CONFIG_KEYS(type, m)                                                                               \
@@ -33,9 +33,18 @@ typedef struct {
       "how candidates are sampled: uniform or popularity (count^alpha, log-Q corrected)" },                     \
     { "alpha", CONFIG_DOUBLE, offsetof (type, m.alpha), "0.75", 0, 1, "popularity sampler exponent" },          \
     { "feature-rows", CONFIG_INT, offsetof (type, m.feature_rows), "32768", 0, 1 << 26,                        \
-      "hashed rows for catalogue features (brand, category, price, attributes, title tokens; 0: ids only)" }
+      "hashed rows for catalogue features (brand, category, price, attributes, title tokens; 0: ids only)" },      \
+    { "rank-negatives", CONFIG_INT, offsetof (type, m.rank_negatives), "4", 0, 256,                            \
+      "ranking-head negatives per predicted position (0: no ranking head)" },                                   \
+    { "rank-sampler", CONFIG_STRING, offsetof (type, m.rank_sampler), "popularity", 0, -1,                      \
+      "how ranking-head negatives are sampled: uniform or popularity (count^alpha)" },                          \
+    { "rank-widths", CONFIG_STRING, offsetof (type, m.rank_widths), "128,64,32", 0, -1,                         \
+      "hidden layer widths of the ranking MLP (1 to 4, comma-separated)" },                                     \
+    { "rank-weight", CONFIG_DOUBLE, offsetof (type, m.rank_weight), "1", 0, 100,                                \
+      "weight of the ranking loss in the joint objective" }
 
-//  Fills the model and plan configurations. 0, or -1 with err (an unknown sampler).
+//  Fills the model and plan configurations. 0, or -1 with err (an unknown sampler,
+//  bad widths).
 int hyper_configs (const hyper_t *h, model_config_t *mc, plan_config_t *pc, char *err, size_t errlen);
 
 #endif

@@ -68,6 +68,18 @@ struct _model_t {
     int64_t step;
     double flops;                  // dense floating-point work done in training
     uint64_t rng;
+    //  Ranking head: layers rw/rb[0 .. rank_layers] (the last is the output), and the
+    //  workspace of one group of at most rank_cap (user, candidate) examples.
+    param_t rw[MODEL_RANK_MAX_LAYERS + 1], rb[MODEL_RANK_MAX_LAYERS + 1];
+    int rank_in, rank_cap, rank_wmax;
+    float *r_in, *r_act[MODEL_RANK_MAX_LAYERS], *r_z, *r_y, *r_dz, *r_din, *r_dbuf[2];
+    float *r_C, *r_P, *r_A, *r_dC, *r_dP, *r_work;
+    int32_t *r_row, *r_item, *r_hi;
+    float *hist, *dhist;           // the batch's input item vectors (R x d) and gradient
+    const uint32_t *rank_neg;      // negatives of the current pass
+    uint32_t *neg_buf;             // model_batch_loss's negatives
+    int rerank_top;                // model_rank_scorer's settings
+    float rerank_blend;
 };
 
 static float
@@ -125,6 +137,85 @@ model_config_default (model_config_t *cfg)
     cfg->batch = 128;
     cfg->feature_rows = 0;
     cfg->seed = 42;
+    cfg->rank_negatives = 4;
+    cfg->rank_layers = 3;
+    cfg->rank_widths[0] = 128;
+    cfg->rank_widths[1] = 64;
+    cfg->rank_widths[2] = 32;
+    cfg->rank_widths[3] = 16;
+    cfg->rank_weight = 1.0f;
+}
+
+//  Context features of the ranking head: the last event's type (one-hot) and the
+//  history's length (fraction of max_len).
+#define RANK_CONTEXT (MODEL_EVENT_TYPES + 1)
+//  Examples per ranking group (at least one position's worth).
+#define RANK_GROUP 2048
+
+static int
+s_rank_on (const model_t *m)
+{
+    return m->cfg.rank_negatives > 0;
+}
+
+//  Allocates the ranking head's parameters and workspace.
+static int
+s_rank_new (model_t *m)
+{
+    const model_config_t *cfg = &m->cfg;
+    if (!s_rank_on (m))
+        return 0;
+    if (cfg->rank_layers < 1 || cfg->rank_layers > MODEL_RANK_MAX_LAYERS)
+        return -1;
+    int d = cfg->dim, L = cfg->max_len, S = cfg->rank_negatives;
+    m->rank_in = 4 * d + RANK_CONTEXT;
+    m->rank_cap = L * (S + 1) > RANK_GROUP ? L * (S + 1) : RANK_GROUP;
+    size_t G = (size_t) m->rank_cap, R = (size_t) cfg->batch * L;
+    int bad = 0, in = m->rank_in;
+    m->rank_wmax = in;
+    for (int k = 0; k <= cfg->rank_layers; k++) {
+        int out = k < cfg->rank_layers ? cfg->rank_widths[k] : 1;
+        if (out < 1)
+            return -1;
+        bad |= s_param (&m->rw[k], (size_t) in * out, sqrtf (2.0f / (float) in), 0, &m->rng)
+             | s_param (&m->rb[k], (size_t) out, 0, 0, &m->rng);
+        if (k < cfg->rank_layers)
+            bad |= !(m->r_act[k] = calloc (G * out, sizeof (float)));
+        m->rank_wmax = out > m->rank_wmax ? out : m->rank_wmax;
+        in = out;
+    }
+    bad |= !(m->r_in = calloc (G * m->rank_in, sizeof (float))) | !(m->r_din = calloc (G * m->rank_in, sizeof (float)));
+    bad |= !(m->r_dbuf[0] = calloc (G * m->rank_wmax, sizeof (float)))
+         | !(m->r_dbuf[1] = calloc (G * m->rank_wmax, sizeof (float)));
+    bad |= !(m->r_z = calloc (G, sizeof (float))) | !(m->r_y = calloc (G, sizeof (float)))
+         | !(m->r_dz = calloc (G, sizeof (float)));
+    bad |= !(m->r_C = calloc (G * d, sizeof (float))) | !(m->r_P = calloc (G * d, sizeof (float)))
+         | !(m->r_dC = calloc (G * d, sizeof (float))) | !(m->r_dP = calloc (G * d, sizeof (float)));
+    bad |= !(m->r_A = calloc (G * L, sizeof (float))) | !(m->r_work = calloc (G * L, sizeof (float)));
+    bad |= !(m->r_row = calloc (G, sizeof (int32_t))) | !(m->r_item = calloc (G, sizeof (int32_t)))
+         | !(m->r_hi = calloc (G, sizeof (int32_t)));
+    bad |= !(m->hist = calloc (R * d, sizeof (float))) | !(m->dhist = calloc (R * d, sizeof (float)));
+    bad |= !(m->neg_buf = calloc (R * S, sizeof (uint32_t)));
+    return bad ? -1 : 0;
+}
+
+static void
+s_rank_free (model_t *m)
+{
+    for (int k = 0; k <= MODEL_RANK_MAX_LAYERS; k++) {
+        s_param_free (&m->rw[k]);
+        s_param_free (&m->rb[k]);
+    }
+    for (int k = 0; k < MODEL_RANK_MAX_LAYERS; k++)
+        free (m->r_act[k]);
+    float *bufs[] = { m->r_in, m->r_z, m->r_y, m->r_dz, m->r_din, m->r_dbuf[0], m->r_dbuf[1], m->r_C, m->r_P,
+                      m->r_A, m->r_dC, m->r_dP, m->r_work, m->hist, m->dhist };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        free (bufs[i]);
+    free (m->r_row);
+    free (m->r_item);
+    free (m->r_hi);
+    free (m->neg_buf);
 }
 
 #define XENT_BLOCK 256
@@ -187,6 +278,7 @@ model_new (const model_config_t *cfg, uint32_t n_items)
     bad |= !(m->hpack = calloc (R * d, sizeof (float))) | !(m->dpack = calloc (R * d, sizeof (float)));
     bad |= !(m->tpack = calloc (R, sizeof (int32_t))) | !(m->rowpack = calloc (R, sizeof (int32_t)));
     m->L = L;
+    bad |= s_rank_new (m);
     if (bad) {
         model_destroy (&m);
         return NULL;
@@ -249,6 +341,7 @@ model_destroy (model_t **self_p)
     free (m->feat_step);
     free (m->vbuf);
     free (m->dvbuf);
+    s_rank_free (m);
     free (m);
     *self_p = NULL;
 }
@@ -259,16 +352,14 @@ model_flops (model_t *self)
     return self->flops;
 }
 
+static param_t *s_tensor (model_t *m, int i, const char **name);
+
 size_t
 model_parameters (model_t *self)
 {
-    size_t n = self->emb.n + self->feat.n + self->pos.n + self->typ.n + self->lnf_g.n + self->lnf_b.n;
-    for (int b = 0; b < self->cfg.blocks; b++) {
-        param_t *ps[BLOCK_PARAMS];
-        s_block_params (&self->blocks[b], ps);
-        for (int i = 0; i < BLOCK_PARAMS; i++)
-            n += ps[i]->n;
-    }
+    size_t n = 0;
+    for (int i = 0; i < model_tensor_count (self); i++)
+        n += s_tensor (self, i, NULL)->n;
     return n;
 }
 
@@ -455,6 +546,157 @@ s_pack (model_t *m, size_t R)
     return n;
 }
 
+//  ---------------------------------------------------------------- ranking head
+
+//  The first valid (non-padding) position of sequence slot s.
+static int
+s_first_valid (const model_t *m, int s)
+{
+    const uint8_t *valid = m->valid + (size_t) s * m->L;
+    int t = 0;
+    while (t < m->L && !valid[t])
+        t++;
+    return t;
+}
+
+//  One group of n examples: example e pairs the state at batch row r_row[e] (sequence
+//  r_row / L, position r_row % L) with item r_item[e] (a row of the current item
+//  vectors), label r_y[e]. Leaves the logits in r_z. With grad, accumulates the
+//  gradient of scale times the summed BCE into the head, the states (m->dx), the
+//  candidates' item vectors and the history's (m->dhist). Returns the summed BCE.
+static double
+s_rank_group (model_t *m, int n, float scale, int grad)
+{
+    int d = m->cfg.dim, L = m->L, in = m->rank_in, nl = m->cfg.rank_layers;
+    const float *V = s_items_w (m);
+    for (int e = 0; e < n; e++) {
+        memcpy (m->r_C + (size_t) e * d, V + (size_t) m->r_item[e] * d, (size_t) d * sizeof (float));
+        m->r_hi[e] = m->r_row[e] % L;
+    }
+    //  Each run of examples from one sequence pools over that sequence's history.
+    for (int e0 = 0, e1; e0 < n; e0 = e1) {
+        int s = m->r_row[e0] / L;
+        for (e1 = e0 + 1; e1 < n && m->r_row[e1] / L == s; e1++)
+            ;
+        nn_target_pool_fwd (m->r_C + (size_t) e0 * d, e1 - e0, m->hist + (size_t) s * L * d, L, d,
+                            s_first_valid (m, s), m->r_hi + e0, m->r_A + (size_t) e0 * L, m->r_P + (size_t) e0 * d);
+    }
+    float inv_len = 1.0f / (float) m->cfg.max_len;
+    for (int e = 0; e < n; e++) {
+        float *x = m->r_in + (size_t) e * in;
+        const float *u = m->hf + (size_t) m->r_row[e] * d, *v = m->r_C + (size_t) e * d;
+        memcpy (x, u, (size_t) d * sizeof (float));
+        memcpy (x + d, v, (size_t) d * sizeof (float));
+        for (int k = 0; k < d; k++)
+            x[2 * d + k] = u[k] * v[k];
+        memcpy (x + 3 * d, m->r_P + (size_t) e * d, (size_t) d * sizeof (float));
+        float *ctx = x + 4 * d;
+        memset (ctx, 0, RANK_CONTEXT * sizeof (float));
+        ctx[m->in_types[m->r_row[e]]] = 1;
+        ctx[MODEL_EVENT_TYPES] = (float) (m->r_hi[e] - s_first_valid (m, m->r_row[e] / L) + 1) * inv_len;
+    }
+    const float *x = m->r_in;
+    int w = in;
+    double macs = 0;
+    for (int k = 0; k < nl; k++) {
+        int out = m->cfg.rank_widths[k];
+        nn_linear_fwd (x, n, w, m->rw[k].w, m->rb[k].w, out, m->r_act[k]);
+        nn_relu_fwd (m->r_act[k], (size_t) n * out);
+        macs += (double) w * out;
+        x = m->r_act[k];
+        w = out;
+    }
+    nn_linear_fwd (x, n, w, m->rw[nl].w, m->rb[nl].w, 1, m->r_z);
+    macs += w + 2.0 * L * d;
+    double loss = nn_bce_logits (m->r_z, m->r_y, n, scale, grad ? m->r_dz : NULL);
+    if (!grad)
+        return loss;
+    m->flops += 3 * 2 * macs * n;
+    //  Back through the MLP to its input.
+    const float *dy = m->r_dz;
+    int out = 1;
+    for (int k = nl; k >= 0; k--) {
+        const float *xin = k ? m->r_act[k - 1] : m->r_in;
+        int win = k ? m->cfg.rank_widths[k - 1] : in;
+        float *dx = k ? m->r_dbuf[k % 2] : m->r_din;
+        memset (dx, 0, (size_t) n * win * sizeof (float));
+        nn_linear_bwd (xin, n, win, m->rw[k].w, out, dy, dx, m->rw[k].g, m->rb[k].g);
+        if (k)
+            nn_relu_bwd (m->r_act[k - 1], dx, (size_t) n * win);
+        dy = dx;
+        out = win;
+    }
+    //  Input [u, v, u * v, pooled, context]: to the state, the candidate and the pool.
+    for (int e = 0; e < n; e++) {
+        const float *g = m->r_din + (size_t) e * in;
+        const float *u = m->hf + (size_t) m->r_row[e] * d, *v = m->r_C + (size_t) e * d;
+        float *du = m->dx + (size_t) m->r_row[e] * d, *dv = m->r_dC + (size_t) e * d;
+        for (int k = 0; k < d; k++) {
+            du[k] += g[k] + g[2 * d + k] * v[k];
+            dv[k] = g[d + k] + g[2 * d + k] * u[k];
+        }
+        memcpy (m->r_dP + (size_t) e * d, g + 3 * d, (size_t) d * sizeof (float));
+    }
+    for (int e0 = 0, e1; e0 < n; e0 = e1) {
+        int s = m->r_row[e0] / L;
+        for (e1 = e0 + 1; e1 < n && m->r_row[e1] / L == s; e1++)
+            ;
+        nn_target_pool_bwd (m->r_C + (size_t) e0 * d, e1 - e0, m->hist + (size_t) s * L * d, L, d,
+                            m->r_A + (size_t) e0 * L, m->r_dP + (size_t) e0 * d, m->r_dC + (size_t) e0 * d,
+                            m->dhist + (size_t) s * L * d, m->r_work);
+    }
+    nn_scatter_add (s_items_g (m), d, m->r_item, n, m->r_dC);
+    return loss;
+}
+
+//  The history item vectors of a laid-out batch of R rows, for the pooling.
+static void
+s_rank_history (model_t *m, size_t R, int grad)
+{
+    nn_gather (s_items_w (m), m->cfg.dim, m->in_items, (int) R, m->hist);
+    if (grad)
+        memset (m->dhist, 0, R * m->cfg.dim * sizeof (float));
+}
+
+//  The ranking loss of a laid-out, forwarded batch of nb sequences: at every predicted
+//  position, the true next item (label 1) against the position's rank_negatives
+//  negatives, read from m->rank_neg, which this consumes (it then points at the next
+//  batch's). Returns rank_weight times the summed BCE; with grad, its gradient times
+//  scale is accumulated.
+static double
+s_rank_pass (model_t *m, int nb, float scale, int grad)
+{
+    if (!s_rank_on (m) || !m->rank_neg)
+        return 0;
+    int S = m->cfg.rank_negatives;
+    size_t R = (size_t) nb * m->L, p = 0;
+    float w = m->cfg.rank_weight;
+    s_rank_history (m, R, grad);
+    double loss = 0;
+    int n = 0;
+    for (size_t r = 0; r < R; r++) {
+        if (m->targets[r] < 0)
+            continue;
+        for (int c = 0; c <= S; c++) {
+            if (n == m->rank_cap) {
+                loss += s_rank_group (m, n, scale * w, grad);
+                n = 0;
+            }
+            m->r_row[n] = (int32_t) r;
+            m->r_item[n] = c ? (int32_t) m->rank_neg[p * (size_t) S + (size_t) c - 1] : m->targets[r];
+            m->r_y[n] = c ? 0.0f : 1.0f;
+            n++;
+        }
+        p++;
+    }
+    if (n)
+        loss += s_rank_group (m, n, scale * w, grad);
+    if (grad)
+        nn_scatter_add (s_items_g (m), m->cfg.dim, m->in_items, (int) R, m->dhist);
+    m->rank_neg += p * (size_t) S;
+    return w * loss;
+}
+
 static double
 s_backward (model_t *m, int nb, int mean)
 {
@@ -472,6 +714,8 @@ s_backward (model_t *m, int nb, int mean)
                                    m->dpack, s_items_g (m), m->logits, XENT_BLOCK);
     for (int i = 0; i < predicted; i++)
         memcpy (m->dx + (size_t) m->rowpack[i] * d, m->dpack + (size_t) i * d, (size_t) d * sizeof (float));
+    //  The ranking head reads the same final states.
+    loss += s_rank_pass (m, nb, scale, 1);
     //  Final norm.
     memset (m->dtmp, 0, R * d * sizeof (float));
     nn_layernorm_bwd (m->xout, (int) R, d, m->lnf_g.w, m->muf, m->rsf, m->dx, m->dtmp, m->lnf_g.g, m->lnf_b.g);
@@ -556,17 +800,32 @@ s_tensor (model_t *m, int i, const char **name)
         return top[i];
     }
     i -= TOP_PARAMS;
-    param_t *ps[BLOCK_PARAMS];
-    s_block_params (&m->blocks[i / BLOCK_PARAMS], ps);
+    if (i < BLOCK_PARAMS * m->cfg.blocks) {
+        param_t *ps[BLOCK_PARAMS];
+        s_block_params (&m->blocks[i / BLOCK_PARAMS], ps);
+        if (name)
+            *name = block_names[i % BLOCK_PARAMS];
+        return ps[i % BLOCK_PARAMS];
+    }
+    i -= BLOCK_PARAMS * m->cfg.blocks;
+    static const char *rank_names[] = { "rank_w1", "rank_b1", "rank_w2", "rank_b2", "rank_w3",
+                                        "rank_b3", "rank_w4", "rank_b4", "rank_w5", "rank_b5" };
+    int k = i / 2;
     if (name)
-        *name = block_names[i % BLOCK_PARAMS];
-    return ps[i % BLOCK_PARAMS];
+        *name = k == m->cfg.rank_layers ? (i % 2 ? "rank_out_b" : "rank_out_w") : rank_names[i];
+    return i % 2 ? &m->rb[k] : &m->rw[k];
 }
 
 int
 model_tensor_count (model_t *self)
 {
-    return TOP_PARAMS + BLOCK_PARAMS * self->cfg.blocks;
+    return TOP_PARAMS + BLOCK_PARAMS * self->cfg.blocks + (s_rank_on (self) ? 2 * (self->cfg.rank_layers + 1) : 0);
+}
+
+int
+model_has_ranker (model_t *self)
+{
+    return s_rank_on (self);
 }
 
 float *
@@ -671,10 +930,23 @@ model_batch_loss (model_t *self, const dataset_t *train, const uint32_t *users, 
         return NAN;
     //  Same dropout masks on every call: reseed from the configuration.
     self->rng = self->cfg.seed * 0x9E3779B97F4A7C15ULL + 7;
-    s_forward (self, n, dropout);
     size_t R = (size_t) n * self->L, pos = 0;
-    for (size_t r = 0; r < R; r++)
-        pos += self->targets[r] >= 0;
+    //  The ranking head's negatives: uniform over the table, never the target.
+    int S = self->cfg.rank_negatives;
+    for (size_t r = 0; r < R; r++) {
+        if (self->targets[r] < 0)
+            continue;
+        for (int c = 0; c < S && self->n_rows > 1; c++) {
+            uint32_t x;
+            do
+                x = (uint32_t) (s_uniform (&self->rng) * (float) self->n_rows) % self->n_rows;
+            while (x == (uint32_t) self->targets[r]);
+            self->neg_buf[pos * (size_t) S + (size_t) c] = x;
+        }
+        pos++;
+    }
+    self->rank_neg = self->n_rows > 1 ? self->neg_buf : NULL;
+    s_forward (self, n, dropout);
     double loss;
     if (with_grad) {
         loss = s_backward (self, n, 1);
@@ -685,6 +957,7 @@ model_batch_loss (model_t *self, const dataset_t *train, const uint32_t *users, 
         int packed = s_pack (self, R);
         loss = nn_softmax_xent (self->hpack, packed, self->cfg.dim, s_items_w (self), (int) self->n_rows, NULL,
                                 self->tpack, 1.0f, NULL, NULL, self->logits, XENT_BLOCK);
+        loss += s_rank_pass (self, n, 1.0f, 0);
     }
     return pos ? loss / (double) pos : 0;
 }
@@ -810,6 +1083,7 @@ model_shard_grad (model_t *self, const model_shard_t *sh, uint64_t *positions)
         return NAN;
     self->n_cand = sh->n_cand;
     self->bias = sh->bias;
+    self->rank_neg = sh->rank_neg;
     self->rng = sh->seed * 0x9E3779B97F4A7C15ULL + 3;
     if (s_set_items (self, sh->feat_off, sh->feat, sh->n_rows, sh->n_rows) < 0)
         return NAN;
@@ -939,13 +1213,48 @@ model_config (model_t *self)
     return &self->cfg;
 }
 
+//  Re-ranks the top rerank_top of slot s's retrieval scores (sc, over the whole table)
+//  with the ranking head; seen marks the user's history, which is never a candidate.
+//  top: rerank_top ints of scratch.
 static void
-s_score (void *model, const dataset_t *train, const uint32_t *users, size_t n, float *scores)
+s_rerank (model_t *m, int s, float *sc, const uint8_t *seen, int32_t *top)
 {
-    model_t *m = model;
+    int k = m->rerank_top, n = 0;
+    //  The top k unseen items by retrieval score: a small sorted insertion list.
+    for (uint32_t i = 0; i < m->n_rows; i++) {
+        if (seen[i] || (n == k && sc[i] <= sc[top[n - 1]]))
+            continue;
+        int j = n < k ? n++ : k - 1;
+        while (j > 0 && sc[top[j - 1]] < sc[i]) {
+            top[j] = top[j - 1];
+            j--;
+        }
+        top[j] = (int32_t) i;
+    }
+    int row = s * m->L + m->L - 1;
+    for (int e0 = 0; e0 < n; e0 += m->rank_cap) {
+        int g = n - e0 < m->rank_cap ? n - e0 : m->rank_cap;
+        for (int e = 0; e < g; e++) {
+            m->r_row[e] = row;
+            m->r_item[e] = top[e0 + e];
+            m->r_y[e] = 0;
+        }
+        s_rank_group (m, g, 1.0f, 0);
+        for (int e = 0; e < g; e++)
+            sc[m->r_item[e]] = 1e4f + m->r_z[e] + m->rerank_blend * sc[m->r_item[e]];
+    }
+}
+
+static void
+s_score_with (model_t *m, const dataset_t *train, const uint32_t *users, size_t n, float *scores, int rerank)
+{
     int d = m->cfg.dim;
     if (s_global_items (m) < 0)
         return;
+    uint8_t *seen = rerank ? calloc (m->n_rows ? m->n_rows : 1, 1) : NULL;
+    int32_t *top = rerank ? malloc ((size_t) (m->rerank_top > 0 ? m->rerank_top : 1) * sizeof *top) : NULL;
+    if (rerank && (!seen || !top))
+        rerank = 0;
     for (size_t i = 0; i < n; i += (size_t) m->cfg.batch) {
         int nb = (int) (n - i < (size_t) m->cfg.batch ? n - i : (size_t) m->cfg.batch);
         m->L = s_batch_len (m, train, users + i, nb, 0);
@@ -959,12 +1268,50 @@ s_score (void *model, const dataset_t *train, const uint32_t *users, size_t n, f
         for (int s = 0; s < nb; s++)
             memcpy (m->dtmp + (size_t) s * d, m->hf + ((size_t) s * L + (size_t) (L - 1)) * d, (size_t) d * sizeof (float));
         nn_matmul_nt (m->dtmp, nb, d, s_items_w (m), (int) m->n_rows, scores + i * m->n_rows);
+        if (!rerank)
+            continue;
+        s_rank_history (m, (size_t) nb * L, 0);
+        for (int s = 0; s < nb; s++) {
+            uint32_t u = users[i + (size_t) s];
+            const uint32_t *h = train->items + train->offsets[u];
+            uint32_t len = dataset_len (train, u);
+            for (uint32_t j = 0; j < len; j++)
+                if (h[j] < m->n_rows)
+                    seen[h[j]] = 1;
+            s_rerank (m, s, scores + (i + (size_t) s) * m->n_rows, seen, top);
+            for (uint32_t j = 0; j < len; j++)
+                if (h[j] < m->n_rows)
+                    seen[h[j]] = 0;
+        }
     }
+    free (seen);
+    free (top);
+}
+
+static void
+s_score (void *model, const dataset_t *train, const uint32_t *users, size_t n, float *scores)
+{
+    s_score_with (model, train, users, n, scores, 0);
+}
+
+static void
+s_score_ranked (void *model, const dataset_t *train, const uint32_t *users, size_t n, float *scores)
+{
+    s_score_with (model, train, users, n, scores, 1);
 }
 
 scorer_t
 model_scorer (model_t *self)
 {
     scorer_t s = { "strata", s_score, self };
+    return s;
+}
+
+scorer_t
+model_rank_scorer (model_t *self, int top, float blend)
+{
+    self->rerank_top = top;
+    self->rerank_blend = blend;
+    scorer_t s = { "strata+rank", s_rank_on (self) ? s_score_ranked : s_score, self };
     return s;
 }

@@ -8,8 +8,17 @@
     position is the user's interest vector; an item's score is its dot product with the
     item's embedding (the same table as the input, tied), so retrieval over the whole
     catalogue is one matrix product. Training predicts every next item of every
-    training sequence with a softmax cross-entropy over the whole catalogue, and
-    optimises with Adam. All layers come from nn.h.
+    training sequence with a softmax cross-entropy over the whole catalogue (or over
+    sampled candidates, see plan.h), and optimises with Adam. All layers come from nn.h.
+
+    The ranking head scores one (user, candidate) pair at a time, for re-ranking the
+    top of the retrieval: an MLP (ReLU layers of rank_widths, then a sigmoid output)
+    over [user vector u, candidate vector v, u * v, candidate-aware attention pooling
+    of the history (each history item weighted by its match with v, as in DIN),
+    context (the last event's type, the history's length)]. It is trained jointly with
+    the retrieval softmax: at every predicted position, binary cross-entropy of the
+    true next item (label 1) against rank_negatives sampled items (label 0), weighted
+    by rank_weight, with gradients flowing into the towers too.
 */
 #ifndef STRATA_MODEL_H
 #define STRATA_MODEL_H
@@ -32,7 +41,14 @@ typedef struct {
     int batch;         // sequences per step (128)
     int feature_rows;  // hashed catalogue-feature rows of the item tower (0: ids only)
     uint64_t seed;
+    //  Ranking head.
+    int rank_negatives;   // sampled negatives per predicted position (4; 0: no ranking head)
+    int rank_layers;      // hidden layers (3)
+    int rank_widths[4];   // their widths (128, 64, 32)
+    float rank_weight;    // weight of its loss in the joint objective (1)
 } model_config_t;
+
+#define MODEL_RANK_MAX_LAYERS 4
 
 void model_config_default (model_config_t *cfg);
 
@@ -67,6 +83,10 @@ typedef struct {
     uint32_t *feat;
     uint32_t n_frows;
     uint32_t *frows;
+    //  Ranking head: the negatives of predicted position p (positions numbered in
+    //  sequence order, then time order) are local rows rank_neg[p * rank_negatives ..]
+    //  (the model's rank_negatives of them). NULL: no ranking loss for this shard.
+    uint32_t *rank_neg;
 } model_shard_t;
 
 //  A freshly initialised model with an item table of n_items rows. NULL on no memory.
@@ -114,8 +134,17 @@ int64_t *model_feature_steps (model_t *self);
 //  until the next call into the model. NULL on no memory.
 const float *model_item_vectors (model_t *self);
 
-//  The model as an evaluate.h scorer (inference: no dropout).
+//  The model as an evaluate.h scorer (inference: no dropout): retrieval only.
 scorer_t model_scorer (model_t *self);
+
+//  Retrieval, then the ranking head re-ranks each user's top `top` items not in the
+//  history: their score becomes a big constant plus the head's logit plus blend times
+//  the retrieval logit, so they stay on top, in the head's order. Needs the ranking
+//  head (rank_negatives > 0). The returned scorer uses the model and these settings.
+scorer_t model_rank_scorer (model_t *self, int top, float blend);
+
+//  Whether the model has a ranking head.
+int model_has_ranker (model_t *self);
 
 //  Number of parameters.
 size_t model_parameters (model_t *self);

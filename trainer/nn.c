@@ -236,6 +236,72 @@ nn_softmax_xent (const float *H, int n, int d, const float *E, int m, const floa
 }
 
 void
+nn_target_pool_fwd (const float *C, int n, const float *X, int L, int d, int lo, const int32_t *hi, float *A,
+                    float *out)
+{
+    float scale = 1.0f / sqrtf ((float) d);
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, n, L, d, scale, C, d, X, d, 0.0f, A, L);
+    for (int i = 0; i < n; i++) {
+        float *a = A + (size_t) i * L;
+        int top = hi[i] < L ? hi[i] : L - 1;
+        float mx = -INFINITY;
+        for (int j = lo; j <= top; j++)
+            mx = a[j] > mx ? a[j] : mx;
+        double sum = 0;
+        for (int j = 0; j < L; j++) {
+            if (j >= lo && j <= top) {
+                a[j] = expf (a[j] - mx);
+                sum += a[j];
+            }
+            else
+                a[j] = 0;
+        }
+        for (int j = lo; j <= top; j++)
+            a[j] = (float) (a[j] / sum);
+    }
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, L, 1.0f, A, L, X, d, 0.0f, out, d);
+}
+
+void
+nn_target_pool_bwd (const float *C, int n, const float *X, int L, int d, const float *A, const float *dout,
+                    float *dC, float *dX, float *work)
+{
+    float scale = 1.0f / sqrtf ((float) d);
+    //  out = A X:  dX += A' dout,  dA = dout X'.
+    cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, L, d, n, 1.0f, A, L, dout, d, 1.0f, dX, d);
+    float *dS = work;
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, n, L, d, 1.0f, dout, d, X, d, 0.0f, dS, L);
+    for (int i = 0; i < n; i++) {
+        float *ds = dS + (size_t) i * L;
+        const float *a = A + (size_t) i * L;
+        double dot = 0;
+        for (int j = 0; j < L; j++)
+            dot += ds[j] * a[j];
+        for (int j = 0; j < L; j++)
+            ds[j] = a[j] * (ds[j] - (float) dot);
+    }
+    //  S = C X' scale:  dC += dS X scale,  dX += dS' C scale.
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, L, scale, dS, L, X, d, 1.0f, dC, d);
+    cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, L, d, n, scale, dS, L, C, d, 1.0f, dX, d);
+}
+
+double
+nn_bce_logits (const float *z, const float *y, int n, float scale, float *dz)
+{
+    double loss = 0;
+    for (int i = 0; i < n; i++) {
+        //  -y log s (z) - (1 - y) log (1 - s (z)) = max (z, 0) - z y + log (1 + exp (-|z|))
+        float a = fabsf (z[i]);
+        loss += (z[i] > 0 ? z[i] : 0) - z[i] * y[i] + log1p (exp (-(double) a));
+        if (dz) {
+            float e = expf (-a), s = z[i] >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
+            dz[i] = scale * (s - y[i]);
+        }
+    }
+    return loss;
+}
+
+void
 nn_gather (const float *table, int d, const int32_t *rows, int n, float *out)
 {
     for (int i = 0; i < n; i++) {

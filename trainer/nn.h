@@ -57,6 +57,22 @@ void nn_attention_bwd (const float *Q, const float *K, const float *V, int L, in
 double nn_softmax_xent (const float *H, int n, int d, const float *E, int m, const float *bias,
                         const int32_t *targets, float scale, float *dH, float *dE, float *work, int block);
 
+//  Candidate-aware attention pooling (DIN's target attention, with a scaled dot
+//  product): candidate i (row i of C, n x d) pools the history rows X[lo .. hi[i]]
+//  (inclusive; X is L x d) with weights A[i][j] = softmax_j (C_i . X_j / sqrt (d)):
+//  out[i] = sum_j A[i][j] X_j. A candidate with hi[i] < lo pools nothing (zeros).
+//  A (n x L) keeps the weights for the backward pass.
+void nn_target_pool_fwd (const float *C, int n, const float *X, int L, int d, int lo, const int32_t *hi, float *A,
+                         float *out);
+//  dC[n x d] += ..., dX[L x d] += ... from dout[n x d]; work: n x L floats.
+void nn_target_pool_bwd (const float *C, int n, const float *X, int L, int d, const float *A, const float *dout,
+                         float *dC, float *dX, float *work);
+
+//  Binary cross-entropy of sigmoid (z[i]) against labels y[i] in [0, 1], computed
+//  stably from the logits. Returns the summed loss; dz[i] = scale (sigmoid (z[i]) -
+//  y[i]) when dz is not NULL.
+double nn_bce_logits (const float *z, const float *y, int n, float scale, float *dz);
+
 //  out[i x d] = table[rows[i] x d]; rows[i] < 0 gives zeros.
 void nn_gather (const float *table, int d, const int32_t *rows, int n, float *out);
 //  dtable[rows[i]] += dout[i] (rows[i] < 0 skipped).

@@ -56,6 +56,8 @@ plan_config_default (plan_config_t *cfg)
     cfg->alpha = 0.75f;
     cfg->max_len = 50;
     cfg->seed = 42;
+    cfg->rank_negatives = 4;
+    cfg->rank_sampler = PLAN_POPULARITY;
 }
 
 int
@@ -90,8 +92,9 @@ plan_new (const dataset_t *train, const plan_config_t *cfg)
     }
     for (uint32_t i = 0; i < n; i++)
         p->local[i] = -1;
-    //  Q(item) proportional to (count + 1)^alpha (uniform: alpha 0).
-    double alpha = cfg->sampler == PLAN_POPULARITY ? cfg->alpha : 0;
+    //  Q(item) proportional to (count + 1)^alpha, for the popularity sampler (the
+    //  uniform one draws from s_below).
+    double alpha = cfg->alpha;
     for (uint32_t i = 0; i < n; i++)
         p->cdf[i] = 1;
     for (size_t e = 0; e < train->n_events; e++)
@@ -259,6 +262,25 @@ plan_users (plan_t *self)
     return self->n_order;
 }
 
+//  An item from the sampler.
+static uint32_t
+s_draw (plan_t *self, uint64_t *rng, plan_sampler_t sampler)
+{
+    uint32_t n = self->train->n_items;
+    if (sampler == PLAN_UNIFORM)
+        return s_below (rng, n);
+    double x = s_unit (rng);
+    uint32_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (self->cdf[mid] < x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 //  The local row of a global item, appending it to rows when new.
 static uint32_t
 s_local (plan_t *self, model_shard_t *sh, uint32_t item)
@@ -268,6 +290,39 @@ s_local (plan_t *self, model_shard_t *sh, uint32_t item)
         sh->rows[sh->n_rows++] = item;
     }
     return (uint32_t) self->local[item];
+}
+
+//  The ranking head's negatives of every predicted position of a built shard whose
+//  first user is order[from] (full: local rows are global items; else new items are
+//  appended to the table). 0 or -1.
+static int
+s_rank_negatives (plan_t *self, model_shard_t *out, uint32_t from, int full)
+{
+    int S = self->cfg.rank_negatives;
+    if (S <= 0 || self->train->n_items < 2)
+        return 0;
+    size_t positions = out->n_items - out->n, p = 0, w = 0;
+    out->rank_neg = malloc ((positions ? positions : 1) * (size_t) S * sizeof *out->rank_neg);
+    if (!out->rank_neg)
+        return -1;
+    for (uint32_t s = 0; s < out->n; s++) {
+        //  Drawn per user of the epoch, so that a step's negatives do not depend on
+        //  how it is cut into shards.
+        uint64_t rng = s_mix (self->cfg.seed ^ s_mix (((uint64_t) self->epoch << 32 | (from + s)) + 29));
+        for (uint32_t k = 1; k < out->lens[s]; k++, p++) {
+            uint32_t target = out->rows[out->items[w + k]];
+            for (int c = 0; c < S; c++) {
+                uint32_t g = s_draw (self, &rng, self->cfg.rank_sampler);
+                for (int tries = 0; g == target && tries < 16; tries++)
+                    g = s_draw (self, &rng, self->cfg.rank_sampler);
+                if (g == target)
+                    g = (target + 1) % self->train->n_items;
+                out->rank_neg[p * (size_t) S + (size_t) c] = full ? g : s_local (self, out, g);
+            }
+        }
+        w += out->lens[s];
+    }
+    return 0;
 }
 
 int
@@ -297,7 +352,9 @@ plan_shard (plan_t *self, uint32_t step, int shard, model_shard_t *out)
         uint32_t len = dataset_len (t, self->order[i]);
         step_total += len < tail ? len : tail;
     }
-    size_t max_rows = full ? t->n_items : step_total + (size_t) self->cfg.negatives;
+    size_t positions = total - out->n;   // every item of a sequence but its first
+    size_t rank_total = positions * (size_t) (self->cfg.rank_negatives > 0 ? self->cfg.rank_negatives : 0);
+    size_t max_rows = full ? t->n_items : step_total + (size_t) self->cfg.negatives + rank_total;
     if (max_rows > t->n_items)
         max_rows = t->n_items;
     out->lens = malloc ((out->n ? out->n : 1) * sizeof *out->lens);
@@ -320,7 +377,7 @@ plan_shard (plan_t *self, uint32_t step, int shard, model_shard_t *out)
             memcpy (out->types + w, t->types + t->offsets[u] + (len - take), take);
             w += take;
         }
-        if (self->features && s_shard_features (self, out) < 0) {
+        if (s_rank_negatives (self, out, from, 1) < 0 || (self->features && s_shard_features (self, out) < 0)) {
             plan_shard_free (out);
             return -1;
         }
@@ -335,18 +392,8 @@ plan_shard (plan_t *self, uint32_t step, int shard, model_shard_t *out)
             s_local (self, out, seq[k]);
     }
     uint64_t rng = s_mix (self->cfg.seed ^ s_mix (((uint64_t) self->epoch << 32 | step) + 5));
-    for (int k = 0; k < self->cfg.negatives && out->n_rows < max_rows; k++) {
-        double x = s_unit (&rng);
-        uint32_t lo = 0, hi = t->n_items - 1;
-        while (lo < hi) {
-            uint32_t mid = lo + (hi - lo) / 2;
-            if (self->cdf[mid] < x)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        s_local (self, out, lo);
-    }
+    for (int k = 0; k < self->cfg.negatives && out->n_rows < max_rows; k++)
+        s_local (self, out, s_draw (self, &rng, self->cfg.sampler));
     out->n_cand = out->n_rows;
     //  Then the inputs that are not candidates.
     size_t w = 0;
@@ -358,17 +405,20 @@ plan_shard (plan_t *self, uint32_t step, int shard, model_shard_t *out)
         for (uint32_t k = 0; k < take; k++)
             out->items[w++] = s_local (self, out, seq[k]);
     }
-    if (self->cfg.sampler == PLAN_POPULARITY) {
+    int bad = s_rank_negatives (self, out, from, 0) < 0;
+    if (!bad && self->cfg.sampler == PLAN_POPULARITY) {
         out->bias = malloc ((out->n_cand ? out->n_cand : 1) * sizeof *out->bias);
-        if (!out->bias) {
-            for (uint32_t r = 0; r < out->n_rows; r++)
-                self->local[out->rows[r]] = -1;
-            plan_shard_free (out);
-            return -1;
-        }
+        bad = !out->bias;
+    }
+    if (bad) {
+        for (uint32_t r = 0; r < out->n_rows; r++)
+            self->local[out->rows[r]] = -1;
+        plan_shard_free (out);
+        return -1;
+    }
+    if (out->bias)
         for (uint32_t r = 0; r < out->n_cand; r++)
             out->bias[r] = self->neg_log_q[out->rows[r]];
-    }
     for (uint32_t r = 0; r < out->n_rows; r++)
         self->local[out->rows[r]] = -1;
     if (self->features && s_shard_features (self, out) < 0) {
@@ -389,5 +439,6 @@ plan_shard_free (model_shard_t *shard)
     free (shard->feat_off);
     free (shard->feat);
     free (shard->frows);
+    free (shard->rank_neg);
     memset (shard, 0, sizeof *shard);
 }

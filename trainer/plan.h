@@ -15,6 +15,10 @@
     logits, the usual correction that keeps the sampled softmax an estimate of the full
     one. Then a shard touches a few thousand rows, however large the catalogue.
 
+    For the ranking head (model.h), every predicted position also gets rank_negatives
+    items sampled uniformly or from the smoothed popularity (never the position's
+    target), appended to the shard's table as rows that are not softmax candidates.
+
     Everything here is a function of (seed, epoch, step, shard): a shard lost with a
     dead worker is rebuilt identically, and a run with the same seed and shard count
     does the same arithmetic in the same order.
@@ -38,6 +42,8 @@ typedef struct {
     float alpha;            // popularity smoothing exponent
     int max_len;            // inputs per sequence
     uint64_t seed;
+    int rank_negatives;     // ranking-head negatives per predicted position (0: none)
+    plan_sampler_t rank_sampler;
 } plan_config_t;
 
 void plan_config_default (plan_config_t *cfg);

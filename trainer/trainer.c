@@ -211,6 +211,15 @@ s_send_task (trainer_t *self, task_t *t, pool_worker_t *w)
     shape.ffn = (uint32_t) self->mc.ffn;
     shape.dropout = self->mc.dropout;
     shape.feature_rows = (uint32_t) self->mc.feature_rows;
+    uint32_t widths[MODEL_RANK_MAX_LAYERS];
+    if (self->mc.rank_negatives > 0) {
+        shape.rank_negatives = (uint32_t) self->mc.rank_negatives;
+        shape.rank_weight = self->mc.rank_weight;
+        shape.n_rank_widths = (size_t) self->mc.rank_layers;
+        for (int k = 0; k < self->mc.rank_layers; k++)
+            widths[k] = (uint32_t) self->mc.rank_widths[k];
+        shape.rank_widths = widths;
+    }
     Strata__V1__TrainTask task = STRATA__V1__TRAIN_TASK__INIT;
     t->task_id = ++self->next_task_id;
     t->version = self->param_version;
@@ -245,6 +254,10 @@ s_send_task (trainer_t *self, task_t *t, pool_worker_t *w)
         task.n_frows = t->sh.n_frows;
         task.feats.data = (uint8_t *) self->out.feats;
         task.feats.len = t->sh.n_frows * d * sizeof (float);
+    }
+    if (t->sh.rank_neg) {
+        task.n_rank_neg = (t->sh.n_items - t->sh.n) * (size_t) self->mc.rank_negatives;
+        task.rank_neg = t->sh.rank_neg;
     }
     if (wire_send (self->workers, w->identity, WIRE_TASK, &task.base) < 0) {
         log_warn ("cannot send a task to %s", w->id);

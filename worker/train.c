@@ -12,7 +12,8 @@
 
 struct _train_worker_t {
     model_t *model;
-    Strata__V1__ModelShape shape;
+    Strata__V1__ModelShape shape;   // of the model below (rank_widths in widths)
+    uint32_t widths[MODEL_RANK_MAX_LAYERS];
     //  Aligned copies of the task's tensors and the gradients sent back.
     step_tensors_t p, g;
     size_t pr, pf, gr, gf;
@@ -37,6 +38,19 @@ train_worker_destroy (train_worker_t **self_p)
     free (self->sh.bias);
     free (self);
     *self_p = NULL;
+}
+
+//  Whether two shapes have the same ranking head.
+static int
+s_same_ranker (const Strata__V1__ModelShape *a, const Strata__V1__ModelShape *b)
+{
+    if (a->rank_negatives != b->rank_negatives || a->rank_weight != b->rank_weight
+        || a->n_rank_widths != b->n_rank_widths)
+        return 0;
+    for (size_t k = 0; k < a->n_rank_widths; k++)
+        if (a->rank_widths[k] != b->rank_widths[k])
+            return 0;
+    return 1;
 }
 
 static const char *
@@ -81,6 +95,22 @@ s_check (train_worker_t *self, const Strata__V1__TrainTask *t)
         return "more feature rows than the model has";
     if (t->feats.len != (size_t) t->n_frows * s->dim * sizeof (float))
         return "feature tensor of the wrong size";
+    if (s->rank_negatives > 256 || s->n_rank_widths > MODEL_RANK_MAX_LAYERS || (s->rank_negatives && s->n_rank_widths < 1)
+        || !(s->rank_weight >= 0 && s->rank_weight <= 100))
+        return "ranking head shape out of range";
+    for (size_t k = 0; k < s->n_rank_widths; k++)
+        if (s->rank_widths[k] < 1 || s->rank_widths[k] > 4096)
+            return "ranking head width out of range";
+    if (t->n_rank_neg) {
+        size_t positions = 0;
+        for (size_t i = 0; i < t->n_lens; i++)
+            positions += t->lens[i] ? t->lens[i] - 1 : 0;
+        if (t->n_rank_neg != positions * s->rank_negatives)
+            return "ranking negatives do not match the predicted positions";
+        for (size_t i = 0; i < t->n_rank_neg; i++)
+            if (t->rank_neg[i] >= t->n_rows)
+                return "a ranking negative names a row outside the shard's table";
+    }
     return NULL;
 }
 
@@ -97,7 +127,7 @@ train_worker_compute (train_worker_t *self, const Strata__V1__TrainTask *t, Stra
     const Strata__V1__ModelShape *s = t->shape;
     if (!self->model || self->shape.dim != s->dim || self->shape.max_len != s->max_len
         || self->shape.blocks != s->blocks || self->shape.ffn != s->ffn || self->shape.dropout != s->dropout
-        || self->shape.feature_rows != s->feature_rows) {
+        || self->shape.feature_rows != s->feature_rows || !s_same_ranker (&self->shape, s)) {
         model_destroy (&self->model);
         model_config_t mc;
         model_config_default (&mc);
@@ -107,9 +137,16 @@ train_worker_compute (train_worker_t *self, const Strata__V1__TrainTask *t, Stra
         mc.ffn = (int) s->ffn;
         mc.dropout = s->dropout;
         mc.feature_rows = (int) s->feature_rows;
+        mc.rank_negatives = (int) s->rank_negatives;
+        mc.rank_layers = (int) s->n_rank_widths;
+        for (size_t k = 0; k < s->n_rank_widths; k++)
+            mc.rank_widths[k] = (int) s->rank_widths[k];
+        mc.rank_weight = s->rank_weight;
         mc.batch = 128;
         self->model = model_new (&mc, t->n_rows ? t->n_rows : 1);
         self->shape = *s;
+        self->shape.rank_widths = self->widths;
+        memcpy (self->widths, s->rank_widths, s->n_rank_widths * sizeof *s->rank_widths);
         if (!self->model) {
             out->error = "out of memory for the model";
             return;
@@ -135,6 +172,7 @@ train_worker_compute (train_worker_t *self, const Strata__V1__TrainTask *t, Stra
     self->sh.feat_off = t->n_feat_off ? t->feat_off : NULL;
     self->sh.feat = t->feat;
     self->sh.n_frows = t->n_frows;
+    self->sh.rank_neg = t->n_rank_neg ? t->rank_neg : NULL;
     if (step_tensors_fit (&self->p, &self->pr, &self->pf, self->model, &self->sh) < 0
         || step_tensors_fit (&self->g, &self->gr, &self->gf, self->model, &self->sh) < 0) {
         out->error = "out of memory";

@@ -176,6 +176,88 @@ Test (nn, causal_attention_gradients_and_mask)
     s_check ("dV", s_att_loss, &c, c.V, dV, L * D);
 }
 
+// ---------------------------------------------------------------- target attention pooling
+
+enum { TN = 6 };
+
+typedef struct {
+    float C[TN * D], X[L * D], R[TN * D], out[TN * D], A[TN * L];
+    int32_t hi[TN];
+} pool_t;
+
+static double
+s_pool_loss (void *p)
+{
+    pool_t *c = p;
+    nn_target_pool_fwd (c->C, TN, c->X, L, D, 1, c->hi, c->A, c->out);
+    return s_dot (c->out, c->R, TN * D);
+}
+
+Test (nn, target_attention_pooling_gradients_and_range)
+{
+    pool_t c;
+    s_fill (c.C, TN * D);
+    s_fill (c.X, L * D);
+    s_fill (c.R, TN * D);
+    //  History rows 1..hi[i]; a candidate with hi < lo (no history yet) pools nothing.
+    int32_t hi[TN] = { 1, 2, 4, 3, 0, 4 };
+    memcpy (c.hi, hi, sizeof hi);
+    s_pool_loss (&c);
+    for (int i = 0; i < TN; i++) {
+        double sum = 0;
+        for (int j = 0; j < L; j++) {
+            if (j < 1 || j > hi[i])
+                cr_expect_eq (c.A[i * L + j], 0.0f, "A[%d][%d] outside the history", i, j);
+            sum += c.A[i * L + j];
+        }
+        cr_expect_float_eq (sum, hi[i] >= 1 ? 1.0 : 0.0, 1e-5, "row %d sums to %f", i, sum);
+    }
+    for (int k = 0; k < D; k++)
+        cr_expect_eq (c.out[4 * D + k], 0.0f, "no history, no pooled vector");
+    //  One history item: the pooled vector is that item.
+    for (int k = 0; k < D; k++)
+        cr_expect_float_eq (c.out[k], c.X[D + k], 1e-6);
+    float dC[TN * D] = { 0 }, dX[L * D] = { 0 }, work[TN * L];
+    nn_target_pool_bwd (c.C, TN, c.X, L, D, c.A, c.R, dC, dX, work);
+    for (int k = 0; k < D; k++)
+        cr_expect_eq (dX[k], 0.0f, "row 0 is outside every range");
+    s_check ("dC", s_pool_loss, &c, c.C, dC, TN * D);
+    s_check ("dX", s_pool_loss, &c, c.X, dX, L * D);
+}
+
+// ---------------------------------------------------------------- binary cross-entropy
+
+typedef struct {
+    float z[6], y[6];
+} bce_t;
+
+static double
+s_bce_loss (void *p)
+{
+    bce_t *c = p;
+    return nn_bce_logits (c->z, c->y, 6, 1.0f, NULL);
+}
+
+Test (nn, bce_with_logits_loss_gradients_and_extremes)
+{
+    bce_t c = { { 0.3f, -1.2f, 2.0f, 0.0f, -0.4f, 1.1f }, { 1, 0, 0, 1, 1, 0 } };
+    float dz[6];
+    double loss = nn_bce_logits (c.z, c.y, 6, 1.0f, dz);
+    double want = 0;
+    for (int i = 0; i < 6; i++) {
+        double s = 1.0 / (1.0 + exp (-(double) c.z[i]));
+        want += c.y[i] > 0 ? -log (s) : -log (1 - s);
+    }
+    cr_expect_float_eq (loss, want, 1e-6, "loss %f, by hand %f", loss, want);
+    s_check ("dz", s_bce_loss, &c, c.z, dz, 6);
+    //  Far-out logits stay finite: a confident right answer costs ~0, a wrong one ~|z|.
+    float z2[2] = { 200.0f, -200.0f }, y2[2] = { 1, 1 }, d2[2];
+    double l2 = nn_bce_logits (z2, y2, 2, 1.0f, d2);
+    cr_expect_float_eq (l2, 200.0, 1e-3);
+    cr_expect_float_eq (d2[0], 0.0f, 1e-6);
+    cr_expect_float_eq (d2[1], -1.0f, 1e-6);
+}
+
 // ---------------------------------------------------------------- softmax cross-entropy
 
 typedef struct {

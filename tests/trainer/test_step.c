@@ -40,6 +40,10 @@ s_small (model_config_t *mc, plan_config_t *pc)
     mc->ffn = 16;
     mc->batch = 8;
     mc->dropout = 0.2f;
+    //  A small ranking head: fewer ReLUs, fewer kinks for finite differences to cross.
+    mc->rank_widths[0] = 12;
+    mc->rank_widths[1] = 8;
+    mc->rank_widths[2] = 6;
     plan_config_default (pc);
     pc->batch = 8;
     pc->max_len = 5;
@@ -270,6 +274,44 @@ Test (step, same_seed_same_bits)
     plan_shard_free (&s2);
     step_session_fini (&a);
     step_session_fini (&b);
+    dataset_destroy (&d);
+}
+
+Test (step, ranking_negatives_are_sampled_per_position)
+{
+    dataset_t *d = s_cycles (40, 6, 30);
+    for (int sampler = PLAN_UNIFORM; sampler <= PLAN_POPULARITY; sampler++) {
+        for (int negatives = 0; negatives <= 8; negatives += 8) {
+            model_config_t mc;
+            plan_config_t pc;
+            s_small (&mc, &pc);
+            pc.negatives = negatives;
+            pc.rank_negatives = 3;
+            pc.rank_sampler = (plan_sampler_t) sampler;
+            plan_t *plan = plan_new (d, &pc);
+            plan_epoch (plan, 0);
+            model_shard_t a, b;
+            cr_assert_eq (plan_shard (plan, 1, 0, &a), 0);
+            cr_assert_eq (plan_shard (plan, 1, 0, &b), 0);
+            cr_assert_not_null (a.rank_neg);
+            size_t positions = a.n_items - a.n, p = 0, w = 0;
+            cr_expect_eq (memcmp (a.rank_neg, b.rank_neg, positions * 3 * sizeof (uint32_t)), 0,
+                          "a rebuilt shard has the same negatives");
+            for (uint32_t s = 0; s < a.n; w += a.lens[s], s++)
+                for (uint32_t k = 1; k < a.lens[s]; k++, p++) {
+                    uint32_t target = a.rows[a.items[w + k]];
+                    for (int c = 0; c < 3; c++) {
+                        uint32_t r = a.rank_neg[p * 3 + (size_t) c];
+                        cr_assert_lt (r, a.n_rows, "a negative outside the shard's table");
+                        cr_expect_neq (a.rows[r], target, "a negative equals its position's target");
+                    }
+                }
+            cr_expect_eq (p, positions);
+            plan_shard_free (&a);
+            plan_shard_free (&b);
+            plan_destroy (&plan);
+        }
+    }
     dataset_destroy (&d);
 }
 

@@ -23,6 +23,7 @@ typedef struct {
     step_tensors_t p;
     size_t pr, pf;
     Strata__V1__ModelShape shape;
+    uint32_t widths[MODEL_RANK_MAX_LAYERS];
     Strata__V1__TrainTask task;
 } fixture_t;
 
@@ -74,6 +75,12 @@ s_setup (fixture_t *f)
     shape.ffn = 16;
     shape.dropout = mc.dropout;
     shape.feature_rows = 9;
+    shape.rank_negatives = (uint32_t) mc.rank_negatives;
+    shape.rank_weight = mc.rank_weight;
+    shape.n_rank_widths = (size_t) mc.rank_layers;
+    for (int k = 0; k < mc.rank_layers; k++)
+        f->widths[k] = (uint32_t) mc.rank_widths[k];
+    shape.rank_widths = f->widths;
     f->shape = shape;
     Strata__V1__TrainTask task = STRATA__V1__TRAIN_TASK__INIT;
     task.task_id = 7;
@@ -101,6 +108,9 @@ s_setup (fixture_t *f)
     task.n_frows = f->sh.n_frows;
     task.feats.data = (uint8_t *) f->p.feats;
     task.feats.len = (size_t) f->sh.n_frows * 8 * sizeof (float);
+    cr_assert_not_null (f->sh.rank_neg, "the ranking head's negatives travel with the shard");
+    task.n_rank_neg = (f->sh.n_items - f->sh.n) * (size_t) mc.rank_negatives;
+    task.rank_neg = f->sh.rank_neg;
     f->task = task;
 }
 
@@ -155,7 +165,8 @@ Test (train_worker, malformed_tasks_get_errors)
     const char *cases[] = { "no shape", "item outside the table", "rows of the wrong size",
                             "lengths that do not add up", "dense of the wrong size", "more candidates than rows",
                             "a feature outside the feature table", "feature lists that do not match the rows",
-                            "event types of the wrong size" };
+                            "event types of the wrong size", "a ranking negative outside the table",
+                            "ranking negatives that do not match the positions", "ranking head too deep" };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         Strata__V1__TrainTask t = f.task;
         uint32_t *items = malloc (t.n_items * sizeof *items);
@@ -164,6 +175,11 @@ Test (train_worker, malformed_tasks_get_errors)
         uint32_t *feat = malloc ((t.n_feat + 1) * sizeof *feat);
         memcpy (feat, t.feat, t.n_feat * sizeof *feat);
         t.feat = feat;
+        uint32_t *neg = malloc (t.n_rank_neg * sizeof *neg);
+        memcpy (neg, t.rank_neg, t.n_rank_neg * sizeof *neg);
+        t.rank_neg = neg;
+        Strata__V1__ModelShape shape = *t.shape;
+        t.shape = &shape;
         switch (i) {
         case 0: t.shape = NULL; break;
         case 1: items[0] = t.n_rows + 5; break;
@@ -174,6 +190,9 @@ Test (train_worker, malformed_tasks_get_errors)
         case 6: feat[0] = t.n_frows; break;
         case 7: t.n_feat_off -= 1; break;
         case 8: t.types.len -= 1; break;
+        case 9: neg[t.n_rank_neg - 1] = t.n_rows; break;
+        case 10: t.n_rank_neg -= 1; break;
+        case 11: shape.n_rank_widths = MODEL_RANK_MAX_LAYERS + 1; break;
         }
         Strata__V1__TrainGradient g = STRATA__V1__TRAIN_GRADIENT__INIT;
         train_worker_compute (w, &t, &g);
@@ -181,6 +200,7 @@ Test (train_worker, malformed_tasks_get_errors)
         cr_expect_eq (g.dense.len, 0u, "%s: a gradient was sent anyway", cases[i]);
         free (items);
         free (feat);
+        free (neg);
     }
     //  And the worker still computes a good task afterwards.
     Strata__V1__TrainGradient g = STRATA__V1__TRAIN_GRADIENT__INIT;
