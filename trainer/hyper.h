@@ -15,7 +15,7 @@
 
 typedef struct {
     int64_t dim, blocks, max_len, batch, seed, negatives, shards, feature_rows, rank_negatives;
-    double dropout, lr, alpha, rank_weight;
+    double dropout, lr, alpha, rank_weight, rank_share;
     char *sampler, *rank_sampler, *rank_widths;
 } hyper_t;
 
@@ -41,7 +41,9 @@ typedef struct {
     { "rank-widths", CONFIG_STRING, offsetof (type, m.rank_widths), "128,64,32", 0, -1,                         \
       "hidden layer widths of the ranking MLP (1 to 4, comma-separated)" },                                     \
     { "rank-weight", CONFIG_DOUBLE, offsetof (type, m.rank_weight), "1", 0, 100,                                \
-      "weight of the ranking loss in the joint objective" }
+      "weight of the ranking loss in the joint objective" },                                                    \
+    { "rank-share", CONFIG_DOUBLE, offsetof (type, m.rank_share), "1", 0, 1,                                    \
+      "share of the ranking loss's gradient that reaches the shared towers (0: they learn from retrieval only)" }
 
 //  Fills the model and plan configurations. 0, or -1 with err (an unknown sampler,
 //  bad widths).

@@ -80,6 +80,7 @@ struct _model_t {
     uint32_t *neg_buf;             // model_batch_loss's negatives
     int rerank_top;                // model_rank_scorer's settings
     float rerank_blend;
+    uint32_t served;               // users in the last model_user_vectors batch
 };
 
 static float
@@ -144,6 +145,7 @@ model_config_default (model_config_t *cfg)
     cfg->rank_widths[2] = 32;
     cfg->rank_widths[3] = 16;
     cfg->rank_weight = 1.0f;
+    cfg->rank_share = 1.0f;
 }
 
 //  Context features of the ranking head: the last event's type (one-hot) and the
@@ -482,6 +484,7 @@ s_forward (model_t *m, int nb, int train)
     size_t R = (size_t) nb * L;
     float p = m->cfg.dropout;
     float scale = sqrtf ((float) d);
+    m->served = 0;   // the workspace no longer holds a model_user_vectors batch
     nn_gather (s_items_w (m), d, m->in_items, (int) R, m->x0);
     for (size_t r = 0; r < R; r++) {
         if (!m->valid[r])
@@ -626,16 +629,21 @@ s_rank_group (model_t *m, int n, float scale, int grad)
         dy = dx;
         out = win;
     }
-    //  Input [u, v, u * v, pooled, context]: to the state, the candidate and the pool.
+    //  Input [u, v, u * v, pooled, context]: to the state, the candidate and the pool,
+    //  scaled by the share that reaches the towers.
+    float share = m->cfg.rank_share;
+    if (share == 0)
+        return loss;
     for (int e = 0; e < n; e++) {
         const float *g = m->r_din + (size_t) e * in;
         const float *u = m->hf + (size_t) m->r_row[e] * d, *v = m->r_C + (size_t) e * d;
         float *du = m->dx + (size_t) m->r_row[e] * d, *dv = m->r_dC + (size_t) e * d;
+        float *dp = m->r_dP + (size_t) e * d;
         for (int k = 0; k < d; k++) {
-            du[k] += g[k] + g[2 * d + k] * v[k];
-            dv[k] = g[d + k] + g[2 * d + k] * u[k];
+            du[k] += share * (g[k] + g[2 * d + k] * v[k]);
+            dv[k] = share * (g[d + k] + g[2 * d + k] * u[k]);
+            dp[k] = share * g[3 * d + k];
         }
-        memcpy (m->r_dP + (size_t) e * d, g + 3 * d, (size_t) d * sizeof (float));
     }
     for (int e0 = 0, e1; e0 < n; e0 = e1) {
         int s = m->r_row[e0] / L;
@@ -1213,11 +1221,27 @@ model_config (model_t *self)
     return &self->cfg;
 }
 
+//  The ranking head's logits (out) of n candidates for the state at batch row `row`.
+static void
+s_rank_logits (model_t *m, int row, const uint32_t *cands, uint32_t n, float *out)
+{
+    for (uint32_t e0 = 0; e0 < n; e0 += (uint32_t) m->rank_cap) {
+        int g = n - e0 < (uint32_t) m->rank_cap ? (int) (n - e0) : m->rank_cap;
+        for (int e = 0; e < g; e++) {
+            m->r_row[e] = row;
+            m->r_item[e] = (int32_t) cands[e0 + (uint32_t) e];
+            m->r_y[e] = 0;
+        }
+        s_rank_group (m, g, 1.0f, 0);
+        memcpy (out + e0, m->r_z, (size_t) g * sizeof (float));
+    }
+}
+
 //  Re-ranks the top rerank_top of slot s's retrieval scores (sc, over the whole table)
 //  with the ranking head; seen marks the user's history, which is never a candidate.
-//  top: rerank_top ints of scratch.
+//  top and logits: rerank_top of scratch each.
 static void
-s_rerank (model_t *m, int s, float *sc, const uint8_t *seen, int32_t *top)
+s_rerank (model_t *m, int s, float *sc, const uint8_t *seen, uint32_t *top, float *logits)
 {
     int k = m->rerank_top, n = 0;
     //  The top k unseen items by retrieval score: a small sorted insertion list.
@@ -1229,20 +1253,11 @@ s_rerank (model_t *m, int s, float *sc, const uint8_t *seen, int32_t *top)
             top[j] = top[j - 1];
             j--;
         }
-        top[j] = (int32_t) i;
+        top[j] = i;
     }
-    int row = s * m->L + m->L - 1;
-    for (int e0 = 0; e0 < n; e0 += m->rank_cap) {
-        int g = n - e0 < m->rank_cap ? n - e0 : m->rank_cap;
-        for (int e = 0; e < g; e++) {
-            m->r_row[e] = row;
-            m->r_item[e] = top[e0 + e];
-            m->r_y[e] = 0;
-        }
-        s_rank_group (m, g, 1.0f, 0);
-        for (int e = 0; e < g; e++)
-            sc[m->r_item[e]] = 1e4f + m->r_z[e] + m->rerank_blend * sc[m->r_item[e]];
-    }
+    s_rank_logits (m, s * m->L + m->L - 1, top, (uint32_t) n, logits);
+    for (int e = 0; e < n; e++)
+        sc[top[e]] = 1e4f + logits[e] + m->rerank_blend * sc[top[e]];
 }
 
 static void
@@ -1251,9 +1266,11 @@ s_score_with (model_t *m, const dataset_t *train, const uint32_t *users, size_t 
     int d = m->cfg.dim;
     if (s_global_items (m) < 0)
         return;
+    size_t cap = (size_t) (m->rerank_top > 0 ? m->rerank_top : 1);
     uint8_t *seen = rerank ? calloc (m->n_rows ? m->n_rows : 1, 1) : NULL;
-    int32_t *top = rerank ? malloc ((size_t) (m->rerank_top > 0 ? m->rerank_top : 1) * sizeof *top) : NULL;
-    if (rerank && (!seen || !top))
+    uint32_t *top = rerank ? malloc (cap * sizeof *top) : NULL;
+    float *logits = rerank ? malloc (cap * sizeof *logits) : NULL;
+    if (rerank && (!seen || !top || !logits))
         rerank = 0;
     for (size_t i = 0; i < n; i += (size_t) m->cfg.batch) {
         int nb = (int) (n - i < (size_t) m->cfg.batch ? n - i : (size_t) m->cfg.batch);
@@ -1278,7 +1295,7 @@ s_score_with (model_t *m, const dataset_t *train, const uint32_t *users, size_t 
             for (uint32_t j = 0; j < len; j++)
                 if (h[j] < m->n_rows)
                     seen[h[j]] = 1;
-            s_rerank (m, s, scores + (i + (size_t) s) * m->n_rows, seen, top);
+            s_rerank (m, s, scores + (i + (size_t) s) * m->n_rows, seen, top, logits);
             for (uint32_t j = 0; j < len; j++)
                 if (h[j] < m->n_rows)
                     seen[h[j]] = 0;
@@ -1286,6 +1303,50 @@ s_score_with (model_t *m, const dataset_t *train, const uint32_t *users, size_t 
     }
     free (seen);
     free (top);
+    free (logits);
+}
+
+int
+model_user_vectors (model_t *self, const uint32_t *items, const uint8_t *types, const uint32_t *lens, uint32_t n,
+                    float *out)
+{
+    if (n > (uint32_t) self->cfg.batch || s_global_items (self) < 0)
+        return -1;
+    size_t total = 0;
+    uint32_t L = 1;
+    for (uint32_t k = 0; k < n; k++) {
+        total += lens[k];
+        L = lens[k] > L ? lens[k] : L;
+    }
+    for (size_t i = 0; i < total; i++)
+        if (items[i] >= self->n_rows)
+            return -1;
+    self->L = L > (uint32_t) self->cfg.max_len ? self->cfg.max_len : (int) L;
+    size_t off = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        s_layout (self, (int) k, items + off, types ? types + off : NULL, lens[k], 0);
+        off += lens[k];
+    }
+    s_forward (self, (int) n, 0);
+    int d = self->cfg.dim, Lb = self->L;
+    for (uint32_t k = 0; k < n; k++)
+        memcpy (out + (size_t) k * d, self->hf + ((size_t) k * Lb + (size_t) (Lb - 1)) * d, (size_t) d * sizeof (float));
+    self->served = n;
+    if (s_rank_on (self))
+        s_rank_history (self, (size_t) n * Lb, 0);
+    return 0;
+}
+
+int
+model_rank_candidates (model_t *self, uint32_t k, const uint32_t *cands, uint32_t n, float *logits)
+{
+    if (!s_rank_on (self) || k >= self->served)
+        return -1;
+    for (uint32_t i = 0; i < n; i++)
+        if (cands[i] >= self->n_rows)
+            return -1;
+    s_rank_logits (self, (int) k * self->L + self->L - 1, cands, n, logits);
+    return 0;
 }
 
 static void

@@ -18,7 +18,9 @@
     context (the last event's type, the history's length)]. It is trained jointly with
     the retrieval softmax: at every predicted position, binary cross-entropy of the
     true next item (label 1) against rank_negatives sampled items (label 0), weighted
-    by rank_weight, with gradients flowing into the towers too.
+    by rank_weight. Its gradient reaches the shared towers scaled by rank_share: 1 is
+    plain joint training, 0 trains the head on the towers' outputs without letting it
+    move them.
 */
 #ifndef STRATA_MODEL_H
 #define STRATA_MODEL_H
@@ -46,6 +48,7 @@ typedef struct {
     int rank_layers;      // hidden layers (3)
     int rank_widths[4];   // their widths (128, 64, 32)
     float rank_weight;    // weight of its loss in the joint objective (1)
+    float rank_share;     // share of its gradient that reaches the towers (1: fully joint)
 } model_config_t;
 
 #define MODEL_RANK_MAX_LAYERS 4
@@ -145,6 +148,19 @@ scorer_t model_rank_scorer (model_t *self, int top, float blend);
 
 //  Whether the model has a ranking head.
 int model_has_ranker (model_t *self);
+
+//  Serving. The interest vectors (n x dim, to out) of n <= batch users whose histories
+//  are given in time order: user k's events are items[off .. off + lens[k]) (rows of
+//  the item table; only the last max_len are read) with their event types (NULL: all
+//  0), off the sum of the lengths before k. Keeps the batch's states for
+//  model_rank_candidates. 0, or -1 (n > batch, an item outside the table, no memory).
+int model_user_vectors (model_t *self, const uint32_t *items, const uint8_t *types, const uint32_t *lens, uint32_t n,
+                        float *out);
+
+//  The ranking head's logits (higher: more likely next) of n candidate items (table
+//  rows) for user k of the last model_user_vectors call. 0, or -1 (no ranking head, k
+//  or an item out of range).
+int model_rank_candidates (model_t *self, uint32_t k, const uint32_t *cands, uint32_t n, float *logits);
 
 //  Number of parameters.
 size_t model_parameters (model_t *self);

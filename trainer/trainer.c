@@ -215,6 +215,7 @@ s_send_task (trainer_t *self, task_t *t, pool_worker_t *w)
     if (self->mc.rank_negatives > 0) {
         shape.rank_negatives = (uint32_t) self->mc.rank_negatives;
         shape.rank_weight = self->mc.rank_weight;
+        shape.rank_share = self->mc.rank_share;
         shape.n_rank_widths = (size_t) self->mc.rank_layers;
         for (int k = 0; k < self->mc.rank_layers; k++)
             widths[k] = (uint32_t) self->mc.rank_widths[k];

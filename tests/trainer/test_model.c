@@ -108,6 +108,80 @@ Test (model, whole_model_gradient_check)
     features_destroy (&fs);
 }
 
+//  The gradients of every tensor after one batch of s_cycles data.
+static float **
+s_grads (const model_config_t *cfg, int *tensors)
+{
+    model_t *m = model_new (cfg, 12);
+    dataset_t *d = s_cycles (6, 7);
+    uint32_t users[] = { 0, 1, 2, 3, 4, 5 };
+    model_zero_grad (m);
+    model_batch_loss (m, d, users, 6, 1, 1);
+    *tensors = model_tensor_count (m);
+    float **out = calloc ((size_t) *tensors, sizeof *out);
+    for (int t = 0; t < *tensors; t++) {
+        float *g;
+        size_t n;
+        model_tensor (m, t, &g, &n, NULL);
+        out[t] = malloc ((n + 1) * sizeof (float));
+        out[t][0] = (float) n;
+        memcpy (out[t] + 1, g, n * sizeof (float));
+    }
+    dataset_destroy (&d);
+    model_destroy (&m);
+    return out;
+}
+
+Test (model, ranking_share_controls_what_reaches_the_towers)
+{
+    //  With rank-share 0 the towers get exactly the retrieval gradient (as with the
+    //  ranking loss weighted 0), while the head itself still learns; with share 1 the
+    //  towers' gradients change.
+    model_config_t cfg;
+    model_config_default (&cfg);
+    cfg.dim = 8;
+    cfg.max_len = 5;
+    cfg.ffn = 16;
+    cfg.batch = 8;
+    cfg.rank_widths[0] = 12;
+    cfg.rank_widths[1] = 8;
+    cfg.rank_widths[2] = 6;
+    int n0, n1, n2;
+    cfg.rank_weight = 0;
+    float **off = s_grads (&cfg, &n0);
+    cfg.rank_weight = 1;
+    cfg.rank_share = 0;
+    float **detached = s_grads (&cfg, &n1);
+    cfg.rank_share = 1;
+    float **joint = s_grads (&cfg, &n2);
+    cr_assert (n0 == n1 && n1 == n2);
+    for (int t = 0; t < n0; t++) {
+        size_t n = (size_t) off[t][0];
+        int head = t >= n0 - 2 * (cfg.rank_layers + 1);
+        double diff_detached = 0, diff_joint = 0, head_grad = 0;
+        for (size_t i = 1; i <= n; i++) {
+            diff_detached += fabs ((double) detached[t][i] - off[t][i]);
+            diff_joint += fabs ((double) joint[t][i] - off[t][i]);
+            head_grad += fabs ((double) detached[t][i]);
+        }
+        if (head)
+            cr_expect_gt (head_grad, 0, "tensor %d of the head gets no gradient", t);
+        else {
+            cr_expect_eq (diff_detached, 0, "tensor %d: the detached head moved a tower", t);
+            if (t == 0 || t == 4)
+                cr_expect_gt (diff_joint, 0, "tensor %d: the joint head does not reach the towers", t);
+        }
+    }
+    for (int t = 0; t < n0; t++) {
+        free (off[t]);
+        free (detached[t]);
+        free (joint[t]);
+    }
+    free (off);
+    free (detached);
+    free (joint);
+}
+
 Test (model, learns_a_next_item_rule, .timeout = 120)
 {
     model_config_t cfg;
@@ -144,6 +218,32 @@ Test (model, learns_a_next_item_rule, .timeout = 120)
     evaluate (t, test, &rk, &mr);
     cr_expect_gt (mr.mrr, 0.9, "ranking head mrr %f", mr.mrr);
     cr_log_info ("retrieval mrr %f, ranking head mrr %f", mt.mrr, mr.mrr);
+    //  The serving calls agree with the scorers: user 3's vector dotted with the item
+    //  vectors gives the retrieval scores, and the head's logits the re-ranked ones.
+    uint32_t u3 = 3, len = dataset_len (t, u3);
+    float vec[16], scores[12], ranked[12], logits[12];
+    cr_assert_eq (model_user_vectors (ss.master, t->items + t->offsets[u3], t->types + t->offsets[u3], &len, 1, vec), 0);
+    sc.score (sc.model, t, &u3, 1, scores);
+    const float *iv = model_item_vectors (ss.master);
+    for (int i = 0; i < 12; i++) {
+        double dot = 0;
+        for (int k = 0; k < 16; k++)
+            dot += (double) vec[k] * iv[i * 16 + k];
+        cr_expect_float_eq (dot, scores[i], 1e-3, "item %d: %f vs %f", i, dot, scores[i]);
+    }
+    cr_assert_eq (model_user_vectors (ss.master, t->items + t->offsets[u3], t->types + t->offsets[u3], &len, 1, vec), 0);
+    uint32_t cands[12];
+    for (uint32_t i = 0; i < 12; i++)
+        cands[i] = i;
+    cr_assert_eq (model_rank_candidates (ss.master, 0, cands, 12, logits), 0);
+    rk = model_rank_scorer (ss.master, 12, 0.0f);
+    rk.score (rk.model, t, &u3, 1, ranked);
+    for (int i = 0; i < 12; i++)
+        if (ranked[i] > 1e3f)   // re-ranked (not in the history)
+            cr_expect_float_eq (ranked[i] - 1e4f, logits[i], 2e-3, "item %d", i);
+    cr_expect_eq (model_rank_candidates (ss.master, 1, cands, 12, logits), -1, "only one user was served");
+    cands[0] = 12;
+    cr_expect_eq (model_rank_candidates (ss.master, 0, cands, 1, logits), -1, "an item outside the table");
     step_session_fini (&ss);
     free (test);
     dataset_destroy (&t);
