@@ -42,6 +42,10 @@
 #define WIRE_TRAIN        "TRAIN"         // TrainRequest      client -> trainer
 #define WIRE_TRAIN_STATUS "TRAIN_STATUS"  // TrainStatusRequest client -> trainer
 #define WIRE_TRAIN_REPLY  "TRAIN_REPLY"   // TrainStatus       trainer -> client
+#define WIRE_MODEL_INFO   "MODEL_INFO"    // ModelInfoRequest  rank worker -> trainer
+#define WIRE_MODEL_INFO_REPLY "MODEL_INFO_REPLY" // ModelInfo  trainer -> rank worker
+#define WIRE_MODEL_CHUNK  "MODEL_CHUNK"   // ModelChunkRequest rank worker -> trainer
+#define WIRE_MODEL_CHUNK_REPLY "MODEL_CHUNK_REPLY" // ModelChunk trainer -> rank worker
 
 //  Receive errors.
 #define WIRE_EFRAMING  -1   // wrong number of frames or wrong protocol frame

@@ -136,16 +136,16 @@ s_model_key (char *key, uint64_t version, uint32_t tensor)
 }
 
 int
-checkpoint_publish (store_t *st, model_t *m, uint64_t version, const char *meta_json, int keep)
+checkpoint_publish (store_t *st, uint64_t version, const uint8_t *blob, size_t len, const char *meta_json, int keep)
 {
     rocksdb_writebatch_t *b = rocksdb_writebatch_create ();
     rocksdb_column_family_handle_t *cf = store_cf (st, CKPT_CF_MODELS);
     char key[12];
-    for (int i = 0; i < model_tensor_count (m); i++) {
-        size_t n;
-        float *w = model_tensor (m, i, NULL, &n, NULL);
-        s_model_key (key, version, (uint32_t) i);
-        rocksdb_writebatch_put_cf (b, cf, key, sizeof key, (const char *) w, n * sizeof (float));
+    uint32_t chunk = 0;
+    for (size_t off = 0; off < len; off += CHECKPOINT_CHUNK_BYTES, chunk++) {
+        size_t n = len - off < CHECKPOINT_CHUNK_BYTES ? len - off : CHECKPOINT_CHUNK_BYTES;
+        s_model_key (key, version, chunk);
+        rocksdb_writebatch_put_cf (b, cf, key, sizeof key, (const char *) blob + off, n);
     }
     s_model_key (key, version, META_TENSOR);
     rocksdb_writebatch_put_cf (b, cf, key, sizeof key, meta_json, strlen (meta_json));
@@ -158,6 +158,31 @@ checkpoint_publish (store_t *st, model_t *m, uint64_t version, const char *meta_
     int rc = store_write (st, b, true);
     rocksdb_writebatch_destroy (b);
     return rc < 0 ? -1 : 0;
+}
+
+uint64_t
+checkpoint_latest (store_t *st)
+{
+    rocksdb_iterator_t *it = store_iter (st, CKPT_CF_MODELS);
+    uint64_t v = 0;
+    rocksdb_iter_seek_to_last (it);
+    if (rocksdb_iter_valid (it)) {
+        size_t kl;
+        const char *k = rocksdb_iter_key (it, &kl);
+        if (kl == 12)
+            v = util_get_be64 ((const unsigned char *) k);
+    }
+    rocksdb_iter_destroy (it);
+    return v;
+}
+
+char *
+checkpoint_chunk (store_t *st, uint64_t version, uint32_t index, size_t *len)
+{
+    char key[12];
+    s_model_key (key, version, index);
+    int rc;
+    return store_get (st, CKPT_CF_MODELS, key, sizeof key, len, &rc);
 }
 
 char *

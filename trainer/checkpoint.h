@@ -4,8 +4,9 @@
     its Adam moments, the per-row step counts, the optimiser step, and the run state as
     JSON), written in one synced WriteBatch so that a crash leaves the previous
     checkpoint or the new one, never a mix. `models` holds the published model
-    versions: key (version, tensor) -> weights, and (version, META) -> JSON describing
-    the version; only the last `keep` versions are kept.
+    versions as snapshots (snapshot.h) cut into chunks: key (version, chunk) -> bytes,
+    and (version, META) -> JSON describing the version (its size, chunk count and
+    FNV-1a 64 hash among it); only the last `keep` versions are kept.
 */
 #ifndef STRATA_CHECKPOINT_H
 #define STRATA_CHECKPOINT_H
@@ -30,11 +31,20 @@ char *checkpoint_state (store_t *st);
 //  (its table is resized to the saved rows). 0, or -1 when absent or of another shape.
 int checkpoint_load (store_t *st, model_t *m);
 
-//  Publishes the model's weights as `version` with meta JSON; drops versions older than
-//  the last `keep`. 0 or -1.
-int checkpoint_publish (store_t *st, model_t *m, uint64_t version, const char *meta_json, int keep);
+#define CHECKPOINT_CHUNK_BYTES (1u << 20)
+
+//  Publishes a snapshot blob as `version` in chunks of CHECKPOINT_CHUNK_BYTES with meta
+//  JSON, in one synced write; drops versions older than the last `keep`. 0 or -1.
+int checkpoint_publish (store_t *st, uint64_t version, const uint8_t *blob, size_t len, const char *meta_json,
+                        int keep);
+
+//  The newest published version (0: none).
+uint64_t checkpoint_latest (store_t *st);
 
 //  The meta JSON of a published version (malloc'd), or NULL.
 char *checkpoint_version_meta (store_t *st, uint64_t version);
+
+//  Chunk `index` of a published version (malloc'd, *len bytes), or NULL.
+char *checkpoint_chunk (store_t *st, uint64_t version, uint32_t index, size_t *len);
 
 #endif

@@ -38,6 +38,7 @@ hyper_configs (const hyper_t *h, model_config_t *mc, plan_config_t *pc, char *er
     pc->rank_sampler = (plan_sampler_t) s;
     pc->rank_negatives = mc->rank_negatives = (int) h->rank_negatives;
     mc->rank_weight = (float) h->rank_weight;
+    mc->rank_hard = (int) h->rank_hard;
     mc->rank_share = (float) h->rank_share;
     const char *w = h->rank_widths ? h->rank_widths : "128,64,32";
     mc->rank_layers = 0;

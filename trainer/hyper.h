@@ -14,7 +14,7 @@
 #include "plan.h"
 
 typedef struct {
-    int64_t dim, blocks, max_len, batch, seed, negatives, shards, feature_rows, rank_negatives;
+    int64_t dim, blocks, max_len, batch, seed, negatives, shards, feature_rows, rank_negatives, rank_hard;
     double dropout, lr, alpha, rank_weight, rank_share;
     char *sampler, *rank_sampler, *rank_widths;
 } hyper_t;
@@ -36,13 +36,15 @@ typedef struct {
       "hashed rows for catalogue features (brand, category, price, attributes, title tokens; 0: ids only)" },      \
     { "rank-negatives", CONFIG_INT, offsetof (type, m.rank_negatives), "4", 0, 256,                            \
       "ranking-head negatives per predicted position (0: no ranking head)" },                                   \
+    { "rank-hard", CONFIG_INT, offsetof (type, m.rank_hard), "4", 0, 64,                                        \
+      "ranking-head hard negatives per position: the items retrieval scores highest there" },                  \
     { "rank-sampler", CONFIG_STRING, offsetof (type, m.rank_sampler), "popularity", 0, -1,                      \
       "how ranking-head negatives are sampled: uniform or popularity (count^alpha)" },                          \
     { "rank-widths", CONFIG_STRING, offsetof (type, m.rank_widths), "128,64,32", 0, -1,                         \
       "hidden layer widths of the ranking MLP (1 to 4, comma-separated)" },                                     \
     { "rank-weight", CONFIG_DOUBLE, offsetof (type, m.rank_weight), "1", 0, 100,                                \
       "weight of the ranking loss in the joint objective" },                                                    \
-    { "rank-share", CONFIG_DOUBLE, offsetof (type, m.rank_share), "1", 0, 1,                                    \
+    { "rank-share", CONFIG_DOUBLE, offsetof (type, m.rank_share), "0", 0, 1,                                    \
       "share of the ranking loss's gradient that reaches the shared towers (0: they learn from retrieval only)" }
 
 //  Fills the model and plan configurations. 0, or -1 with err (an unknown sampler,

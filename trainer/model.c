@@ -78,6 +78,7 @@ struct _model_t {
     float *hist, *dhist;           // the batch's input item vectors (R x d) and gradient
     const uint32_t *rank_neg;      // negatives of the current pass
     uint32_t *neg_buf;             // model_batch_loss's negatives
+    int32_t *hard;                 // each predicted position's hard negatives (R x rank_hard)
     int rerank_top;                // model_rank_scorer's settings
     float rerank_blend;
     uint32_t served;               // users in the last model_user_vectors batch
@@ -92,15 +93,19 @@ s_uniform (uint64_t *s)
     return (float) ((*s >> 11) * (1.0 / 9007199254740992.0));
 }
 
+//  A parameter of n values initialised from a truncated normal (init_std > 0) or to a
+//  constant, with gradient and Adam moments unless weights_only.
 static int
-s_param (param_t *p, size_t n, float init_std, float init_const, uint64_t *rng)
+s_param_init (param_t *p, size_t n, float init_std, float init_const, uint64_t *rng, int weights_only)
 {
     p->n = n;
-    p->w = malloc (n * sizeof *p->w);
-    p->g = calloc (n, sizeof *p->g);
-    p->m = calloc (n, sizeof *p->m);
-    p->v = calloc (n, sizeof *p->v);
-    if (!p->w || !p->g || !p->m || !p->v)
+    p->w = malloc ((n ? n : 1) * sizeof *p->w);
+    if (!weights_only) {
+        p->g = calloc (n ? n : 1, sizeof *p->g);
+        p->m = calloc (n ? n : 1, sizeof *p->m);
+        p->v = calloc (n ? n : 1, sizeof *p->v);
+    }
+    if (!p->w || (!weights_only && (!p->g || !p->m || !p->v)))
         return -1;
     for (size_t i = 0; i < n; i++) {
         if (init_std > 0) {
@@ -114,6 +119,12 @@ s_param (param_t *p, size_t n, float init_std, float init_const, uint64_t *rng)
             p->w[i] = init_const;
     }
     return 0;
+}
+
+static int
+s_param (param_t *p, size_t n, float init_std, float init_const, uint64_t *rng)
+{
+    return s_param_init (p, n, init_std, init_const, rng, 0);
 }
 
 static void
@@ -139,13 +150,15 @@ model_config_default (model_config_t *cfg)
     cfg->feature_rows = 0;
     cfg->seed = 42;
     cfg->rank_negatives = 4;
+    cfg->rank_hard = 4;
     cfg->rank_layers = 3;
     cfg->rank_widths[0] = 128;
     cfg->rank_widths[1] = 64;
     cfg->rank_widths[2] = 32;
     cfg->rank_widths[3] = 16;
     cfg->rank_weight = 1.0f;
-    cfg->rank_share = 1.0f;
+    cfg->rank_share = 0.0f;
+    cfg->inference = 0;
 }
 
 //  Context features of the ranking head: the last event's type (one-hot) and the
@@ -169,9 +182,11 @@ s_rank_new (model_t *m)
         return 0;
     if (cfg->rank_layers < 1 || cfg->rank_layers > MODEL_RANK_MAX_LAYERS)
         return -1;
-    int d = cfg->dim, L = cfg->max_len, S = cfg->rank_negatives;
+    int d = cfg->dim, L = cfg->max_len, S = cfg->rank_negatives, K = cfg->rank_hard;
+    if (K < 0 || K > 64)
+        return -1;
     m->rank_in = 4 * d + RANK_CONTEXT;
-    m->rank_cap = L * (S + 1) > RANK_GROUP ? L * (S + 1) : RANK_GROUP;
+    m->rank_cap = L * (S + K + 1) > RANK_GROUP ? L * (S + K + 1) : RANK_GROUP;
     size_t G = (size_t) m->rank_cap, R = (size_t) cfg->batch * L;
     int bad = 0, in = m->rank_in;
     m->rank_wmax = in;
@@ -198,6 +213,7 @@ s_rank_new (model_t *m)
          | !(m->r_hi = calloc (G, sizeof (int32_t)));
     bad |= !(m->hist = calloc (R * d, sizeof (float))) | !(m->dhist = calloc (R * d, sizeof (float)));
     bad |= !(m->neg_buf = calloc (R * S, sizeof (uint32_t)));
+    bad |= !(m->hard = calloc (R * (size_t) (K ? K : 1), sizeof (int32_t)));
     return bad ? -1 : 0;
 }
 
@@ -218,6 +234,7 @@ s_rank_free (model_t *m)
     free (m->r_item);
     free (m->r_hi);
     free (m->neg_buf);
+    free (m->hard);
 }
 
 #define XENT_BLOCK 256
@@ -236,7 +253,9 @@ model_new (const model_config_t *cfg, uint32_t n_items)
     size_t R = (size_t) B * L;
     float std = 0.02f;
     size_t frows = cfg->feature_rows > 0 ? (size_t) cfg->feature_rows : 1;
-    int bad = s_param (&m->emb, (size_t) n_items * d, std, 0, &m->rng) | s_param (&m->feat, frows * d, std, 0, &m->rng)
+    int tables_only_w = cfg->inference;
+    int bad = s_param_init (&m->emb, (size_t) n_items * d, std, 0, &m->rng, tables_only_w)
+            | s_param_init (&m->feat, frows * d, std, 0, &m->rng, tables_only_w)
             | s_param (&m->pos, (size_t) L * d, std, 0, &m->rng)
             | s_param (&m->typ, (size_t) MODEL_EVENT_TYPES * d, std, 0, &m->rng)
             | s_param (&m->lnf_g, d, 0, 1, &m->rng) | s_param (&m->lnf_b, d, 0, 0, &m->rng);
@@ -272,7 +291,7 @@ model_new (const model_config_t *cfg, uint32_t n_items)
     bad |= !(m->muf = calloc (R, sizeof (float))) | !(m->rsf = calloc (R, sizeof (float)));
     bad |= !(m->dh = calloc (R * f, sizeof (float)));
     bad |= !(m->datt = calloc ((size_t) L * L, sizeof (float)));
-    bad |= !(m->logits = calloc ((size_t) XENT_BLOCK * (n_items ? n_items : 1), sizeof (float)));
+    bad |= !(m->logits = calloc (cfg->inference ? 1 : (size_t) XENT_BLOCK * (n_items ? n_items : 1), sizeof (float)));
     bad |= !(m->row_step = calloc (n_items ? n_items : 1, sizeof (int64_t)));
     bad |= !(m->feat_step = calloc (frows, sizeof (int64_t)));
     bad |= !(m->in_items = calloc (R, sizeof (int32_t))) | !(m->targets = calloc (R, sizeof (int32_t)));
@@ -682,16 +701,22 @@ s_rank_pass (model_t *m, int nb, float scale, int grad)
     s_rank_history (m, R, grad);
     double loss = 0;
     int n = 0;
+    int K = m->cfg.rank_hard;
     for (size_t r = 0; r < R; r++) {
         if (m->targets[r] < 0)
             continue;
-        for (int c = 0; c <= S; c++) {
+        for (int c = 0; c <= S + K; c++) {
+            int32_t item = c == 0 ? m->targets[r]
+                         : c <= S ? (int32_t) m->rank_neg[p * (size_t) S + (size_t) c - 1]
+                                  : m->hard[p * (size_t) K + (size_t) (c - S - 1)];
+            if (item < 0)
+                continue;   // fewer candidates than hard negatives asked for
             if (n == m->rank_cap) {
                 loss += s_rank_group (m, n, scale * w, grad);
                 n = 0;
             }
             m->r_row[n] = (int32_t) r;
-            m->r_item[n] = c ? (int32_t) m->rank_neg[p * (size_t) S + (size_t) c - 1] : m->targets[r];
+            m->r_item[n] = item;
             m->r_y[n] = c ? 0.0f : 1.0f;
             n++;
         }
@@ -718,8 +743,9 @@ s_backward (model_t *m, int nb, int mean)
     //  dhf: gradient wrt the final states (dx holds it).
     memset (m->dx, 0, R * d * sizeof (float));
     memset (m->dpack, 0, (size_t) predicted * d * sizeof (float));
+    int hard = s_rank_on (m) && m->rank_neg ? m->cfg.rank_hard : 0;
     double loss = nn_softmax_xent (m->hpack, predicted, d, s_items_w (m), (int) m->n_cand, m->bias, m->tpack, scale,
-                                   m->dpack, s_items_g (m), m->logits, XENT_BLOCK);
+                                   m->dpack, s_items_g (m), m->logits, XENT_BLOCK, hard ? m->hard : NULL, hard);
     for (int i = 0; i < predicted; i++)
         memcpy (m->dx + (size_t) m->rowpack[i] * d, m->dpack + (size_t) i * d, (size_t) d * sizeof (float));
     //  The ranking head reads the same final states.
@@ -855,6 +881,8 @@ model_zero_grad_rows (model_t *self, uint32_t rows, uint32_t frows)
         param_t *p = s_tensor (self, i, NULL);
         memset (p->g, 0, p->n * sizeof (float));
     }
+    if (self->cfg.inference)
+        return;
     memset (self->emb.g, 0, (size_t) rows * d * sizeof (float));
     memset (self->feat.g, 0, (size_t) frows * d * sizeof (float));
 }
@@ -864,7 +892,8 @@ model_zero_grad (model_t *self)
 {
     for (int i = 0; i < model_tensor_count (self); i++) {
         param_t *p = s_tensor (self, i, NULL);
-        memset (p->g, 0, p->n * sizeof (float));
+        if (p->g)
+            memset (p->g, 0, p->n * sizeof (float));
     }
 }
 
@@ -926,6 +955,8 @@ s_global_items (model_t *self)
 double
 model_batch_loss (model_t *self, const dataset_t *train, const uint32_t *users, int n, int dropout, int with_grad)
 {
+    if (self->cfg.inference)
+        return NAN;
     if (n > self->cfg.batch)
         n = self->cfg.batch;
     self->L = s_batch_len (self, train, users, n, 1);
@@ -963,8 +994,9 @@ model_batch_loss (model_t *self, const dataset_t *train, const uint32_t *users, 
     }
     else {
         int packed = s_pack (self, R);
+        int hard = s_rank_on (self) && self->rank_neg ? self->cfg.rank_hard : 0;
         loss = nn_softmax_xent (self->hpack, packed, self->cfg.dim, s_items_w (self), (int) self->n_rows, NULL,
-                                self->tpack, 1.0f, NULL, NULL, self->logits, XENT_BLOCK);
+                                self->tpack, 1.0f, NULL, NULL, self->logits, XENT_BLOCK, hard ? self->hard : NULL, hard);
         loss += s_rank_pass (self, n, 1.0f, 0);
     }
     return pos ? loss / (double) pos : 0;
@@ -978,7 +1010,7 @@ model_resize_rows (model_t *self, uint32_t rows)
         size_t cap = self->rows_cap * 2 > rows ? self->rows_cap * 2 : rows;
         param_t *e = &self->emb;
         float *bufs[4] = { e->w, e->g, e->m, e->v };
-        for (int i = 0; i < 4; i++) {
+        for (int i = 0; i < (self->cfg.inference ? 1 : 4); i++) {
             float *p = realloc (bufs[i], cap * d * sizeof (float));
             if (!p)
                 return -1;
@@ -986,7 +1018,7 @@ model_resize_rows (model_t *self, uint32_t rows)
         }
         e->w = bufs[0], e->g = bufs[1], e->m = bufs[2], e->v = bufs[3];
         int64_t *steps = realloc (self->row_step, cap * sizeof *steps);
-        float *logits = realloc (self->logits, (size_t) XENT_BLOCK * cap * sizeof (float));
+        float *logits = realloc (self->logits, (self->cfg.inference ? 1 : (size_t) XENT_BLOCK * cap) * sizeof (float));
         if (steps)
             self->row_step = steps;
         if (logits)
@@ -999,11 +1031,13 @@ model_resize_rows (model_t *self, uint32_t rows)
     for (size_t r = self->n_rows; r < rows; r++) {
         param_t row = { 0 };
         size_t off = r * (size_t) d;
-        memset (self->emb.g + off, 0, (size_t) d * sizeof (float));
-        memset (self->emb.m + off, 0, (size_t) d * sizeof (float));
-        memset (self->emb.v + off, 0, (size_t) d * sizeof (float));
+        if (!self->cfg.inference) {
+            memset (self->emb.g + off, 0, (size_t) d * sizeof (float));
+            memset (self->emb.m + off, 0, (size_t) d * sizeof (float));
+            memset (self->emb.v + off, 0, (size_t) d * sizeof (float));
+        }
         self->row_step[r] = 0;
-        if (s_param (&row, (size_t) d, 0.02f, 0, &self->rng) < 0)
+        if (s_param_init (&row, (size_t) d, 0.02f, 0, &self->rng, 1) < 0)
             return -1;
         memcpy (self->emb.w + off, row.w, (size_t) d * sizeof (float));
         s_param_free (&row);
@@ -1087,7 +1121,7 @@ double
 model_shard_grad (model_t *self, const model_shard_t *sh, uint64_t *positions)
 {
     *positions = 0;
-    if (sh->n_rows > self->n_rows || sh->n_cand > sh->n_rows || sh->n_frows > self->feat.n / (size_t) self->cfg.dim)
+    if (self->cfg.inference || sh->n_rows > self->n_rows || sh->n_cand > sh->n_rows || sh->n_frows > self->feat.n / (size_t) self->cfg.dim)
         return NAN;
     self->n_cand = sh->n_cand;
     self->bias = sh->bias;
@@ -1147,6 +1181,8 @@ s_apply_rows (model_t *self, const adam_t *opt, param_t *p, int64_t *steps, floa
 void
 model_apply (model_t *self, float scale, const uint32_t *rows, size_t n, const uint32_t *frows, size_t nf)
 {
+    if (self->cfg.inference)
+        return;
     adam_t opt = { self->cfg.lr, 0.9f, 0.98f, 1e-9f, self->cfg.weight_decay, ++self->step };
     for (int i = FIRST_DENSE; i < model_tensor_count (self); i++) {
         param_t *p = s_tensor (self, i, NULL);

@@ -17,8 +17,9 @@
     of the history (each history item weighted by its match with v, as in DIN),
     context (the last event's type, the history's length)]. It is trained jointly with
     the retrieval softmax: at every predicted position, binary cross-entropy of the
-    true next item (label 1) against rank_negatives sampled items (label 0), weighted
-    by rank_weight. Its gradient reaches the shared towers scaled by rank_share: 1 is
+    true next item (label 1) against rank_negatives sampled items and the rank_hard
+    items the retrieval scores highest there (label 0: what the head will have to
+    tell apart when it re-ranks), weighted by rank_weight. Its gradient reaches the shared towers scaled by rank_share: 1 is
     plain joint training, 0 trains the head on the towers' outputs without letting it
     move them.
 */
@@ -45,10 +46,12 @@ typedef struct {
     uint64_t seed;
     //  Ranking head.
     int rank_negatives;   // sampled negatives per predicted position (4; 0: no ranking head)
+    int rank_hard;        // and hard ones: the position's top-scored wrong items (4)
     int rank_layers;      // hidden layers (3)
     int rank_widths[4];   // their widths (128, 64, 32)
     float rank_weight;    // weight of its loss in the joint objective (1)
-    float rank_share;     // share of its gradient that reaches the towers (1: fully joint)
+    float rank_share;     // share of its gradient that reaches the towers (0; 1: fully joint)
+    int inference;        // serving only: the tables get no gradients or optimiser state
 } model_config_t;
 
 #define MODEL_RANK_MAX_LAYERS 4

@@ -172,9 +172,28 @@ nn_attention_bwd (const float *Q, const float *K, const float *V, int L, int d, 
     cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, L, d, L, scale, dS, L, Q, d, 1.0f, dK, d);
 }
 
+//  The k largest of z[0..m) but `skip`, best first, into top (-1 where m is short).
+static void
+s_top (const float *z, int m, int skip, int32_t *top, int k)
+{
+    int n = 0;
+    for (int j = 0; j < m; j++) {
+        if (j == skip || (n == k && z[j] <= z[top[k - 1]]))
+            continue;
+        int p = n < k ? n++ : k - 1;
+        while (p > 0 && z[top[p - 1]] < z[j]) {
+            top[p] = top[p - 1];
+            p--;
+        }
+        top[p] = j;
+    }
+    for (int p = n; p < k; p++)
+        top[p] = -1;
+}
+
 double
 nn_softmax_xent (const float *H, int n, int d, const float *E, int m, const float *bias, const int32_t *targets,
-                 float scale, float *dH, float *dE, float *work, int block)
+                 float scale, float *dH, float *dE, float *work, int block, int32_t *top, int k)
 {
     double loss = 0;
     for (int r0 = 0; r0 < n; r0 += block) {
@@ -187,8 +206,12 @@ nn_softmax_xent (const float *H, int n, int d, const float *E, int m, const floa
             int32_t t = targets[r0 + i];
             if (t < 0 || t >= m) {
                 memset (z, 0, (size_t) m * sizeof *z);   // no gradient from a skipped row
+                for (int p = 0; top && p < k; p++)
+                    top[(size_t) (r0 + i) * k + (size_t) p] = -1;
                 continue;
             }
+            if (top)
+                s_top (z, m, t, top + (size_t) (r0 + i) * k, k);
             if (bias)
                 for (int j = 0; j < m; j++)
                     z[j] += bias[j];

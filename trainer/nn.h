@@ -54,8 +54,12 @@ void nn_attention_bwd (const float *Q, const float *K, const float *V, int L, in
 //  summed loss; dH[n x d] and dE[m x d] (either may be NULL) accumulate the gradient of
 //  the summed loss times `scale`. work needs block * m floats (block rows of logits at
 //  a time).
+//  With top (n x k ints, k > 0), row i's k highest-scoring columns by H E' (without
+//  the bias), its target excluded, best first (-1 where m is too small), are written
+//  to top[i * k ..]: the hard negatives of a ranking stage.
 double nn_softmax_xent (const float *H, int n, int d, const float *E, int m, const float *bias,
-                        const int32_t *targets, float scale, float *dH, float *dE, float *work, int block);
+                        const int32_t *targets, float scale, float *dH, float *dE, float *work, int block,
+                        int32_t *top, int k);
 
 //  Candidate-aware attention pooling (DIN's target attention, with a scaled dot
 //  product): candidate i (row i of C, n x d) pools the history rows X[lo .. hi[i]]

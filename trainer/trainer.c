@@ -19,6 +19,7 @@
 #include "plan.h"
 #include "pool.h"
 #include "request.h"
+#include "snapshot.h"
 #include "step.h"
 #include "util.h"
 #include "wire.h"
@@ -38,6 +39,8 @@ const config_key_t trainer_config_keys[] = {
       "users whose last event is held out to measure each epoch" },
     { "checkpoint-secs", CONFIG_INT, OFF (checkpoint_secs), "30", 1, 86400, "checkpoint at least this often" },
     { "keep-versions", CONFIG_INT, OFF (keep_versions), "3", 1, 1000, "published model versions kept" },
+    { "popularity-half-life-days", CONFIG_DOUBLE, OFF (popularity_half_life_days), "7", 0, 36500,
+      "half-life of an event's weight in the popularity that serves users without history (0: plain counts)" },
     { "continuous", CONFIG_BOOL, OFF (continuous), "true", 0, -1, "after a full run, keep training on new events" },
     { "retrain-events", CONFIG_INT, OFF (retrain_events), "1000", 1, 1LL << 40, "new events that trigger an update" },
     { "retrain-secs", CONFIG_INT, OFF (retrain_secs), "60", 1, 86400, "or any new event after this long" },
@@ -216,6 +219,7 @@ s_send_task (trainer_t *self, task_t *t, pool_worker_t *w)
         shape.rank_negatives = (uint32_t) self->mc.rank_negatives;
         shape.rank_weight = self->mc.rank_weight;
         shape.rank_share = self->mc.rank_share;
+        shape.rank_hard = (uint32_t) self->mc.rank_hard;
         shape.n_rank_widths = (size_t) self->mc.rank_layers;
         for (int k = 0; k < self->mc.rank_layers; k++)
             widths[k] = (uint32_t) self->mc.rank_widths[k];
@@ -478,21 +482,43 @@ static void
 s_publish (trainer_t *self)
 {
     self->version++;
-    json_t *j = json_pack ("{s:I, s:I, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:I, s:I, s:b}", "version",
-                           (json_int_t) self->version, "created_ms", (json_int_t) util_now_ms (), "dim", self->mc.dim,
-                           "blocks", self->mc.blocks, "max_len", self->mc.max_len, "ffn", self->mc.ffn, "items",
-                           (int) model_rows (self->master), "loss", self->last_loss, "valid_ndcg10",
-                           self->last_val.ndcg10, "valid_hr10", self->last_val.hr10, "events",
-                           (json_int_t) self->events, "weights_fnv", (json_int_t) self->weights_fnv,
-                           "incremental", self->incremental);
-    char *meta = j ? json_dumps (j, JSON_COMPACT) : NULL;
-    json_decref (j);
     self->weights_fnv = s_weights_hash (self);
-    if (!meta || checkpoint_publish (self->store, self->master, self->version, meta, (int) self->cfg->keep_versions) < 0)
+    char fnv_hex[17];
+    snprintf (fnv_hex, sizeof fnv_hex, "%016llx", (unsigned long long) self->weights_fnv);
+    json_t *meta = json_pack ("{s:I, s:I, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:I, s:s, s:b}", "version",
+                              (json_int_t) self->version, "created_ms", (json_int_t) util_now_ms (), "dim",
+                              self->mc.dim, "blocks", self->mc.blocks, "max_len", self->mc.max_len, "ffn",
+                              self->mc.ffn, "items", (int) model_rows (self->master), "loss", self->last_loss,
+                              "valid_ndcg10", self->last_val.ndcg10, "valid_hr10", self->last_val.hr10, "events",
+                              (json_int_t) self->events, "weights_fnv", fnv_hex, "incremental", self->incremental);
+    uint32_t items = model_rows (self->master);
+    float *pop = malloc ((items ? items : 1) * sizeof *pop);
+    size_t len = 0;
+    uint8_t *blob = NULL;
+    if (meta && pop) {
+        snapshot_popularity (self->all, items, self->cfg->popularity_half_life_days * 86400000.0, pop);
+        blob = snapshot_build (self->master, self->version, pop, meta, &len);
+    }
+    char *text = NULL;
+    if (blob) {
+        //  What a rank worker needs to fetch and verify it, beside the training facts.
+        char blob_hex[17];
+        snprintf (blob_hex, sizeof blob_hex, "%016llx", (unsigned long long) util_fnv1a64 (blob, len));
+        json_object_set_new (meta, "bytes", json_integer ((json_int_t) len));
+        json_object_set_new (meta, "chunk_bytes", json_integer (CHECKPOINT_CHUNK_BYTES));
+        json_object_set_new (meta, "chunks",
+                             json_integer ((json_int_t) ((len + CHECKPOINT_CHUNK_BYTES - 1) / CHECKPOINT_CHUNK_BYTES)));
+        json_object_set_new (meta, "fnv", json_string (blob_hex));
+        text = json_dumps (meta, JSON_COMPACT);
+    }
+    if (!text || checkpoint_publish (self->store, self->version, blob, len, text, (int) self->cfg->keep_versions) < 0)
         log_error ("cannot publish model version %llu", (unsigned long long) self->version);
     else
-        log_info ("published model version %llu", (unsigned long long) self->version);
-    free (meta);
+        log_info ("published model version %llu (%zu bytes)", (unsigned long long) self->version, len);
+    free (text);
+    free (blob);
+    free (pop);
+    json_decref (meta);
 }
 
 static void
@@ -861,6 +887,58 @@ s_fill_status (trainer_t *self, Strata__V1__TrainStatus *st)
     st->weights_fnv = self->weights_fnv;   // hashing every weight per request would stall training
 }
 
+// ---------------------------------------------------------------- model versions
+
+static void
+s_model_info (trainer_t *self, wire_msg_t *msg)
+{
+    Strata__V1__ModelInfo info = STRATA__V1__MODEL_INFO__INIT;
+    uint64_t v = checkpoint_latest (self->store);
+    char *meta = v ? checkpoint_version_meta (self->store, v) : NULL;
+    json_t *j = meta ? json_loads (meta, 0, NULL) : NULL;
+    if (j) {
+        info.version = v;
+        info.bytes = (uint64_t) json_integer_value (json_object_get (j, "bytes"));
+        info.chunk_bytes = (uint32_t) json_integer_value (json_object_get (j, "chunk_bytes"));
+        info.chunks = (uint32_t) json_integer_value (json_object_get (j, "chunks"));
+        const char *fnv = json_string_value (json_object_get (j, "fnv"));
+        info.fnv = fnv ? strtoull (fnv, NULL, 16) : 0;
+        info.meta = meta;
+    }
+    wire_send (self->api, msg->routing, WIRE_MODEL_INFO_REPLY, &info.base);
+    json_decref (j);
+    free (meta);
+}
+
+static void
+s_model_chunk (trainer_t *self, wire_msg_t *msg)
+{
+    Strata__V1__ModelChunkRequest *req = (Strata__V1__ModelChunkRequest *) wire_unpack (
+        &strata__v1__model_chunk_request__descriptor, msg->payload, NULL);
+    if (!req) {
+        wire_send_error (self->api, msg->routing, NULL, STRATA__V1__ERROR_CODE__BAD_PAYLOAD,
+                         "MODEL_CHUNK needs a ModelChunkRequest");
+        return;
+    }
+    size_t len;
+    char *data = checkpoint_chunk (self->store, req->version, req->index, &len);
+    if (!data)
+        wire_send_error (self->api, msg->routing, NULL, STRATA__V1__ERROR_CODE__NOT_FOUND,
+                         "model version %llu has no chunk %u (dropped, or never published)",
+                         (unsigned long long) req->version, req->index);
+    else {
+        Strata__V1__ModelChunk c = STRATA__V1__MODEL_CHUNK__INIT;
+        c.version = req->version;
+        c.index = req->index;
+        c.data.data = (uint8_t *) data;
+        c.data.len = len;
+        c.fnv = util_fnv1a64 (data, len);
+        wire_send (self->api, msg->routing, WIRE_MODEL_CHUNK_REPLY, &c.base);
+    }
+    free (data);
+    strata__v1__model_chunk_request__free_unpacked (req, NULL);
+}
+
 static void
 s_handle_api (trainer_t *self)
 {
@@ -915,6 +993,10 @@ s_handle_api (trainer_t *self)
             s_fill_status (self, &st);
             wire_send (self->api, msg.routing, WIRE_TRAIN_REPLY, &st.base);
         }
+        else if (!strcmp (msg.type, WIRE_MODEL_INFO))
+            s_model_info (self, &msg);
+        else if (!strcmp (msg.type, WIRE_MODEL_CHUNK))
+            s_model_chunk (self, &msg);
         else
             wire_send_error (self->api, msg.routing, NULL, STRATA__V1__ERROR_CODE__UNKNOWN_TYPE,
                              "unknown message type '%s' on the trainer's api endpoint", msg.type);

@@ -52,6 +52,7 @@ typedef struct {
     int64_t validation_users;
     int64_t checkpoint_secs;
     int64_t keep_versions;
+    double popularity_half_life_days;
     bool continuous;
     int64_t retrain_events, retrain_secs, incremental_epochs, poll_ms;
     bool auto_train;           // start a full run when there is data and no model

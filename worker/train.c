@@ -44,7 +44,7 @@ train_worker_destroy (train_worker_t **self_p)
 static int
 s_same_ranker (const Strata__V1__ModelShape *a, const Strata__V1__ModelShape *b)
 {
-    if (a->rank_negatives != b->rank_negatives || a->rank_weight != b->rank_weight || a->rank_share != b->rank_share
+    if (a->rank_negatives != b->rank_negatives || a->rank_weight != b->rank_weight || a->rank_share != b->rank_share || a->rank_hard != b->rank_hard
         || a->n_rank_widths != b->n_rank_widths)
         return 0;
     for (size_t k = 0; k < a->n_rank_widths; k++)
@@ -95,7 +95,7 @@ s_check (train_worker_t *self, const Strata__V1__TrainTask *t)
         return "more feature rows than the model has";
     if (t->feats.len != (size_t) t->n_frows * s->dim * sizeof (float))
         return "feature tensor of the wrong size";
-    if (s->rank_negatives > 256 || s->n_rank_widths > MODEL_RANK_MAX_LAYERS || (s->rank_negatives && s->n_rank_widths < 1)
+    if (s->rank_negatives > 256 || s->rank_hard > 64 || s->n_rank_widths > MODEL_RANK_MAX_LAYERS || (s->rank_negatives && s->n_rank_widths < 1)
         || !(s->rank_weight >= 0 && s->rank_weight <= 100) || !(s->rank_share >= 0 && s->rank_share <= 1))
         return "ranking head shape out of range";
     for (size_t k = 0; k < s->n_rank_widths; k++)
@@ -143,6 +143,7 @@ train_worker_compute (train_worker_t *self, const Strata__V1__TrainTask *t, Stra
             mc.rank_widths[k] = (int) s->rank_widths[k];
         mc.rank_weight = s->rank_weight;
         mc.rank_share = s->rank_share;
+        mc.rank_hard = (int) s->rank_hard;
         mc.batch = 128;
         self->model = model_new (&mc, t->n_rows ? t->n_rows : 1);
         self->shape = *s;

@@ -46,6 +46,10 @@ Test (model, whole_model_gradient_check)
     cfg.rank_widths[1] = 8;
     cfg.rank_widths[2] = 6;
     cfg.rank_weight = 0.7f;
+    cfg.rank_share = 1;   // every tower tensor gets the head's gradient too
+    //  No hard negatives: which items score highest flips under the probes, a step in
+    //  the loss no finite difference can follow (their gradient is the negatives' code).
+    cfg.rank_hard = 0;
     model_t *m = model_new (&cfg, 12);
     cr_assert_not_null (m);
     cr_assert (model_has_ranker (m));

@@ -271,7 +271,7 @@ static double
 s_xent_loss (void *p)
 {
     xent_t *c = p;
-    return nn_softmax_xent (c->H, 5, 3, c->E, 7, c->bias, c->t, 1.0f, NULL, NULL, c->work, 2);
+    return nn_softmax_xent (c->H, 5, 3, c->E, 7, c->bias, c->t, 1.0f, NULL, NULL, c->work, 2, NULL, 0);
 }
 
 Test (nn, softmax_xent_gradients_loss_and_skips)
@@ -283,7 +283,7 @@ Test (nn, softmax_xent_gradients_loss_and_skips)
     int32_t t[5] = { 3, -1, 0, 6, 3 };
     memcpy (c.t, t, sizeof t);
     float dH[15] = { 0 }, dE[21] = { 0 };
-    double loss = nn_softmax_xent (c.H, 5, 3, c.E, 7, c.bias, c.t, 1.0f, dH, dE, c.work, 2);
+    double loss = nn_softmax_xent (c.H, 5, 3, c.E, 7, c.bias, c.t, 1.0f, dH, dE, c.work, 2, NULL, 0);
     //  The loss by hand for row 0.
     double z[7], mx = -1e9, sum = 0;
     for (int j = 0; j < 7; j++) {
@@ -300,6 +300,36 @@ Test (nn, softmax_xent_gradients_loss_and_skips)
     s_check ("dE", s_xent_loss, &c, c.E, dE, 21);
 }
 
+Test (nn, softmax_xent_reports_the_hardest_negatives)
+{
+    //  Each row's 3 best-scoring columns by H E' (bias ignored), target excluded, best
+    //  first; a skipped row gets none.
+    xent_t c;
+    s_fill (c.H, 15);
+    s_fill (c.E, 21);
+    s_fill (c.bias_store, 7);
+    int32_t t[5] = { 3, -1, 0, 6, 3 }, top[5 * 3];
+    nn_softmax_xent (c.H, 5, 3, c.E, 7, c.bias_store, t, 1.0f, NULL, NULL, c.work, 2, top, 3);
+    for (int i = 0; i < 5; i++) {
+        if (t[i] < 0) {
+            for (int p = 0; p < 3; p++)
+                cr_expect_eq (top[i * 3 + p], -1);
+            continue;
+        }
+        float z[7];
+        for (int j = 0; j < 7; j++)
+            z[j] = c.H[i * 3] * c.E[j * 3] + c.H[i * 3 + 1] * c.E[j * 3 + 1] + c.H[i * 3 + 2] * c.E[j * 3 + 2];
+        for (int p = 0; p < 3; p++) {
+            //  Exactly p columns (target excluded) score above the p-th reported.
+            int above = 0, j = top[i * 3 + p];
+            cr_assert (j >= 0 && j < 7 && j != t[i], "row %d: %d", i, j);
+            for (int q = 0; q < 7; q++)
+                above += q != t[i] && z[q] > z[j];
+            cr_expect_eq (above, p, "row %d: rank %d holds column %d", i, p, j);
+        }
+    }
+}
+
 Test (nn, softmax_xent_with_column_bias)
 {
     //  A per-column bias (the sampled softmax's log-Q correction) shifts the logits: the
@@ -312,7 +342,7 @@ Test (nn, softmax_xent_with_column_bias)
     int32_t t[5] = { 3, 1, 0, 6, -1 };
     memcpy (c.t, t, sizeof t);
     float dH[15] = { 0 }, dE[21] = { 0 };
-    double loss = nn_softmax_xent (c.H, 5, 3, c.E, 7, c.bias, c.t, 1.0f, dH, dE, c.work, 2);
+    double loss = nn_softmax_xent (c.H, 5, 3, c.E, 7, c.bias, c.t, 1.0f, dH, dE, c.work, 2, NULL, 0);
     double want = 0;
     for (int i = 0; i < 4; i++) {
         double z[7], mx = -1e9, sum = 0;

@@ -78,6 +78,8 @@ Test (step, sampled_shard_gradient_check)
     pc.sampler = PLAN_POPULARITY;
     pc.shards = 4;   // two sequences: a small summed loss keeps float differences exact enough
     mc.feature_rows = 7;
+    mc.rank_share = 1;   // the head's gradient reaches the towers: checked too
+    mc.rank_hard = 0;    // see test_model.c
     dataset_t *d = s_cycles (20, 7, 40);
     //  Every item has one or two of seven features: the item tower is checked too.
     uint32_t foff[41], feat[80], nf = 0;

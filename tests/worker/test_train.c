@@ -78,6 +78,7 @@ s_setup (fixture_t *f)
     shape.rank_negatives = (uint32_t) mc.rank_negatives;
     shape.rank_weight = mc.rank_weight;
     shape.rank_share = mc.rank_share;
+    shape.rank_hard = (uint32_t) mc.rank_hard;
     shape.n_rank_widths = (size_t) mc.rank_layers;
     for (int k = 0; k < mc.rank_layers; k++)
         f->widths[k] = (uint32_t) mc.rank_widths[k];

@@ -1,0 +1,170 @@
+/*  snapshot: see snapshot.h. */
+#include "snapshot.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAGIC_LEN 12
+
+uint8_t *
+snapshot_build (model_t *m, uint64_t version, const float *popularity, json_t *meta, size_t *len)
+{
+    const model_config_t *c = model_config (m);
+    const float *vectors = model_item_vectors (m);
+    if (!vectors)
+        return NULL;
+    uint32_t items = model_rows (m);
+    size_t dense = model_dense_size (m);
+    json_t *widths = json_array ();
+    for (int k = 0; c->rank_negatives > 0 && k < c->rank_layers; k++)
+        json_array_append_new (widths, json_integer (c->rank_widths[k]));
+    json_t *h = json_pack ("{s:I, s:i, s:i, s:i, s:i, s:i, s:o, s:I, s:I, s:O}", "version", (json_int_t) version, "dim",
+                           c->dim, "max_len", c->max_len, "blocks", c->blocks, "ffn", c->ffn, "rank_negatives",
+                           c->rank_negatives, "rank_widths", widths, "items", (json_int_t) items, "dense",
+                           (json_int_t) dense, "meta", meta ? meta : json_object ());
+    char *text = h ? json_dumps (h, JSON_COMPACT) : NULL;
+    json_decref (h);
+    if (!text)
+        return NULL;
+    uint32_t hlen = (uint32_t) strlen (text);
+    size_t head = MAGIC_LEN + 4 + ((hlen + 3) & ~3u);
+    size_t floats = dense + (size_t) items * c->dim + items;
+    uint8_t *blob = calloc (1, head + floats * sizeof (float));
+    if (!blob) {
+        free (text);
+        return NULL;
+    }
+    memcpy (blob, SNAPSHOT_MAGIC, MAGIC_LEN);
+    uint8_t le[4] = { (uint8_t) hlen, (uint8_t) (hlen >> 8), (uint8_t) (hlen >> 16), (uint8_t) (hlen >> 24) };
+    memcpy (blob + MAGIC_LEN, le, 4);
+    memcpy (blob + MAGIC_LEN + 4, text, hlen);
+    free (text);
+    float *f = (float *) (blob + head);
+    model_dense_get (m, f);
+    memcpy (f + dense, vectors, (size_t) items * c->dim * sizeof (float));
+    memcpy (f + dense + (size_t) items * c->dim, popularity, items * sizeof (float));
+    *len = head + floats * sizeof (float);
+    return blob;
+}
+
+void
+snapshot_popularity (const dataset_t *data, uint32_t n_items, double half_life_ms, float *out)
+{
+    memset (out, 0, n_items * sizeof *out);
+    int64_t newest = 0;
+    for (size_t e = 0; data && data->ts && e < data->n_events; e++)
+        newest = data->ts[e] > newest ? data->ts[e] : newest;
+    for (size_t e = 0; data && e < data->n_events; e++) {
+        uint32_t i = data->items[e];
+        if (i >= n_items)
+            continue;
+        double age = data->ts && data->ts[e] > 0 ? (double) (newest - data->ts[e]) : 0;
+        out[i] += (float) (half_life_ms > 0 ? exp2 (-age / half_life_ms) : 1.0);
+    }
+}
+
+static int
+s_int (json_t *h, const char *key, int64_t lo, int64_t hi, int64_t *out)
+{
+    json_t *v = json_object_get (h, key);
+    if (!json_is_integer (v) || json_integer_value (v) < lo || json_integer_value (v) > hi)
+        return -1;
+    *out = json_integer_value (v);
+    return 0;
+}
+
+model_t *
+snapshot_load (const uint8_t *blob, size_t len, int batch, snapshot_info_t *info, char *err, size_t errlen)
+{
+    memset (info, 0, sizeof *info);
+    if (len < MAGIC_LEN + 4 || memcmp (blob, SNAPSHOT_MAGIC, MAGIC_LEN)) {
+        snprintf (err, errlen, "not a model snapshot");
+        return NULL;
+    }
+    uint32_t hlen = (uint32_t) blob[MAGIC_LEN] | (uint32_t) blob[MAGIC_LEN + 1] << 8
+                  | (uint32_t) blob[MAGIC_LEN + 2] << 16 | (uint32_t) blob[MAGIC_LEN + 3] << 24;
+    size_t head = MAGIC_LEN + 4 + (((size_t) hlen + 3) & ~(size_t) 3);
+    if (head > len) {
+        snprintf (err, errlen, "snapshot header runs past the end");
+        return NULL;
+    }
+    json_error_t jerr;
+    json_t *h = json_loadb ((const char *) blob + MAGIC_LEN + 4, hlen, 0, &jerr);
+    int64_t version, dim, max_len, blocks, ffn, rank_neg, items, dense;
+    if (!h || s_int (h, "version", 0, INT64_MAX, &version) < 0 || s_int (h, "dim", 1, 4096, &dim) < 0
+        || s_int (h, "max_len", 1, 10000, &max_len) < 0 || s_int (h, "blocks", 0, 64, &blocks) < 0
+        || s_int (h, "ffn", 1, 65536, &ffn) < 0 || s_int (h, "rank_negatives", 0, 256, &rank_neg) < 0
+        || s_int (h, "items", 0, 1LL << 31, &items) < 0 || s_int (h, "dense", 0, 1LL << 40, &dense) < 0) {
+        snprintf (err, errlen, "snapshot header is not valid: %s", h ? "a field is missing or out of range" : jerr.text);
+        json_decref (h);
+        return NULL;
+    }
+    model_config_t c;
+    model_config_default (&c);
+    c.dim = (int) dim;
+    c.max_len = (int) max_len;
+    c.blocks = (int) blocks;
+    c.ffn = (int) ffn;
+    c.dropout = 0;
+    c.batch = batch;
+    c.feature_rows = 0;
+    c.inference = 1;
+    c.rank_negatives = (int) rank_neg;
+    json_t *widths = json_object_get (h, "rank_widths");
+    c.rank_layers = (int) json_array_size (widths);
+    if (rank_neg > 0 && (c.rank_layers < 1 || c.rank_layers > MODEL_RANK_MAX_LAYERS)) {
+        snprintf (err, errlen, "snapshot ranking head has %d layers", c.rank_layers);
+        json_decref (h);
+        return NULL;
+    }
+    for (int k = 0; k < c.rank_layers && k < MODEL_RANK_MAX_LAYERS; k++) {
+        json_int_t w = json_integer_value (json_array_get (widths, (size_t) k));
+        if (w < 1 || w > 4096) {
+            snprintf (err, errlen, "snapshot ranking head width out of range");
+            json_decref (h);
+            return NULL;
+        }
+        c.rank_widths[k] = (int) w;
+    }
+    size_t floats = (size_t) dense + (size_t) items * (size_t) dim + (size_t) items;
+    if (len - head != floats * sizeof (float)) {
+        snprintf (err, errlen, "snapshot holds %zu bytes of weights, its header says %zu", len - head,
+                  floats * sizeof (float));
+        json_decref (h);
+        return NULL;
+    }
+    model_t *m = model_new (&c, (uint32_t) items);
+    if (!m || model_dense_size (m) != (size_t) dense) {
+        snprintf (err, errlen, m ? "snapshot dense size does not match its shape" : "out of memory for the model");
+        model_destroy (&m);
+        json_decref (h);
+        return NULL;
+    }
+    const float *f = (const float *) (blob + head);
+    model_dense_set (m, f);
+    memcpy (model_row_weights (m, NULL), f + dense, (size_t) items * (size_t) dim * sizeof (float));
+    info->popularity = malloc ((items ? (size_t) items : 1) * sizeof (float));
+    if (!info->popularity) {
+        model_destroy (&m);
+        json_decref (h);
+        snprintf (err, errlen, "out of memory");
+        return NULL;
+    }
+    memcpy (info->popularity, f + dense + (size_t) items * (size_t) dim, (size_t) items * sizeof (float));
+    info->version = (uint64_t) version;
+    info->items = (uint32_t) items;
+    info->dim = (int) dim;
+    info->meta = json_incref (json_object_get (h, "meta"));
+    json_decref (h);
+    return m;
+}
+
+void
+snapshot_info_free (snapshot_info_t *info)
+{
+    free (info->popularity);
+    json_decref (info->meta);
+    memset (info, 0, sizeof *info);
+}

@@ -1,0 +1,48 @@
+/*  snapshot: a published model version as one self-describing blob: what the trainer
+    stores per version and rank workers fetch (in chunks, verified by hash), keep in
+    their own RocksDB and serve from.
+
+    Layout: the magic "STRATASNAP1\n"; a little-endian uint32 n and n bytes of header
+    JSON {"version", "dim", "max_len", "blocks", "ffn", "rank_negatives",
+    "rank_widths": [..], "items", "dense", "meta": {...}}, zero-padded to a multiple of
+    4 bytes; then floats (host order, little-endian on every supported machine): the
+    dense tensors (model_dense_get order), every item's vector (items x dim, already
+    composed from its row and catalogue features), and every item's popularity
+    (items floats, the time-decayed event count that serves users with no history).
+*/
+#ifndef STRATA_SNAPSHOT_H
+#define STRATA_SNAPSHOT_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dataset.h"
+#include "model.h"
+
+#define SNAPSHOT_MAGIC "STRATASNAP1\n"
+
+//  The blob of model m (its features set, if any) as `version`, with popularity
+//  (model_rows floats) and meta (borrowed, embedded as "meta"). malloc'd; NULL on no
+//  memory.
+uint8_t *snapshot_build (model_t *m, uint64_t version, const float *popularity, json_t *meta, size_t *len);
+
+//  Time-decayed popularity from a dataset: each event counts 2^(-age / half_life),
+//  its age taken from the newest event (events without timestamps count 1). out:
+//  n_items floats.
+void snapshot_popularity (const dataset_t *data, uint32_t n_items, double half_life_ms, float *out);
+
+typedef struct {
+    uint64_t version;
+    uint32_t items;
+    int dim;
+    float *popularity;   // items floats (owned)
+    json_t *meta;        // the version's meta (owned)
+} snapshot_info_t;
+
+//  Parses a blob into a serving model (inference, `batch` users per call; its table
+//  holds the item vectors, no features) and info. NULL with err on a malformed blob.
+model_t *snapshot_load (const uint8_t *blob, size_t len, int batch, snapshot_info_t *info, char *err, size_t errlen);
+void snapshot_info_free (snapshot_info_t *info);
+
+#endif
