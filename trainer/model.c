@@ -1279,18 +1279,7 @@ s_rank_logits (model_t *m, int row, const uint32_t *cands, uint32_t n, float *ou
 static void
 s_rerank (model_t *m, int s, float *sc, const uint8_t *seen, uint32_t *top, float *logits)
 {
-    int k = m->rerank_top, n = 0;
-    //  The top k unseen items by retrieval score: a small sorted insertion list.
-    for (uint32_t i = 0; i < m->n_rows; i++) {
-        if (seen[i] || (n == k && sc[i] <= sc[top[n - 1]]))
-            continue;
-        int j = n < k ? n++ : k - 1;
-        while (j > 0 && sc[top[j - 1]] < sc[i]) {
-            top[j] = top[j - 1];
-            j--;
-        }
-        top[j] = i;
-    }
+    int n = nn_top_k (sc, (int) m->n_rows, -1, seen, (int32_t *) top, m->rerank_top);
     s_rank_logits (m, s * m->L + m->L - 1, top, (uint32_t) n, logits);
     for (int e = 0; e < n; e++)
         sc[top[e]] = 1e4f + logits[e] + m->rerank_blend * sc[top[e]];

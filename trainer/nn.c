@@ -172,13 +172,14 @@ nn_attention_bwd (const float *Q, const float *K, const float *V, int L, int d, 
     cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, L, d, L, scale, dS, L, Q, d, 1.0f, dK, d);
 }
 
-//  The k largest of z[0..m) but `skip`, best first, into top (-1 where m is short).
-static void
-s_top (const float *z, int m, int skip, int32_t *top, int k)
+int
+nn_top_k (const float *z, int m, int32_t skip, const uint8_t *exclude, int32_t *top, int k)
 {
     int n = 0;
+    if (k <= 0)
+        return 0;
     for (int j = 0; j < m; j++) {
-        if (j == skip || (n == k && z[j] <= z[top[k - 1]]))
+        if (j == skip || (exclude && exclude[j]) || (n == k && z[j] <= z[top[k - 1]]))
             continue;
         int p = n < k ? n++ : k - 1;
         while (p > 0 && z[top[p - 1]] < z[j]) {
@@ -187,13 +188,12 @@ s_top (const float *z, int m, int skip, int32_t *top, int k)
         }
         top[p] = j;
     }
-    for (int p = n; p < k; p++)
-        top[p] = -1;
+    return n;
 }
 
 double
 nn_softmax_xent (const float *H, int n, int d, const float *E, int m, const float *bias, const int32_t *targets,
-                 float scale, float *dH, float *dE, float *work, int block, int32_t *top, int k)
+                 float scale, float *dH, float *dE, float *work, int block, int32_t *top, int top_k)
 {
     double loss = 0;
     for (int r0 = 0; r0 < n; r0 += block) {
@@ -206,12 +206,15 @@ nn_softmax_xent (const float *H, int n, int d, const float *E, int m, const floa
             int32_t t = targets[r0 + i];
             if (t < 0 || t >= m) {
                 memset (z, 0, (size_t) m * sizeof *z);   // no gradient from a skipped row
-                for (int p = 0; top && p < k; p++)
-                    top[(size_t) (r0 + i) * k + (size_t) p] = -1;
+                for (int p = 0; top && p < top_k; p++)
+                    top[(size_t) (r0 + i) * top_k + (size_t) p] = -1;
                 continue;
             }
-            if (top)
-                s_top (z, m, t, top + (size_t) (r0 + i) * k, k);
+            if (top) {
+                int32_t *row = top + (size_t) (r0 + i) * top_k;
+                for (int p = nn_top_k (z, m, t, NULL, row, top_k); p < top_k; p++)
+                    row[p] = -1;
+            }
             if (bias)
                 for (int j = 0; j < m; j++)
                     z[j] += bias[j];

@@ -54,12 +54,12 @@ void nn_attention_bwd (const float *Q, const float *K, const float *V, int L, in
 //  summed loss; dH[n x d] and dE[m x d] (either may be NULL) accumulate the gradient of
 //  the summed loss times `scale`. work needs block * m floats (block rows of logits at
 //  a time).
-//  With top (n x k ints, k > 0), row i's k highest-scoring columns by H E' (without
-//  the bias), its target excluded, best first (-1 where m is too small), are written
-//  to top[i * k ..]: the hard negatives of a ranking stage.
+//  With top (n x top_k ints, top_k > 0), row i's top_k highest-scoring columns by H E'
+//  (without the bias), its target excluded, best first (-1 where m is too small), are
+//  written to top[i * top_k ..]: the hard negatives of a ranking stage.
 double nn_softmax_xent (const float *H, int n, int d, const float *E, int m, const float *bias,
                         const int32_t *targets, float scale, float *dH, float *dE, float *work, int block,
-                        int32_t *top, int k);
+                        int32_t *top, int top_k);
 
 //  Candidate-aware attention pooling (DIN's target attention, with a scaled dot
 //  product): candidate i (row i of C, n x d) pools the history rows X[lo .. hi[i]]
@@ -76,6 +76,11 @@ void nn_target_pool_bwd (const float *C, int n, const float *X, int L, int d, co
 //  stably from the logits. Returns the summed loss; dz[i] = scale (sigmoid (z[i]) -
 //  y[i]) when dz is not NULL.
 double nn_bce_logits (const float *z, const float *y, int n, float scale, float *dz);
+
+//  The indices of the k largest of z[0..m), best first (ties: lower index first),
+//  leaving out index `skip` (-1: none) and every j with exclude[j] != 0 (exclude may
+//  be NULL). Returns how many were found (fewer than k when m is short).
+int nn_top_k (const float *z, int m, int32_t skip, const uint8_t *exclude, int32_t *top, int k);
 
 //  out[i x d] = table[rows[i] x d]; rows[i] < 0 gives zeros.
 void nn_gather (const float *table, int d, const int32_t *rows, int n, float *out);
