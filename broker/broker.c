@@ -13,6 +13,7 @@
 #include "knowledge.h"
 #include "log.h"
 #include "pool.h"
+#include "serve.h"
 #include "util.h"
 #include "wire.h"
 
@@ -30,6 +31,12 @@ const config_key_t broker_config_keys[] = {
     { "max-batch", CONFIG_INT, OFF (max_batch), "100000", 1, 10000000, "most records in one batch" },
     { "max-pending", CONFIG_INT, OFF (max_pending), "100000", 1, 100000000,
       "journal entries waiting for workers before producers are told to back off" },
+    { "history-len", CONFIG_INT, OFF (history_len), "50", 1, 10000,
+      "stored events of a user sent with each recommend request to the rank workers" },
+    { "serve-attempts", CONFIG_INT, OFF (serve_attempts), "3", 1, 100,
+      "rank workers tried for one request before it fails" },
+    { "serve-timeout-ms", CONFIG_INT, OFF (serve_timeout_ms), "2000", 10, 600000,
+      "longest a request waits for a free rank worker" },
     { "journal-sync", CONFIG_BOOL, OFF (journal_sync), "true", 0, -1,
       "fsync the journal before acking (off: survive process crashes, not power loss)" },
     { "log-level", CONFIG_STRING, OFF (log_level), "info", 0, -1, "error, warn, info or debug" },
@@ -46,6 +53,7 @@ typedef struct {
     pool_t *pool;
     zsock_t *ingest, *workers, *api;
     zlistx_t *pending;       // journal sequences waiting for a worker, oldest first
+    serve_t *serve;          // recommend / similar requests on their way to rank workers
     arena_t *arena;
     uint64_t protocol_errors;
     uint64_t next_job_id;
@@ -57,6 +65,10 @@ static void
 s_requeue (uint64_t seq, void *arg)
 {
     broker_t *self = arg;
+    if (seq & SERVE_KEY_BIT) {
+        serve_requeue (self->serve, seq);
+        return;
+    }
     //  Jobs that were in flight are older than anything waiting: put them first.
     zlistx_add_start (self->pending, (void *) (uintptr_t) seq);
 }
@@ -372,6 +384,10 @@ s_serve (broker_t *self, zsock_t *sock)
             s_send_history (self, sock, msg.routing, msg.payload);
         else if (!strcmp (msg.type, WIRE_CATALOGUE))
             s_send_catalogue (self, sock, msg.routing, msg.payload);
+        else if (sock == self->api && (!strcmp (msg.type, WIRE_RECOMMEND) || !strcmp (msg.type, WIRE_SIMILAR))) {
+            if (serve_request (self->serve, msg.routing, msg.type, msg.payload) < 0)
+                self->protocol_errors++;
+        }
         else {
             char what[96];
             snprintf (what, sizeof what, "unknown message type '%.24s' on this endpoint", msg.type);
@@ -513,6 +529,11 @@ s_handle_workers (broker_t *self)
             if (!w)
                 wire_send (self->workers, msg.routing, WIRE_DISCONNECT, NULL);
         }
+        else if (!strcmp (msg.type, WIRE_SERVED)) {
+            serve_result (self->serve, msg.payload);
+            if (!w)
+                wire_send (self->workers, msg.routing, WIRE_DISCONNECT, NULL);
+        }
         else if (!strcmp (msg.type, WIRE_HEARTBEAT)) {
             if (!w)
                 wire_send (self->workers, msg.routing, WIRE_DISCONNECT, NULL);
@@ -560,6 +581,10 @@ broker_run (const broker_config_t *cfg)
     self.api = wire_bind_router (cfg->api, cfg->max_frame);
     if (!self.ingest || !self.workers || !self.api)
         goto out;
+    serve_config_t sc = { (uint32_t) cfg->history_len, (int) cfg->serve_attempts, cfg->serve_timeout_ms };
+    self.serve = serve_new (&sc, self.kb, self.pool, self.api, self.workers);
+    if (!self.serve)
+        goto out;
     //  Restart safety: whatever was journaled but not applied is work to do.
     knowledge_journal_each (self.kb, s_enqueue, &self);
     const char *names[] = { "ingest", "workers", "api" };
@@ -587,9 +612,11 @@ broker_run (const broker_config_t *cfg)
         if (zsock_events (self.api) & ZMQ_POLLIN)
             s_serve (&self, self.api);
         s_dispatch (&self);
+        serve_dispatch (self.serve);
         if (zclock_mono () >= next_beat) {
             s_heartbeat (&self);
             s_dispatch (&self);
+            serve_dispatch (self.serve);
             next_beat = zclock_mono () + cfg->heartbeat_ms;
         }
     }
@@ -600,6 +627,7 @@ broker_run (const broker_config_t *cfg)
     rc = self.fatal ? -1 : 0;
     log_info ("broker stopping");
 out:
+    serve_destroy (&self.serve);
     zsock_destroy (&self.ingest);
     zsock_destroy (&self.workers);
     zsock_destroy (&self.api);

@@ -653,3 +653,76 @@ knowledge_item_id (knowledge_t *self, uint32_t index)
 {
     return index < self->items.count ? self->items.ids[index] : NULL;
 }
+
+static int
+s_dict_index (dict_t *d, const char *id, uint32_t *index)
+{
+    void *v = id ? zhashx_lookup (d->index, id) : NULL;
+    if (!v)
+        return -1;
+    *index = (uint32_t) ((uintptr_t) v - 1);
+    return 0;
+}
+
+int
+knowledge_user_index (knowledge_t *self, const char *id, uint32_t *index)
+{
+    return s_dict_index (&self->users, id, index);
+}
+
+int
+knowledge_item_index (knowledge_t *self, const char *id, uint32_t *index)
+{
+    return s_dict_index (&self->items, id, index);
+}
+
+int
+knowledge_user_recent (knowledge_t *self, uint32_t user, uint32_t max, arena_t *arena, Strata__V1__Interaction ***out)
+{
+    *out = arena_calloc (arena, max + 1, sizeof **out);
+    if (!*out)
+        return -1;
+    ProtobufCAllocator alloc = arena_protobuf (arena);
+    //  Newest first from the end of the user's key range, then reversed.
+    unsigned char end[4];
+    util_put_be32 (end, user + 1);
+    rocksdb_iterator_t *it = store_iter (self->store, KCF_EVENTS);
+    if (user == UINT32_MAX)
+        rocksdb_iter_seek_to_last (it);
+    else {
+        rocksdb_iter_seek (it, (const char *) end, 4);
+        if (rocksdb_iter_valid (it))
+            rocksdb_iter_prev (it);
+        else
+            rocksdb_iter_seek_to_last (it);
+    }
+    int n = 0, rc = 0;
+    for (; rocksdb_iter_valid (it) && (uint32_t) n < max; rocksdb_iter_prev (it)) {
+        size_t klen, vlen;
+        const unsigned char *k = (const unsigned char *) rocksdb_iter_key (it, &klen);
+        if (klen != 20 || util_get_be32 (k) != user)
+            break;
+        const char *v = rocksdb_iter_value (it, &vlen);
+        Strata__V1__Event *e = strata__v1__event__unpack (&alloc, vlen, (const uint8_t *) v);
+        Strata__V1__Interaction *x = arena_alloc (arena, sizeof *x);
+        if (!e || !x) {
+            rc = -1;
+            break;
+        }
+        if (e->item_index == UINT32_MAX)
+            continue;   // a search without an item
+        strata__v1__interaction__init (x);
+        x->item = e->item_index;
+        x->type = e->type;
+        x->timestamp_ms = e->timestamp_ms;
+        x->value = (float) e->value;
+        (*out)[n++] = x;
+    }
+    rocksdb_iter_destroy (it);
+    for (int i = 0; i < n / 2; i++) {
+        Strata__V1__Interaction *t = (*out)[i];
+        (*out)[i] = (*out)[n - 1 - i];
+        (*out)[n - 1 - i] = t;
+    }
+    return rc < 0 ? -1 : n;
+}

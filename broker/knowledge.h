@@ -110,6 +110,15 @@ int knowledge_history_page (knowledge_t *self, uint32_t start_user, uint32_t max
 int knowledge_catalogue_page (knowledge_t *self, uint32_t start_item, uint32_t max_items, arena_t *arena,
                               Strata__V1__CatalogueReply *out);
 
+//  The dense index of an external user or item id: 0, or -1 when unknown.
+int knowledge_user_index (knowledge_t *self, const char *id, uint32_t *index);
+int knowledge_item_index (knowledge_t *self, const char *id, uint32_t *index);
+
+//  The user's last (at most) max events that name an item, oldest first, into out
+//  (allocated in arena). Returns how many, or -1 (no memory).
+int knowledge_user_recent (knowledge_t *self, uint32_t user, uint32_t max, arena_t *arena,
+                           Strata__V1__Interaction ***out);
+
 //  The external id of a dense index, or NULL. Valid until the next apply.
 const char *knowledge_user_id (knowledge_t *self, uint32_t index);
 const char *knowledge_item_id (knowledge_t *self, uint32_t index);

@@ -206,3 +206,12 @@ pool_inflight (pool_t *self)
         n += w->inflight;
     return n;
 }
+
+size_t
+pool_count (pool_t *self, Strata__V1__Role role)
+{
+    size_t n = 0;
+    for (pool_worker_t *w = pool_first (self); w; w = pool_next (self))
+        n += w->role == role;
+    return n;
+}

@@ -63,6 +63,8 @@ size_t pool_expire (pool_t *self, int64_t now, pool_requeue_fn *requeue, void *a
 pool_worker_t *pool_first (pool_t *self);
 pool_worker_t *pool_next (pool_t *self);
 size_t pool_size (pool_t *self);
+//  Workers of a role.
+size_t pool_count (pool_t *self, Strata__V1__Role role);
 size_t pool_inflight (pool_t *self);
 
 #endif

@@ -46,6 +46,12 @@
 #define WIRE_MODEL_INFO_REPLY "MODEL_INFO_REPLY" // ModelInfo  trainer -> rank worker
 #define WIRE_MODEL_CHUNK  "MODEL_CHUNK"   // ModelChunkRequest rank worker -> trainer
 #define WIRE_MODEL_CHUNK_REPLY "MODEL_CHUNK_REPLY" // ModelChunk trainer -> rank worker
+#define WIRE_RECOMMEND    "RECOMMEND"     // Recommend         client -> broker
+#define WIRE_RECOMMEND_REPLY "RECOMMEND_REPLY" // Recommendations broker -> client
+#define WIRE_SIMILAR      "SIMILAR"       // Similar           client -> broker
+#define WIRE_SIMILAR_REPLY "SIMILAR_REPLY" // Recommendations   broker -> client
+#define WIRE_SERVE        "SERVE"         // ServeJob          broker -> rank worker
+#define WIRE_SERVED       "SERVED"        // ServeResult       rank worker -> broker
 
 //  Receive errors.
 #define WIRE_EFRAMING  -1   // wrong number of frames or wrong protocol frame

@@ -222,7 +222,9 @@ cluster_up (const cluster_opts_t *opts, int ready_fd)
     unlink (eps_path);
 
     int trainer = opts->train_workers > 0;
-    int n = 1 + opts->workers + trainer + opts->train_workers;
+    int rankers = trainer ? opts->rankers : 0;
+    int first_ranker = 1 + opts->workers + trainer + opts->train_workers;
+    int n = first_ranker + rankers;
     child_t *children = calloc ((size_t) n, sizeof *children);
     if (!children)
         return -1;
@@ -301,7 +303,7 @@ cluster_up (const cluster_opts_t *opts, int ready_fd)
     snprintf (threads, sizeof threads, "%ld", opts->train_workers > 0 && cores / opts->train_workers > 1
                                                   ? cores / opts->train_workers : 1L);
     cluster_program ("strata-worker", prog, sizeof prog);
-    for (int i = 1 + opts->workers + trainer; i < n; i++) {
+    for (int i = 1 + opts->workers + trainer; i < first_ranker; i++) {
         child_t *w = &children[i];
         char *name = malloc (32);
         snprintf (name, 32, "train-worker-%d", i - opts->workers - trainer);
@@ -310,6 +312,22 @@ cluster_up (const cluster_opts_t *opts, int ready_fd)
         s_arg (w, "--role=", "train");
         s_arg (w, "--trainer=", json_string_value (teps ? json_object_get (teps, "workers") : NULL));
         s_arg (w, "--threads=", threads);
+        s_arg (w, "--log-level=", opts->log_level ? opts->log_level : "info");
+        s_spawn (w, logdir);
+    }
+    for (int i = first_ranker; i < n; i++) {
+        child_t *w = &children[i];
+        char *name = malloc (32), rdir[4000];
+        snprintf (name, 32, "rank-%d", i - first_ranker + 1);
+        snprintf (rdir, sizeof rdir, "%s/%s", opts->dir, name);
+        w->name = name;
+        s_arg (w, "", prog);
+        s_arg (w, "--role=", "rank");
+        s_arg (w, "--broker=", json_string_value (json_object_get (eps, "workers")));
+        s_arg (w, "--api=", json_string_value (json_object_get (eps, "api")));
+        s_arg (w, "--trainer-api=", json_string_value (teps ? json_object_get (teps, "api") : NULL));
+        s_arg (w, "--dir=", rdir);
+        s_arg (w, "--id=", name);
         s_arg (w, "--log-level=", opts->log_level ? opts->log_level : "info");
         s_spawn (w, logdir);
     }
@@ -332,8 +350,8 @@ cluster_up (const cluster_opts_t *opts, int ready_fd)
                  json_string_value (json_object_get (eps, "workers")),
                  json_string_value (json_object_get (eps, "api")));
         if (trainer)
-            fprintf (stderr, "  trainer %s (%d train workers)\n", json_string_value (json_object_get (eps, "trainer")),
-                     opts->train_workers);
+            fprintf (stderr, "  trainer %s (%d train workers, %d rank workers)\n",
+                     json_string_value (json_object_get (eps, "trainer")), opts->train_workers, rankers);
         fprintf (stderr, "  logs    %s\n", logdir);
         if (ready_fd >= 0) {
             if (write (ready_fd, "1", 1) != 1)

@@ -3,9 +3,10 @@
     Every client command finds the broker the same way: --broker ENDPOINT if given, else
     the cluster.json of --dir DIR (written by `strata up`), else the default local
     endpoints. `strata up` runs a small supervisor: it starts the broker, N preprocess
-    workers, the trainer and M train workers as separate processes on 127.0.0.1, writes
-    DIR/cluster.json, restarts any process that dies, and on SIGINT/SIGTERM stops them
-    all in order (train workers, trainer, workers, then broker).
+    workers, the trainer, M train workers and R rank workers (each with its store in
+    DIR/rank-K) as separate processes on 127.0.0.1, writes DIR/cluster.json, restarts
+    any process that dies, and on SIGINT/SIGTERM stops them all in order (rank workers,
+    train workers, trainer, workers, then broker).
 */
 #ifndef STRATA_CLUSTER_H
 #define STRATA_CLUSTER_H
@@ -38,6 +39,7 @@ typedef struct {
     int port;             // first of five ports (ingest, workers, api, trainer workers, trainer api); 0 = any free
     bool journal_sync;
     const char *log_level;
+    int rankers;          // rank workers (with a trainer only)
 } cluster_opts_t;
 
 //  Runs the cluster in the foreground until SIGINT/SIGTERM. If ready_fd >= 0, writes

@@ -21,6 +21,7 @@
 #include "cluster.h"
 #include "config.h"
 #include "eval.h"
+#include "serve.h"
 #include "train.h"
 #include "gen.h"
 #include "importer.h"
@@ -289,6 +290,7 @@ typedef struct {
     char *dir;
     int64_t workers;
     int64_t train_workers;
+    int64_t rankers;
     int64_t port;
     bool detach;
     bool journal_sync;
@@ -300,6 +302,8 @@ static const config_key_t s_up_keys[] = {
     { "workers", CONFIG_INT, offsetof (up_cfg_t, workers), "2", 0, 256, "preprocess workers" },
     { "train-workers", CONFIG_INT, offsetof (up_cfg_t, train_workers), "1", 0, 256,
       "train workers (0: no trainer either)" },
+    { "rankers", CONFIG_INT, offsetof (up_cfg_t, rankers), "1", 0, 256,
+      "rank workers serving recommend and similar (they need the trainer)" },
     { "port", CONFIG_INT, offsetof (up_cfg_t, port), "7701", 0, 65531,
       "first of five ports (ingest, workers, api, trainer workers, trainer api); 0 picks free ones" },
     { "detach", CONFIG_BOOL, offsetof (up_cfg_t, detach), "false", 0, -1, "run in the background" },
@@ -350,8 +354,8 @@ s_cmd_up (int argc, char **argv)
         config_free (s_up_keys, &cfg);
         return rc < 0 ? 0 : rc;
     }
-    cluster_opts_t opts = { cfg.dir, (int) cfg.workers, (int) cfg.train_workers, (int) cfg.port, cfg.journal_sync,
-                            cfg.log_level };
+    cluster_opts_t opts = { cfg.dir,           (int) cfg.workers, (int) cfg.train_workers, (int) cfg.port,
+                            cfg.journal_sync, cfg.log_level,     (int) cfg.rankers };
     if (cfg.detach) {
         rc = s_detach (&opts) == 0 ? 0 : 1;
         if (rc == 0) {
@@ -451,6 +455,8 @@ s_usage (FILE *out)
                   "  rejects  print stored rejects (records refused, with the reason) as JSON lines\n"
                   "  eval     offline evaluation: leave-one-out, full catalogue, tuned baselines\n"
                   "  train    train the model on the cluster's data (--wait follows the run)\n"
+                  "  recommend  recommendations for a user (--user U) or many (--users FILE)\n"
+                  "  similar  items like an item (--item I) or many (--items FILE)\n"
                   "  gen      write a synthetic catalogue and event stream\n"
                   "  demo     start a cluster, import synthetic data and show what it holds\n");
 }
@@ -497,7 +503,7 @@ s_cmd_demo (int argc, char **argv)
     }
     fprintf (stderr, "== 2. local cluster: broker + %lld preprocess workers, trainer + %lld train workers on 127.0.0.1\n",
              (long long) cfg.workers, (long long) cfg.train_workers);
-    cluster_opts_t co = { cfg.dir, (int) cfg.workers, (int) cfg.train_workers, 0, true, "info" };
+    cluster_opts_t co = { cfg.dir, (int) cfg.workers, (int) cfg.train_workers, 0, true, "info", 1 };
     if (s_detach (&co) < 0) {
         fprintf (stderr, "strata demo: cluster did not start; see %s/logs\n", cfg.dir);
         config_free (s_demo_keys, &cfg);
@@ -580,6 +586,10 @@ main (int argc, char **argv)
         return eval_main (argc, argv);
     if (!strcmp (cmd, "train"))
         return train_main (argc, argv);
+    if (!strcmp (cmd, "recommend"))
+        return recommend_main (argc, argv);
+    if (!strcmp (cmd, "similar"))
+        return similar_main (argc, argv);
     if (!strcmp (cmd, "rejects"))
         return s_cmd_rejects (argc, argv);
     if (!strcmp (cmd, "up"))

@@ -11,6 +11,7 @@
 #include "arena.h"
 #include "log.h"
 #include "preprocess.h"
+#include "rank.h"
 #include "train.h"
 #include "util.h"
 #include "wire.h"
@@ -19,7 +20,18 @@
 const config_key_t worker_config_keys[] = {
     { "broker", CONFIG_STRING, OFF (broker), "tcp://127.0.0.1:7702", 0, -1, "broker worker endpoint (preprocess)" },
     { "trainer", CONFIG_STRING, OFF (trainer), "tcp://127.0.0.1:7704", 0, -1, "trainer worker endpoint (train)" },
-    { "role", CONFIG_STRING, OFF (role), "preprocess", 0, -1, "worker role: preprocess or train" },
+    { "role", CONFIG_STRING, OFF (role), "preprocess", 0, -1, "worker role: preprocess, train or rank" },
+    { "trainer-api", CONFIG_STRING, OFF (trainer_api), "tcp://127.0.0.1:7705", 0, -1,
+      "trainer api endpoint (rank: where model versions come from)" },
+    { "api", CONFIG_STRING, OFF (api), "tcp://127.0.0.1:7703", 0, -1, "broker api endpoint (rank: the catalogue)" },
+    { "dir", CONFIG_STRING, OFF (dir), "strata-rank", 0, -1, "rank worker's own store (model versions)" },
+    { "poll-ms", CONFIG_INT, OFF (poll_ms), "1000", 10, 3600000, "rank: how often to ask the trainer for a newer version" },
+    { "catalogue-ms", CONFIG_INT, OFF (catalogue_ms), "5000", 100, 86400000, "rank: how often to look for new items" },
+    { "rerank-top", CONFIG_INT, OFF (rerank_top), "100", 1, 10000, "rank: items the ranking head re-ranks" },
+    { "rerank-blend", CONFIG_DOUBLE, OFF (rerank_blend), "1", 0, 1000,
+      "rank: weight of the retrieval score beside the ranking head's logit" },
+    { "batch", CONFIG_INT, OFF (batch), "32", 1, 256, "rank: users whose vectors are computed together" },
+    { "keep-versions", CONFIG_INT, OFF (keep_versions), "2", 1, 100, "rank: model versions kept in its store" },
     { "threads", CONFIG_INT, OFF (threads), "1", 0, 256, "OpenBLAS threads of a train worker (0: all cores)" },
     { "id", CONFIG_STRING, OFF (id), "", 0, -1, "worker id (default: hostname-pid)" },
     { "capacity", CONFIG_INT, OFF (capacity), "0", 0, 64,
@@ -41,6 +53,7 @@ typedef struct {
     arena_t *arena;
     preprocess_limits_t limits;
     train_worker_t *train;
+    rank_worker_t *rank;
     const char *endpoint;
     uint32_t capacity;
     uint64_t jobs_done;
@@ -129,6 +142,37 @@ s_handle_task (worker_t *self, zframe_t *payload)
     strata__v1__train_task__free_unpacked (task, NULL);
 }
 
+//  Answers a SERVE job and every other one already waiting (up to the capacity), so
+//  that users who arrive together are scored together. Other messages met on the way
+//  are handled as they come.
+static void
+s_handle_serve (worker_t *self, wire_msg_t *first)
+{
+    zframe_t *jobs[256];
+    size_t n = 0;
+    jobs[n++] = first->payload;
+    first->payload = NULL;
+    while (n < sizeof jobs / sizeof jobs[0] && n < self->capacity && (zsock_events (self->sock) & ZMQ_POLLIN)) {
+        wire_msg_t msg;
+        int r = wire_recv (self->sock, false, (size_t) self->cfg->max_frame, &msg);
+        if (r == WIRE_EINTR)
+            break;
+        if (r == 0 && !strcmp (msg.type, WIRE_SERVE)) {
+            jobs[n++] = msg.payload;
+            msg.payload = NULL;
+        }
+        else if (r == 0 && !strcmp (msg.type, WIRE_DISCONNECT)) {
+            wire_msg_reset (&msg);
+            break;   // the loop re-registers on the next heartbeat it misses
+        }
+        wire_msg_reset (&msg);
+    }
+    rank_worker_serve (self->rank, jobs, n, self->sock);
+    self->jobs_done += n;
+    for (size_t i = 0; i < n; i++)
+        zframe_destroy (&jobs[i]);
+}
+
 int
 worker_run (const worker_config_t *cfg)
 {
@@ -149,8 +193,14 @@ worker_run (const worker_config_t *cfg)
         if (!self.train)
             return -1;
     }
+    else if (!strcmp (cfg->role, "rank")) {
+        self.role = STRATA__V1__ROLE__RANK;
+        self.endpoint = cfg->broker;
+        self.capacity = cfg->capacity ? (uint32_t) cfg->capacity : 64;
+        openblas_set_num_threads (cfg->threads > 0 ? (int) cfg->threads : 1);
+    }
     else {
-        log_error ("unknown role '%s' (roles: preprocess, train)", cfg->role);
+        log_error ("unknown role '%s' (roles: preprocess, train, rank)", cfg->role);
         return -1;
     }
     if (cfg->id && *cfg->id)
@@ -166,6 +216,15 @@ worker_run (const worker_config_t *cfg)
     self.arena = arena_new (1 << 20);
     if (!self.arena)
         return -1;
+    if (self.role == STRATA__V1__ROLE__RANK) {
+        rank_config_t rc = { cfg->trainer_api, cfg->api, cfg->dir, self.id, cfg->poll_ms, cfg->catalogue_ms,
+                             cfg->rerank_top, cfg->rerank_blend, cfg->batch, cfg->keep_versions };
+        self.rank = rank_worker_new (&rc);
+        if (!self.rank) {
+            arena_destroy (&self.arena);
+            return -1;
+        }
+    }
 
     self.sock = s_connect (&self);
     if (!self.sock) {
@@ -179,13 +238,23 @@ worker_run (const worker_config_t *cfg)
     int64_t last_heard = util_mono_ms ();
     int64_t next_beat = last_heard + interval;
     while (!zsys_interrupted) {
-        zmq_pollitem_t item = { zsock_resolve (self.sock), 0, ZMQ_POLLIN, 0 };
+        zmq_pollitem_t items[2] = { { zsock_resolve (self.sock), 0, ZMQ_POLLIN, 0 },
+                                    { self.rank ? zsock_resolve (rank_worker_model_socket (self.rank)) : NULL, 0,
+                                      ZMQ_POLLIN, 0 } };
         int64_t now = util_mono_ms ();
         long timeout = (long) (next_beat > now ? next_beat - now : 0);
-        int rc = zmq_poll (&item, 1, timeout);
+        if (self.rank && timeout > 100)
+            timeout = 100;   // model downloads and version polls need the loop to turn
+        int rc = zmq_poll (items, self.rank ? 2 : 1, timeout);
         if (rc < 0)
             break;   // interrupted
         now = util_mono_ms ();
+        if (self.rank) {
+            if (items[1].revents & ZMQ_POLLIN)
+                rank_worker_model_input (self.rank);
+            rank_worker_tick (self.rank);
+        }
+        zmq_pollitem_t item = items[0];
         if (item.revents & ZMQ_POLLIN) {
             wire_msg_t msg;
             int r = wire_recv (self.sock, false, (size_t) cfg->max_frame, &msg);
@@ -199,6 +268,10 @@ worker_run (const worker_config_t *cfg)
                 s_handle_job (&self, msg.payload);
             else if (!strcmp (msg.type, WIRE_TASK) && self.role == STRATA__V1__ROLE__TRAIN)
                 s_handle_task (&self, msg.payload);
+            else if (!strcmp (msg.type, WIRE_SERVE) && self.role == STRATA__V1__ROLE__RANK) {
+                s_handle_serve (&self, &msg);
+                last_heard = util_mono_ms ();
+            }
             else if (!strcmp (msg.type, WIRE_DISCONNECT)) {
                 //  The broker does not know us (it restarted): register again.
                 log_info ("%s asked us to re-register", self.endpoint);
@@ -242,6 +315,7 @@ worker_run (const worker_config_t *cfg)
     }
     arena_destroy (&self.arena);
     train_worker_destroy (&self.train);
+    rank_worker_destroy (&self.rank);
     log_info ("worker %s stopped after %llu jobs", self.id, (unsigned long long) self.jobs_done);
     return 0;
 }

@@ -1,9 +1,9 @@
 /*  worker: the stateless worker process's connection to the broker.
 
     Paranoid-Pirate style: the worker connects a DEALER to the broker's worker endpoint
-    (role preprocess) or the trainer's (role train), announces itself (READY with role
-    and capacity), and then answers JOBs with RESULTs (TASKs with GRADIENTs)
-    while heartbeats flow both ways. If the broker goes silent for `liveness` heartbeats
+    (roles preprocess and rank) or the trainer's (role train), announces itself (READY
+    with role and capacity), and then answers JOBs with RESULTs (TASKs with GRADIENTs,
+    SERVE jobs with SERVED results, see rank.h) while heartbeats flow both ways. If the broker goes silent for `liveness` heartbeats
     the worker drops its socket and reconnects with backoff, so a broker restart needs no
     operator. The worker holds no state between jobs: kill it at any time and the broker
     gives its jobs to another.
@@ -19,7 +19,12 @@
 typedef struct {
     char *broker;           // worker endpoint of the broker (preprocess)
     char *trainer;          // worker endpoint of the trainer (train)
-    char *role;             // "preprocess" or "train"
+    char *trainer_api;      // api endpoint of the trainer (rank: model versions)
+    char *api;              // api endpoint of the broker (rank: the catalogue)
+    char *dir;              // the rank worker's RocksDB
+    int64_t poll_ms, catalogue_ms, rerank_top, batch, keep_versions;
+    double rerank_blend;
+    char *role;             // "preprocess", "train" or "rank"
     int64_t threads;        // OpenBLAS threads (train)
     char *id;               // worker id (default: host-pid)
     int64_t capacity;       // jobs in flight at once

@@ -1,0 +1,261 @@
+/*  serve: see serve.h. */
+#define LOG_MODULE "serve"
+#include "serve.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "arena.h"
+#include "log.h"
+#include "util.h"
+#include "wire.h"
+
+typedef struct {
+    uint64_t key;          // job id | SERVE_KEY_BIT
+    zframe_t *routing;     // the client's
+    char type[24];         // RECOMMEND or SIMILAR
+    char *request_id;      // the client's, named in an Error
+    uint8_t *job;          // the packed ServeJob, sent as is to each worker tried
+    size_t len;
+    int attempts;
+    int64_t since;         // monotonic ms it started waiting
+    bool assigned;
+} job_t;
+
+struct _serve_t {
+    serve_config_t cfg;
+    knowledge_t *kb;
+    pool_t *pool;
+    zsock_t *api, *workers;
+    zhashx_t *jobs;        // key (hex) -> job_t
+    zlistx_t *waiting;     // keys, oldest first
+    arena_t *arena;
+    uint64_t next_id;
+    serve_counts_t n;
+};
+
+static void
+s_job_free (void **item)
+{
+    job_t *j = *item;
+    if (j) {
+        zframe_destroy (&j->routing);
+        free (j->request_id);
+        free (j->job);
+        free (j);
+        *item = NULL;
+    }
+}
+
+serve_t *
+serve_new (const serve_config_t *cfg, knowledge_t *kb, pool_t *pool, zsock_t *api, zsock_t *workers)
+{
+    serve_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->cfg = *cfg;
+    self->kb = kb;
+    self->pool = pool;
+    self->api = api;
+    self->workers = workers;
+    self->jobs = zhashx_new ();
+    self->waiting = zlistx_new ();
+    self->arena = arena_new (1 << 20);
+    if (!self->jobs || !self->waiting || !self->arena) {
+        serve_destroy (&self);
+        return NULL;
+    }
+    zhashx_set_destructor (self->jobs, s_job_free);
+    return self;
+}
+
+void
+serve_destroy (serve_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    serve_t *self = *self_p;
+    zhashx_destroy (&self->jobs);
+    zlistx_destroy (&self->waiting);
+    arena_destroy (&self->arena);
+    free (self);
+    *self_p = NULL;
+}
+
+static void
+s_key_text (uint64_t key, char out[17])
+{
+    snprintf (out, 17, "%016llx", (unsigned long long) key);
+}
+
+static job_t *
+s_job (serve_t *self, uint64_t key)
+{
+    char k[17];
+    s_key_text (key, k);
+    return zhashx_lookup (self->jobs, k);
+}
+
+static void
+s_drop (serve_t *self, job_t *j)
+{
+    char k[17];
+    s_key_text (j->key, k);
+    zhashx_delete (self->jobs, k);
+}
+
+//  Fails a job with an Error to its client and forgets it.
+static void
+s_fail (serve_t *self, job_t *j, Strata__V1__ErrorCode code, const char *why)
+{
+    wire_send_error (self->api, j->routing, j->request_id, code, "%s", why);
+    self->n.failed++;
+    s_drop (self, j);
+}
+
+static int
+s_refuse (serve_t *self, zframe_t *routing, const char *ref, Strata__V1__ErrorCode code, const char *why)
+{
+    log_warn ("refused a request: %s", why);
+    wire_send_error (self->api, routing, ref, code, "%s", why);
+    self->n.failed++;
+    return -1;
+}
+
+int
+serve_request (serve_t *self, zframe_t *routing, const char *type, zframe_t *payload)
+{
+    if (!pool_count (self->pool, STRATA__V1__ROLE__RANK))
+        return s_refuse (self, routing, NULL, STRATA__V1__ERROR_CODE__UNAVAILABLE,
+                         "no rank worker is connected (start one: strata-worker --role rank)");
+    arena_reset (self->arena);
+    ProtobufCAllocator alloc = arena_protobuf (self->arena);
+    Strata__V1__ServeJob job = STRATA__V1__SERVE_JOB__INIT;
+    job.job_id = ++self->next_id;
+    job.type = (char *) type;
+    job.request.data = zframe_data (payload);
+    job.request.len = zframe_size (payload);
+    const char *request_id = NULL;
+    if (!strcmp (type, WIRE_RECOMMEND)) {
+        Strata__V1__Recommend *r = (Strata__V1__Recommend *) wire_unpack (&strata__v1__recommend__descriptor,
+                                                                          payload, &alloc);
+        if (!r)
+            return s_refuse (self, routing, NULL, STRATA__V1__ERROR_CODE__BAD_PAYLOAD, "RECOMMEND needs a Recommend");
+        request_id = r->request_id;
+        uint32_t user;
+        if (knowledge_user_index (self->kb, r->user, &user) == 0) {
+            Strata__V1__Interaction **h = NULL;
+            int n = knowledge_user_recent (self->kb, user, self->cfg.history_len, self->arena, &h);
+            if (n < 0)
+                return s_refuse (self, routing, request_id, STRATA__V1__ERROR_CODE__INTERNAL,
+                                 "cannot read the user's history");
+            job.known_user = true;
+            job.n_history = (size_t) n;
+            job.history = h;
+        }
+    }
+    else {
+        Strata__V1__Similar *r = (Strata__V1__Similar *) wire_unpack (&strata__v1__similar__descriptor, payload,
+                                                                      &alloc);
+        if (!r)
+            return s_refuse (self, routing, NULL, STRATA__V1__ERROR_CODE__BAD_PAYLOAD, "SIMILAR needs a Similar");
+        request_id = r->request_id;
+    }
+    job_t *j = calloc (1, sizeof *j);
+    size_t len = strata__v1__serve_job__get_packed_size (&job);
+    uint8_t *buf = j ? malloc (len ? len : 1) : NULL;
+    if (!buf) {
+        free (j);
+        return s_refuse (self, routing, request_id, STRATA__V1__ERROR_CODE__INTERNAL, "out of memory");
+    }
+    strata__v1__serve_job__pack (&job, buf);
+    j->key = job.job_id | SERVE_KEY_BIT;
+    j->routing = zframe_dup (routing);
+    j->request_id = request_id && *request_id ? strdup (request_id) : NULL;
+    snprintf (j->type, sizeof j->type, "%s", type);
+    j->job = buf;
+    j->len = len;
+    j->since = zclock_mono ();
+    char k[17];
+    s_key_text (j->key, k);
+    zhashx_insert (self->jobs, k, j);
+    zlistx_add_end (self->waiting, (void *) (uintptr_t) j->key);
+    serve_dispatch (self);
+    return 0;
+}
+
+void
+serve_result (serve_t *self, zframe_t *payload)
+{
+    arena_reset (self->arena);
+    ProtobufCAllocator alloc = arena_protobuf (self->arena);
+    Strata__V1__ServeResult *r = (Strata__V1__ServeResult *) wire_unpack (&strata__v1__serve_result__descriptor,
+                                                                          payload, &alloc);
+    if (!r) {
+        log_warn ("SERVED payload does not decode; ignored");
+        return;
+    }
+    uint64_t key = r->job_id | SERVE_KEY_BIT;
+    pool_complete (self->pool, key);
+    job_t *j = s_job (self, key);
+    if (!j)
+        return;   // answered already by another worker (it was presumed lost)
+    wire_send_bytes (self->api, j->routing, r->type && *r->type ? r->type : WIRE_ERROR, r->reply.data, r->reply.len);
+    self->n.served++;
+    s_drop (self, j);
+}
+
+void
+serve_requeue (serve_t *self, uint64_t key)
+{
+    job_t *j = s_job (self, key);
+    if (!j)
+        return;
+    j->assigned = false;
+    self->n.retried++;
+    log_info ("%s job %llu lost with its worker; trying another", j->type,
+              (unsigned long long) (key & ~SERVE_KEY_BIT));
+    zlistx_add_start (self->waiting, (void *) (uintptr_t) key);
+}
+
+void
+serve_dispatch (serve_t *self)
+{
+    int64_t now = zclock_mono ();
+    while (zlistx_size (self->waiting)) {
+        uint64_t key = (uint64_t) (uintptr_t) zlistx_first (self->waiting);
+        job_t *j = s_job (self, key);
+        if (!j) {
+            zlistx_delete (self->waiting, zlistx_cursor (self->waiting));
+            continue;
+        }
+        if (j->attempts >= self->cfg.attempts) {
+            zlistx_delete (self->waiting, zlistx_cursor (self->waiting));
+            s_fail (self, j, STRATA__V1__ERROR_CODE__UNAVAILABLE, "the rank workers tried were lost; retry");
+            continue;
+        }
+        pool_worker_t *w = pool_least_loaded (self->pool, STRATA__V1__ROLE__RANK);
+        if (!w) {
+            if (now - j->since > self->cfg.timeout_ms || !pool_count (self->pool, STRATA__V1__ROLE__RANK)) {
+                zlistx_delete (self->waiting, zlistx_cursor (self->waiting));
+                s_fail (self, j, STRATA__V1__ERROR_CODE__UNAVAILABLE, "no rank worker took the request in time");
+                continue;
+            }
+            return;   // all busy: wait for a result or the next heartbeat
+        }
+        zlistx_delete (self->waiting, zlistx_cursor (self->waiting));
+        if (wire_send_bytes (self->workers, w->identity, WIRE_SERVE, j->job, j->len) == 0) {
+            pool_assign (self->pool, w, key);
+            j->attempts++;
+            j->assigned = true;
+        }
+        else
+            zlistx_add_start (self->waiting, (void *) (uintptr_t) key);
+    }
+}
+
+void
+serve_counts (serve_t *self, serve_counts_t *out)
+{
+    *out = self->n;
+}

@@ -1,0 +1,56 @@
+/*  serve: the broker's routing of RECOMMEND and SIMILAR requests to rank workers.
+
+    A request from a client on the api endpoint is checked (it must decode), becomes a
+    SERVE job (for RECOMMEND with the user's stored recent behaviour attached, so rank
+    workers need no access to the store) and goes to the rank worker with the fewest
+    jobs. The worker's SERVED result goes back to the client as the reply it carries. A
+    job held by a worker that leaves or misses its heartbeats is given to another
+    worker, up to `attempts` times; a job that no worker takes within `timeout_ms`, or
+    a request when no rank worker is connected, gets an UNAVAILABLE Error.
+
+    Job keys in the shared worker pool carry SERVE_KEY_BIT, which tells them from
+    journal sequences when the pool hands back a lost worker's jobs.
+*/
+#ifndef STRATA_SERVE_H
+#define STRATA_SERVE_H
+
+#include <czmq.h>
+#include <stdint.h>
+
+#include "knowledge.h"
+#include "pool.h"
+
+#define SERVE_KEY_BIT (1ULL << 63)
+
+typedef struct _serve_t serve_t;
+
+typedef struct {
+    uint32_t history_len;   // stored events attached to a RECOMMEND
+    int attempts;           // workers tried before giving up
+    int64_t timeout_ms;     // longest wait for a free rank worker
+} serve_config_t;
+
+//  Borrows everything: the store, the pool, the api (clients) and workers sockets.
+serve_t *serve_new (const serve_config_t *cfg, knowledge_t *kb, pool_t *pool, zsock_t *api, zsock_t *workers);
+void serve_destroy (serve_t **self_p);
+
+//  A RECOMMEND or SIMILAR from a client. Returns 0, or -1 when it was refused (an
+//  Error was sent).
+int serve_request (serve_t *self, zframe_t *routing, const char *type, zframe_t *payload);
+
+//  A SERVED message from a rank worker.
+void serve_result (serve_t *self, zframe_t *payload);
+
+//  A job key handed back by the pool (a lost worker's): give it to another.
+void serve_requeue (serve_t *self, uint64_t key);
+
+//  Gives waiting jobs to rank workers with free slots; fails jobs that waited too long.
+void serve_dispatch (serve_t *self);
+
+//  Requests answered, failed, retried on another worker.
+typedef struct {
+    uint64_t served, failed, retried;
+} serve_counts_t;
+void serve_counts (serve_t *self, serve_counts_t *out);
+
+#endif

@@ -1,0 +1,1002 @@
+/*  rank: see rank.h. */
+#define LOG_MODULE "rank"
+#include "rank.h"
+
+#include <cblas.h>
+#include <ctype.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "model.h"
+#include "nn.h"
+#include "request.h"
+#include "snapshot.h"
+#include "store.h"
+#include "util.h"
+#include "wire.h"
+
+enum { CF_DEFAULT, CF_MODELS, CF_COUNT };
+static const char *const s_cfs[CF_COUNT] = { "default", "models" };
+
+#define META_CHUNK 0xFFFFFFFFu
+#define WINDOW 4              // chunk requests in flight
+#define CHUNK_TIMEOUT_MS 5000
+#define MAX_K 1000
+#define POPULAR_KEPT 4096
+
+//  The version being served.
+typedef struct {
+    model_t *m;
+    snapshot_info_t info;
+    const float *vectors;     // info.items x dim: the model's table
+    uint32_t *popular;        // item indices, most popular first
+    uint32_t n_popular;
+} served_t;
+
+//  What the broker's catalogue says about each item index.
+typedef struct {
+    uint32_t n, cap;
+    char **ids;
+    zhashx_t *index;          // id -> index + 1
+    float *price;             // NAN: none
+    uint32_t *cat_off;        // n + 1: category-level hashes cat[cat_off[i] .. cat_off[i+1])
+    uint32_t *cat;
+    size_t n_cat, cap_cat;
+} catalogue_t;
+
+//  A version being fetched.
+typedef struct {
+    uint64_t version, fnv, bytes;
+    uint32_t chunks, chunk_bytes, next, received;
+    uint8_t *blob;
+    uint8_t *have;            // per chunk
+    int64_t last_reply;
+    char *meta;
+} download_t;
+
+struct _rank_worker_t {
+    rank_config_t cfg;
+    store_t *store;
+    served_t *cur;
+    catalogue_t cat;
+    zsock_t *trainer;
+    download_t dl;
+    int64_t next_poll, next_catalogue;
+    //  Scratch.
+    float *scores;            // batch x items
+    size_t scores_cap;
+    uint8_t *mark;            // per item: excluded for the request at hand
+    size_t mark_cap;
+    int32_t *top;
+    float *logits, *uvec;
+    uint64_t served_jobs;
+};
+
+// ---------------------------------------------------------------- served versions
+
+static void
+s_served_free (served_t **p)
+{
+    if (!*p)
+        return;
+    model_destroy (&(*p)->m);
+    snapshot_info_free (&(*p)->info);
+    free ((*p)->popular);
+    free (*p);
+    *p = NULL;
+}
+
+static const float *s_pop_scores;
+
+static int
+s_pop_cmp (const void *a, const void *b)
+{
+    float x = s_pop_scores[*(const uint32_t *) a], y = s_pop_scores[*(const uint32_t *) b];
+    return x > y ? -1 : x < y ? 1 : (*(const uint32_t *) a > *(const uint32_t *) b) - (*(const uint32_t *) a < *(const uint32_t *) b);
+}
+
+static served_t *
+s_served_load (rank_worker_t *self, const uint8_t *blob, size_t len)
+{
+    served_t *s = calloc (1, sizeof *s);
+    if (!s)
+        return NULL;
+    char err[256];
+    s->m = snapshot_load (blob, len, (int) self->cfg.batch, &s->info, err, sizeof err);
+    if (!s->m) {
+        log_error ("cannot load a model snapshot: %s", err);
+        free (s);
+        return NULL;
+    }
+    s->vectors = model_row_weights (s->m, NULL);
+    uint32_t n = s->info.items;
+    s->popular = malloc ((n ? n : 1) * sizeof *s->popular);
+    if (!s->popular) {
+        s_served_free (&s);
+        return NULL;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        s->popular[i] = i;
+    s_pop_scores = s->info.popularity;
+    qsort (s->popular, n, sizeof *s->popular, s_pop_cmp);
+    s->n_popular = n < POPULAR_KEPT ? n : POPULAR_KEPT;
+    return s;
+}
+
+static void
+s_swap (rank_worker_t *self, served_t *next)
+{
+    uint64_t was = self->cur ? self->cur->info.version : 0;
+    s_served_free (&self->cur);
+    self->cur = next;
+    log_info ("serving model version %llu (%u items; was %llu)", (unsigned long long) next->info.version,
+              next->info.items, (unsigned long long) was);
+}
+
+// ---------------------------------------------------------------- the worker's store
+
+static size_t
+s_key (char *key, uint64_t version, uint32_t chunk)
+{
+    util_put_be64 ((unsigned char *) key, version);
+    util_put_be32 ((unsigned char *) key + 8, chunk);
+    return 12;
+}
+
+static int
+s_store_version (rank_worker_t *self, const download_t *d)
+{
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create ();
+    rocksdb_column_family_handle_t *cf = store_cf (self->store, CF_MODELS);
+    char key[12];
+    for (uint32_t c = 0; c < d->chunks; c++) {
+        size_t off = (size_t) c * d->chunk_bytes, n = d->bytes - off < d->chunk_bytes ? d->bytes - off : d->chunk_bytes;
+        s_key (key, d->version, c);
+        rocksdb_writebatch_put_cf (b, cf, key, sizeof key, (const char *) d->blob + off, n);
+    }
+    char meta[160];
+    int ml = snprintf (meta, sizeof meta, "{\"bytes\":%llu,\"chunks\":%u,\"chunk_bytes\":%u,\"fnv\":\"%016llx\"}",
+                       (unsigned long long) d->bytes, d->chunks, d->chunk_bytes, (unsigned long long) d->fnv);
+    s_key (key, d->version, META_CHUNK);
+    rocksdb_writebatch_put_cf (b, cf, key, sizeof key, meta, (size_t) ml);
+    uint64_t keep = (uint64_t) self->cfg.keep_versions;
+    if (d->version > keep) {
+        char from[12], to[12];
+        s_key (from, 0, 0);
+        s_key (to, d->version - keep + 1, 0);
+        rocksdb_writebatch_delete_range_cf (b, cf, from, sizeof from, to, sizeof to);
+    }
+    int rc = store_write (self->store, b, true);
+    rocksdb_writebatch_destroy (b);
+    return rc < 0 ? -1 : 0;
+}
+
+//  The newest complete version in the store, loaded; NULL when there is none.
+static served_t *
+s_load_stored (rank_worker_t *self)
+{
+    rocksdb_iterator_t *it = store_iter (self->store, CF_MODELS);
+    uint64_t version = 0;
+    for (rocksdb_iter_seek_to_last (it); rocksdb_iter_valid (it) && !version; rocksdb_iter_prev (it)) {
+        size_t kl;
+        const char *k = rocksdb_iter_key (it, &kl);
+        if (kl == 12 && util_get_be32 ((const unsigned char *) k + 8) == META_CHUNK)
+            version = util_get_be64 ((const unsigned char *) k);
+    }
+    rocksdb_iter_destroy (it);
+    if (!version)
+        return NULL;
+    char key[12];
+    size_t ml;
+    int rc;
+    s_key (key, version, META_CHUNK);
+    char *meta = store_get (self->store, CF_MODELS, key, sizeof key, &ml, &rc);
+    json_t *j = meta ? json_loadb (meta, ml, 0, NULL) : NULL;
+    free (meta);
+    uint64_t bytes = (uint64_t) json_integer_value (json_object_get (j, "bytes"));
+    uint32_t chunks = (uint32_t) json_integer_value (json_object_get (j, "chunks"));
+    const char *fnv_hex = json_string_value (json_object_get (j, "fnv"));
+    uint64_t fnv = fnv_hex ? strtoull (fnv_hex, NULL, 16) : 0;
+    json_decref (j);
+    uint8_t *blob = bytes ? malloc (bytes) : NULL;
+    size_t off = 0;
+    for (uint32_t c = 0; blob && c < chunks; c++) {
+        size_t n;
+        s_key (key, version, c);
+        char *v = store_get (self->store, CF_MODELS, key, sizeof key, &n, &rc);
+        if (!v || off + n > bytes) {
+            free (v);
+            break;
+        }
+        memcpy (blob + off, v, n);
+        off += n;
+        free (v);
+    }
+    served_t *s = NULL;
+    if (blob && off == bytes && util_fnv1a64 (blob, bytes) == fnv)
+        s = s_served_load (self, blob, bytes);
+    else
+        log_error ("stored model version %llu is damaged; waiting for the trainer", (unsigned long long) version);
+    free (blob);
+    return s;
+}
+
+// ---------------------------------------------------------------- catalogue
+
+static uint32_t
+s_level_hash (const char *s)
+{
+    char buf[256];
+    size_t n = 0;
+    for (; *s && n + 1 < sizeof buf; s++)
+        buf[n++] = (char) tolower ((unsigned char) *s);
+    return util_fnv1a32 (buf, n);
+}
+
+static int
+s_catalogue_add (catalogue_t *c, const Strata__V1__Item *it)
+{
+    uint32_t i = it->item_index;
+    if (i != c->n)
+        return 0;   // pages come in order; anything else is a repeat
+    if (c->n == c->cap) {
+        uint32_t cap = c->cap ? c->cap * 2 : 1024;
+        char **ids = realloc (c->ids, cap * sizeof *ids);
+        float *price = ids ? realloc (c->price, cap * sizeof *price) : NULL;
+        uint32_t *off = price ? realloc (c->cat_off, (cap + 1) * sizeof *off) : NULL;
+        if (ids)
+            c->ids = ids;
+        if (price)
+            c->price = price;
+        if (off)
+            c->cat_off = off;
+        if (!ids || !price || !off)
+            return -1;
+        c->cap = cap;
+    }
+    if (c->n_cat + it->n_category > c->cap_cat) {
+        size_t cap = (c->cap_cat ? c->cap_cat * 2 : 4096) + it->n_category;
+        uint32_t *cat = realloc (c->cat, cap * sizeof *cat);
+        if (!cat)
+            return -1;
+        c->cat = cat;
+        c->cap_cat = cap;
+    }
+    c->ids[i] = strdup (it->item_id ? it->item_id : "");
+    if (!c->ids[i])
+        return -1;
+    c->price[i] = it->has_price ? (float) it->price : NAN;
+    if (c->n == 0)
+        c->cat_off[0] = 0;
+    for (size_t k = 0; k < it->n_category; k++)
+        c->cat[c->n_cat++] = s_level_hash (it->category[k]);
+    c->cat_off[i + 1] = (uint32_t) c->n_cat;
+    zhashx_insert (c->index, c->ids[i], (void *) (uintptr_t) (i + 1));
+    c->n++;
+    return 0;
+}
+
+//  Fetches catalogue pages from the broker, starting after the items already known.
+static void
+s_catalogue_fetch (rank_worker_t *self)
+{
+    for (int pages = 0; pages < 1000; pages++) {
+        Strata__V1__CatalogueRequest req = STRATA__V1__CATALOGUE_REQUEST__INIT;
+        req.start_item = self->cat.n;
+        req.max_items = 2000;
+        char err[256];
+        Strata__V1__CatalogueReply *r = (Strata__V1__CatalogueReply *) client_request (
+            self->cfg.broker_api, WIRE_CATALOGUE, &req.base, WIRE_CATALOGUE_REPLY,
+            &strata__v1__catalogue_reply__descriptor, 5000, err, sizeof err);
+        if (!r) {
+            log_warn ("catalogue from %s: %s", self->cfg.broker_api, err);
+            return;
+        }
+        for (size_t i = 0; i < r->n_items; i++)
+            if (s_catalogue_add (&self->cat, r->items[i]) < 0)
+                log_error ("out of memory for the catalogue");
+        bool done = r->done || r->n_items == 0;
+        strata__v1__catalogue_reply__free_unpacked (r, NULL);
+        if (done)
+            return;
+    }
+}
+
+static int
+s_item_index (rank_worker_t *self, const char *id, uint32_t *index)
+{
+    void *v = id ? zhashx_lookup (self->cat.index, id) : NULL;
+    if (!v)
+        return -1;
+    *index = (uint32_t) ((uintptr_t) v - 1);
+    return 0;
+}
+
+// ---------------------------------------------------------------- lifecycle
+
+rank_worker_t *
+rank_worker_new (const rank_config_t *cfg)
+{
+    rank_worker_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->cfg = *cfg;
+    if (self->cfg.batch < 1)
+        self->cfg.batch = 32;
+    if (self->cfg.keep_versions < 1)
+        self->cfg.keep_versions = 2;
+    self->cat.index = zhashx_new ();
+    self->top = malloc ((size_t) (self->cfg.rerank_top > MAX_K ? self->cfg.rerank_top : MAX_K) * sizeof *self->top);
+    self->logits = malloc ((size_t) (self->cfg.rerank_top > MAX_K ? self->cfg.rerank_top : MAX_K) * sizeof (float));
+    self->store = store_open (cfg->dir, s_cfs, CF_COUNT);
+    self->trainer = zsock_new (ZMQ_DEALER);
+    if (!self->cat.index || !self->top || !self->logits || !self->store || !self->trainer) {
+        log_error ("cannot start the rank worker (store %s)", cfg->dir);
+        rank_worker_destroy (&self);
+        return NULL;
+    }
+    zsock_set_linger (self->trainer, 0);
+    zsock_set_maxmsgsize (self->trainer, 64 << 20);
+    if (zsock_connect (self->trainer, "%s", cfg->trainer_api) < 0) {
+        log_error ("cannot connect to the trainer at %s", cfg->trainer_api);
+        rank_worker_destroy (&self);
+        return NULL;
+    }
+    served_t *s = s_load_stored (self);
+    if (s)
+        s_swap (self, s);
+    s_catalogue_fetch (self);
+    log_info ("catalogue: %u items", self->cat.n);
+    return self;
+}
+
+static void
+s_download_reset (download_t *d)
+{
+    free (d->blob);
+    free (d->have);
+    free (d->meta);
+    memset (d, 0, sizeof *d);
+}
+
+void
+rank_worker_destroy (rank_worker_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    rank_worker_t *self = *self_p;
+    s_served_free (&self->cur);
+    s_download_reset (&self->dl);
+    for (uint32_t i = 0; i < self->cat.n; i++)
+        free (self->cat.ids[i]);
+    free (self->cat.ids);
+    free (self->cat.price);
+    free (self->cat.cat_off);
+    free (self->cat.cat);
+    zhashx_destroy (&self->cat.index);
+    zsock_destroy (&self->trainer);
+    store_destroy (&self->store);
+    free (self->scores);
+    free (self->mark);
+    free (self->top);
+    free (self->logits);
+    free (self->uvec);
+    free (self);
+    *self_p = NULL;
+}
+
+zsock_t *
+rank_worker_model_socket (rank_worker_t *self)
+{
+    return self->trainer;
+}
+
+uint64_t
+rank_worker_version (rank_worker_t *self)
+{
+    return self->cur ? self->cur->info.version : 0;
+}
+
+// ---------------------------------------------------------------- fetching versions
+
+static void
+s_request_chunk (rank_worker_t *self, uint32_t index)
+{
+    Strata__V1__ModelChunkRequest req = STRATA__V1__MODEL_CHUNK_REQUEST__INIT;
+    req.version = self->dl.version;
+    req.index = index;
+    wire_send (self->trainer, NULL, WIRE_MODEL_CHUNK, &req.base);
+}
+
+static void
+s_on_info (rank_worker_t *self, const Strata__V1__ModelInfo *info)
+{
+    if (!info->version || info->version <= rank_worker_version (self) || self->dl.version)
+        return;
+    if (!info->bytes || !info->chunk_bytes || info->chunks != (info->bytes + info->chunk_bytes - 1) / info->chunk_bytes) {
+        log_warn ("model version %llu: inconsistent info; ignored", (unsigned long long) info->version);
+        return;
+    }
+    download_t *d = &self->dl;
+    d->blob = malloc (info->bytes);
+    d->have = calloc (info->chunks, 1);
+    if (!d->blob || !d->have) {
+        log_error ("no memory to fetch model version %llu (%llu bytes)", (unsigned long long) info->version,
+                   (unsigned long long) info->bytes);
+        s_download_reset (d);
+        return;
+    }
+    d->version = info->version;
+    d->bytes = info->bytes;
+    d->chunks = info->chunks;
+    d->chunk_bytes = info->chunk_bytes;
+    d->fnv = info->fnv;
+    d->last_reply = zclock_mono ();
+    log_info ("fetching model version %llu: %llu bytes in %u chunks", (unsigned long long) d->version,
+              (unsigned long long) d->bytes, d->chunks);
+    for (d->next = 0; d->next < d->chunks && d->next < WINDOW; d->next++)
+        s_request_chunk (self, d->next);
+}
+
+static void
+s_on_chunk (rank_worker_t *self, const Strata__V1__ModelChunk *c)
+{
+    download_t *d = &self->dl;
+    if (!d->version || c->version != d->version || c->index >= d->chunks || d->have[c->index])
+        return;   // a late answer for something we no longer want
+    size_t off = (size_t) c->index * d->chunk_bytes;
+    size_t want = d->bytes - off < d->chunk_bytes ? d->bytes - off : d->chunk_bytes;
+    if (c->data.len != want || util_fnv1a64 (c->data.data, c->data.len) != c->fnv) {
+        log_warn ("model version %llu chunk %u is damaged; asking again", (unsigned long long) d->version, c->index);
+        s_request_chunk (self, c->index);
+        return;
+    }
+    memcpy (d->blob + off, c->data.data, want);
+    d->have[c->index] = 1;
+    d->received++;
+    d->last_reply = zclock_mono ();
+    if (d->next < d->chunks)
+        s_request_chunk (self, d->next++);
+    if (d->received < d->chunks)
+        return;
+    if (util_fnv1a64 (d->blob, d->bytes) != d->fnv) {
+        log_error ("model version %llu does not match its hash; dropped", (unsigned long long) d->version);
+        s_download_reset (d);
+        return;
+    }
+    if (s_store_version (self, d) < 0)
+        log_error ("cannot store model version %llu (serving it anyway)", (unsigned long long) d->version);
+    served_t *s = s_served_load (self, d->blob, d->bytes);
+    s_download_reset (d);
+    if (s)
+        s_swap (self, s);
+}
+
+void
+rank_worker_model_input (rank_worker_t *self)
+{
+    for (int i = 0; i < 64 && (zsock_events (self->trainer) & ZMQ_POLLIN); i++) {
+        wire_msg_t msg;
+        int rc = wire_recv (self->trainer, false, 64 << 20, &msg);
+        if (rc == WIRE_EINTR)
+            return;
+        if (rc < 0) {
+            log_warn ("bad message from the trainer (%d)", rc);
+            wire_msg_reset (&msg);
+            continue;
+        }
+        if (!strcmp (msg.type, WIRE_MODEL_INFO_REPLY)) {
+            Strata__V1__ModelInfo *info = (Strata__V1__ModelInfo *) wire_unpack (&strata__v1__model_info__descriptor,
+                                                                                 msg.payload, NULL);
+            if (info) {
+                s_on_info (self, info);
+                strata__v1__model_info__free_unpacked (info, NULL);
+            }
+        }
+        else if (!strcmp (msg.type, WIRE_MODEL_CHUNK_REPLY)) {
+            Strata__V1__ModelChunk *c = (Strata__V1__ModelChunk *) wire_unpack (&strata__v1__model_chunk__descriptor,
+                                                                                msg.payload, NULL);
+            if (c) {
+                s_on_chunk (self, c);
+                strata__v1__model_chunk__free_unpacked (c, NULL);
+            }
+        }
+        else if (!strcmp (msg.type, WIRE_ERROR)) {
+            Strata__V1__Error *e = (Strata__V1__Error *) wire_unpack (&strata__v1__error__descriptor, msg.payload, NULL);
+            if (e && e->code == STRATA__V1__ERROR_CODE__NOT_FOUND && self->dl.version) {
+                log_info ("model version %llu is gone from the trainer; starting over",
+                          (unsigned long long) self->dl.version);
+                s_download_reset (&self->dl);
+            }
+            else
+                log_warn ("trainer: %s", e ? e->message : "(undecodable error)");
+            if (e)
+                strata__v1__error__free_unpacked (e, NULL);
+        }
+        wire_msg_reset (&msg);
+    }
+}
+
+void
+rank_worker_tick (rank_worker_t *self)
+{
+    int64_t now = zclock_mono ();
+    download_t *d = &self->dl;
+    if (d->version && now - d->last_reply > CHUNK_TIMEOUT_MS) {
+        //  The trainer went quiet mid-download (restarted?): ask again for what is missing.
+        log_warn ("model version %llu: no chunk for %d ms; asking again", (unsigned long long) d->version,
+                  CHUNK_TIMEOUT_MS);
+        d->last_reply = now;
+        int asked = 0;
+        for (uint32_t c = 0; c < d->next && asked < WINDOW; c++)
+            if (!d->have[c]) {
+                s_request_chunk (self, c);
+                asked++;
+            }
+    }
+    if (now >= self->next_poll) {
+        if (!d->version) {
+            Strata__V1__ModelInfoRequest req = STRATA__V1__MODEL_INFO_REQUEST__INIT;
+            wire_send (self->trainer, NULL, WIRE_MODEL_INFO, &req.base);
+        }
+        self->next_poll = now + self->cfg.poll_ms;
+    }
+    if (now >= self->next_catalogue) {
+        s_catalogue_fetch (self);
+        self->next_catalogue = zclock_mono () + self->cfg.catalogue_ms;
+    }
+}
+
+// ---------------------------------------------------------------- serving
+
+//  A request being answered.
+typedef struct {
+    uint64_t job_id;
+    bool similar;                 // SIMILAR (else RECOMMEND)
+    const char *request_id;
+    uint32_t k;
+    const Strata__V1__Filters *filters;
+    uint32_t *hist;               // model rows, oldest first (RECOMMEND)
+    uint8_t *hist_types;
+    uint32_t n_hist;
+    uint32_t *seen;               // items to leave out (history as the filters say, exclusions)
+    uint32_t n_seen;
+    int32_t item;                 // SIMILAR: the item's row
+    const char *error;            // set: answer with an Error
+    Strata__V1__ErrorCode code;
+    int slot;                     // RECOMMEND with history: index in the vector batch
+} req_t;
+
+static bool
+s_passes (rank_worker_t *self, const Strata__V1__Filters *f, uint32_t item, uint32_t cat_hash)
+{
+    if (!f)
+        return true;
+    if (item >= self->cat.n)
+        return !(f->category && *f->category) && !f->has_min_price && !f->has_max_price;
+    if (f->category && *f->category) {
+        bool found = false;
+        for (uint32_t j = self->cat.cat_off[item]; j < self->cat.cat_off[item + 1] && !found; j++)
+            found = self->cat.cat[j] == cat_hash;
+        if (!found)
+            return false;
+    }
+    float p = self->cat.price[item];
+    if ((f->has_min_price || f->has_max_price) && isnan (p))
+        return false;
+    if (f->has_min_price && p < f->min_price)
+        return false;
+    if (f->has_max_price && p > f->max_price)
+        return false;
+    return true;
+}
+
+//  The best `want` items of scores (n items) that pass the request's filters and are
+//  not marked, into top; returns how many.
+static int
+s_select (rank_worker_t *self, const req_t *r, const float *scores, uint32_t n, int want)
+{
+    const Strata__V1__Filters *f = r->filters;
+    bool plain = !f || (!(f->category && *f->category) && !f->has_min_price && !f->has_max_price);
+    if (plain)
+        return nn_top_k (scores, (int) n, -1, self->mark, self->top, want);
+    uint32_t h = f->category && *f->category ? s_level_hash (f->category) : 0;
+    //  Filters out of the selection's way: mark what fails them, select, unmark.
+    uint32_t *failed = malloc ((n ? n : 1) * sizeof *failed);
+    uint32_t nf = 0;
+    for (uint32_t i = 0; failed && i < n; i++)
+        if (!self->mark[i] && !s_passes (self, f, i, h)) {
+            self->mark[i] = 1;
+            failed[nf++] = i;
+        }
+    int got = nn_top_k (scores, (int) n, -1, self->mark, self->top, want);
+    for (uint32_t i = 0; i < nf; i++)
+        self->mark[failed[i]] = 0;
+    free (failed);
+    return got;
+}
+
+static void
+s_mark (rank_worker_t *self, const req_t *r, uint8_t v)
+{
+    uint32_t n = self->cur ? self->cur->info.items : 0;
+    for (uint32_t i = 0; i < r->n_seen; i++)
+        if (r->seen[i] < n)
+            self->mark[r->seen[i]] = v;
+    if (r->item >= 0 && (uint32_t) r->item < n)
+        self->mark[r->item] = v;
+}
+
+static void
+s_reply (rank_worker_t *self, zsock_t *sock, const req_t *r, const uint32_t *items, const float *scores, int n,
+         const char *source)
+{
+    Strata__V1__ServeResult res = STRATA__V1__SERVE_RESULT__INIT;
+    res.job_id = r->job_id;
+    uint8_t *buf = NULL;
+    if (r->error) {
+        Strata__V1__Error e = STRATA__V1__ERROR__INIT;
+        e.code = r->code;
+        e.message = (char *) r->error;
+        e.ref = (char *) (r->request_id ? r->request_id : "");
+        res.type = WIRE_ERROR;
+        res.reply.len = strata__v1__error__get_packed_size (&e);
+        buf = malloc (res.reply.len ? res.reply.len : 1);
+        if (buf)
+            strata__v1__error__pack (&e, buf);
+    }
+    else {
+        Strata__V1__Recommendations out = STRATA__V1__RECOMMENDATIONS__INIT;
+        Strata__V1__ScoredItem *si = calloc ((size_t) (n ? n : 1), sizeof *si);
+        Strata__V1__ScoredItem **sp = calloc ((size_t) (n ? n : 1), sizeof *sp);
+        for (int i = 0; si && sp && i < n; i++) {
+            strata__v1__scored_item__init (&si[i]);
+            si[i].item = items[i] < self->cat.n ? self->cat.ids[items[i]] : "";
+            si[i].score = scores[i];
+            sp[i] = &si[i];
+        }
+        out.request_id = (char *) (r->request_id ? r->request_id : "");
+        out.model_version = rank_worker_version (self);
+        out.n_items = si && sp ? (size_t) n : 0;
+        out.items = sp;
+        out.source = (char *) source;
+        out.worker = (char *) (self->cfg.id ? self->cfg.id : "");
+        res.type = r->similar ? WIRE_SIMILAR_REPLY : WIRE_RECOMMEND_REPLY;
+        res.reply.len = strata__v1__recommendations__get_packed_size (&out);
+        buf = malloc (res.reply.len ? res.reply.len : 1);
+        if (buf)
+            strata__v1__recommendations__pack (&out, buf);
+        free (si);
+        free (sp);
+    }
+    res.reply.data = buf;
+    if (buf)
+        wire_send (sock, NULL, WIRE_SERVED, &res.base);
+    free (buf);
+    self->served_jobs++;
+}
+
+//  Sorts items by score, best first (insertion: n is small).
+static void
+s_sort (uint32_t *items, float *scores, int n)
+{
+    for (int i = 1; i < n; i++) {
+        uint32_t it = items[i];
+        float sc = scores[i];
+        int j = i;
+        while (j > 0 && scores[j - 1] < sc) {
+            items[j] = items[j - 1];
+            scores[j] = scores[j - 1];
+            j--;
+        }
+        items[j] = it;
+        scores[j] = sc;
+    }
+}
+
+//  Answers a RECOMMEND whose user vector is row `slot` of the last batch (scores holds
+//  the batch's retrieval scores), or from popularity when slot < 0.
+static void
+s_recommend (rank_worker_t *self, zsock_t *sock, req_t *r, const float *scores)
+{
+    served_t *s = self->cur;
+    uint32_t n = s->info.items;
+    s_mark (self, r, 1);
+    uint32_t items[MAX_K];
+    float out[MAX_K];
+    int got;
+    const char *source;
+    if (r->slot < 0) {
+        //  No usable history: the most popular items that pass the filters.
+        got = 0;
+        const Strata__V1__Filters *f = r->filters;
+        uint32_t h = f && f->category && *f->category ? s_level_hash (f->category) : 0;
+        for (uint32_t i = 0; i < s->n_popular && got < (int) r->k; i++) {
+            uint32_t it = s->popular[i];
+            if (self->mark[it] || !s_passes (self, f, it, h))
+                continue;
+            items[got] = it;
+            out[got++] = s->info.popularity[it];
+        }
+        source = "popular";
+    }
+    else {
+        const float *sc = scores + (size_t) r->slot * n;
+        int want = (int) (self->cfg.rerank_top > r->k ? self->cfg.rerank_top : r->k);
+        got = s_select (self, r, sc, n, want);
+        if (model_has_ranker (s->m) && got > 0
+            && model_rank_candidates (s->m, (uint32_t) r->slot, (const uint32_t *) self->top,
+                                      (uint32_t) got, self->logits) == 0) {
+            for (int i = 0; i < got; i++)
+                self->logits[i] += (float) self->cfg.rerank_blend * sc[self->top[i]];
+        }
+        else
+            for (int i = 0; i < got; i++)
+                self->logits[i] = sc[self->top[i]];
+        //  The k best of the re-ranked.
+        uint32_t all[MAX_K > 4096 ? MAX_K : 4096];
+        int m = got < (int) (sizeof all / sizeof all[0]) ? got : (int) (sizeof all / sizeof all[0]);
+        for (int i = 0; i < m; i++)
+            all[i] = (uint32_t) self->top[i];
+        s_sort (all, self->logits, m);
+        got = m < (int) r->k ? m : (int) r->k;
+        memcpy (items, all, (size_t) got * sizeof *items);
+        memcpy (out, self->logits, (size_t) got * sizeof *out);
+        source = "model";
+    }
+    s_mark (self, r, 0);
+    s_reply (self, sock, r, items, out, got, source);
+}
+
+static void
+s_similar (rank_worker_t *self, zsock_t *sock, req_t *r)
+{
+    served_t *s = self->cur;
+    uint32_t n = s->info.items;
+    int d = s->info.dim;
+    if (self->scores_cap < n) {
+        free (self->scores);
+        self->scores = malloc ((size_t) n * sizeof (float));
+        self->scores_cap = self->scores ? n : 0;
+    }
+    if (!self->scores) {
+        r->error = "out of memory";
+        r->code = STRATA__V1__ERROR_CODE__INTERNAL;
+        s_reply (self, sock, r, NULL, NULL, 0, "");
+        return;
+    }
+    cblas_sgemv (CblasRowMajor, CblasNoTrans, (int) n, d, 1.0f, s->vectors, d, s->vectors + (size_t) r->item * d, 1, 0.0f,
+                 self->scores, 1);
+    s_mark (self, r, 1);
+    int got = s_select (self, r, self->scores, n, (int) r->k);
+    uint32_t items[MAX_K];
+    float out[MAX_K];
+    for (int i = 0; i < got; i++) {
+        items[i] = (uint32_t) self->top[i];
+        out[i] = self->scores[self->top[i]];
+    }
+    s_mark (self, r, 0);
+    s_reply (self, sock, r, items, out, got, "item");
+}
+
+//  Decodes a job into r (allocations in the arena-free way: owned by the unpacked
+//  messages and freed by the caller).
+static void
+s_parse (rank_worker_t *self, const Strata__V1__ServeJob *job, req_t *r, void **inner)
+{
+    memset (r, 0, sizeof *r);
+    r->job_id = job->job_id;
+    r->similar = job->type && !strcmp (job->type, WIRE_SIMILAR);
+    r->item = -1;
+    r->slot = -1;
+    r->code = STRATA__V1__ERROR_CODE__INVALID;
+    uint32_t n_model = self->cur ? self->cur->info.items : 0;
+    if (!self->cur) {
+        r->error = "no model version loaded yet (is the trainer up and has it published?)";
+        r->code = STRATA__V1__ERROR_CODE__UNAVAILABLE;
+        return;
+    }
+    const Strata__V1__Filters *f = NULL;
+    size_t n_exclude = 0;
+    char **exclude = NULL;
+    if (r->similar) {
+        Strata__V1__Similar *q = strata__v1__similar__unpack (NULL, job->request.len, job->request.data);
+        *inner = q;
+        if (!q) {
+            r->error = "SIMILAR needs a Similar";
+            r->code = STRATA__V1__ERROR_CODE__BAD_PAYLOAD;
+            return;
+        }
+        r->request_id = q->request_id;
+        r->k = q->k;
+        f = q->filters;
+        uint32_t idx;
+        if (s_item_index (self, q->item, &idx) < 0) {
+            r->error = "unknown item";
+            r->code = STRATA__V1__ERROR_CODE__NOT_FOUND;
+            return;
+        }
+        if (idx >= n_model) {
+            r->error = "the item is newer than the model version being served";
+            r->code = STRATA__V1__ERROR_CODE__NOT_FOUND;
+            return;
+        }
+        r->item = (int32_t) idx;
+    }
+    else {
+        Strata__V1__Recommend *q = strata__v1__recommend__unpack (NULL, job->request.len, job->request.data);
+        *inner = q;
+        if (!q) {
+            r->error = "RECOMMEND needs a Recommend";
+            r->code = STRATA__V1__ERROR_CODE__BAD_PAYLOAD;
+            return;
+        }
+        r->request_id = q->request_id;
+        r->k = q->k;
+        f = q->filters;
+        size_t cap = job->n_history + q->n_recent;
+        r->hist = malloc ((cap ? cap : 1) * sizeof *r->hist);
+        r->hist_types = malloc (cap ? cap : 1);
+        if (!r->hist || !r->hist_types) {
+            r->error = "out of memory";
+            r->code = STRATA__V1__ERROR_CODE__INTERNAL;
+            return;
+        }
+        for (size_t i = 0; i < job->n_history; i++)
+            if (job->history[i]->item < n_model) {
+                r->hist[r->n_hist] = job->history[i]->item;
+                r->hist_types[r->n_hist++] = (uint8_t) (job->history[i]->type < MODEL_EVENT_TYPES ? job->history[i]->type : 0);
+            }
+        for (size_t i = 0; i < q->n_recent; i++) {
+            uint32_t idx;
+            if (s_item_index (self, q->recent[i]->item, &idx) == 0 && idx < n_model) {
+                r->hist[r->n_hist] = idx;
+                r->hist_types[r->n_hist++] = (uint8_t) (q->recent[i]->type < MODEL_EVENT_TYPES ? q->recent[i]->type : 0);
+            }
+        }
+    }
+    if (r->k == 0)
+        r->k = 10;
+    if (r->k > MAX_K) {
+        r->error = "k is over 1000";
+        return;
+    }
+    if (f && f->has_min_price && f->has_max_price && f->min_price > f->max_price) {
+        r->error = "min_price is above max_price";
+        return;
+    }
+    r->filters = f;
+    if (f) {
+        n_exclude = f->n_exclude;
+        exclude = f->exclude;
+    }
+    //  What to leave out: the history (purchases, or all of it), and the exclusions.
+    size_t cap = r->n_hist + n_exclude;
+    r->seen = malloc ((cap ? cap : 1) * sizeof *r->seen);
+    if (!r->seen) {
+        r->error = "out of memory";
+        r->code = STRATA__V1__ERROR_CODE__INTERNAL;
+        return;
+    }
+    bool all = f && f->exclude_all_seen, none = f && f->include_purchased && !all;
+    for (uint32_t i = 0; i < r->n_hist; i++)
+        if (all || (!none && r->hist_types[i] == STRATA__V1__EVENT_TYPE__PURCHASE))
+            r->seen[r->n_seen++] = r->hist[i];
+    for (size_t i = 0; i < n_exclude; i++) {
+        uint32_t idx;
+        if (s_item_index (self, exclude[i], &idx) == 0)
+            r->seen[r->n_seen++] = idx;
+    }
+}
+
+void
+rank_worker_serve (rank_worker_t *self, zframe_t **jobs, size_t n, zsock_t *sock)
+{
+    req_t *reqs = calloc (n ? n : 1, sizeof *reqs);
+    void **inner = calloc (n ? n : 1, sizeof *inner);
+    Strata__V1__ServeJob **outer = calloc (n ? n : 1, sizeof *outer);
+    if (!reqs || !inner || !outer) {
+        free (reqs);
+        free (inner);
+        free (outer);
+        log_error ("out of memory for %zu jobs; the broker will retry them", n);
+        return;
+    }
+    served_t *s = self->cur;
+    uint32_t items = s ? s->info.items : 0;
+    if (self->mark_cap < items) {
+        free (self->mark);
+        self->mark = calloc (items, 1);
+        self->mark_cap = self->mark ? items : 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        outer[i] = (Strata__V1__ServeJob *) wire_unpack (&strata__v1__serve_job__descriptor, jobs[i], NULL);
+        if (!outer[i]) {
+            log_warn ("SERVE payload does not decode; ignored");
+            continue;
+        }
+        s_parse (self, outer[i], &reqs[i], &inner[i]);
+        if (!reqs[i].error && !self->mark) {
+            reqs[i].error = "out of memory";
+            reqs[i].code = STRATA__V1__ERROR_CODE__INTERNAL;
+        }
+    }
+    //  RECOMMENDs with a history, a batch of users at a time: their vectors, then the
+    //  whole catalogue scored in one matrix product.
+    size_t B = (size_t) self->cfg.batch;
+    size_t *pending = malloc ((n ? n : 1) * sizeof *pending);
+    size_t np = 0;
+    for (size_t i = 0; i < n; i++) {
+        req_t *r = &reqs[i];
+        if (!outer[i])
+            continue;
+        if (r->error)
+            s_reply (self, sock, r, NULL, NULL, 0, "");
+        else if (r->similar)
+            s_similar (self, sock, r);
+        else if (r->n_hist == 0)
+            s_recommend (self, sock, r, NULL);
+        else if (pending)
+            pending[np++] = i;
+    }
+    if (s && np) {
+        int d = s->info.dim;
+        if (self->scores_cap < B * items) {
+            free (self->scores);
+            self->scores = malloc (B * items * sizeof (float));
+            self->scores_cap = self->scores ? B * items : 0;
+        }
+        free (self->uvec);
+        self->uvec = malloc (B * (size_t) d * sizeof (float));
+        for (size_t p0 = 0; p0 < np; p0 += B) {
+            size_t nb = np - p0 < B ? np - p0 : B;
+            uint32_t lens[256];
+            size_t total = 0;
+            for (size_t b = 0; b < nb; b++)
+                total += reqs[pending[p0 + b]].n_hist;
+            uint32_t *all = malloc ((total ? total : 1) * sizeof *all);
+            uint8_t *types = malloc (total ? total : 1);
+            size_t w = 0;
+            for (size_t b = 0; all && types && b < nb; b++) {
+                req_t *r = &reqs[pending[p0 + b]];
+                lens[b] = r->n_hist;
+                memcpy (all + w, r->hist, r->n_hist * sizeof *all);
+                memcpy (types + w, r->hist_types, r->n_hist);
+                w += r->n_hist;
+            }
+            int ok = all && types && self->scores && self->uvec
+                     && model_user_vectors (s->m, all, types, lens, (uint32_t) nb, self->uvec) == 0;
+            if (ok)
+                cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) nb, (int) items, d, 1.0f, self->uvec, d,
+                             s->vectors, d, 0.0f, self->scores, (int) items);
+            for (size_t b = 0; b < nb; b++) {
+                req_t *r = &reqs[pending[p0 + b]];
+                if (!ok) {
+                    r->error = "out of memory";
+                    r->code = STRATA__V1__ERROR_CODE__INTERNAL;
+                    s_reply (self, sock, r, NULL, NULL, 0, "");
+                    continue;
+                }
+                r->slot = (int) b;
+                s_recommend (self, sock, r, self->scores);
+            }
+            free (all);
+            free (types);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        free (reqs[i].hist);
+        free (reqs[i].hist_types);
+        free (reqs[i].seen);
+        if (inner[i])
+            protobuf_c_message_free_unpacked ((ProtobufCMessage *) inner[i], NULL);
+        if (outer[i])
+            strata__v1__serve_job__free_unpacked (outer[i], NULL);
+    }
+    free (pending);
+    free (reqs);
+    free (inner);
+    free (outer);
+}

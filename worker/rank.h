@@ -1,0 +1,62 @@
+/*  rank: the serving role. A rank worker answers the RECOMMEND and SIMILAR jobs the
+    broker routes to it, from the newest model version it holds.
+
+    Model versions: it asks the trainer's api endpoint for the newest version every
+    poll-ms (MODEL_INFO); a newer one is fetched chunk by chunk (a few chunks in flight,
+    each checked against its hash, the whole against the version's), written to the
+    worker's own RocksDB in one synced write, loaded, and swapped in between two jobs:
+    no job waits for a download or fails because of one. On start it serves the
+    version in its RocksDB at once, before the trainer is even reachable.
+
+    The catalogue (external ids, categories, prices) comes from the broker's api
+    endpoint (CATALOGUE pages) at start and, for new items, every catalogue-ms.
+
+    RECOMMEND: the user's history (sent by the broker) plus the request's recent events
+    give the user vector (model_user_vectors, batched across the jobs that arrived
+    together); the whole catalogue is scored with one sgemm; the top rerank-top items
+    that pass the filters are re-ranked by the ranking head (its logit plus
+    rerank-blend times the retrieval score); a user with no usable history gets the
+    most popular items (time-decayed) that pass the filters. SIMILAR: the items whose
+    vectors score highest against the item's.
+*/
+#ifndef STRATA_RANK_H
+#define STRATA_RANK_H
+
+#include <czmq.h>
+#include <stdint.h>
+
+typedef struct {
+    const char *trainer_api;   // where model versions come from
+    const char *broker_api;    // where the catalogue comes from
+    const char *dir;           // the worker's RocksDB
+    const char *id;            // named in replies
+    int64_t poll_ms;           // how often to ask for a newer version
+    int64_t catalogue_ms;      // how often to look for new catalogue items
+    int64_t rerank_top;        // items the ranking head re-ranks
+    double rerank_blend;       // weight of the retrieval score in the re-ranked score
+    int64_t batch;             // users whose vectors are computed together
+    int64_t keep_versions;     // versions kept in the worker's RocksDB
+} rank_config_t;
+
+typedef struct _rank_worker_t rank_worker_t;
+
+//  Opens the store (serving its newest version, if any) and fetches the catalogue.
+//  NULL (logged) on failure.
+rank_worker_t *rank_worker_new (const rank_config_t *cfg);
+void rank_worker_destroy (rank_worker_t **self_p);
+
+//  The socket to the trainer: poll it, and call rank_worker_model_input when readable.
+zsock_t *rank_worker_model_socket (rank_worker_t *self);
+void rank_worker_model_input (rank_worker_t *self);
+
+//  Periodic work (version polls, catalogue refresh, download timeouts); call at least
+//  every poll-ms.
+void rank_worker_tick (rank_worker_t *self);
+
+//  Answers n SERVE payloads, sending each ServeResult (SERVED) on sock.
+void rank_worker_serve (rank_worker_t *self, zframe_t **jobs, size_t n, zsock_t *sock);
+
+//  The version being served (0: none).
+uint64_t rank_worker_version (rank_worker_t *self);
+
+#endif
