@@ -194,6 +194,24 @@ hcluster_add_train_worker (hcluster_t *c)
     return pid;
 }
 
+pid_t
+hcluster_add_rank_worker (hcluster_t *c, int k)
+{
+    char broker[200], api[200], trainer[200], dir[700], id[32], log[700];
+    snprintf (broker, sizeof broker, "--broker=%s", c->workers_ep);
+    snprintf (api, sizeof api, "--api=%s", c->api);
+    snprintf (trainer, sizeof trainer, "--trainer-api=%s", c->trainer_api);
+    snprintf (dir, sizeof dir, "--dir=%s/rank-%d", c->dir, k);
+    snprintf (id, sizeof id, "--id=rank-%d", k);
+    snprintf (log, sizeof log, "%s/worker-%d.log", c->dir, c->nworkers + 1);
+    const char *argv[] = { s_env ("STRATA_TEST_WORKER", "build/worker/strata-worker"), "--role=rank", broker, api,
+                           trainer, dir, id, "--heartbeat-ms=250", "--poll-ms=200", "--catalogue-ms=500", NULL };
+    pid_t pid = s_spawn (log, argv);
+    if (c->nworkers < 16)
+        c->workers[c->nworkers++] = pid;
+    return pid;
+}
+
 json_t *
 hcluster_train_status (hcluster_t *c)
 {

@@ -1,0 +1,476 @@
+/*  Integration: serving over TCP with real processes: a broker, a trainer with a train
+    worker, and rank workers. A small shop whose right answers are known (users walk a
+    cycle of shoes or of hats, item i followed by item i+1) is trained on; then
+    recommend, similar and their filters answer as they must, unknown users and an item
+    nobody touched are served, bad requests get Error replies while the workers keep
+    serving, a new model version is swapped in under load without a failed request, and
+    a rank worker killed under load costs no request either.
+*/
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "harness.h"
+#include "util.h"
+#include "wire.h"
+
+static hcluster_t s_c;
+
+static void
+s_cleanup (void)
+{
+    cr_expect_eq (hcluster_stop (&s_c), 0, "sanitizer reports in the cluster's logs");
+}
+
+TestSuite (serve, .fini = s_cleanup, .timeout = 600);
+
+#define N 12   // items per group
+
+//  Writes the shop: shoes A0..A11 (brand Fleet, 50 + i), hats B0..B11 (Crest, 10 + i),
+//  and Z, a running shoe nobody touched; 240 users each walk 8 steps of one group's
+//  cycle (views, every fourth a purchase).
+static void
+s_write_shop (const char *dir)
+{
+    char path[700];
+    snprintf (path, sizeof path, "%s/items.jsonl", dir);
+    FILE *f = fopen (path, "w");
+    cr_assert_not_null (f);
+    for (int g = 0; g < 2; g++)
+        for (int i = 0; i < N; i++)
+            fprintf (f,
+                     "{\"item_id\":\"%c%d\",\"title\":\"%s %s %d\",\"brand\":\"%s\",\"category\":\"%s\","
+                     "\"price\":\"%d.00\"}\n",
+                     g ? 'B' : 'A', i, g ? "Crest" : "Fleet", g ? "winter hat" : "running shoe", i,
+                     g ? "Crest" : "Fleet", g ? "Hats > Winter" : "Shoes > Running", g ? 10 + i : 50 + i);
+    fprintf (f, "{\"item_id\":\"Z\",\"title\":\"Fleet running shoe\",\"brand\":\"Fleet\",\"category\":\"Shoes > "
+                "Running\",\"price\":\"61.00\"}\n");
+    fclose (f);
+    snprintf (path, sizeof path, "%s/events.jsonl", dir);
+    f = fopen (path, "w");
+    cr_assert_not_null (f);
+    long ts = 1700000000000L;
+    for (int u = 0; u < 240; u++) {
+        int g = u % 2, start = (u / 2) % N;
+        for (int k = 0; k < 8; k++)
+            fprintf (f, "{\"event_id\":\"e%d-%d\",\"user_id\":\"u%d\",\"item_id\":\"%c%d\",\"type\":\"%s\",\"timestamp\":%ld}\n",
+                     u, k, u, g ? 'B' : 'A', (start + k) % N, k % 4 == 3 ? "purchase" : "view", ts + 60000L * k);
+    }
+    //  Test users: t-a3 viewed A0..A3; t-buy viewed A0..A3 and bought A4.
+    for (int k = 0; k < 4; k++)
+        fprintf (f, "{\"event_id\":\"ta%d\",\"user_id\":\"t-a3\",\"item_id\":\"A%d\",\"type\":\"view\",\"timestamp\":%ld}\n", k,
+                 k, ts + 60000L * k);
+    for (int k = 0; k < 5; k++)
+        fprintf (f, "{\"event_id\":\"tb%d\",\"user_id\":\"t-buy\",\"item_id\":\"A%d\",\"type\":\"%s\",\"timestamp\":%ld}\n", k,
+                 k, k == 4 ? "purchase" : "view", ts + 60000L * k);
+    fclose (f);
+}
+
+static void
+s_import (const char *file, bool items)
+{
+    char path[700];
+    snprintf (path, sizeof path, "%s/%s", s_c.dir, file);
+    const char *args_items[] = { "import", "--broker", s_c.ingest, "--quiet", "--items", path, NULL };
+    const char *args_events[] = { "import", "--broker", s_c.ingest, "--quiet", path, NULL };
+    json_t *sum = harness_cli_json (items ? args_items : args_events, NULL);
+    cr_assert_not_null (sum, "import of %s failed", file);
+    json_decref (sum);
+}
+
+static void
+s_train (const char *epochs)
+{
+    const char *args[] = { "train", "--trainer", s_c.trainer_api, "--epochs", epochs, "--wait", "--timeout-ms",
+                           "300000", NULL };
+    json_t *st = harness_cli_json (args, NULL);
+    cr_assert_not_null (st, "training did not finish");
+    json_decref (st);
+}
+
+//  Waits until a RECOMMEND is answered from a model version >= v.
+static void s_wait_version (uint64_t v);
+
+static void
+s_shop (int rankers)
+{
+    const char *bflags[] = { "--heartbeat-ms=250", "--max-frame=65536", NULL };
+    cr_assert_eq (hcluster_start (&s_c, bflags), 0);
+    hcluster_add_worker (&s_c);
+    s_write_shop (s_c.dir);
+    s_import ("items.jsonl", true);
+    s_import ("events.jsonl", false);
+    cr_assert (hcluster_wait_stat (&s_c, "events", 240 * 8 + 9, 30000), "events not stored");
+    const char *tflags[] = { "--dim=16", "--blocks=1", "--max-len=10", "--batch=32", "--lr=0.01", "--dropout=0.1",
+                             "--heartbeat-ms=250", "--continuous=false", NULL };
+    cr_assert_eq (hcluster_start_trainer (&s_c, tflags), 0);
+    hcluster_add_train_worker (&s_c);
+    s_train ("40");
+    for (int k = 1; k <= rankers; k++)
+        hcluster_add_rank_worker (&s_c, k);
+    s_wait_version (1);
+}
+
+// ---------------------------------------------------------------- requests
+
+typedef struct {
+    char type[32];
+    Strata__V1__Recommendations *rec;
+    Strata__V1__Error *err;
+} answer_t;
+
+static void
+s_answer_free (answer_t *a)
+{
+    if (a->rec)
+        strata__v1__recommendations__free_unpacked (a->rec, NULL);
+    if (a->err)
+        strata__v1__error__free_unpacked (a->err, NULL);
+    memset (a, 0, sizeof *a);
+}
+
+//  Decodes one reply from s into a; false on timeout.
+static bool
+s_read (zsock_t *s, answer_t *a)
+{
+    memset (a, 0, sizeof *a);
+    wire_msg_t msg;
+    if (wire_recv (s, false, 64 << 20, &msg) != 0)
+        return false;
+    snprintf (a->type, sizeof a->type, "%s", msg.type);
+    if (!strcmp (msg.type, WIRE_ERROR))
+        a->err = (Strata__V1__Error *) wire_unpack (&strata__v1__error__descriptor, msg.payload, NULL);
+    else
+        a->rec = (Strata__V1__Recommendations *) wire_unpack (&strata__v1__recommendations__descriptor, msg.payload,
+                                                              NULL);
+    wire_msg_reset (&msg);
+    return true;
+}
+
+static void
+s_send (zsock_t *s, const char *type, const ProtobufCMessage *m)
+{
+    cr_assert_eq (wire_send (s, NULL, type, m), 0);
+}
+
+static zsock_t *
+s_client (void)
+{
+    zsock_t *s = zsock_new_dealer (s_c.api);
+    cr_assert_not_null (s);
+    zsock_set_rcvtimeo (s, 15000);
+    return s;
+}
+
+//  One request, one answer (which must come).
+static void
+s_ask (const char *type, const ProtobufCMessage *m, answer_t *a)
+{
+    zsock_t *s = s_client ();
+    s_send (s, type, m);
+    cr_assert (s_read (s, a), "no answer to %s", type);
+    zsock_destroy (&s);
+}
+
+static void
+s_recommend (const char *user, uint32_t k, Strata__V1__Filters *f, answer_t *a)
+{
+    Strata__V1__Recommend r = STRATA__V1__RECOMMEND__INIT;
+    r.request_id = "r1";
+    r.user = (char *) user;
+    r.k = k;
+    r.filters = f;
+    s_ask (WIRE_RECOMMEND, &r.base, a);
+}
+
+static bool
+s_has (const Strata__V1__Recommendations *r, const char *item)
+{
+    for (size_t i = 0; r && i < r->n_items; i++)
+        if (!strcmp (r->items[i]->item, item))
+            return true;
+    return false;
+}
+
+static void
+s_wait_version (uint64_t v)
+{
+    for (int i = 0; i < 300; i++) {
+        answer_t a;
+        s_recommend ("t-a3", 1, NULL, &a);
+        bool ok = a.rec && a.rec->model_version >= v;
+        s_answer_free (&a);
+        if (ok)
+            return;
+        zclock_sleep (100);
+    }
+    cr_assert_fail ("no rank worker served model version %llu", (unsigned long long) v);
+}
+
+// ---------------------------------------------------------------- tests
+
+Test (serve, answers_filters_cold_start_and_errors)
+{
+    s_shop (1);
+    answer_t a;
+    //  The rule: after A3 comes A4.
+    s_recommend ("t-a3", 5, NULL, &a);
+    cr_assert_not_null (a.rec, "%s", a.err ? a.err->message : a.type);
+    cr_expect_str_eq (a.rec->request_id, "r1");
+    cr_expect_str_eq (a.rec->source, "model");
+    cr_expect_gt (a.rec->model_version, 0u);
+    cr_expect_eq (a.rec->n_items, 5u);
+    cr_expect_str_eq (a.rec->items[0]->item, "A4", "after A0..A3 the model says %s", a.rec->items[0]->item);
+    for (size_t i = 1; i < a.rec->n_items; i++)
+        cr_expect_geq (a.rec->items[i - 1]->score, a.rec->items[i]->score, "scores not in order");
+    s_answer_free (&a);
+    //  Filters: a category, a price range, explicit exclusions.
+    Strata__V1__Filters f = STRATA__V1__FILTERS__INIT;
+    f.category = "hats";
+    s_recommend ("t-a3", 5, &f, &a);
+    cr_assert_not_null (a.rec);
+    cr_expect_eq (a.rec->n_items, 5u);
+    for (size_t i = 0; i < a.rec->n_items; i++)
+        cr_expect_eq (a.rec->items[i]->item[0], 'B', "category filter let %s through", a.rec->items[i]->item);
+    s_answer_free (&a);
+    strata__v1__filters__init (&f);
+    f.has_min_price = f.has_max_price = true;
+    f.min_price = 52;
+    f.max_price = 55.5;
+    s_recommend ("t-a3", 10, &f, &a);
+    cr_assert_not_null (a.rec);
+    cr_expect_eq (a.rec->n_items, 4u, "A2..A5 are the items priced 52..55");
+    for (size_t i = 0; i < a.rec->n_items; i++) {
+        int idx = atoi (a.rec->items[i]->item + 1);
+        cr_expect (a.rec->items[i]->item[0] == 'A' && idx >= 2 && idx <= 5, "price filter let %s through",
+                   a.rec->items[i]->item);
+    }
+    s_answer_free (&a);
+    strata__v1__filters__init (&f);
+    char *ex[] = { "A4", "A5" };
+    f.exclude = ex;
+    f.n_exclude = 2;
+    s_recommend ("t-a3", 10, &f, &a);
+    cr_assert_not_null (a.rec);
+    cr_expect (!s_has (a.rec, "A4") && !s_has (a.rec, "A5"), "excluded items came back");
+    s_answer_free (&a);
+    //  Purchases are left out by default; views only on request.
+    s_recommend ("t-buy", 24, NULL, &a);
+    cr_assert_not_null (a.rec);
+    cr_expect (!s_has (a.rec, "A4"), "a purchased item was recommended");
+    cr_expect (s_has (a.rec, "A3"), "a viewed item was left out without exclude_all_seen");
+    s_answer_free (&a);
+    strata__v1__filters__init (&f);
+    f.exclude_all_seen = true;
+    s_recommend ("t-buy", 24, &f, &a);
+    cr_assert_not_null (a.rec);
+    for (int i = 0; i <= 4; i++) {
+        char id[8];
+        snprintf (id, sizeof id, "A%d", i);
+        cr_expect (!s_has (a.rec, id), "%s was seen and came back", id);
+    }
+    s_answer_free (&a);
+    //  An unknown user: popular items; with a session, the model.
+    s_recommend ("somebody-new", 4, NULL, &a);
+    cr_assert_not_null (a.rec);
+    cr_expect_str_eq (a.rec->source, "popular");
+    cr_expect_eq (a.rec->n_items, 4u);
+    s_answer_free (&a);
+    Strata__V1__Recommend r = STRATA__V1__RECOMMEND__INIT;
+    Strata__V1__RecentEvent e1 = STRATA__V1__RECENT_EVENT__INIT, e2 = STRATA__V1__RECENT_EVENT__INIT;
+    Strata__V1__RecentEvent *recent[] = { &e1, &e2 };
+    e1.item = "B5";
+    e1.type = STRATA__V1__EVENT_TYPE__VIEW;
+    e2.item = "B6";
+    e2.type = STRATA__V1__EVENT_TYPE__VIEW;
+    r.user = "somebody-new";
+    r.k = 3;
+    r.recent = recent;
+    r.n_recent = 2;
+    s_ask (WIRE_RECOMMEND, &r.base, &a);
+    cr_assert_not_null (a.rec);
+    cr_expect_str_eq (a.rec->source, "model");
+    cr_expect_str_eq (a.rec->items[0]->item, "B7", "after a session B5, B6 the model says %s", a.rec->items[0]->item);
+    s_answer_free (&a);
+    //  Similar: never the item itself; Z, which nobody touched, sits among the shoes
+    //  through its brand, category and title.
+    Strata__V1__Similar sim = STRATA__V1__SIMILAR__INIT;
+    sim.item = "Z";
+    sim.k = 6;
+    s_ask (WIRE_SIMILAR, &sim.base, &a);
+    cr_assert_not_null (a.rec, "%s", a.err ? a.err->message : a.type);
+    cr_expect_str_eq (a.type, WIRE_SIMILAR_REPLY);
+    int shoes = 0;
+    for (size_t i = 0; i < a.rec->n_items; i++) {
+        cr_expect_str_neq (a.rec->items[i]->item, "Z");
+        shoes += a.rec->items[i]->item[0] == 'A';
+    }
+    cr_expect_geq (shoes, 5, "only %d of Z's 6 nearest items are shoes", shoes);
+    s_answer_free (&a);
+    //  Bad requests get Errors, from the broker or the worker, with a reason.
+    sim.item = "no-such-item";
+    s_ask (WIRE_SIMILAR, &sim.base, &a);
+    cr_assert_not_null (a.err);
+    cr_expect_eq (a.err->code, STRATA__V1__ERROR_CODE__NOT_FOUND);
+    s_answer_free (&a);
+    r.recent = NULL;
+    r.n_recent = 0;
+    r.k = 5000;
+    r.request_id = "big-k";
+    s_ask (WIRE_RECOMMEND, &r.base, &a);
+    cr_assert_not_null (a.err);
+    cr_expect_eq (a.err->code, STRATA__V1__ERROR_CODE__INVALID);
+    cr_expect_str_eq (a.err->ref, "big-k");
+    s_answer_free (&a);
+    strata__v1__filters__init (&f);
+    f.has_min_price = f.has_max_price = true;
+    f.min_price = 20;
+    f.max_price = 10;
+    r.k = 5;
+    r.filters = &f;
+    s_ask (WIRE_RECOMMEND, &r.base, &a);
+    cr_assert_not_null (a.err, "an empty price range was accepted");
+    s_answer_free (&a);
+    zsock_t *s = s_client ();
+    wire_send_bytes (s, NULL, WIRE_RECOMMEND, "\xff\xff\xff", 3);
+    cr_assert (s_read (s, &a));
+    cr_assert_not_null (a.err);
+    cr_expect_eq (a.err->code, STRATA__V1__ERROR_CODE__BAD_PAYLOAD);
+    s_answer_free (&a);
+    char *big = calloc (1, 100000);
+    wire_send_bytes (s, NULL, WIRE_SIMILAR, big, 100000);
+    free (big);
+    cr_assert (s_read (s, &a));
+    cr_assert_not_null (a.err);
+    cr_expect_eq (a.err->code, STRATA__V1__ERROR_CODE__TOO_LARGE);
+    s_answer_free (&a);
+    zsock_destroy (&s);
+    //  ... and the worker still serves.
+    s_recommend ("t-a3", 3, NULL, &a);
+    cr_assert_not_null (a.rec);
+    cr_expect_str_eq (a.rec->items[0]->item, "A4");
+    s_answer_free (&a);
+}
+
+//  Sends RECOMMENDs continuously (8 in flight) for ms milliseconds, calling mid at
+//  half time; counts answers, failures, versions and the worst latency.
+typedef struct {
+    uint64_t answered, failed, lost, v_first, v_last;
+    uint64_t by_second;   // answered by rank-2
+    int64_t worst_ms;
+} load_t;
+
+static void
+s_load (int ms, void (*mid) (void), load_t *out)
+{
+    memset (out, 0, sizeof *out);
+    zsock_t *s = s_client ();
+    zsock_set_rcvtimeo (s, 100);
+    enum { INFLIGHT = 8, MAX_REQUESTS = 1 << 21 };
+    int64_t *sent_at = malloc (MAX_REQUESTS * sizeof *sent_at);
+    cr_assert_not_null (sent_at);
+    uint64_t next = 0;
+    int64_t start = util_mono_ms (), last_answer = start;
+    bool mid_done = false;
+    int inflight = 0;
+    while (util_mono_ms () - start < ms || inflight > 0) {
+        while (util_mono_ms () - start < ms && inflight < INFLIGHT && next < MAX_REQUESTS) {
+            char id[24];
+            snprintf (id, sizeof id, "%llu", (unsigned long long) next);
+            Strata__V1__Recommend r = STRATA__V1__RECOMMEND__INIT;
+            r.request_id = id;
+            r.user = next % 3 ? "t-a3" : "t-buy";
+            r.k = 5;
+            s_send (s, WIRE_RECOMMEND, &r.base);
+            sent_at[next] = util_mono_ms ();
+            next++;
+            inflight++;
+        }
+        if (!mid_done && util_mono_ms () - start > ms / 2) {
+            mid_done = true;
+            if (mid)
+                mid ();
+        }
+        answer_t a;
+        if (!s_read (s, &a)) {
+            if (util_mono_ms () - last_answer > 20000) {
+                out->lost = (uint64_t) inflight;
+                break;
+            }
+            continue;
+        }
+        last_answer = util_mono_ms ();
+        inflight--;
+        if (a.rec) {
+            uint64_t i = strtoull (a.rec->request_id, NULL, 10);
+            int64_t lat = i < next ? util_mono_ms () - sent_at[i] : 0;
+            if (a.rec->worker && !strcmp (a.rec->worker, "rank-2"))
+                out->by_second++;
+            out->worst_ms = lat > out->worst_ms ? lat : out->worst_ms;
+            if (!out->v_first)
+                out->v_first = a.rec->model_version;
+            out->v_last = a.rec->model_version;
+            out->answered++;
+        }
+        else {
+            out->failed++;
+            cr_log_error ("a request failed: %s", a.err ? a.err->message : a.type);
+        }
+        s_answer_free (&a);
+    }
+    free (sent_at);
+    zsock_destroy (&s);
+}
+
+static void
+s_retrain (void)
+{
+    //  A new full run publishes new versions while the load goes on.
+    const char *args[] = { "train", "--trainer", s_c.trainer_api, "--epochs", "2", "--timeout-ms", "10000", NULL };
+    json_t *st = harness_cli_json (args, NULL);
+    json_decref (st);
+}
+
+Test (serve, new_version_swapped_in_under_load)
+{
+    s_shop (1);
+    load_t l;
+    s_load (8000, s_retrain, &l);
+    cr_log_info ("hot swap: %llu answered, %llu failed, versions %llu -> %llu, worst %lld ms",
+                 (unsigned long long) l.answered, (unsigned long long) l.failed, (unsigned long long) l.v_first,
+                 (unsigned long long) l.v_last, (long long) l.worst_ms);
+    cr_expect_gt (l.answered, 100u);
+    cr_expect_eq (l.failed, 0u);
+    cr_expect_eq (l.lost, 0u);
+    cr_expect_gt (l.v_last, l.v_first, "the version in replies did not change");
+}
+
+static pid_t s_victim;
+
+static void
+s_kill_victim (void)
+{
+    kill (s_victim, SIGKILL);
+}
+
+Test (serve, rank_worker_killed_under_load)
+{
+    s_shop (2);
+    s_victim = s_c.workers[s_c.nworkers - 1];
+    load_t l;
+    s_load (6000, s_kill_victim, &l);
+    cr_log_info ("failover: %llu answered (%llu by the worker killed), %llu failed, worst latency %lld ms",
+                 (unsigned long long) l.answered, (unsigned long long) l.by_second, (unsigned long long) l.failed,
+                 (long long) l.worst_ms);
+    cr_expect_gt (l.answered, 100u);
+    cr_expect_gt (l.by_second, 10u, "the worker killed had not been serving");
+    cr_expect_eq (l.failed, 0u);
+    cr_expect_eq (l.lost, 0u);
+    //  The survivor still answers afterwards.
+    answer_t a;
+    s_recommend ("t-a3", 3, NULL, &a);
+    cr_expect_not_null (a.rec);
+    s_answer_free (&a);
+}
