@@ -21,13 +21,15 @@
 #include "cluster.h"
 #include "config.h"
 #include "eval.h"
-#include "serve.h"
-#include "train.h"
 #include "gen.h"
 #include "importer.h"
 #include "log.h"
+#include "request.h"
+#include "serve.h"
 #include "strata.h"
+#include "train.h"
 #include "util.h"
+#include "wire.h"
 
 //  Options every client command shares, first in each table.
 #define CLIENT_OPTS(T)                                                                                   \
@@ -481,6 +483,87 @@ static const config_key_t s_demo_keys[] = {
     CONFIG_END,
 };
 
+//  The first few distinct users of an events file.
+static int
+s_demo_users (const char *events, char users[][64], int max)
+{
+    FILE *f = fopen (events, "r");
+    int n = 0;
+    char line[4096];
+    while (f && n < max && fgets (line, sizeof line, f)) {
+        json_t *e = json_loads (line, 0, NULL);
+        const char *u = json_string_value (json_object_get (e, "user_id"));
+        bool seen = !u;
+        for (int i = 0; i < n && !seen; i++)
+            seen = !strcmp (users[i], u);
+        if (!seen)
+            snprintf (users[n++], 64, "%s", u);
+        json_decref (e);
+    }
+    if (f)
+        fclose (f);
+    return n;
+}
+
+//  Step 7: recommendations for a few real users and items like one of them, once a
+//  rank worker serves the trained model.
+static int
+s_demo_serve (const char *dir, const char *events)
+{
+    char users[3][64];
+    int n = s_demo_users (events, users, 3);
+    if (n == 0)
+        return 1;
+    fprintf (stderr, "== 7. recommendations from the rank worker (strata recommend --dir %s --user %s)\n", dir,
+             users[0]);
+    fflush (stdout);
+    //  The rank worker fetches the newest version within a second of its publication.
+    cluster_endpoints_t eps;
+    char err[256] = "";
+    int ok = cluster_resolve (NULL, dir, &eps, err, sizeof err) == 0 ? -1 : -2;
+    for (int64_t until = util_mono_ms () + 30000; ok == -1 && util_mono_ms () < until;) {
+        Strata__V1__Recommend q = STRATA__V1__RECOMMEND__INIT;
+        q.user = users[0];
+        q.k = 1;
+        ProtobufCMessage *r = client_request (eps.api, WIRE_RECOMMEND, &q.base, WIRE_RECOMMEND_REPLY,
+                                              &strata__v1__recommendations__descriptor, 5000, err, sizeof err);
+        if (r) {
+            protobuf_c_message_free_unpacked (r, NULL);
+            ok = 0;
+        }
+        else
+            zclock_sleep (500);
+    }
+    if (ok != 0) {
+        fprintf (stderr, "strata demo: no rank worker answered (%s); see %s/logs\n", err, dir);
+        return 1;
+    }
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        char *args[] = { "recommend", "--dir", (char *) dir, "--user", users[i], "-k", "5", NULL };
+        rc |= recommend_main (7, args);
+    }
+    char *unknown[] = { "recommend", "--dir", (char *) dir, "--user", "a-new-visitor", "-k", "5", NULL };
+    rc |= recommend_main (7, unknown);
+    fprintf (stderr, "== 8. items like one a user touched (strata similar --dir %s --item ...)\n", dir);
+    char item[64] = "";
+    FILE *f = fopen (events, "r");
+    char line[4096];
+    while (f && !*item && fgets (line, sizeof line, f)) {
+        json_t *e = json_loads (line, 0, NULL);
+        const char *it = json_string_value (json_object_get (e, "item_id"));
+        if (it && *it)
+            snprintf (item, sizeof item, "%s", it);
+        json_decref (e);
+    }
+    if (f)
+        fclose (f);
+    char *sargs[] = { "similar", "--dir", (char *) dir, "--item", item, "-k", "5", NULL };
+    rc |= similar_main (7, sargs);
+    fflush (stdout);
+    return rc ? 1 : 0;
+}
+
 static int
 s_cmd_demo (int argc, char **argv)
 {
@@ -556,6 +639,8 @@ s_cmd_demo (int argc, char **argv)
         char *targs[] = { "train", "--dir", cfg.dir, "--epochs", epochs, "--wait", NULL };
         if (train_main (6, targs) != 0)
             rc = 1;
+        else
+            rc = s_demo_serve (cfg.dir, events);
     }
     if (cfg.keep)
         fprintf (stderr, "== cluster left running; stop it with: strata down --dir %s\n", cfg.dir);

@@ -8,6 +8,7 @@
 #include "model.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,7 +79,7 @@ struct _model_t {
     float *hist, *dhist;           // the batch's input item vectors (R x d) and gradient
     const uint32_t *rank_neg;      // negatives of the current pass
     uint32_t *neg_buf;             // model_batch_loss's negatives
-    int32_t *hard;                 // each predicted position's hard negatives (R x rank_hard)
+    int32_t *hard;                 // each predicted position's hard candidates (R x rank_hard x HARD_POOL)
     int rerank_top;                // model_rank_scorer's settings
     float rerank_blend;
     uint32_t served;               // users in the last model_user_vectors batch
@@ -166,6 +167,10 @@ model_config_default (model_config_t *cfg)
 #define RANK_CONTEXT (MODEL_EVENT_TYPES + 1)
 //  Examples per ranking group (at least one position's worth).
 #define RANK_GROUP 2048
+//  Hard negatives are the first rank_hard of a position's HARD_POOL * rank_hard
+//  top-scored items that are nowhere in the user's sequence: items the user saw, or
+//  will buy later, are no wrong answers to learn from.
+#define HARD_POOL 4
 
 static int
 s_rank_on (const model_t *m)
@@ -183,7 +188,7 @@ s_rank_new (model_t *m)
     if (cfg->rank_layers < 1 || cfg->rank_layers > MODEL_RANK_MAX_LAYERS)
         return -1;
     int d = cfg->dim, L = cfg->max_len, S = cfg->rank_negatives, K = cfg->rank_hard;
-    if (K < 0 || K > 64)
+    if (K < 0 || K > 64 || S > 256)
         return -1;
     m->rank_in = 4 * d + RANK_CONTEXT;
     m->rank_cap = L * (S + K + 1) > RANK_GROUP ? L * (S + K + 1) : RANK_GROUP;
@@ -213,7 +218,7 @@ s_rank_new (model_t *m)
          | !(m->r_hi = calloc (G, sizeof (int32_t)));
     bad |= !(m->hist = calloc (R * d, sizeof (float))) | !(m->dhist = calloc (R * d, sizeof (float)));
     bad |= !(m->neg_buf = calloc (R * S, sizeof (uint32_t)));
-    bad |= !(m->hard = calloc (R * (size_t) (K ? K : 1), sizeof (int32_t)));
+    bad |= !(m->hard = calloc (R * (size_t) (K ? K * HARD_POOL : 1), sizeof (int32_t)));
     return bad ? -1 : 0;
 }
 
@@ -701,22 +706,35 @@ s_rank_pass (model_t *m, int nb, float scale, int grad)
     s_rank_history (m, R, grad);
     double loss = 0;
     int n = 0;
-    int K = m->cfg.rank_hard;
+    int K = m->cfg.rank_hard, P = K * HARD_POOL, L = m->L;
     for (size_t r = 0; r < R; r++) {
         if (m->targets[r] < 0)
             continue;
-        for (int c = 0; c <= S + K; c++) {
-            int32_t item = c == 0 ? m->targets[r]
-                         : c <= S ? (int32_t) m->rank_neg[p * (size_t) S + (size_t) c - 1]
-                                  : m->hard[p * (size_t) K + (size_t) (c - S - 1)];
-            if (item < 0)
-                continue;   // fewer candidates than hard negatives asked for
+        //  The position's negatives: sampled, then hard ones from outside the sequence.
+        int32_t items[1 + 256 + 64];
+        int ni = 0;
+        items[ni++] = m->targets[r];
+        for (int c = 0; c < S; c++)
+            items[ni++] = (int32_t) m->rank_neg[p * (size_t) S + (size_t) c];
+        const int32_t *seq_in = m->in_items + (r / (size_t) L) * (size_t) L;
+        const int32_t *seq_tg = m->targets + (r / (size_t) L) * (size_t) L;
+        for (int c = 0, taken = 0; c < P && taken < K; c++) {
+            int32_t h = m->hard[p * (size_t) P + (size_t) c];
+            bool in_seq = h < 0;
+            for (int t = 0; t < L && !in_seq; t++)
+                in_seq = seq_in[t] == h || seq_tg[t] == h;
+            if (!in_seq) {
+                items[ni++] = h;
+                taken++;
+            }
+        }
+        for (int c = 0; c < ni; c++) {
             if (n == m->rank_cap) {
                 loss += s_rank_group (m, n, scale * w, grad);
                 n = 0;
             }
             m->r_row[n] = (int32_t) r;
-            m->r_item[n] = item;
+            m->r_item[n] = items[c];
             m->r_y[n] = c ? 0.0f : 1.0f;
             n++;
         }
@@ -743,7 +761,7 @@ s_backward (model_t *m, int nb, int mean)
     //  dhf: gradient wrt the final states (dx holds it).
     memset (m->dx, 0, R * d * sizeof (float));
     memset (m->dpack, 0, (size_t) predicted * d * sizeof (float));
-    int hard = s_rank_on (m) && m->rank_neg ? m->cfg.rank_hard : 0;
+    int hard = s_rank_on (m) && m->rank_neg ? m->cfg.rank_hard * HARD_POOL : 0;
     double loss = nn_softmax_xent (m->hpack, predicted, d, s_items_w (m), (int) m->n_cand, m->bias, m->tpack, scale,
                                    m->dpack, s_items_g (m), m->logits, XENT_BLOCK, hard ? m->hard : NULL, hard);
     for (int i = 0; i < predicted; i++)
@@ -994,7 +1012,7 @@ model_batch_loss (model_t *self, const dataset_t *train, const uint32_t *users, 
     }
     else {
         int packed = s_pack (self, R);
-        int hard = s_rank_on (self) && self->rank_neg ? self->cfg.rank_hard : 0;
+        int hard = s_rank_on (self) && self->rank_neg ? self->cfg.rank_hard * HARD_POOL : 0;
         loss = nn_softmax_xent (self->hpack, packed, self->cfg.dim, s_items_w (self), (int) self->n_rows, NULL,
                                 self->tpack, 1.0f, NULL, NULL, self->logits, XENT_BLOCK, hard ? self->hard : NULL, hard);
         loss += s_rank_pass (self, n, 1.0f, 0);

@@ -117,7 +117,11 @@ Test (export, eval_prints_tuned_baselines)
     cr_assert_eq (status, 0);
     cr_assert_not_null (j);
     json_t *results = json_object_get (j, "results");
-    cr_assert_eq (json_array_size (results), 4, "popularity, item-kNN, EASE and the model");
+    cr_assert_eq (json_array_size (results), 5, "popularity, item-kNN, EASE, the model, re-ranked");
+    json_t *rr = json_array_get (results, 4);
+    cr_expect_str_eq (json_string_value (json_object_get (rr, "name")), "strata+rank");
+    cr_expect_gt (json_integer_value (json_object_get (json_object_get (rr, "test"), "users")), 300);
+    cr_expect (json_is_real (json_object_get (rr, "blend")), "the blend chosen on validation is reported");
     double ndcg[4];
     const char *names[] = { "popularity", "item-kNN", "EASE", "strata" };
     for (size_t i = 0; i < 4; i++) {
