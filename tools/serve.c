@@ -197,8 +197,8 @@ s_print_one (const char *type, const char *key, Strata__V1__Recommendations *r, 
     if (json) {
         json_t *items = json_array ();
         for (size_t i = 0; i < r->n_items; i++)
-            json_array_append_new (items, json_pack ("{s:s, s:f}", "item", r->items[i]->item, "score",
-                                                     (double) r->items[i]->score));
+            json_array_append_new (items, json_pack ("{s:s, s:f, s:s}", "item", r->items[i]->item, "score",
+                                                     (double) r->items[i]->score, "title", r->items[i]->title));
         json_t *o = json_pack ("{s:s, s:s, s:I, s:s, s:s, s:o}", "request", type, "key", key, "model_version",
                                (json_int_t) r->model_version, "source", r->source, "worker", r->worker, "items", items);
         char *text = json_dumps (o, JSON_COMPACT);
@@ -210,7 +210,7 @@ s_print_one (const char *type, const char *key, Strata__V1__Recommendations *r, 
     printf ("# %s %s: model version %llu, %s, from %s\n", type, key, (unsigned long long) r->model_version, r->source,
             r->worker);
     for (size_t i = 0; i < r->n_items; i++)
-        printf ("%3zu  %-24s %10.4f\n", i + 1, r->items[i]->item, (double) r->items[i]->score);
+        printf ("%3zu  %-16s %9.4f  %s\n", i + 1, r->items[i]->item, (double) r->items[i]->score, r->items[i]->title);
 }
 
 static int

@@ -39,6 +39,7 @@ typedef struct {
 typedef struct {
     uint32_t n, cap;
     char **ids;
+    char **titles;            // NULL entries: no title
     zhashx_t *index;          // id -> index + 1
     float *price;             // NAN: none
     uint32_t *cat_off;        // n + 1: category-level hashes cat[cat_off[i] .. cat_off[i+1])
@@ -244,15 +245,18 @@ s_catalogue_add (catalogue_t *c, const Strata__V1__Item *it)
     if (c->n == c->cap) {
         uint32_t cap = c->cap ? c->cap * 2 : 1024;
         char **ids = realloc (c->ids, cap * sizeof *ids);
-        float *price = ids ? realloc (c->price, cap * sizeof *price) : NULL;
+        char **titles = ids ? realloc (c->titles, cap * sizeof *titles) : NULL;
+        float *price = titles ? realloc (c->price, cap * sizeof *price) : NULL;
         uint32_t *off = price ? realloc (c->cat_off, (cap + 1) * sizeof *off) : NULL;
         if (ids)
             c->ids = ids;
+        if (titles)
+            c->titles = titles;
         if (price)
             c->price = price;
         if (off)
             c->cat_off = off;
-        if (!ids || !price || !off)
+        if (!ids || !titles || !price || !off)
             return -1;
         c->cap = cap;
     }
@@ -265,6 +269,7 @@ s_catalogue_add (catalogue_t *c, const Strata__V1__Item *it)
         c->cap_cat = cap;
     }
     c->ids[i] = strdup (it->item_id ? it->item_id : "");
+    c->titles[i] = it->title && *it->title ? strdup (it->title) : NULL;
     if (!c->ids[i])
         return -1;
     c->price[i] = it->has_price ? (float) it->price : NAN;
@@ -369,9 +374,12 @@ rank_worker_destroy (rank_worker_t **self_p)
     rank_worker_t *self = *self_p;
     s_served_free (&self->cur);
     s_download_reset (&self->dl);
-    for (uint32_t i = 0; i < self->cat.n; i++)
+    for (uint32_t i = 0; i < self->cat.n; i++) {
         free (self->cat.ids[i]);
+        free (self->cat.titles[i]);
+    }
     free (self->cat.ids);
+    free (self->cat.titles);
     free (self->cat.price);
     free (self->cat.cat_off);
     free (self->cat.cat);
@@ -654,6 +662,7 @@ s_reply (rank_worker_t *self, zsock_t *sock, const req_t *r, const uint32_t *ite
         for (int i = 0; si && sp && i < n; i++) {
             strata__v1__scored_item__init (&si[i]);
             si[i].item = items[i] < self->cat.n ? self->cat.ids[items[i]] : "";
+            si[i].title = items[i] < self->cat.n && self->cat.titles[items[i]] ? self->cat.titles[items[i]] : "";
             si[i].score = scores[i];
             sp[i] = &si[i];
         }
