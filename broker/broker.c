@@ -53,7 +53,7 @@ typedef struct {
     pool_t *pool;
     zsock_t *ingest, *workers, *api;
     zlistx_t *pending;       // journal sequences waiting for a worker, oldest first
-    serve_t *serve;          // recommend / similar requests on their way to rank workers
+    serve_t *serve;          // recommend / similar / search requests on their way to rank workers
     arena_t *arena;
     uint64_t protocol_errors;
     uint64_t next_job_id;
@@ -384,7 +384,8 @@ s_serve (broker_t *self, zsock_t *sock)
             s_send_history (self, sock, msg.routing, msg.payload);
         else if (!strcmp (msg.type, WIRE_CATALOGUE))
             s_send_catalogue (self, sock, msg.routing, msg.payload);
-        else if (sock == self->api && (!strcmp (msg.type, WIRE_RECOMMEND) || !strcmp (msg.type, WIRE_SIMILAR))) {
+        else if (sock == self->api && (!strcmp (msg.type, WIRE_RECOMMEND) || !strcmp (msg.type, WIRE_SIMILAR)
+                                       || !strcmp (msg.type, WIRE_SEARCH))) {
             if (serve_request (self->serve, msg.routing, msg.type, msg.payload) < 0)
                 self->protocol_errors++;
         }

@@ -154,6 +154,22 @@ serve_request (serve_t *self, zframe_t *routing, const char *type, zframe_t *pay
             job.history = h;
         }
     }
+    else if (!strcmp (type, WIRE_SEARCH)) {
+        Strata__V1__Search *r = (Strata__V1__Search *) wire_unpack (&strata__v1__search__descriptor, payload, &alloc);
+        if (!r)
+            return s_refuse (self, routing, NULL, STRATA__V1__ERROR_CODE__BAD_PAYLOAD, "SEARCH needs a Search");
+        request_id = r->request_id;
+        uint32_t user;
+        if (r->user && *r->user && knowledge_user_index (self->kb, r->user, &user) == 0) {
+            Strata__V1__Interaction **h = NULL;
+            int n = knowledge_user_recent (self->kb, user, self->cfg.history_len, self->arena, &h);
+            if (n > 0) {
+                job.known_user = true;
+                job.n_history = (size_t) n;
+                job.history = h;
+            }
+        }
+    }
     else {
         Strata__V1__Similar *r = (Strata__V1__Similar *) wire_unpack (&strata__v1__similar__descriptor, payload,
                                                                       &alloc);

@@ -1,7 +1,7 @@
-/*  serve: the broker's routing of RECOMMEND and SIMILAR requests to rank workers.
+/*  serve: the broker's routing of RECOMMEND, SIMILAR and SEARCH requests to rank workers.
 
     A request from a client on the api endpoint is checked (it must decode), becomes a
-    SERVE job (for RECOMMEND with the user's stored recent behaviour attached, so rank
+    SERVE job (for RECOMMEND, and SEARCH naming a user, with the user's stored recent behaviour attached, so rank
     workers need no access to the store) and goes to the rank worker with the fewest
     jobs. The worker's SERVED result goes back to the client as the reply it carries. A
     job held by a worker that leaves or misses its heartbeats is given to another
@@ -34,7 +34,7 @@ typedef struct {
 serve_t *serve_new (const serve_config_t *cfg, knowledge_t *kb, pool_t *pool, zsock_t *api, zsock_t *workers);
 void serve_destroy (serve_t **self_p);
 
-//  A RECOMMEND or SIMILAR from a client. Returns 0, or -1 when it was refused (an
+//  A RECOMMEND, SIMILAR or SEARCH from a client. Returns 0, or -1 when it was refused (an
 //  Error was sent).
 int serve_request (serve_t *self, zframe_t *routing, const char *type, zframe_t *payload);
 

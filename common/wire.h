@@ -50,6 +50,8 @@
 #define WIRE_RECOMMEND_REPLY "RECOMMEND_REPLY" // Recommendations broker -> client
 #define WIRE_SIMILAR      "SIMILAR"       // Similar           client -> broker
 #define WIRE_SIMILAR_REPLY "SIMILAR_REPLY" // Recommendations   broker -> client
+#define WIRE_SEARCH       "SEARCH"        // Search            client -> broker
+#define WIRE_SEARCH_REPLY "SEARCH_REPLY"  // Recommendations   broker -> client
 #define WIRE_SERVE        "SERVE"         // ServeJob          broker -> rank worker
 #define WIRE_SERVED       "SERVED"        // ServeResult       rank worker -> broker
 

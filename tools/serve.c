@@ -1,8 +1,10 @@
-/*  serve: `strata recommend` and `strata similar`, one key from the command line or
-    many from a file (one per line; "-" reads stdin), through the broker's api
-    endpoint. A batch keeps up to `inflight` requests in flight on one socket and
-    writes TSV lines `key<TAB>item1,item2,...` in input order (an empty list and a
-    message on stderr for a key that got an Error).
+/*  serve: `strata recommend`, `strata similar` and `strata search`, one key (user,
+    item, query) from the command line or many from a file (one per line; "-" reads
+    stdin), through the broker's api endpoint. A batch keeps up to `inflight` requests
+    in flight on one socket and writes TSV lines `key<TAB>item1,item2,...` in input
+    order (an empty list and a message on stderr for a key that got an Error). A
+    search line may carry candidates, `query<TAB>item1,item2,...`: only those items
+    are ranked.
 */
 #include "serve.h"
 
@@ -20,7 +22,7 @@
 typedef struct {
     char *broker, *dir;
     int64_t timeout_ms;
-    char *user, *users, *item, *items, *category, *exclude, *recent;
+    char *user, *users, *item, *items, *queries, *category, *exclude, *recent;
     int64_t k, inflight;
     double min_price, max_price;
     bool json, exclude_seen, include_purchased;
@@ -31,10 +33,12 @@ static const config_key_t s_keys[] = {
     { "broker", CONFIG_STRING, OFF (broker), "", 0, -1, "broker endpoint (default: local)" },
     { "dir", CONFIG_STRING, OFF (dir), "", 0, -1, "find the cluster started by strata up --dir" },
     { "timeout-ms", CONFIG_INT, OFF (timeout_ms), "5000", 100, 3600000, "how long to wait for each answer" },
-    { "user", CONFIG_STRING, OFF (user), "", 0, -1, "recommend: the user" },
+    { "user", CONFIG_STRING, OFF (user), "", 0, -1, "recommend: the user; search: blend in this user's taste" },
     { "users", CONFIG_STRING, OFF (users), "", 0, -1, "recommend: a file of users, one per line (-: stdin)" },
     { "item", CONFIG_STRING, OFF (item), "", 0, -1, "similar: the item" },
     { "items", CONFIG_STRING, OFF (items), "", 0, -1, "similar: a file of items, one per line (-: stdin)" },
+    { "queries", CONFIG_STRING, OFF (queries), "", 0, -1,
+      "search: a file of queries, one per line, optionally query<TAB>item1,item2,... (-: stdin)" },
     { "k", CONFIG_INT, OFF (k), "10", 1, 1000, "items per answer (also -k)" },
     { "category", CONFIG_STRING, OFF (category), "", 0, -1, "only items with this category (any level)" },
     { "min-price", CONFIG_DOUBLE, OFF (min_price), "-1", -1, 1e12, "only items at this price or more" },
@@ -128,12 +132,35 @@ s_parts_free (request_parts_t *p)
     free (p->recent_p);
 }
 
-//  Packs the request for `key` (a user or an item).
+typedef enum { KIND_RECOMMEND, KIND_SIMILAR, KIND_SEARCH } kind_t;
+
+//  Packs the request for `key` (a user, an item, a query with optional candidates after
+//  a tab); user: the searching user (may be empty).
 static uint8_t *
-s_pack (bool similar, const char *key, const char *request_id, uint32_t k, request_parts_t *p, size_t *len)
+s_pack (kind_t kind, const char *key, const char *user, const char *request_id, uint32_t k, request_parts_t *p,
+        size_t *len)
 {
     uint8_t *buf = NULL;
-    if (similar) {
+    if (kind == KIND_SEARCH) {
+        Strata__V1__Search q = STRATA__V1__SEARCH__INIT;
+        const char *tab = strchr (key, '\t');
+        char *query = tab ? strndup (key, (size_t) (tab - key)) : strdup (key);
+        size_t nc = 0;
+        char **cands = tab ? s_split (tab + 1, &nc) : NULL;
+        q.request_id = (char *) request_id;
+        q.query = query;
+        q.user = (char *) (user ? user : "");
+        q.k = k;
+        q.filters = &p->f;
+        q.candidates = cands;
+        q.n_candidates = nc;
+        *len = strata__v1__search__get_packed_size (&q);
+        if ((buf = malloc (*len ? *len : 1)))
+            strata__v1__search__pack (&q, buf);
+        s_free_list (cands, nc);
+        free (query);
+    }
+    else if (kind == KIND_SIMILAR) {
         Strata__V1__Similar q = STRATA__V1__SIMILAR__INIT;
         q.request_id = (char *) request_id;
         q.item = (char *) key;
@@ -161,7 +188,7 @@ s_pack (bool similar, const char *key, const char *request_id, uint32_t k, reque
 //  Reads keys, one per line (blank lines skipped; a line may carry more after a tab,
 //  which is ignored here).
 static char **
-s_read_keys (const char *path, size_t *n)
+s_read_keys (const char *path, bool keep_tab, size_t *n)
 {
     FILE *f = strcmp (path, "-") ? fopen (path, "r") : stdin;
     *n = 0;
@@ -173,7 +200,7 @@ s_read_keys (const char *path, size_t *n)
     size_t lcap = 0;
     ssize_t got;
     while (keys && (got = getline (&line, &lcap, f)) >= 0) {
-        line[strcspn (line, "\t\r\n")] = 0;
+        line[strcspn (line, keep_tab ? "\r\n" : "\t\r\n")] = 0;
         if (!*line)
             continue;
         if (*n == cap) {
@@ -214,20 +241,23 @@ s_print_one (const char *type, const char *key, Strata__V1__Recommendations *r, 
 }
 
 static int
-s_run (int argc, char **argv, bool similar)
+s_run (int argc, char **argv, kind_t kind)
 {
+    bool similar = kind == KIND_SIMILAR, search = kind == KIND_SEARCH;
     //  -k N is --k N.
     for (int i = 1; i < argc; i++)
         if (!strcmp (argv[i], "-k"))
             argv[i] = "--k";
     serve_cfg_t cfg = { 0 };
     char err[512];
-    const char *name = similar ? "similar" : "recommend";
-    int rc = config_parse (s_keys, &cfg, argc, argv, NULL, err, sizeof err);
+    const char *name = similar ? "similar" : search ? "search" : "recommend";
+    int argi = argc;
+    int rc = config_parse (s_keys, &cfg, argc, argv, &argi, err, sizeof err);
     if (rc == CONFIG_HELP) {
         config_help (s_keys, stdout,
                      similar ? "usage: strata similar --item I | --items FILE [-k 10] [--json] [filters]"
-                             : "usage: strata recommend --user U | --users FILE [-k 10] [--json] [filters]");
+                     : search ? "usage: strata search \"QUERY\" | --queries FILE [--user U] [-k 10] [--json] [filters]"
+                              : "usage: strata recommend --user U | --users FILE [-k 10] [--json] [filters]");
         config_free (s_keys, &cfg);
         return 0;
     }
@@ -236,15 +266,17 @@ s_run (int argc, char **argv, bool similar)
         config_free (s_keys, &cfg);
         return 2;
     }
-    const char *one = similar ? cfg.item : cfg.user, *file = similar ? cfg.items : cfg.users;
+    const char *one = similar ? cfg.item : search ? (argi < argc ? argv[argi] : NULL) : cfg.user;
+    const char *file = similar ? cfg.items : search ? cfg.queries : cfg.users;
     cluster_endpoints_t eps;
     size_t n = 0;
     char **keys = NULL;
     bool batch = file && *file;
     rc = 0;
     if (!batch && !(one && *one)) {
-        fprintf (stderr, "strata %s: give %s or %s (see --help)\n", name, similar ? "--item" : "--user",
-                 similar ? "--items FILE" : "--users FILE");
+        fprintf (stderr, "strata %s: give %s or %s (see --help)\n", name,
+                 similar ? "--item" : search ? "a query" : "--user",
+                 similar ? "--items FILE" : search ? "--queries FILE" : "--users FILE");
         rc = 2;
     }
     else if (cluster_resolve (cfg.broker, cfg.dir, &eps, err, sizeof err) < 0) {
@@ -252,7 +284,7 @@ s_run (int argc, char **argv, bool similar)
         rc = 1;
     }
     else if (batch) {
-        keys = s_read_keys (file, &n);
+        keys = s_read_keys (file, search, &n);
         if (!keys) {
             fprintf (stderr, "strata %s: cannot read %s\n", name, file);
             rc = 1;
@@ -276,14 +308,14 @@ s_run (int argc, char **argv, bool similar)
     char **errors = calloc (n ? n : 1, sizeof *errors);
     size_t sent = 0, done = 0, failed = 0;
     int64_t last = util_mono_ms ();
-    const char *type = similar ? WIRE_SIMILAR : WIRE_RECOMMEND;
-    const char *reply_type = similar ? WIRE_SIMILAR_REPLY : WIRE_RECOMMEND_REPLY;
+    const char *type = similar ? WIRE_SIMILAR : search ? WIRE_SEARCH : WIRE_RECOMMEND;
+    const char *reply_type = similar ? WIRE_SIMILAR_REPLY : search ? WIRE_SEARCH_REPLY : WIRE_RECOMMEND_REPLY;
     while (s && answers && errors && done < n) {
         while (sent < n && sent - done < (size_t) cfg.inflight) {
             char id[24];
             snprintf (id, sizeof id, "%zu", sent);
             size_t len;
-            uint8_t *buf = s_pack (similar, keys[sent], id, (uint32_t) cfg.k, &parts, &len);
+            uint8_t *buf = s_pack (kind, keys[sent], cfg.user, id, (uint32_t) cfg.k, &parts, &len);
             if (buf)
                 wire_send_bytes (s, NULL, type, buf, len);
             free (buf);
@@ -333,7 +365,7 @@ s_run (int argc, char **argv, bool similar)
     }
     for (size_t i = 0; i < n; i++) {
         if (batch) {
-            printf ("%s\t", keys[i]);
+            printf ("%.*s\t", (int) strcspn (keys[i], "\t"), keys[i]);
             for (size_t j = 0; answers && answers[i] && j < answers[i]->n_items; j++)
                 printf (j ? ",%s" : "%s", answers[i]->items[j]->item);
             putchar ('\n');
@@ -367,11 +399,17 @@ s_run (int argc, char **argv, bool similar)
 int
 recommend_main (int argc, char **argv)
 {
-    return s_run (argc, argv, false);
+    return s_run (argc, argv, KIND_RECOMMEND);
 }
 
 int
 similar_main (int argc, char **argv)
 {
-    return s_run (argc, argv, true);
+    return s_run (argc, argv, KIND_SIMILAR);
+}
+
+int
+search_main (int argc, char **argv)
+{
+    return s_run (argc, argv, KIND_SEARCH);
 }

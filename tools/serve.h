@@ -4,5 +4,6 @@
 
 int recommend_main (int argc, char **argv);
 int similar_main (int argc, char **argv);
+int search_main (int argc, char **argv);
 
 #endif

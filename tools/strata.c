@@ -459,6 +459,7 @@ s_usage (FILE *out)
                   "  train    train the model on the cluster's data (--wait follows the run)\n"
                   "  recommend  recommendations for a user (--user U) or many (--users FILE)\n"
                   "  similar  items like an item (--item I) or many (--items FILE)\n"
+                  "  search   items matching a query (\"QUERY\" [--user U]) or many (--queries FILE)\n"
                   "  gen      write a synthetic catalogue and event stream\n"
                   "  demo     start a cluster, import synthetic data and show what it holds\n");
 }
@@ -675,6 +676,8 @@ main (int argc, char **argv)
         return recommend_main (argc, argv);
     if (!strcmp (cmd, "similar"))
         return similar_main (argc, argv);
+    if (!strcmp (cmd, "search"))
+        return search_main (argc, argv);
     if (!strcmp (cmd, "rejects"))
         return s_cmd_rejects (argc, argv);
     if (!strcmp (cmd, "up"))

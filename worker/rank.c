@@ -12,6 +12,7 @@
 #include "model.h"
 #include "nn.h"
 #include "request.h"
+#include "search.h"
 #include "snapshot.h"
 #include "store.h"
 #include "util.h"
@@ -62,6 +63,7 @@ struct _rank_worker_t {
     store_t *store;
     served_t *cur;
     catalogue_t cat;
+    search_index_t *index;    // over the catalogue
     zsock_t *trainer;
     download_t dl;
     int64_t next_poll, next_catalogue;
@@ -299,9 +301,13 @@ s_catalogue_fetch (rank_worker_t *self)
             log_warn ("catalogue from %s: %s", self->cfg.broker_api, err);
             return;
         }
-        for (size_t i = 0; i < r->n_items; i++)
+        for (size_t i = 0; i < r->n_items; i++) {
+            uint32_t before = self->cat.n;
             if (s_catalogue_add (&self->cat, r->items[i]) < 0)
                 log_error ("out of memory for the catalogue");
+            else if (self->cat.n > before && search_index_add (self->index, before, r->items[i]) < 0)
+                log_error ("out of memory for the search index");
+        }
         bool done = r->done || r->n_items == 0;
         strata__v1__catalogue_reply__free_unpacked (r, NULL);
         if (done)
@@ -333,11 +339,12 @@ rank_worker_new (const rank_config_t *cfg)
     if (self->cfg.keep_versions < 1)
         self->cfg.keep_versions = 2;
     self->cat.index = zhashx_new ();
+    self->index = search_index_new (NULL);
     self->top = malloc ((size_t) (self->cfg.rerank_top > MAX_K ? self->cfg.rerank_top : MAX_K) * sizeof *self->top);
     self->logits = malloc ((size_t) (self->cfg.rerank_top > MAX_K ? self->cfg.rerank_top : MAX_K) * sizeof (float));
     self->store = store_open (cfg->dir, s_cfs, CF_COUNT);
     self->trainer = zsock_new (ZMQ_DEALER);
-    if (!self->cat.index || !self->top || !self->logits || !self->store || !self->trainer) {
+    if (!self->cat.index || !self->index || !self->top || !self->logits || !self->store || !self->trainer) {
         log_error ("cannot start the rank worker (store %s)", cfg->dir);
         rank_worker_destroy (&self);
         return NULL;
@@ -384,6 +391,7 @@ rank_worker_destroy (rank_worker_t **self_p)
     free (self->cat.cat_off);
     free (self->cat.cat);
     zhashx_destroy (&self->cat.index);
+    search_index_destroy (&self->index);
     zsock_destroy (&self->trainer);
     store_destroy (&self->store);
     free (self->scores);
@@ -562,7 +570,11 @@ rank_worker_tick (rank_worker_t *self)
 //  A request being answered.
 typedef struct {
     uint64_t job_id;
-    bool similar;                 // SIMILAR (else RECOMMEND)
+    bool similar;                 // SIMILAR
+    bool search;                  // SEARCH (neither: RECOMMEND)
+    const char *query;
+    uint32_t *only;               // SEARCH: rank only these items (NULL: all)
+    uint32_t n_only;
     const char *request_id;
     uint32_t k;
     const Strata__V1__Filters *filters;
@@ -672,7 +684,7 @@ s_reply (rank_worker_t *self, zsock_t *sock, const req_t *r, const uint32_t *ite
         out.items = sp;
         out.source = (char *) source;
         out.worker = (char *) (self->cfg.id ? self->cfg.id : "");
-        res.type = r->similar ? WIRE_SIMILAR_REPLY : WIRE_RECOMMEND_REPLY;
+        res.type = r->similar ? WIRE_SIMILAR_REPLY : r->search ? WIRE_SEARCH_REPLY : WIRE_RECOMMEND_REPLY;
         res.reply.len = strata__v1__recommendations__get_packed_size (&out);
         buf = malloc (res.reply.len ? res.reply.len : 1);
         if (buf)
@@ -790,6 +802,72 @@ s_similar (rank_worker_t *self, zsock_t *sock, req_t *r)
     s_reply (self, sock, r, items, out, got, "item");
 }
 
+//  Text matches (BM25F) that pass the filters, the best rerank-top of them blended
+//  with the user's model score when the request names a user with a history.
+static void
+s_search (rank_worker_t *self, zsock_t *sock, req_t *r)
+{
+    served_t *s = self->cur;
+    uint32_t n = self->cat.n;
+    uint32_t *items = malloc ((n ? n : 1) * sizeof *items);
+    float *text = malloc ((n ? n : 1) * sizeof *text);
+    uint8_t *drop = calloc (n ? n : 1, 1);
+    if (!items || !text || !drop) {
+        free (items);
+        free (text);
+        free (drop);
+        r->error = "out of memory";
+        r->code = STRATA__V1__ERROR_CODE__INTERNAL;
+        s_reply (self, sock, r, NULL, NULL, 0, "");
+        return;
+    }
+    uint32_t found = search_index_query (self->index, r->query, r->only, r->n_only, items, text, n);
+    const Strata__V1__Filters *f = r->filters;
+    uint32_t h = f && f->category && *f->category ? s_level_hash (f->category) : 0;
+    uint32_t n_model = s ? s->info.items : 0;
+    for (uint32_t i = 0; i < found; i++) {
+        bool excluded = false;
+        for (uint32_t j = 0; j < r->n_seen && !excluded; j++)
+            excluded = r->seen[j] == items[i];
+        drop[i] = excluded || !s_passes (self, f, items[i], h);
+    }
+    int want = (int) (self->cfg.rerank_top > r->k ? self->cfg.rerank_top : r->k);
+    int got = nn_top_k (text, (int) found, -1, drop, self->top, want);
+    uint32_t out_items[MAX_K > 4096 ? MAX_K : 4096];
+    float out[MAX_K > 4096 ? MAX_K : 4096];
+    int m = got < (int) (sizeof out / sizeof out[0]) ? got : (int) (sizeof out / sizeof out[0]);
+    float tmax = m ? text[self->top[0]] : 1;
+    for (int i = 0; i < m; i++) {
+        out_items[i] = items[self->top[i]];
+        out[i] = text[self->top[i]] / (tmax > 0 ? tmax : 1);
+    }
+    const char *source = "text";
+    float *uvec = s && r->n_hist ? malloc ((size_t) s->info.dim * sizeof *uvec) : NULL;
+    if (uvec && model_user_vectors (s->m, r->hist, r->hist_types, &r->n_hist, 1, uvec) == 0 && m > 1) {
+        //  The user's retrieval score of each candidate, scaled to [0, 1] among them.
+        float lo = INFINITY, hi = -INFINITY;
+        for (int i = 0; i < m; i++) {
+            float d = out_items[i] < n_model
+                          ? cblas_sdot (s->info.dim, uvec, 1, s->vectors + (size_t) out_items[i] * s->info.dim, 1)
+                          : NAN;
+            self->logits[i] = d;
+            if (!isnan (d)) {
+                lo = d < lo ? d : lo;
+                hi = d > hi ? d : hi;
+            }
+        }
+        for (int i = 0; i < m && hi > lo; i++)
+            out[i] += (float) self->cfg.search_blend * (isnan (self->logits[i]) ? 0 : (self->logits[i] - lo) / (hi - lo));
+        source = "text+model";
+    }
+    free (uvec);
+    s_sort (out_items, out, m);
+    s_reply (self, sock, r, out_items, out, m < (int) r->k ? m : (int) r->k, source);
+    free (items);
+    free (text);
+    free (drop);
+}
+
 //  Decodes a job into r (allocations in the arena-free way: owned by the unpacked
 //  messages and freed by the caller).
 static void
@@ -798,6 +876,7 @@ s_parse (rank_worker_t *self, const Strata__V1__ServeJob *job, req_t *r, void **
     memset (r, 0, sizeof *r);
     r->job_id = job->job_id;
     r->similar = job->type && !strcmp (job->type, WIRE_SIMILAR);
+    r->search = job->type && !strcmp (job->type, WIRE_SEARCH);
     r->item = -1;
     r->slot = -1;
     r->code = STRATA__V1__ERROR_CODE__INVALID;
@@ -833,6 +912,48 @@ s_parse (rank_worker_t *self, const Strata__V1__ServeJob *job, req_t *r, void **
             return;
         }
         r->item = (int32_t) idx;
+    }
+    else if (r->search) {
+        Strata__V1__Search *q = strata__v1__search__unpack (NULL, job->request.len, job->request.data);
+        *inner = q;
+        if (!q) {
+            r->error = "SEARCH needs a Search";
+            r->code = STRATA__V1__ERROR_CODE__BAD_PAYLOAD;
+            return;
+        }
+        r->request_id = q->request_id;
+        r->k = q->k;
+        f = q->filters;
+        r->query = q->query;
+        if (!q->query || !*q->query) {
+            r->error = "empty query";
+            return;
+        }
+        if (q->n_candidates) {
+            r->only = malloc (q->n_candidates * sizeof *r->only);
+            if (!r->only) {
+                r->error = "out of memory";
+                r->code = STRATA__V1__ERROR_CODE__INTERNAL;
+                return;
+            }
+            for (size_t i = 0; i < q->n_candidates; i++) {
+                uint32_t idx;
+                if (s_item_index (self, q->candidates[i], &idx) == 0)
+                    r->only[r->n_only++] = idx;
+            }
+            if (r->n_only == 0) {
+                r->error = "none of the candidates is a known item";
+                r->code = STRATA__V1__ERROR_CODE__NOT_FOUND;
+                return;
+            }
+        }
+        r->hist = malloc ((job->n_history ? job->n_history : 1) * sizeof *r->hist);
+        r->hist_types = malloc (job->n_history ? job->n_history : 1);
+        for (size_t i = 0; r->hist && r->hist_types && i < job->n_history; i++)
+            if (job->history[i]->item < n_model) {
+                r->hist[r->n_hist] = job->history[i]->item;
+                r->hist_types[r->n_hist++] = (uint8_t) (job->history[i]->type < MODEL_EVENT_TYPES ? job->history[i]->type : 0);
+            }
     }
     else {
         Strata__V1__Recommend *q = strata__v1__recommend__unpack (NULL, job->request.len, job->request.data);
@@ -889,8 +1010,8 @@ s_parse (rank_worker_t *self, const Strata__V1__ServeJob *job, req_t *r, void **
         r->code = STRATA__V1__ERROR_CODE__INTERNAL;
         return;
     }
-    bool all = f && f->exclude_all_seen, none = f && f->include_purchased && !all;
-    for (uint32_t i = 0; i < r->n_hist; i++)
+    bool all = f && f->exclude_all_seen, none = (f && f->include_purchased && !all) || r->search;
+    for (uint32_t i = 0; i < r->n_hist && (all || !r->search); i++)
         if (all || (!none && r->hist_types[i] == STRATA__V1__EVENT_TYPE__PURCHASE))
             r->seen[r->n_seen++] = r->hist[i];
     for (size_t i = 0; i < n_exclude; i++) {
@@ -945,6 +1066,8 @@ rank_worker_serve (rank_worker_t *self, zframe_t **jobs, size_t n, zsock_t *sock
             s_reply (self, sock, r, NULL, NULL, 0, "");
         else if (r->similar)
             s_similar (self, sock, r);
+        else if (r->search)
+            s_search (self, sock, r);
         else if (r->n_hist == 0)
             s_recommend (self, sock, r, NULL);
         else if (pending)
@@ -999,6 +1122,7 @@ rank_worker_serve (rank_worker_t *self, zframe_t **jobs, size_t n, zsock_t *sock
         free (reqs[i].hist);
         free (reqs[i].hist_types);
         free (reqs[i].seen);
+        free (reqs[i].only);
         if (inner[i])
             protobuf_c_message_free_unpacked ((ProtobufCMessage *) inner[i], NULL);
         if (outer[i])

@@ -1,4 +1,4 @@
-/*  rank: the serving role. A rank worker answers the RECOMMEND and SIMILAR jobs the
+/*  rank: the serving role. A rank worker answers the RECOMMEND, SIMILAR and SEARCH jobs the
     broker routes to it, from the newest model version it holds.
 
     Model versions: it asks the trainer's api endpoint for the newest version every
@@ -17,7 +17,11 @@
     that pass the filters are re-ranked by the ranking head (its logit plus
     rerank-blend times the retrieval score); a user with no usable history gets the
     most popular items (time-decayed) that pass the filters. SIMILAR: the items whose
-    vectors score highest against the item's.
+    vectors score highest against the item's. SEARCH: BM25F over the catalogue's text
+    (search.h), the best rerank-top matches that pass the filters blended, when the
+    request names a user with a history, with that user's retrieval score (both scaled
+    to [0, 1] among the candidates; search-blend weighs the model's); a request may
+    restrict the ranking to a list of candidate items.
 */
 #ifndef STRATA_RANK_H
 #define STRATA_RANK_H
@@ -36,6 +40,7 @@ typedef struct {
     double rerank_blend;       // weight of the retrieval score in the re-ranked score
     int64_t batch;             // users whose vectors are computed together
     int64_t keep_versions;     // versions kept in the worker's RocksDB
+    double search_blend;       // weight of the user's model score beside text relevance
 } rank_config_t;
 
 typedef struct _rank_worker_t rank_worker_t;

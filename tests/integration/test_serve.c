@@ -1,7 +1,7 @@
 /*  Integration: serving over TCP with real processes: a broker, a trainer with a train
     worker, and rank workers. A small shop whose right answers are known (users walk a
     cycle of shoes or of hats, item i followed by item i+1) is trained on; then
-    recommend, similar and their filters answer as they must, unknown users and an item
+    recommend, similar, search and their filters answer as they must, unknown users and an item
     nobody touched are served, bad requests get Error replies while the workers keep
     serving, a new model version is swapped in under load without a failed request, and
     a rank worker killed under load costs no request either.
@@ -308,6 +308,46 @@ Test (serve, answers_filters_cold_start_and_errors)
         shoes += a.rec->items[i]->item[0] == 'A';
     }
     cr_expect_geq (shoes, 5, "only %d of Z's 6 nearest items are shoes", shoes);
+    s_answer_free (&a);
+    //  Search: text relevance over titles, brands, categories; candidates restrict it;
+    //  a user blends in the model's taste.
+    Strata__V1__Search q = STRATA__V1__SEARCH__INIT;
+    q.query = "Winter Hats";
+    q.k = 5;
+    s_ask (WIRE_SEARCH, &q.base, &a);
+    cr_assert_not_null (a.rec, "%s", a.err ? a.err->message : a.type);
+    cr_expect_str_eq (a.type, WIRE_SEARCH_REPLY);
+    cr_expect_str_eq (a.rec->source, "text");
+    cr_expect_eq (a.rec->n_items, 5u);
+    for (size_t i = 0; i < a.rec->n_items; i++)
+        cr_expect_eq (a.rec->items[i]->item[0], 'B', "'winter hats' found %s", a.rec->items[i]->item);
+    s_answer_free (&a);
+    char *cands[] = { "B1", "A2", "Z", "no-such-item" };
+    q.query = "running";
+    q.candidates = cands;
+    q.n_candidates = 4;
+    s_ask (WIRE_SEARCH, &q.base, &a);
+    cr_assert_not_null (a.rec);
+    cr_expect_eq (a.rec->n_items, 2u, "only A2 and Z of the candidates match 'running'");
+    cr_expect (s_has (a.rec, "A2") && s_has (a.rec, "Z") && !s_has (a.rec, "B1"));
+    s_answer_free (&a);
+    q.candidates = NULL;
+    q.n_candidates = 0;
+    q.query = "fleet shoe";
+    q.user = "t-a3";
+    q.k = 3;
+    s_ask (WIRE_SEARCH, &q.base, &a);
+    cr_assert_not_null (a.rec);
+    cr_expect_str_eq (a.rec->source, "text+model");
+    for (size_t i = 0; i < a.rec->n_items; i++)
+        cr_expect (a.rec->items[i]->item[0] == 'A' || a.rec->items[i]->item[0] == 'Z');
+    s_answer_free (&a);
+    q.query = "";
+    q.request_id = "empty";
+    s_ask (WIRE_SEARCH, &q.base, &a);
+    cr_assert_not_null (a.err, "an empty query was answered");
+    cr_expect_eq (a.err->code, STRATA__V1__ERROR_CODE__INVALID);
+    cr_expect_str_eq (a.err->ref, "empty");
     s_answer_free (&a);
     //  Bad requests get Errors, from the broker or the worker, with a reason.
     sim.item = "no-such-item";

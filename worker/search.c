@@ -1,0 +1,277 @@
+/*  search: see search.h. */
+#include "search.h"
+
+#include <czmq.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tokenize.h"
+
+typedef struct {
+    uint32_t *items;
+    uint16_t *tf;          // SEARCH_FIELDS per entry
+    uint32_t n, cap;
+} posting_t;
+
+struct _search_index_t {
+    search_params_t p;
+    zhashx_t *terms;       // term -> posting_t
+    uint16_t *len;         // SEARCH_FIELDS per item
+    double sum_len[SEARCH_FIELDS];
+    uint32_t n, cap;
+    float *acc;            // per item, zero between queries
+    uint8_t *allowed;      // per item, zero between queries
+    uint32_t acc_cap;
+};
+
+void
+search_params_default (search_params_t *p)
+{
+    p->k1 = 1.2f;
+    p->b = 0.75f;
+    p->weight[SEARCH_TITLE] = 2.0f;
+    p->weight[SEARCH_BRAND] = 1.5f;
+    p->weight[SEARCH_CATEGORY] = 1.0f;
+    p->weight[SEARCH_ATTRIBUTES] = 1.0f;
+}
+
+static void
+s_posting_free (void **item)
+{
+    posting_t *p = *item;
+    if (p) {
+        free (p->items);
+        free (p->tf);
+        free (p);
+        *item = NULL;
+    }
+}
+
+search_index_t *
+search_index_new (const search_params_t *params)
+{
+    search_index_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    if (params)
+        self->p = *params;
+    else
+        search_params_default (&self->p);
+    self->terms = zhashx_new ();
+    if (!self->terms) {
+        free (self);
+        return NULL;
+    }
+    zhashx_set_destructor (self->terms, s_posting_free);
+    return self;
+}
+
+void
+search_index_destroy (search_index_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    search_index_t *self = *self_p;
+    zhashx_destroy (&self->terms);
+    free (self->len);
+    free (self->acc);
+    free (self->allowed);
+    free (self);
+    *self_p = NULL;
+}
+
+uint32_t
+search_index_size (search_index_t *self)
+{
+    return self->n;
+}
+
+//  One item's terms with their frequency per field, while it is being added.
+typedef struct {
+    char (*term)[TOKENIZE_MAX_TOKEN + 1];
+    uint16_t (*tf)[SEARCH_FIELDS];
+    uint32_t n, cap;
+    int field;
+    uint16_t len[SEARCH_FIELDS];
+    int failed;
+} bag_t;
+
+static void
+s_bag_add (const char *tok, size_t len, void *arg)
+{
+    bag_t *b = arg;
+    if (b->len[b->field] < UINT16_MAX)
+        b->len[b->field]++;
+    for (uint32_t i = 0; i < b->n; i++)
+        if (!strcmp (b->term[i], tok)) {
+            if (b->tf[i][b->field] < UINT16_MAX)
+                b->tf[i][b->field]++;
+            return;
+        }
+    if (b->n == b->cap) {
+        uint32_t cap = b->cap ? b->cap * 2 : 32;
+        void *t = realloc (b->term, cap * sizeof *b->term), *f = t ? realloc (b->tf, cap * sizeof *b->tf) : NULL;
+        if (t)
+            b->term = t;
+        if (f)
+            b->tf = f;
+        if (!t || !f) {
+            b->failed = 1;
+            return;
+        }
+        b->cap = cap;
+    }
+    memcpy (b->term[b->n], tok, len + 1);
+    memset (b->tf[b->n], 0, sizeof b->tf[b->n]);
+    b->tf[b->n][b->field] = 1;
+    b->n++;
+}
+
+static void
+s_bag_text (bag_t *b, int field, const char *text)
+{
+    if (!text || !*text)
+        return;
+    b->field = field;
+    tokenize (text, strlen (text), TOKENIZE_STEM, s_bag_add, b);
+}
+
+int
+search_index_add (search_index_t *self, uint32_t index, const Strata__V1__Item *item)
+{
+    if (index != self->n)
+        return -1;
+    if (self->n == self->cap) {
+        uint32_t cap = self->cap ? self->cap * 2 : 1024;
+        uint16_t *len = realloc (self->len, (size_t) cap * SEARCH_FIELDS * sizeof *len);
+        if (!len)
+            return -1;
+        self->len = len;
+        self->cap = cap;
+    }
+    bag_t b = { 0 };
+    s_bag_text (&b, SEARCH_TITLE, item->title);
+    s_bag_text (&b, SEARCH_BRAND, item->brand);
+    for (size_t k = 0; k < item->n_category; k++)
+        s_bag_text (&b, SEARCH_CATEGORY, item->category[k]);
+    for (size_t k = 0; k < item->n_attributes; k++) {
+        s_bag_text (&b, SEARCH_ATTRIBUTES, item->attributes[k]->key);
+        s_bag_text (&b, SEARCH_ATTRIBUTES, item->attributes[k]->value);
+    }
+    int rc = b.failed ? -1 : 0;
+    for (uint32_t i = 0; rc == 0 && i < b.n; i++) {
+        posting_t *p = zhashx_lookup (self->terms, b.term[i]);
+        if (!p) {
+            p = calloc (1, sizeof *p);
+            if (!p) {
+                rc = -1;
+                break;
+            }
+            zhashx_insert (self->terms, b.term[i], p);
+        }
+        if (p->n == p->cap) {
+            uint32_t cap = p->cap ? p->cap * 2 : 4;
+            uint32_t *items = realloc (p->items, cap * sizeof *items);
+            uint16_t *tf = items ? realloc (p->tf, (size_t) cap * SEARCH_FIELDS * sizeof *tf) : NULL;
+            if (items)
+                p->items = items;
+            if (tf)
+                p->tf = tf;
+            if (!items || !tf) {
+                rc = -1;
+                break;
+            }
+            p->cap = cap;
+        }
+        p->items[p->n] = index;
+        memcpy (p->tf + (size_t) p->n * SEARCH_FIELDS, b.tf[i], sizeof b.tf[i]);
+        p->n++;
+    }
+    memcpy (self->len + (size_t) index * SEARCH_FIELDS, b.len, sizeof b.len);
+    for (int f = 0; f < SEARCH_FIELDS; f++)
+        self->sum_len[f] += b.len[f];
+    self->n++;
+    free (b.term);
+    free (b.tf);
+    return rc;
+}
+
+typedef struct {
+    char (*term)[TOKENIZE_MAX_TOKEN + 1];
+    uint32_t n, cap;
+} terms_t;
+
+static void
+s_query_term (const char *tok, size_t len, void *arg)
+{
+    terms_t *t = arg;
+    for (uint32_t i = 0; i < t->n; i++)
+        if (!strcmp (t->term[i], tok))
+            return;
+    if (t->n == t->cap)
+        return;
+    memcpy (t->term[t->n++], tok, len + 1);
+}
+
+uint32_t
+search_index_query (search_index_t *self, const char *query, const uint32_t *only, uint32_t n_only, uint32_t *items,
+                    float *scores, uint32_t cap)
+{
+    if (!query || !self->n)
+        return 0;
+    if (self->acc_cap < self->n) {
+        free (self->acc);
+        free (self->allowed);
+        self->acc = calloc (self->cap, sizeof *self->acc);
+        self->allowed = calloc (self->cap, 1);
+        self->acc_cap = self->acc && self->allowed ? self->cap : 0;
+        if (!self->acc_cap)
+            return 0;
+    }
+    char buf[64][TOKENIZE_MAX_TOKEN + 1];
+    terms_t t = { buf, 0, 64 };
+    tokenize (query, strlen (query), TOKENIZE_STEM, s_query_term, &t);
+    for (uint32_t i = 0; only && i < n_only; i++)
+        if (only[i] < self->n)
+            self->allowed[only[i]] = 1;
+    float avg[SEARCH_FIELDS];
+    for (int f = 0; f < SEARCH_FIELDS; f++)
+        avg[f] = self->sum_len[f] > 0 ? (float) (self->sum_len[f] / self->n) : 1.0f;
+    const search_params_t *p = &self->p;
+    uint32_t found = 0;
+    for (uint32_t q = 0; q < t.n; q++) {
+        posting_t *post = zhashx_lookup (self->terms, t.term[q]);
+        if (!post)
+            continue;
+        float idf = logf (1.0f + ((float) self->n - (float) post->n + 0.5f) / ((float) post->n + 0.5f));
+        for (uint32_t k = 0; k < post->n; k++) {
+            uint32_t it = post->items[k];
+            if (only && !self->allowed[it])
+                continue;
+            const uint16_t *tf = post->tf + (size_t) k * SEARCH_FIELDS;
+            const uint16_t *len = self->len + (size_t) it * SEARCH_FIELDS;
+            float x = 0;
+            for (int f = 0; f < SEARCH_FIELDS; f++)
+                if (tf[f])
+                    x += p->weight[f] * tf[f] / (1.0f - p->b + p->b * len[f] / avg[f]);
+            float s = idf * x * (p->k1 + 1) / (p->k1 + x);
+            if (self->acc[it] == 0 && found < cap)
+                items[found++] = it;
+            self->acc[it] += s;
+        }
+    }
+    for (uint32_t i = 0; i < found; i++) {
+        scores[i] = self->acc[items[i]];
+    }
+    //  Clear what this query touched (the accumulator of items past cap too).
+    for (uint32_t q = 0; q < t.n; q++) {
+        posting_t *post = zhashx_lookup (self->terms, t.term[q]);
+        for (uint32_t k = 0; post && k < post->n; k++)
+            self->acc[post->items[k]] = 0;
+    }
+    for (uint32_t i = 0; only && i < n_only; i++)
+        if (only[i] < self->n)
+            self->allowed[only[i]] = 0;
+    return found;
+}

@@ -1,0 +1,47 @@
+/*  search: a rank worker's text index over the catalogue, scored with BM25F.
+
+    Every item's title, brand, category path and attributes (names and values) are
+    tokenised the way the preprocess workers tokenise titles and the way queries are
+    (tokenize.h: case folding, light English stemming, CJK character bigrams). A term's
+    frequencies in the fields are combined before saturation, as BM25F does:
+
+        tf~ = sum over fields f of  w_f * tf_f / (1 - b + b * len_f / avglen_f)
+        score = sum over query terms t of  idf (t) * tf~ * (k1 + 1) / (k1 + tf~)
+
+    with idf (t) = ln (1 + (N - df + 0.5) / (df + 0.5)). Items are added in index order,
+    as the catalogue grows; a query touches only the postings of its terms.
+*/
+#ifndef STRATA_SEARCH_H
+#define STRATA_SEARCH_H
+
+#include <stdint.h>
+
+#include "strata.pb-c.h"
+
+typedef struct _search_index_t search_index_t;
+
+enum { SEARCH_TITLE, SEARCH_BRAND, SEARCH_CATEGORY, SEARCH_ATTRIBUTES, SEARCH_FIELDS };
+
+typedef struct {
+    float k1, b;
+    float weight[SEARCH_FIELDS];
+} search_params_t;
+
+void search_params_default (search_params_t *p);
+
+search_index_t *search_index_new (const search_params_t *params);
+void search_index_destroy (search_index_t **self_p);
+
+//  Indexes item number `index` (must be the next one: items come in order). 0 or -1.
+int search_index_add (search_index_t *self, uint32_t index, const Strata__V1__Item *item);
+
+//  Items indexed.
+uint32_t search_index_size (search_index_t *self);
+
+//  The text scores of every item matching a term of the query: fills items[] and
+//  scores[] (at most cap entries, any order) and returns how many. With `only`
+//  (n_only item indices), only those items are scored (re-ranking a given set).
+uint32_t search_index_query (search_index_t *self, const char *query, const uint32_t *only, uint32_t n_only,
+                             uint32_t *items, float *scores, uint32_t cap);
+
+#endif
