@@ -598,6 +598,7 @@ knowledge_history_page (knowledge_t *self, uint32_t start_user, uint32_t max_use
         x->type = e->type;
         x->timestamp_ms = e->timestamp_ms;
         x->value = (float) e->value;
+        x->query = e->query ? e->query : "";
         cur->events[cur->n_events++] = x;
         events++;
     }

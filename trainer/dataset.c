@@ -35,6 +35,7 @@ dataset_destroy (dataset_t **self_p)
     free (d->items);
     free (d->types);
     free (d->ts);
+    query_terms_destroy (&d->terms);
     free (d);
     *self_p = NULL;
 }
@@ -93,7 +94,8 @@ dataset_fetch (const char *endpoint, int timeout_ms, char *err, size_t errlen)
     uint8_t *types = malloc (cap);
     int64_t *ts = malloc (cap * sizeof *ts);
     uint32_t n_users = 0, n_items = 0, start = 0;
-    bool done = false, ok = users && items && types && ts;
+    qt_builder_t *qt = qt_builder_new ();
+    bool done = false, ok = users && items && types && ts && qt;
     while (ok && !done) {
         Strata__V1__HistoryRequest req = STRATA__V1__HISTORY_REQUEST__INIT;
         req.start_user = start;
@@ -110,6 +112,11 @@ dataset_fetch (const char *endpoint, int timeout_ms, char *err, size_t errlen)
             Strata__V1__UserHistory *h = r->users[i];
             for (size_t k = 0; k < h->n_events; k++) {
                 Strata__V1__Interaction *x = h->events[k];
+                if (qt_builder_event (qt, h->user, x) < 0) {
+                    snprintf (err, errlen, "out of memory");
+                    ok = false;
+                    break;
+                }
                 if (x->item == DATASET_NO_TARGET)
                     continue;
                 if (n == cap) {
@@ -144,8 +151,11 @@ dataset_fetch (const char *endpoint, int timeout_ms, char *err, size_t errlen)
         strata__v1__history_reply__free_unpacked (r, NULL);
     }
     dataset_t *d = ok ? dataset_from_arrays (n_users, n_items, n, users, items, types, ts) : NULL;
+    if (d && !(d->terms = qt_builder_finish (qt)))
+        dataset_destroy (&d);
     if (ok && !d)
         snprintf (err, errlen, "out of memory");
+    qt_builder_destroy (&qt);
     free (users);
     free (items);
     free (types);

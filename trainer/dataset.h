@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "query_terms.h"
+
 #define DATASET_NO_TARGET UINT32_MAX
 
 typedef struct {
@@ -27,9 +29,12 @@ typedef struct {
     uint32_t *items;     // n_events
     uint8_t *types;      // n_events (EventType)
     int64_t *ts;         // n_events
+    query_terms_t *terms; // what searchers chose (dataset_fetch), or NULL
 } dataset_t;
 
-//  Fetches every user's history from a broker's api endpoint. NULL with err on failure.
+//  Fetches every user's history from a broker's api endpoint, and from its searches the
+//  terms' associations with what followed them (query_terms.h). NULL with err on
+//  failure.
 dataset_t *dataset_fetch (const char *endpoint, int timeout_ms, char *err, size_t errlen);
 
 //  Builds a dataset from parallel arrays of n events (any order; sorted here by user,

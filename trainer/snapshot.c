@@ -8,8 +8,19 @@
 
 #define MAGIC_LEN 12
 
+//  Bytes of the terms section.
+static size_t
+s_terms_bytes (const query_terms_t *t)
+{
+    size_t n = 0;
+    for (uint32_t k = 0; t && k < t->n; k++)
+        n += 1 + strlen (t->terms[k]) + 4 + (size_t) (t->off[k + 1] - t->off[k]) * 8;
+    return n;
+}
+
 uint8_t *
-snapshot_build (model_t *m, uint64_t version, const float *popularity, json_t *meta, size_t *len)
+snapshot_build (model_t *m, uint64_t version, const float *popularity, const query_terms_t *terms, json_t *meta,
+                size_t *len)
 {
     const model_config_t *c = model_config (m);
     const float *vectors = model_item_vectors (m);
@@ -20,10 +31,11 @@ snapshot_build (model_t *m, uint64_t version, const float *popularity, json_t *m
     json_t *widths = json_array ();
     for (int k = 0; c->rank_negatives > 0 && k < c->rank_layers; k++)
         json_array_append_new (widths, json_integer (c->rank_widths[k]));
-    json_t *h = json_pack ("{s:I, s:i, s:i, s:i, s:i, s:i, s:o, s:I, s:I, s:O}", "version", (json_int_t) version, "dim",
-                           c->dim, "max_len", c->max_len, "blocks", c->blocks, "ffn", c->ffn, "rank_negatives",
+    size_t tbytes = s_terms_bytes (terms);
+    json_t *h = json_pack ("{s:I, s:i, s:i, s:i, s:i, s:i, s:o, s:I, s:I, s:I, s:O}", "version", (json_int_t) version,
+                           "dim", c->dim, "max_len", c->max_len, "blocks", c->blocks, "ffn", c->ffn, "rank_negatives",
                            c->rank_negatives, "rank_widths", widths, "items", (json_int_t) items, "dense",
-                           (json_int_t) dense, "meta", meta ? meta : json_object ());
+                           (json_int_t) dense, "terms_bytes", (json_int_t) tbytes, "meta", meta ? meta : json_object ());
     char *text = h ? json_dumps (h, JSON_COMPACT) : NULL;
     json_decref (h);
     if (!text)
@@ -31,7 +43,7 @@ snapshot_build (model_t *m, uint64_t version, const float *popularity, json_t *m
     uint32_t hlen = (uint32_t) strlen (text);
     size_t head = MAGIC_LEN + 4 + ((hlen + 3) & ~3u);
     size_t floats = dense + (size_t) items * c->dim + items;
-    uint8_t *blob = calloc (1, head + floats * sizeof (float));
+    uint8_t *blob = calloc (1, head + floats * sizeof (float) + tbytes);
     if (!blob) {
         free (text);
         return NULL;
@@ -45,7 +57,22 @@ snapshot_build (model_t *m, uint64_t version, const float *popularity, json_t *m
     model_dense_get (m, f);
     memcpy (f + dense, vectors, (size_t) items * c->dim * sizeof (float));
     memcpy (f + dense + (size_t) items * c->dim, popularity, items * sizeof (float));
-    *len = head + floats * sizeof (float);
+    uint8_t *p = blob + head + floats * sizeof (float);
+    for (uint32_t k = 0; terms && k < terms->n; k++) {
+        size_t tl = strlen (terms->terms[k]);
+        uint32_t cnt = terms->off[k + 1] - terms->off[k];
+        *p++ = (uint8_t) tl;
+        memcpy (p, terms->terms[k], tl);
+        p += tl;
+        memcpy (p, &cnt, 4);
+        p += 4;
+        for (uint32_t j = terms->off[k]; j < terms->off[k + 1]; j++) {
+            memcpy (p, &terms->items[j], 4);
+            memcpy (p + 4, &terms->weights[j], 4);
+            p += 8;
+        }
+    }
+    *len = head + floats * sizeof (float) + tbytes;
     return blob;
 }
 
@@ -75,6 +102,78 @@ s_int (json_t *h, const char *key, int64_t lo, int64_t hi, int64_t *out)
     return 0;
 }
 
+//  Parses the terms section. 0 or -1 (malformed, an item out of range, no memory).
+static int
+s_load_terms (const uint8_t *p, size_t len, uint32_t items, query_terms_t **out)
+{
+    //  Two passes: count the triples, then collect them.
+    size_t n = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        const char **terms = NULL;
+        uint32_t *its = NULL;
+        float *ws = NULL;
+        char (*buf)[256] = NULL;
+        if (pass == 1) {
+            terms = malloc ((n ? n : 1) * sizeof *terms);
+            its = malloc ((n ? n : 1) * sizeof *its);
+            ws = malloc ((n ? n : 1) * sizeof *ws);
+            buf = malloc ((n ? n : 1) * sizeof *buf);
+            if (!terms || !its || !ws || !buf) {
+                free (terms);
+                free (its);
+                free (ws);
+                free (buf);
+                return -1;
+            }
+        }
+        size_t at = 0, k = 0;
+        int bad = 0;
+        while (at < len && !bad) {
+            size_t tl = p[at++];
+            uint32_t cnt;
+            if (at + tl + 4 > len) {
+                bad = 1;
+                break;
+            }
+            const uint8_t *term = p + at;
+            at += tl;
+            memcpy (&cnt, p + at, 4);
+            at += 4;
+            if ((size_t) cnt * 8 > len - at) {
+                bad = 1;
+                break;
+            }
+            for (uint32_t j = 0; j < cnt; j++, k++) {
+                uint32_t item;
+                memcpy (&item, p + at, 4);
+                if (item >= items)
+                    bad = 1;
+                if (pass == 1 && !bad) {
+                    memcpy (buf[k], term, tl);
+                    buf[k][tl] = 0;
+                    terms[k] = buf[k];
+                    its[k] = item;
+                    memcpy (&ws[k], p + at + 4, 4);
+                }
+                at += 8;
+            }
+        }
+        if (pass == 0) {
+            if (bad)
+                return -1;
+            n = k;
+            continue;
+        }
+        *out = bad ? NULL : query_terms_from (terms, its, ws, n);
+        free (terms);
+        free (its);
+        free (ws);
+        free (buf);
+        return *out ? 0 : -1;
+    }
+    return -1;
+}
+
 model_t *
 snapshot_load (const uint8_t *blob, size_t len, int batch, snapshot_info_t *info, char *err, size_t errlen)
 {
@@ -92,11 +191,12 @@ snapshot_load (const uint8_t *blob, size_t len, int batch, snapshot_info_t *info
     }
     json_error_t jerr;
     json_t *h = json_loadb ((const char *) blob + MAGIC_LEN + 4, hlen, 0, &jerr);
-    int64_t version, dim, max_len, blocks, ffn, rank_neg, items, dense;
+    int64_t version, dim, max_len, blocks, ffn, rank_neg, items, dense, tbytes;
     if (!h || s_int (h, "version", 0, INT64_MAX, &version) < 0 || s_int (h, "dim", 1, 4096, &dim) < 0
         || s_int (h, "max_len", 1, 10000, &max_len) < 0 || s_int (h, "blocks", 0, 64, &blocks) < 0
         || s_int (h, "ffn", 1, 65536, &ffn) < 0 || s_int (h, "rank_negatives", 0, 256, &rank_neg) < 0
-        || s_int (h, "items", 0, 1LL << 31, &items) < 0 || s_int (h, "dense", 0, 1LL << 40, &dense) < 0) {
+        || s_int (h, "items", 0, 1LL << 31, &items) < 0 || s_int (h, "dense", 0, 1LL << 40, &dense) < 0
+        || s_int (h, "terms_bytes", 0, 1LL << 40, &tbytes) < 0) {
         snprintf (err, errlen, "snapshot header is not valid: %s", h ? "a field is missing or out of range" : jerr.text);
         json_decref (h);
         return NULL;
@@ -129,9 +229,9 @@ snapshot_load (const uint8_t *blob, size_t len, int batch, snapshot_info_t *info
         c.rank_widths[k] = (int) w;
     }
     size_t floats = (size_t) dense + (size_t) items * (size_t) dim + (size_t) items;
-    if (len - head != floats * sizeof (float)) {
-        snprintf (err, errlen, "snapshot holds %zu bytes of weights, its header says %zu", len - head,
-                  floats * sizeof (float));
+    if (len - head != floats * sizeof (float) + (size_t) tbytes) {
+        snprintf (err, errlen, "snapshot holds %zu bytes of weights and terms, its header says %zu", len - head,
+                  floats * sizeof (float) + (size_t) tbytes);
         json_decref (h);
         return NULL;
     }
@@ -153,6 +253,14 @@ snapshot_load (const uint8_t *blob, size_t len, int batch, snapshot_info_t *info
         return NULL;
     }
     memcpy (info->popularity, f + dense + (size_t) items * (size_t) dim, (size_t) items * sizeof (float));
+    if (s_load_terms (blob + head + floats * sizeof (float), (size_t) tbytes, (uint32_t) items, &info->terms) < 0) {
+        snprintf (err, errlen, "snapshot search terms are malformed");
+        free (info->popularity);
+        info->popularity = NULL;
+        model_destroy (&m);
+        json_decref (h);
+        return NULL;
+    }
     info->version = (uint64_t) version;
     info->items = (uint32_t) items;
     info->dim = (int) dim;
@@ -165,6 +273,7 @@ void
 snapshot_info_free (snapshot_info_t *info)
 {
     free (info->popularity);
+    query_terms_destroy (&info->terms);
     json_decref (info->meta);
     memset (info, 0, sizeof *info);
 }

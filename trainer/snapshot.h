@@ -8,7 +8,9 @@
     4 bytes; then floats (host order, little-endian on every supported machine): the
     dense tensors (model_dense_get order), every item's vector (items x dim, already
     composed from its row and catalogue features), and every item's popularity
-    (items floats, the time-decayed event count that serves users with no history).
+    (items floats, the time-decayed event count that serves users with no history);
+    then "terms_bytes" bytes of learned search associations (query_terms.h): per term,
+    a length byte, the term, a uint32 count and count (uint32 item, float weight).
 */
 #ifndef STRATA_SNAPSHOT_H
 #define STRATA_SNAPSHOT_H
@@ -19,13 +21,15 @@
 
 #include "dataset.h"
 #include "model.h"
+#include "query_terms.h"
 
 #define SNAPSHOT_MAGIC "STRATASNAP1\n"
 
 //  The blob of model m (its features set, if any) as `version`, with popularity
-//  (model_rows floats) and meta (borrowed, embedded as "meta"). malloc'd; NULL on no
-//  memory.
-uint8_t *snapshot_build (model_t *m, uint64_t version, const float *popularity, json_t *meta, size_t *len);
+//  (model_rows floats), the learned search terms (may be NULL) and meta (borrowed,
+//  embedded as "meta"). malloc'd; NULL on no memory.
+uint8_t *snapshot_build (model_t *m, uint64_t version, const float *popularity, const query_terms_t *terms,
+                         json_t *meta, size_t *len);
 
 //  Time-decayed popularity from a dataset: each event counts 2^(-age / half_life),
 //  its age taken from the newest event (events without timestamps count 1). out:
@@ -37,6 +41,7 @@ typedef struct {
     uint32_t items;
     int dim;
     float *popularity;   // items floats (owned)
+    query_terms_t *terms; // learned search terms (owned; empty when none)
     json_t *meta;        // the version's meta (owned)
 } snapshot_info_t;
 

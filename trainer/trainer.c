@@ -497,7 +497,7 @@ s_publish (trainer_t *self)
     uint8_t *blob = NULL;
     if (meta && pop) {
         snapshot_popularity (self->all, items, self->cfg->popularity_half_life_days * 86400000.0, pop);
-        blob = snapshot_build (self->master, self->version, pop, meta, &len);
+        blob = snapshot_build (self->master, self->version, pop, self->all ? self->all->terms : NULL, meta, &len);
     }
     char *text = NULL;
     if (blob) {

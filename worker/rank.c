@@ -15,6 +15,7 @@
 #include "search.h"
 #include "snapshot.h"
 #include "store.h"
+#include "tokenize.h"
 #include "util.h"
 #include "wire.h"
 
@@ -573,6 +574,7 @@ typedef struct {
     bool similar;                 // SIMILAR
     bool search;                  // SEARCH (neither: RECOMMEND)
     const char *query;
+    bool text_only;               // SEARCH: text relevance alone
     uint32_t *only;               // SEARCH: rank only these items (NULL: all)
     uint32_t n_only;
     const char *request_id;
@@ -804,45 +806,116 @@ s_similar (rank_worker_t *self, zsock_t *sock, req_t *r)
 
 //  Text matches (BM25F) that pass the filters, the best rerank-top of them blended
 //  with the user's model score when the request names a user with a history.
+typedef struct {
+    const query_terms_t *qt;
+    uint32_t n_items;       // the model's
+    uint32_t *pos;          // per catalogue item: index + 1 in items[], 0: none
+    uint32_t *items;
+    float *text, *learned;
+    uint32_t found, cap;
+} learn_t;
+
+//  Adds the learned association of one query term to every item its searchers chose.
+static void
+s_learned_term (const char *tok, size_t len, void *arg)
+{
+    (void) len;
+    learn_t *l = arg;
+    int64_t k = query_terms_find (l->qt, tok);
+    if (k < 0)
+        return;
+    uint32_t a = l->qt->off[k], b = l->qt->off[k + 1];
+    float idf = logf (1.0f + (float) l->n_items / (float) (1 + b - a));
+    for (uint32_t j = a; j < b; j++) {
+        uint32_t it = l->qt->items[j];
+        if (!l->pos[it]) {
+            if (l->found == l->cap)
+                continue;
+            l->items[l->found] = it;
+            l->text[l->found] = 0;
+            l->learned[l->found] = 0;
+            l->pos[it] = ++l->found;
+        }
+        l->learned[l->pos[it] - 1] += idf * logf (1.0f + l->qt->weights[j]);
+    }
+}
+
+//  Text matches (BM25F) and the items past searchers chose for the query's terms,
+//  scored text / best text + search-learned * learned / best learned; the best
+//  rerank-top that pass the filters are blended, when the request names a user with a
+//  history, with that user's retrieval score (scaled to [0, 1] among them).
 static void
 s_search (rank_worker_t *self, zsock_t *sock, req_t *r)
 {
     served_t *s = self->cur;
     uint32_t n = self->cat.n;
     uint32_t *items = malloc ((n ? n : 1) * sizeof *items);
-    float *text = malloc ((n ? n : 1) * sizeof *text);
+    float *text = malloc ((n ? n : 1) * sizeof *text), *learned = calloc (n ? n : 1, sizeof *learned);
     uint8_t *drop = calloc (n ? n : 1, 1);
-    if (!items || !text || !drop) {
+    uint32_t *pos = calloc (n ? n : 1, sizeof *pos);
+    if (!items || !text || !learned || !drop || !pos) {
         free (items);
         free (text);
+        free (learned);
         free (drop);
+        free (pos);
         r->error = "out of memory";
         r->code = STRATA__V1__ERROR_CODE__INTERNAL;
         s_reply (self, sock, r, NULL, NULL, 0, "");
         return;
     }
     uint32_t found = search_index_query (self->index, r->query, r->only, r->n_only, items, text, n);
+    uint32_t n_model = s ? s->info.items : 0;
+    const char *source = "text";
+    if (!r->text_only && s && s->info.terms && s->info.terms->n && self->cfg.search_learned > 0) {
+        for (uint32_t i = 0; i < found; i++)
+            pos[items[i]] = i + 1;
+        learn_t l = { s->info.terms, n_model, pos, items, text, learned, found, n };
+        if (!r->only)
+            tokenize (r->query, strlen (r->query), TOKENIZE_STEM, s_learned_term, &l);
+        else {
+            //  Only the candidates may be scored: learn into a scratch list, keep theirs.
+            tokenize (r->query, strlen (r->query), TOKENIZE_STEM, s_learned_term, &l);
+            uint8_t *allowed = calloc (n ? n : 1, 1);
+            for (uint32_t i = 0; allowed && i < r->n_only; i++)
+                if (r->only[i] < n)
+                    allowed[r->only[i]] = 1;
+            for (uint32_t i = found; allowed && i < l.found; i++)
+                if (!allowed[items[i]])
+                    drop[i] = 1;
+            free (allowed);
+        }
+        float lmax = 0;
+        for (uint32_t i = 0; i < l.found; i++)
+            lmax = learned[i] > lmax ? learned[i] : lmax;
+        if (lmax > 0)
+            source = "text+learned";
+        for (uint32_t i = 0; i < l.found && lmax > 0; i++)
+            learned[i] = (float) self->cfg.search_learned * learned[i] / lmax;
+        found = l.found;
+    }
+    float tmax = 0;
+    for (uint32_t i = 0; i < found; i++)
+        tmax = text[i] > tmax ? text[i] : tmax;
     const Strata__V1__Filters *f = r->filters;
     uint32_t h = f && f->category && *f->category ? s_level_hash (f->category) : 0;
-    uint32_t n_model = s ? s->info.items : 0;
     for (uint32_t i = 0; i < found; i++) {
-        bool excluded = false;
+        bool excluded = drop[i];
         for (uint32_t j = 0; j < r->n_seen && !excluded; j++)
             excluded = r->seen[j] == items[i];
         drop[i] = excluded || !s_passes (self, f, items[i], h);
+        text[i] = (tmax > 0 ? text[i] / tmax : 0) + learned[i];
     }
     int want = (int) (self->cfg.rerank_top > r->k ? self->cfg.rerank_top : r->k);
     int got = nn_top_k (text, (int) found, -1, drop, self->top, want);
     uint32_t out_items[MAX_K > 4096 ? MAX_K : 4096];
     float out[MAX_K > 4096 ? MAX_K : 4096];
     int m = got < (int) (sizeof out / sizeof out[0]) ? got : (int) (sizeof out / sizeof out[0]);
-    float tmax = m ? text[self->top[0]] : 1;
     for (int i = 0; i < m; i++) {
         out_items[i] = items[self->top[i]];
-        out[i] = text[self->top[i]] / (tmax > 0 ? tmax : 1);
+        out[i] = text[self->top[i]];
     }
-    const char *source = "text";
-    float *uvec = s && r->n_hist ? malloc ((size_t) s->info.dim * sizeof *uvec) : NULL;
+    float *uvec = s && r->n_hist && !r->text_only ? malloc ((size_t) s->info.dim * sizeof *uvec) : NULL;
     if (uvec && model_user_vectors (s->m, r->hist, r->hist_types, &r->n_hist, 1, uvec) == 0 && m > 1) {
         //  The user's retrieval score of each candidate, scaled to [0, 1] among them.
         float lo = INFINITY, hi = -INFINITY;
@@ -858,14 +931,16 @@ s_search (rank_worker_t *self, zsock_t *sock, req_t *r)
         }
         for (int i = 0; i < m && hi > lo; i++)
             out[i] += (float) self->cfg.search_blend * (isnan (self->logits[i]) ? 0 : (self->logits[i] - lo) / (hi - lo));
-        source = "text+model";
+        source = strcmp (source, "text") ? "text+learned+model" : "text+model";
     }
     free (uvec);
     s_sort (out_items, out, m);
     s_reply (self, sock, r, out_items, out, m < (int) r->k ? m : (int) r->k, source);
     free (items);
     free (text);
+    free (learned);
     free (drop);
+    free (pos);
 }
 
 //  Decodes a job into r (allocations in the arena-free way: owned by the unpacked
@@ -925,6 +1000,7 @@ s_parse (rank_worker_t *self, const Strata__V1__ServeJob *job, req_t *r, void **
         r->k = q->k;
         f = q->filters;
         r->query = q->query;
+        r->text_only = q->text_only;
         if (!q->query || !*q->query) {
             r->error = "empty query";
             return;

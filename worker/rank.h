@@ -18,7 +18,8 @@
     rerank-blend times the retrieval score); a user with no usable history gets the
     most popular items (time-decayed) that pass the filters. SIMILAR: the items whose
     vectors score highest against the item's. SEARCH: BM25F over the catalogue's text
-    (search.h), the best rerank-top matches that pass the filters blended, when the
+    (search.h) plus what past searchers of the query's terms chose (query_terms.h,
+    weighted by search-learned), the best rerank-top that pass the filters blended, when the
     request names a user with a history, with that user's retrieval score (both scaled
     to [0, 1] among the candidates; search-blend weighs the model's); a request may
     restrict the ranking to a list of candidate items.
@@ -41,6 +42,7 @@ typedef struct {
     int64_t batch;             // users whose vectors are computed together
     int64_t keep_versions;     // versions kept in the worker's RocksDB
     double search_blend;       // weight of the user's model score beside text relevance
+    double search_learned;     // weight of the learned query-term associations
 } rank_config_t;
 
 typedef struct _rank_worker_t rank_worker_t;

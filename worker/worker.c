@@ -32,6 +32,8 @@ const config_key_t worker_config_keys[] = {
       "rank: weight of the retrieval score beside the ranking head's logit" },
     { "search-blend", CONFIG_DOUBLE, OFF (search_blend), "0.3", 0, 1000,
       "rank: weight of the user's model score beside text relevance in search" },
+    { "search-learned", CONFIG_DOUBLE, OFF (search_learned), "1", 0, 1000,
+      "rank: weight in search of what past searchers of the query's terms chose" },
     { "batch", CONFIG_INT, OFF (batch), "32", 1, 256, "rank: users whose vectors are computed together" },
     { "keep-versions", CONFIG_INT, OFF (keep_versions), "2", 1, 100, "rank: model versions kept in its store" },
     { "threads", CONFIG_INT, OFF (threads), "1", 0, 256, "OpenBLAS threads of a train worker (0: all cores)" },
@@ -220,7 +222,8 @@ worker_run (const worker_config_t *cfg)
         return -1;
     if (self.role == STRATA__V1__ROLE__RANK) {
         rank_config_t rc = { cfg->trainer_api, cfg->api, cfg->dir, self.id, cfg->poll_ms, cfg->catalogue_ms,
-                             cfg->rerank_top, cfg->rerank_blend, cfg->batch, cfg->keep_versions, cfg->search_blend };
+                             cfg->rerank_top, cfg->rerank_blend, cfg->batch, cfg->keep_versions, cfg->search_blend,
+                             cfg->search_learned };
         self.rank = rank_worker_new (&rc);
         if (!self.rank) {
             arena_destroy (&self.arena);

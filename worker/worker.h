@@ -23,7 +23,7 @@ typedef struct {
     char *api;              // api endpoint of the broker (rank: the catalogue)
     char *dir;              // the rank worker's RocksDB
     int64_t poll_ms, catalogue_ms, rerank_top, batch, keep_versions;
-    double rerank_blend, search_blend;
+    double rerank_blend, search_blend, search_learned;
     char *role;             // "preprocess", "train" or "rank"
     int64_t threads;        // OpenBLAS threads (train)
     char *id;               // worker id (default: host-pid)

@@ -65,6 +65,13 @@ s_write_shop (const char *dir)
     for (int k = 0; k < 5; k++)
         fprintf (f, "{\"event_id\":\"tb%d\",\"user_id\":\"t-buy\",\"item_id\":\"A%d\",\"type\":\"%s\",\"timestamp\":%ld}\n", k,
                  k, k == 4 ? "purchase" : "view", ts + 60000L * k);
+    //  Searchers of "comfy" (a word in no title) bought A7.
+    for (int u = 0; u < 20; u++) {
+        fprintf (f, "{\"event_id\":\"sq%d\",\"user_id\":\"s%d\",\"type\":\"search\",\"query\":\"comfy\",\"timestamp\":%ld}\n",
+                 u, u, ts);
+        fprintf (f, "{\"event_id\":\"sp%d\",\"user_id\":\"s%d\",\"item_id\":\"A7\",\"type\":\"purchase\",\"timestamp\":%ld}\n",
+                 u, u, ts + 60000L);
+    }
     fclose (f);
 }
 
@@ -102,7 +109,7 @@ s_shop (int rankers)
     s_write_shop (s_c.dir);
     s_import ("items.jsonl", true);
     s_import ("events.jsonl", false);
-    cr_assert (hcluster_wait_stat (&s_c, "events", 240 * 8 + 9, 30000), "events not stored");
+    cr_assert (hcluster_wait_stat (&s_c, "events", 240 * 8 + 9 + 40, 30000), "events not stored");
     const char *tflags[] = { "--dim=16", "--blocks=1", "--max-len=10", "--batch=32", "--lr=0.01", "--dropout=0.1",
                              "--heartbeat-ms=250", "--continuous=false", NULL };
     cr_assert_eq (hcluster_start_trainer (&s_c, tflags), 0);
@@ -342,6 +349,21 @@ Test (serve, answers_filters_cold_start_and_errors)
     for (size_t i = 0; i < a.rec->n_items; i++)
         cr_expect (a.rec->items[i]->item[0] == 'A' || a.rec->items[i]->item[0] == 'Z');
     s_answer_free (&a);
+    //  Learned: "comfy" is in no title, but its searchers bought A7.
+    q.query = "comfy";
+    q.user = "";
+    s_ask (WIRE_SEARCH, &q.base, &a);
+    cr_assert_not_null (a.rec);
+    cr_expect_str_eq (a.rec->source, "text+learned");
+    cr_assert_geq (a.rec->n_items, 1u);
+    cr_expect_str_eq (a.rec->items[0]->item, "A7");
+    s_answer_free (&a);
+    q.text_only = true;
+    s_ask (WIRE_SEARCH, &q.base, &a);
+    cr_assert_not_null (a.rec);
+    cr_expect_eq (a.rec->n_items, 0u, "text alone finds nothing for 'comfy'");
+    s_answer_free (&a);
+    q.text_only = false;
     q.query = "";
     q.request_id = "empty";
     s_ask (WIRE_SEARCH, &q.base, &a);

@@ -61,7 +61,13 @@ s_setup (fixture_t *f)
         step_session_epoch (&f->ss);
     snapshot_popularity (f->d, 12, 10000.0, f->pop);
     json_t *meta = json_pack ("{s:s}", "note", "test");
-    f->blob = snapshot_build (f->ss.master, 7, f->pop, meta, &f->len);
+    const char *terms[] = { "drill", "cordless", "drill", "hat" };
+    uint32_t items[] = { 3, 3, 3, 9 };
+    float weights[] = { 3, 1, 2, 1 };
+    query_terms_t *qt = query_terms_from (terms, items, weights, 4);
+    cr_assert_not_null (qt);
+    f->blob = snapshot_build (f->ss.master, 7, f->pop, qt, meta, &f->len);
+    query_terms_destroy (&qt);
     json_decref (meta);
     cr_assert_not_null (f->blob);
 }
@@ -86,6 +92,15 @@ Test (snapshot, serving_model_answers_like_the_trained_one)
     cr_expect_eq (info.version, 7u);
     cr_expect_eq (info.items, 12u);
     cr_expect_str_eq (json_string_value (json_object_get (info.meta, "note")), "test");
+    //  The learned search terms travel with the version, repeats summed.
+    cr_assert_not_null (info.terms);
+    cr_expect_eq (info.terms->n, 3u);
+    int64_t t = query_terms_find (info.terms, "drill");
+    cr_assert_geq (t, 0);
+    cr_expect_eq (info.terms->off[t + 1] - info.terms->off[t], 1u);
+    cr_expect_eq (info.terms->items[info.terms->off[t]], 3u);
+    cr_expect_float_eq (info.terms->weights[info.terms->off[t]], 5.0f, 1e-6);
+    cr_expect_eq (query_terms_find (info.terms, "saw"), -1);
     for (int i = 0; i < 12; i++)
         cr_expect_eq (info.popularity[i], f.pop[i]);
     //  The newest events weigh most: popularity is not a plain count.
@@ -139,7 +154,7 @@ Test (snapshot, damaged_blobs_are_refused)
         case 1: len -= 4; break;
         case 2: copy[12] = 0xFF; copy[13] = 0xFF; copy[14] = 0xFF; break;
         case 3: {
-            char *p = memmem (copy, 400, "\"items\":12", 10);
+            char *p = memmem (copy, 600, "\"items\":12", 10);
             cr_assert_not_null (p);
             p[9] = '3';
             break;
