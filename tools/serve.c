@@ -25,7 +25,7 @@ typedef struct {
     char *user, *users, *item, *items, *queries, *category, *exclude, *recent;
     int64_t k, inflight;
     double min_price, max_price;
-    bool json, exclude_seen, include_purchased;
+    bool json, exclude_seen, include_purchased, text_only;
 } serve_cfg_t;
 
 #define OFF(f) offsetof (serve_cfg_t, f)
@@ -51,6 +51,8 @@ static const config_key_t s_keys[] = {
     { "include-purchased", CONFIG_BOOL, OFF (include_purchased), "false", 0, -1,
       "recommend: do not leave out purchased items" },
     { "json", CONFIG_BOOL, OFF (json), "false", 0, -1, "print the reply as JSON" },
+    { "text-only", CONFIG_BOOL, OFF (text_only), "false", 0, -1,
+      "search: rank by text relevance alone (BM25F), for comparisons" },
     { "inflight", CONFIG_INT, OFF (inflight), "64", 1, 4096, "batch: requests in flight at once" },
     CONFIG_END,
 };
@@ -137,8 +139,8 @@ typedef enum { KIND_RECOMMEND, KIND_SIMILAR, KIND_SEARCH } kind_t;
 //  Packs the request for `key` (a user, an item, a query with optional candidates after
 //  a tab); user: the searching user (may be empty).
 static uint8_t *
-s_pack (kind_t kind, const char *key, const char *user, const char *request_id, uint32_t k, request_parts_t *p,
-        size_t *len)
+s_pack (kind_t kind, const char *key, const char *user, bool text_only, const char *request_id, uint32_t k,
+        request_parts_t *p, size_t *len)
 {
     uint8_t *buf = NULL;
     if (kind == KIND_SEARCH) {
@@ -154,6 +156,7 @@ s_pack (kind_t kind, const char *key, const char *user, const char *request_id, 
         q.filters = &p->f;
         q.candidates = cands;
         q.n_candidates = nc;
+        q.text_only = text_only;
         *len = strata__v1__search__get_packed_size (&q);
         if ((buf = malloc (*len ? *len : 1)))
             strata__v1__search__pack (&q, buf);
@@ -315,7 +318,7 @@ s_run (int argc, char **argv, kind_t kind)
             char id[24];
             snprintf (id, sizeof id, "%zu", sent);
             size_t len;
-            uint8_t *buf = s_pack (kind, keys[sent], cfg.user, id, (uint32_t) cfg.k, &parts, &len);
+            uint8_t *buf = s_pack (kind, keys[sent], cfg.user, cfg.text_only, id, (uint32_t) cfg.k, &parts, &len);
             if (buf)
                 wire_send_bytes (s, NULL, type, buf, len);
             free (buf);

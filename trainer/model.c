@@ -79,7 +79,7 @@ struct _model_t {
     float *hist, *dhist;           // the batch's input item vectors (R x d) and gradient
     const uint32_t *rank_neg;      // negatives of the current pass
     uint32_t *neg_buf;             // model_batch_loss's negatives
-    int32_t *hard;                 // each predicted position's hard candidates (R x rank_hard x HARD_POOL)
+    int32_t *hard;                 // each predicted position's hard candidates (R x HARD_POOL)
     int rerank_top;                // model_rank_scorer's settings
     float rerank_blend;
     uint32_t served;               // users in the last model_user_vectors batch
@@ -167,10 +167,11 @@ model_config_default (model_config_t *cfg)
 #define RANK_CONTEXT (MODEL_EVENT_TYPES + 1)
 //  Examples per ranking group (at least one position's worth).
 #define RANK_GROUP 2048
-//  Hard negatives are the first rank_hard of a position's HARD_POOL * rank_hard
-//  top-scored items that are nowhere in the user's sequence: items the user saw, or
-//  will buy later, are no wrong answers to learn from.
-#define HARD_POOL 4
+//  Hard negatives are rank_hard items spread over a position's HARD_POOL top-scored
+//  items (what re-ranking will see: taking the very top ones instead teaches the head
+//  that a high retrieval score means a wrong answer), leaving out items anywhere in
+//  the user's sequence: items the user saw, or will buy later, are no wrong answers.
+#define HARD_POOL 100
 
 static int
 s_rank_on (const model_t *m)
@@ -218,7 +219,7 @@ s_rank_new (model_t *m)
          | !(m->r_hi = calloc (G, sizeof (int32_t)));
     bad |= !(m->hist = calloc (R * d, sizeof (float))) | !(m->dhist = calloc (R * d, sizeof (float)));
     bad |= !(m->neg_buf = calloc (R * S, sizeof (uint32_t)));
-    bad |= !(m->hard = calloc (R * (size_t) (K ? K * HARD_POOL : 1), sizeof (int32_t)));
+    bad |= !(m->hard = calloc (R * (size_t) (K ? HARD_POOL : 1), sizeof (int32_t)));
     return bad ? -1 : 0;
 }
 
@@ -706,7 +707,7 @@ s_rank_pass (model_t *m, int nb, float scale, int grad)
     s_rank_history (m, R, grad);
     double loss = 0;
     int n = 0;
-    int K = m->cfg.rank_hard, P = K * HARD_POOL, L = m->L;
+    int K = m->cfg.rank_hard, L = m->L;
     for (size_t r = 0; r < R; r++) {
         if (m->targets[r] < 0)
             continue;
@@ -718,15 +719,26 @@ s_rank_pass (model_t *m, int nb, float scale, int grad)
             items[ni++] = (int32_t) m->rank_neg[p * (size_t) S + (size_t) c];
         const int32_t *seq_in = m->in_items + (r / (size_t) L) * (size_t) L;
         const int32_t *seq_tg = m->targets + (r / (size_t) L) * (size_t) L;
-        for (int c = 0, taken = 0; c < P && taken < K; c++) {
-            int32_t h = m->hard[p * (size_t) P + (size_t) c];
-            bool in_seq = h < 0;
-            for (int t = 0; t < L && !in_seq; t++)
-                in_seq = seq_in[t] == h || seq_tg[t] == h;
-            if (!in_seq) {
-                items[ni++] = h;
-                taken++;
+        const int32_t *pool = m->hard + p * (size_t) HARD_POOL;
+        int np = 0;
+        while (K && np < HARD_POOL && pool[np] >= 0)
+            np++;
+        //  Spread evenly over the pool (strata of np / K ranks), the first usable item of
+        //  each stratum: deterministic, so a step cut into shards draws the same ones.
+        for (int c = 0, at = 0; np && c < K; c++) {
+            int from = (int) ((int64_t) c * np / K), to = (int) ((int64_t) (c + 1) * np / K);
+            at = at > from ? at : from;
+            int32_t h = -1;
+            for (; at < to && h < 0; at++) {
+                int32_t cand = pool[at];
+                bool skip = false;
+                for (int t = 0; t < L && !skip; t++)
+                    skip = seq_in[t] == cand || seq_tg[t] == cand;
+                if (!skip)
+                    h = cand;
             }
+            if (h >= 0)
+                items[ni++] = h;
         }
         for (int c = 0; c < ni; c++) {
             if (n == m->rank_cap) {
@@ -761,7 +773,7 @@ s_backward (model_t *m, int nb, int mean)
     //  dhf: gradient wrt the final states (dx holds it).
     memset (m->dx, 0, R * d * sizeof (float));
     memset (m->dpack, 0, (size_t) predicted * d * sizeof (float));
-    int hard = s_rank_on (m) && m->rank_neg ? m->cfg.rank_hard * HARD_POOL : 0;
+    int hard = s_rank_on (m) && m->rank_neg && m->cfg.rank_hard ? HARD_POOL : 0;
     double loss = nn_softmax_xent (m->hpack, predicted, d, s_items_w (m), (int) m->n_cand, m->bias, m->tpack, scale,
                                    m->dpack, s_items_g (m), m->logits, XENT_BLOCK, hard ? m->hard : NULL, hard);
     for (int i = 0; i < predicted; i++)
@@ -1012,7 +1024,7 @@ model_batch_loss (model_t *self, const dataset_t *train, const uint32_t *users, 
     }
     else {
         int packed = s_pack (self, R);
-        int hard = s_rank_on (self) && self->rank_neg ? self->cfg.rank_hard * HARD_POOL : 0;
+        int hard = s_rank_on (self) && self->rank_neg && self->cfg.rank_hard ? HARD_POOL : 0;
         loss = nn_softmax_xent (self->hpack, packed, self->cfg.dim, s_items_w (self), (int) self->n_rows, NULL,
                                 self->tpack, 1.0f, NULL, NULL, self->logits, XENT_BLOCK, hard ? self->hard : NULL, hard);
         loss += s_rank_pass (self, n, 1.0f, 0);

@@ -15,7 +15,6 @@
 #include "search.h"
 #include "snapshot.h"
 #include "store.h"
-#include "tokenize.h"
 #include "util.h"
 #include "wire.h"
 
@@ -133,6 +132,7 @@ static void
 s_swap (rank_worker_t *self, served_t *next)
 {
     uint64_t was = self->cur ? self->cur->info.version : 0;
+    search_index_set_learned (self->index, next->info.terms);
     s_served_free (&self->cur);
     self->cur = next;
     log_info ("serving model version %llu (%u items; was %llu)", (unsigned long long) next->info.version,
@@ -340,7 +340,10 @@ rank_worker_new (const rank_config_t *cfg)
     if (self->cfg.keep_versions < 1)
         self->cfg.keep_versions = 2;
     self->cat.index = zhashx_new ();
-    self->index = search_index_new (NULL);
+    search_params_t sp;
+    search_params_default (&sp);
+    sp.queries_weight = (float) cfg->search_learned;
+    self->index = search_index_new (&sp);
     self->top = malloc ((size_t) (self->cfg.rerank_top > MAX_K ? self->cfg.rerank_top : MAX_K) * sizeof *self->top);
     self->logits = malloc ((size_t) (self->cfg.rerank_top > MAX_K ? self->cfg.rerank_top : MAX_K) * sizeof (float));
     self->store = store_open (cfg->dir, s_cfs, CF_COUNT);
@@ -806,94 +809,30 @@ s_similar (rank_worker_t *self, zsock_t *sock, req_t *r)
 
 //  Text matches (BM25F) that pass the filters, the best rerank-top of them blended
 //  with the user's model score when the request names a user with a history.
-typedef struct {
-    const query_terms_t *qt;
-    uint32_t n_items;       // the model's
-    uint32_t *pos;          // per catalogue item: index + 1 in items[], 0: none
-    uint32_t *items;
-    float *text, *learned;
-    uint32_t found, cap;
-} learn_t;
-
-//  Adds the learned association of one query term to every item its searchers chose.
-static void
-s_learned_term (const char *tok, size_t len, void *arg)
-{
-    (void) len;
-    learn_t *l = arg;
-    int64_t k = query_terms_find (l->qt, tok);
-    if (k < 0)
-        return;
-    uint32_t a = l->qt->off[k], b = l->qt->off[k + 1];
-    float idf = logf (1.0f + (float) l->n_items / (float) (1 + b - a));
-    for (uint32_t j = a; j < b; j++) {
-        uint32_t it = l->qt->items[j];
-        if (!l->pos[it]) {
-            if (l->found == l->cap)
-                continue;
-            l->items[l->found] = it;
-            l->text[l->found] = 0;
-            l->learned[l->found] = 0;
-            l->pos[it] = ++l->found;
-        }
-        l->learned[l->pos[it] - 1] += idf * logf (1.0f + l->qt->weights[j]);
-    }
-}
-
-//  Text matches (BM25F) and the items past searchers chose for the query's terms,
-//  scored text / best text + search-learned * learned / best learned; the best
-//  rerank-top that pass the filters are blended, when the request names a user with a
-//  history, with that user's retrieval score (scaled to [0, 1] among them).
+//  Text matches (BM25F, with the learned "queries" field unless text_only), scaled by
+//  the best; the best rerank-top that pass the filters are blended, when the request
+//  names a user with a history, with that user's retrieval score (scaled to [0, 1]
+//  among them).
 static void
 s_search (rank_worker_t *self, zsock_t *sock, req_t *r)
 {
     served_t *s = self->cur;
     uint32_t n = self->cat.n;
     uint32_t *items = malloc ((n ? n : 1) * sizeof *items);
-    float *text = malloc ((n ? n : 1) * sizeof *text), *learned = calloc (n ? n : 1, sizeof *learned);
+    float *text = malloc ((n ? n : 1) * sizeof *text);
     uint8_t *drop = calloc (n ? n : 1, 1);
-    uint32_t *pos = calloc (n ? n : 1, sizeof *pos);
-    if (!items || !text || !learned || !drop || !pos) {
+    if (!items || !text || !drop) {
         free (items);
         free (text);
-        free (learned);
         free (drop);
-        free (pos);
         r->error = "out of memory";
         r->code = STRATA__V1__ERROR_CODE__INTERNAL;
         s_reply (self, sock, r, NULL, NULL, 0, "");
         return;
     }
-    uint32_t found = search_index_query (self->index, r->query, r->only, r->n_only, items, text, n);
+    uint32_t found = search_index_query (self->index, r->query, r->only, r->n_only, r->text_only, items, text, n);
     uint32_t n_model = s ? s->info.items : 0;
-    const char *source = "text";
-    if (!r->text_only && s && s->info.terms && s->info.terms->n && self->cfg.search_learned > 0) {
-        for (uint32_t i = 0; i < found; i++)
-            pos[items[i]] = i + 1;
-        learn_t l = { s->info.terms, n_model, pos, items, text, learned, found, n };
-        if (!r->only)
-            tokenize (r->query, strlen (r->query), TOKENIZE_STEM, s_learned_term, &l);
-        else {
-            //  Only the candidates may be scored: learn into a scratch list, keep theirs.
-            tokenize (r->query, strlen (r->query), TOKENIZE_STEM, s_learned_term, &l);
-            uint8_t *allowed = calloc (n ? n : 1, 1);
-            for (uint32_t i = 0; allowed && i < r->n_only; i++)
-                if (r->only[i] < n)
-                    allowed[r->only[i]] = 1;
-            for (uint32_t i = found; allowed && i < l.found; i++)
-                if (!allowed[items[i]])
-                    drop[i] = 1;
-            free (allowed);
-        }
-        float lmax = 0;
-        for (uint32_t i = 0; i < l.found; i++)
-            lmax = learned[i] > lmax ? learned[i] : lmax;
-        if (lmax > 0)
-            source = "text+learned";
-        for (uint32_t i = 0; i < l.found && lmax > 0; i++)
-            learned[i] = (float) self->cfg.search_learned * learned[i] / lmax;
-        found = l.found;
-    }
+    const char *source = !r->text_only && s && s->info.terms && s->info.terms->n ? "text+learned" : "text";
     float tmax = 0;
     for (uint32_t i = 0; i < found; i++)
         tmax = text[i] > tmax ? text[i] : tmax;
@@ -904,7 +843,7 @@ s_search (rank_worker_t *self, zsock_t *sock, req_t *r)
         for (uint32_t j = 0; j < r->n_seen && !excluded; j++)
             excluded = r->seen[j] == items[i];
         drop[i] = excluded || !s_passes (self, f, items[i], h);
-        text[i] = (tmax > 0 ? text[i] / tmax : 0) + learned[i];
+        text[i] = tmax > 0 ? text[i] / tmax : 0;
     }
     int want = (int) (self->cfg.rerank_top > r->k ? self->cfg.rerank_top : r->k);
     int got = nn_top_k (text, (int) found, -1, drop, self->top, want);
@@ -938,9 +877,7 @@ s_search (rank_worker_t *self, zsock_t *sock, req_t *r)
     s_reply (self, sock, r, out_items, out, m < (int) r->k ? m : (int) r->k, source);
     free (items);
     free (text);
-    free (learned);
     free (drop);
-    free (pos);
 }
 
 //  Decodes a job into r (allocations in the arena-free way: owned by the unpacked
@@ -956,7 +893,8 @@ s_parse (rank_worker_t *self, const Strata__V1__ServeJob *job, req_t *r, void **
     r->slot = -1;
     r->code = STRATA__V1__ERROR_CODE__INVALID;
     uint32_t n_model = self->cur ? self->cur->info.items : 0;
-    if (!self->cur) {
+    if (!self->cur && !r->search) {
+        //  (Search works from the catalogue alone; it learns once a version arrives.)
         r->error = "no model version loaded yet (is the trainer up and has it published?)";
         r->code = STRATA__V1__ERROR_CODE__UNAVAILABLE;
         return;
@@ -1124,7 +1062,7 @@ rank_worker_serve (rank_worker_t *self, zframe_t **jobs, size_t n, zsock_t *sock
             continue;
         }
         s_parse (self, outer[i], &reqs[i], &inner[i]);
-        if (!reqs[i].error && !self->mark) {
+        if (!reqs[i].error && s && !self->mark) {
             reqs[i].error = "out of memory";
             reqs[i].code = STRATA__V1__ERROR_CODE__INTERNAL;
         }

@@ -21,8 +21,13 @@ struct _search_index_t {
     double sum_len[SEARCH_FIELDS];
     uint32_t n, cap;
     float *acc;            // per item, zero between queries
+    float *x;              // per item: a term's combined frequency, zero between terms
     uint8_t *allowed;      // per item, zero between queries
     uint32_t acc_cap;
+    const query_terms_t *learned;
+    float *qlen;           // per item: length of its queries field
+    double sum_qlen;
+    uint32_t qlen_n;
 };
 
 void
@@ -34,6 +39,7 @@ search_params_default (search_params_t *p)
     p->weight[SEARCH_BRAND] = 1.5f;
     p->weight[SEARCH_CATEGORY] = 1.0f;
     p->weight[SEARCH_ATTRIBUTES] = 1.0f;
+    p->queries_weight = 1.0f;
 }
 
 static void
@@ -76,7 +82,9 @@ search_index_destroy (search_index_t **self_p)
     zhashx_destroy (&self->terms);
     free (self->len);
     free (self->acc);
+    free (self->x);
     free (self->allowed);
+    free (self->qlen);
     free (self);
     *self_p = NULL;
 }
@@ -197,6 +205,31 @@ search_index_add (search_index_t *self, uint32_t index, const Strata__V1__Item *
     return rc;
 }
 
+void
+search_index_set_learned (search_index_t *self, const query_terms_t *terms)
+{
+    self->learned = terms;
+    free (self->qlen);
+    self->qlen = NULL;
+    self->sum_qlen = 0;
+    self->qlen_n = 0;
+    if (!terms)
+        return;
+    self->qlen = calloc (self->n ? self->n : 1, sizeof *self->qlen);
+    if (!self->qlen) {
+        self->learned = NULL;
+        return;
+    }
+    self->qlen_n = self->n;
+    for (uint32_t k = 0; k < terms->n; k++)
+        for (uint32_t j = terms->off[k]; j < terms->off[k + 1]; j++)
+            if (terms->items[j] < self->qlen_n) {
+                float tf = log2f (1.0f + terms->weights[j]);
+                self->qlen[terms->items[j]] += tf;
+                self->sum_qlen += tf;
+            }
+}
+
 typedef struct {
     char (*term)[TOKENIZE_MAX_TOKEN + 1];
     uint32_t n, cap;
@@ -214,18 +247,29 @@ s_query_term (const char *tok, size_t len, void *arg)
     memcpy (t->term[t->n++], tok, len + 1);
 }
 
+//  Adds item it's frequency x of the current term, registering the item when new.
+static void
+s_touch (search_index_t *self, uint32_t it, float x, uint32_t *touched, uint32_t *nt)
+{
+    if (self->x[it] == 0)
+        touched[(*nt)++] = it;
+    self->x[it] += x;
+}
+
 uint32_t
-search_index_query (search_index_t *self, const char *query, const uint32_t *only, uint32_t n_only, uint32_t *items,
-                    float *scores, uint32_t cap)
+search_index_query (search_index_t *self, const char *query, const uint32_t *only, uint32_t n_only, bool text_only,
+                    uint32_t *items, float *scores, uint32_t cap)
 {
     if (!query || !self->n)
         return 0;
     if (self->acc_cap < self->n) {
         free (self->acc);
+        free (self->x);
         free (self->allowed);
         self->acc = calloc (self->cap, sizeof *self->acc);
+        self->x = calloc (self->cap, sizeof *self->x);
         self->allowed = calloc (self->cap, 1);
-        self->acc_cap = self->acc && self->allowed ? self->cap : 0;
+        self->acc_cap = self->acc && self->x && self->allowed ? self->cap : 0;
         if (!self->acc_cap)
             return 0;
     }
@@ -238,14 +282,26 @@ search_index_query (search_index_t *self, const char *query, const uint32_t *onl
     float avg[SEARCH_FIELDS];
     for (int f = 0; f < SEARCH_FIELDS; f++)
         avg[f] = self->sum_len[f] > 0 ? (float) (self->sum_len[f] / self->n) : 1.0f;
+    const query_terms_t *qt = text_only ? NULL : self->learned;
+    float qavg = qt && self->sum_qlen > 0 ? (float) (self->sum_qlen / self->qlen_n) : 1.0f;
     const search_params_t *p = &self->p;
+    uint32_t *touched = malloc ((size_t) self->n * sizeof *touched);
+    if (!touched)
+        return 0;
     uint32_t found = 0;
     for (uint32_t q = 0; q < t.n; q++) {
         posting_t *post = zhashx_lookup (self->terms, t.term[q]);
-        if (!post)
+        int64_t lk = qt ? query_terms_find (qt, t.term[q]) : -1;
+        uint32_t la = lk >= 0 ? qt->off[lk] : 0, lb = lk >= 0 ? qt->off[lk + 1] : 0;
+        uint32_t df = (post ? post->n : 0) + (lb - la);
+        if (!df)
             continue;
-        float idf = logf (1.0f + ((float) self->n - (float) post->n + 0.5f) / ((float) post->n + 0.5f));
-        for (uint32_t k = 0; k < post->n; k++) {
+        float idf = logf (1.0f + ((float) self->n - (float) df + 0.5f) / ((float) df + 0.5f));
+        if (idf < 1e-3f)
+            idf = 1e-3f;
+        //  The term's frequency in every field of every item that has it, combined...
+        uint32_t nt = 0;
+        for (uint32_t k = 0; post && k < post->n; k++) {
             uint32_t it = post->items[k];
             if (only && !self->allowed[it])
                 continue;
@@ -255,23 +311,40 @@ search_index_query (search_index_t *self, const char *query, const uint32_t *onl
             for (int f = 0; f < SEARCH_FIELDS; f++)
                 if (tf[f])
                     x += p->weight[f] * tf[f] / (1.0f - p->b + p->b * len[f] / avg[f]);
-            float s = idf * x * (p->k1 + 1) / (p->k1 + x);
+            s_touch (self, it, x, touched, &nt);
+        }
+        for (uint32_t j = la; j < lb; j++) {
+            uint32_t it = qt->items[j];
+            if (it >= self->qlen_n || (only && !self->allowed[it]))
+                continue;
+            float tf = log2f (1.0f + qt->weights[j]);
+            s_touch (self, it, p->queries_weight * tf / (1.0f - p->b + p->b * self->qlen[it] / qavg), touched, &nt);
+        }
+        //  ... then saturated once.
+        for (uint32_t i = 0; i < nt; i++) {
+            uint32_t it = touched[i];
+            float x = self->x[it];
+            self->x[it] = 0;
             if (self->acc[it] == 0 && found < cap)
                 items[found++] = it;
-            self->acc[it] += s;
+            self->acc[it] += idf * x * (p->k1 + 1) / (p->k1 + x);
         }
     }
-    for (uint32_t i = 0; i < found; i++) {
+    for (uint32_t i = 0; i < found; i++)
         scores[i] = self->acc[items[i]];
-    }
     //  Clear what this query touched (the accumulator of items past cap too).
     for (uint32_t q = 0; q < t.n; q++) {
         posting_t *post = zhashx_lookup (self->terms, t.term[q]);
         for (uint32_t k = 0; post && k < post->n; k++)
             self->acc[post->items[k]] = 0;
+        int64_t lk = qt ? query_terms_find (qt, t.term[q]) : -1;
+        for (uint32_t j = lk >= 0 ? qt->off[lk] : 0; lk >= 0 && j < qt->off[lk + 1]; j++)
+            if (qt->items[j] < self->qlen_n)
+                self->acc[qt->items[j]] = 0;
     }
     for (uint32_t i = 0; only && i < n_only; i++)
         if (only[i] < self->n)
             self->allowed[only[i]] = 0;
+    free (touched);
     return found;
 }

@@ -10,12 +10,20 @@
 
     with idf (t) = ln (1 + (N - df + 0.5) / (df + 0.5)). Items are added in index order,
     as the catalogue grows; a query touches only the postings of its terms.
+
+    Learned relevance enters as one more field, the way click-through document
+    expansion does: the terms of the queries whose searchers chose an item
+    (query_terms.h) are that item's "queries" field, with tf log2 (1 + credited weight),
+    its own length normalisation and weight. Replaced as a whole with each model
+    version; left out for text-only queries.
 */
 #ifndef STRATA_SEARCH_H
 #define STRATA_SEARCH_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
+#include "query_terms.h"
 #include "strata.pb-c.h"
 
 typedef struct _search_index_t search_index_t;
@@ -25,6 +33,7 @@ enum { SEARCH_TITLE, SEARCH_BRAND, SEARCH_CATEGORY, SEARCH_ATTRIBUTES, SEARCH_FI
 typedef struct {
     float k1, b;
     float weight[SEARCH_FIELDS];
+    float queries_weight;      // the learned "queries" field
 } search_params_t;
 
 void search_params_default (search_params_t *p);
@@ -38,10 +47,15 @@ int search_index_add (search_index_t *self, uint32_t index, const Strata__V1__It
 //  Items indexed.
 uint32_t search_index_size (search_index_t *self);
 
-//  The text scores of every item matching a term of the query: fills items[] and
-//  scores[] (at most cap entries, any order) and returns how many. With `only`
-//  (n_only item indices), only those items are scored (re-ranking a given set).
+//  Sets the learned field (borrowed: it must outlive its use; NULL: none). Items past
+//  the index's are ignored.
+void search_index_set_learned (search_index_t *self, const query_terms_t *terms);
+
+//  The scores of every item matching a term of the query: fills items[] and scores[]
+//  (at most cap entries, any order) and returns how many. With `only` (n_only item
+//  indices), only those items are scored (re-ranking a given set); with text_only,
+//  the learned field is left out.
 uint32_t search_index_query (search_index_t *self, const char *query, const uint32_t *only, uint32_t n_only,
-                             uint32_t *items, float *scores, uint32_t cap);
+                             bool text_only, uint32_t *items, float *scores, uint32_t cap);
 
 #endif

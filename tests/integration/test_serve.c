@@ -324,7 +324,7 @@ Test (serve, answers_filters_cold_start_and_errors)
     s_ask (WIRE_SEARCH, &q.base, &a);
     cr_assert_not_null (a.rec, "%s", a.err ? a.err->message : a.type);
     cr_expect_str_eq (a.type, WIRE_SEARCH_REPLY);
-    cr_expect_str_eq (a.rec->source, "text");
+    cr_expect_str_eq (a.rec->source, "text+learned", "the version's learned terms are in use");
     cr_expect_eq (a.rec->n_items, 5u);
     for (size_t i = 0; i < a.rec->n_items; i++)
         cr_expect_eq (a.rec->items[i]->item[0], 'B', "'winter hats' found %s", a.rec->items[i]->item);
@@ -345,7 +345,7 @@ Test (serve, answers_filters_cold_start_and_errors)
     q.k = 3;
     s_ask (WIRE_SEARCH, &q.base, &a);
     cr_assert_not_null (a.rec);
-    cr_expect_str_eq (a.rec->source, "text+model");
+    cr_expect_str_eq (a.rec->source, "text+learned+model");
     for (size_t i = 0; i < a.rec->n_items; i++)
         cr_expect (a.rec->items[i]->item[0] == 'A' || a.rec->items[i]->item[0] == 'Z');
     s_answer_free (&a);

@@ -25,7 +25,7 @@ s_score_of (search_index_t *ix, const char *q, uint32_t item)
 {
     uint32_t items[16];
     float scores[16];
-    uint32_t n = search_index_query (ix, q, NULL, 0, items, scores, 16);
+    uint32_t n = search_index_query (ix, q, NULL, 0, false, items, scores, 16);
     for (uint32_t i = 0; i < n; i++)
         if (items[i] == item)
             return scores[i];
@@ -62,12 +62,30 @@ Test (search, bm25f_by_hand_and_what_matches)
     //  Candidates restrict what is scored.
     uint32_t only[1] = { 1 }, items[4];
     float scores[4];
-    uint32_t n = search_index_query (ix, "running", only, 1, items, scores, 4);
+    uint32_t n = search_index_query (ix, "running", only, 1, false, items, scores, 4);
     cr_expect_eq (n, 1u);
     cr_expect_eq (items[0], 1u);
     //  ... and leave nothing behind for the next query.
-    n = search_index_query (ix, "running", NULL, 0, items, scores, 4);
+    n = search_index_query (ix, "running", NULL, 0, false, items, scores, 4);
     cr_expect_eq (n, 2u);
-    cr_expect_eq (search_index_query (ix, "", NULL, 0, items, scores, 4), 0u);
+    cr_expect_eq (search_index_query (ix, "", NULL, 0, false, items, scores, 4), 0u);
+    //  The learned field: "comfy" is in no title, but searchers of it chose item 2 (and
+    //  item 1 once); text_only leaves it out.
+    const char *terms[] = { "comfy", "comfy", "comfy" };
+    uint32_t lit[] = { 2, 2, 1 };
+    float lw[] = { 3, 3, 1 };
+    query_terms_t *qt = query_terms_from (terms, lit, lw, 3);
+    search_index_set_learned (ix, qt);
+    n = search_index_query (ix, "comfy", NULL, 0, false, items, scores, 4);
+    cr_expect_eq (n, 2u);
+    float s1 = 0, s2 = 0;
+    for (uint32_t i = 0; i < n; i++)
+        *(items[i] == 2 ? &s2 : &s1) = scores[i];
+    cr_expect_gt (s2, s1, "more credit, more weight");
+    cr_expect_eq (search_index_query (ix, "comfy", NULL, 0, true, items, scores, 4), 0u);
+    //  It adds to text matches of the same term before saturation.
+    cr_expect_gt (s_score_of (ix, "hat comfy", 2), s_score_of (ix, "hat", 2));
+    search_index_set_learned (ix, NULL);
+    query_terms_destroy (&qt);
     search_index_destroy (&ix);
 }
