@@ -32,7 +32,7 @@ const config_key_t worker_config_keys[] = {
       "rank: weight of the retrieval score beside the ranking head's logit" },
     { "search-blend", CONFIG_DOUBLE, OFF (search_blend), "0.3", 0, 1000,
       "rank: weight of the user's model score beside text relevance in search" },
-    { "search-learned", CONFIG_DOUBLE, OFF (search_learned), "1", 0, 1000,
+    { "search-learned", CONFIG_DOUBLE, OFF (search_learned), "0.3", 0, 1000,
       "rank: weight in search of what past searchers of the query's terms chose" },
     { "batch", CONFIG_INT, OFF (batch), "32", 1, 256, "rank: users whose vectors are computed together" },
     { "keep-versions", CONFIG_INT, OFF (keep_versions), "2", 1, 100, "rank: model versions kept in its store" },
