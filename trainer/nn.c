@@ -172,21 +172,63 @@ nn_attention_bwd (const float *Q, const float *K, const float *V, int L, int d, 
     cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, L, d, L, scale, dS, L, Q, d, 1.0f, dK, d);
 }
 
+//  Whether column a ranks above column b: higher score, then lower index.
+static inline int
+s_above (const float *z, int32_t a, int32_t b)
+{
+    return z[a] > z[b] || (z[a] == z[b] && a < b);
+}
+
+//  Restores the min-heap (the lowest-ranked column at the root) below slot i.
+static void
+s_sift_down (const float *z, int32_t *h, int n, int i)
+{
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, low = i;
+        if (l < n && s_above (z, h[low], h[l]))
+            low = l;
+        if (r < n && s_above (z, h[low], h[r]))
+            low = r;
+        if (low == i)
+            return;
+        int32_t t = h[i];
+        h[i] = h[low];
+        h[low] = t;
+        i = low;
+    }
+}
+
 int
 nn_top_k (const float *z, int m, int32_t skip, const uint8_t *exclude, int32_t *top, int k)
 {
+    //  A min-heap of the best k so far: O(m + insertions * log k), then sorted.
     int n = 0;
     if (k <= 0)
         return 0;
     for (int j = 0; j < m; j++) {
-        if (j == skip || (exclude && exclude[j]) || (n == k && z[j] <= z[top[k - 1]]))
+        if (j == skip || (exclude && exclude[j]))
             continue;
-        int p = n < k ? n++ : k - 1;
-        while (p > 0 && z[top[p - 1]] < z[j]) {
-            top[p] = top[p - 1];
-            p--;
+        if (n < k) {
+            int i = n++;
+            top[i] = j;
+            while (i > 0 && s_above (z, top[(i - 1) / 2], top[i])) {
+                int32_t t = top[i];
+                top[i] = top[(i - 1) / 2];
+                top[(i - 1) / 2] = t;
+                i = (i - 1) / 2;
+            }
         }
-        top[p] = j;
+        else if (s_above (z, j, top[0])) {
+            top[0] = j;
+            s_sift_down (z, top, n, 0);
+        }
+    }
+    //  Heap sort: the root (worst) goes to the end each time: best first.
+    for (int end = n - 1; end > 0; end--) {
+        int32_t t = top[0];
+        top[0] = top[end];
+        top[end] = t;
+        s_sift_down (z, top, end, 0);
     }
     return n;
 }

@@ -330,6 +330,37 @@ Test (nn, softmax_xent_reports_the_hardest_negatives)
     }
 }
 
+Test (nn, top_k_matches_a_full_sort)
+{
+    //  Random scores with ties, a skipped column and excluded ones: the heap's answer
+    //  is the first k of a full sort (higher score, then lower index).
+    enum { M = 500 };
+    float z[M];
+    uint8_t ex[M];
+    for (int j = 0; j < M; j++) {
+        z[j] = (float) (int) (s_rand () * 50);   // many ties
+        ex[j] = j % 7 == 3;
+    }
+    int32_t want[M], got[M];
+    int nw = 0;
+    for (int j = 0; j < M; j++)
+        if (j != 11 && !ex[j])
+            want[nw++] = j;
+    for (int a = 1; a < nw; a++)   // insertion sort by (score desc, index asc)
+        for (int b = a; b > 0 && (z[want[b]] > z[want[b - 1]] || (z[want[b]] == z[want[b - 1]] && want[b] < want[b - 1])); b--) {
+            int32_t t = want[b];
+            want[b] = want[b - 1];
+            want[b - 1] = t;
+        }
+    int ks[] = { 1, 5, 100, 499 };
+    for (int i = 0; i < 4; i++) {
+        int n = nn_top_k (z, M, 11, ex, got, ks[i]);
+        cr_expect_eq (n, ks[i] < nw ? ks[i] : nw);
+        for (int j = 0; j < n; j++)
+            cr_expect_eq (got[j], want[j], "k=%d: rank %d holds %d, want %d", ks[i], j, got[j], want[j]);
+    }
+}
+
 Test (nn, softmax_xent_with_column_bias)
 {
     //  A per-column bias (the sampled softmax's log-Q correction) shifts the logits: the
