@@ -9,8 +9,10 @@ next item. Ranking head, trained jointly: at every such position the true next i
 and --rank-negatives items drawn from (count + 1)^0.75 are scored by an MLP (ReLU
 layers 128-64-32, one logit) over [user state, item vector, their product, the
 history pooled by attention to the item, context (last event type one-hot, history
-length / max_len)], with binary cross-entropy; the loss is cross-entropy + weight x
-BCE, both per predicted position. Batches: users shuffled, sorted by length within
+length / max_len)], with binary cross-entropy; besides the sampled negatives each
+position gets --rank-hard hard ones spread over the 100 items the retrieval scores
+highest there (Strata also skips items of the user's own sequence; the cost is the
+same); the loss is cross-entropy + weight x BCE, both per predicted position. Batches: users shuffled, sorted by length within
 windows of 32 batches, padded to the batch's longest history (at most max_len),
 visited in random order. Adam(lr, betas=(0.9, 0.98), eps=1e-9).
 
@@ -143,6 +145,7 @@ def main():
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--rank-negatives", type=int, default=4)
     ap.add_argument("--rank-weight", type=float, default=1.0)
+    ap.add_argument("--rank-hard", type=int, default=4)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -168,6 +171,10 @@ def main():
             if ranker:
                 P = int(keep.sum())
                 negs = torch.multinomial(q_pop, P * a.rank_negatives, replacement=True).view(P, -1)
+                if a.rank_hard > 0:
+                    pool = torch.topk(logits.detach(), min(100, a.items), dim=1).indices
+                    strata = torch.arange(a.rank_hard) * pool.shape[1] // a.rank_hard
+                    negs = torch.cat([negs, pool[:, strata]], 1)
                 loss = loss + a.rank_weight * ranker.loss(model.emb, h, items, valid, targets, keep, negs, a.max_len)
             opt.zero_grad()
             loss.backward()
