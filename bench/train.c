@@ -13,7 +13,8 @@
     the trainer (samples/s over the run's epochs, validation excluded), each against the
     PyTorch figure.
 
-    Usage: train --data Beauty.txt [--epochs N] [--runs R] [--threads T] [--torch SCRIPT]
+    Usage: train --data Beauty.txt [--epochs N] [--runs R] [--threads T] [--torch SCRIPT] [--no-cluster]
+           [--rank-negatives N] [--rank-hard N]   (the ranking head's negatives; defaults as the trainer's)
                  [--no-cluster]
 */
 #include <cblas.h>
@@ -259,7 +260,7 @@ int
 main (int argc, char **argv)
 {
     const char *data = NULL, *script = NULL;
-    int epochs = 1, runs = 3, threads = 2, cluster = 1;
+    int epochs = 1, runs = 3, threads = 2, cluster = 1, rank_neg = -1, rank_hard = -1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp (argv[i], "--data") && i + 1 < argc)
             data = argv[++i];
@@ -273,8 +274,13 @@ main (int argc, char **argv)
             threads = atoi (argv[++i]);
         else if (!strcmp (argv[i], "--no-cluster"))
             cluster = 0;
+        else if (!strcmp (argv[i], "--rank-negatives") && i + 1 < argc)
+            rank_neg = atoi (argv[++i]);
+        else if (!strcmp (argv[i], "--rank-hard") && i + 1 < argc)
+            rank_hard = atoi (argv[++i]);
         else {
-            fprintf (stderr, "usage: train --data Beauty.txt [--epochs N] [--runs R] [--threads T] [--torch SCRIPT]\n");
+            fprintf (stderr, "usage: train --data Beauty.txt [--epochs N] [--runs R] [--threads T] [--torch SCRIPT] "
+                             "[--no-cluster] [--rank-negatives N] [--rank-hard N]\n");
             return 2;
         }
     }
@@ -310,6 +316,10 @@ main (int argc, char **argv)
     model_config_default (&cfg);
     plan_config_t pc;
     plan_config_default (&pc);
+    if (rank_neg >= 0)
+        cfg.rank_negatives = pc.rank_negatives = rank_neg;
+    if (rank_hard >= 0)
+        cfg.rank_hard = rank_hard;
     double strata[15], torch[15], gflops[15];
     int torch_runs = 0;
     for (int r = 0; r < runs; r++) {
@@ -336,8 +346,10 @@ main (int argc, char **argv)
 
         if (script) {
             char cmd[2048];
-            snprintf (cmd, sizeof cmd, "/usr/bin/python3 '%s' --data '%s' --items %u --epochs %d --threads %d --seed %d",
-                      script, seqs, train->n_items, epochs, threads, r + 1);
+            snprintf (cmd, sizeof cmd,
+                      "/usr/bin/python3 '%s' --data '%s' --items %u --epochs %d --threads %d --seed %d "
+                      "--rank-negatives %d --rank-hard %d",
+                      script, seqs, train->n_items, epochs, threads, r + 1, cfg.rank_negatives, cfg.rank_hard);
             FILE *p = popen (cmd, "r");
             char out[512] = "";
             double sps = 0;

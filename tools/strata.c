@@ -561,6 +561,30 @@ s_demo_serve (const char *dir, const char *events)
         fclose (f);
     char *sargs[] = { "similar", "--dir", (char *) dir, "--item", item, "-k", "5", NULL };
     rc |= similar_main (7, sargs);
+    //  A query from the catalogue's words: the last two words of the first title.
+    char query[128] = "", items_path[4200];
+    snprintf (items_path, sizeof items_path, "%s/synthetic/items.jsonl", dir);
+    f = fopen (items_path, "r");
+    if (f && fgets (line, sizeof line, f)) {
+        json_t *it = json_loads (line, 0, NULL);
+        const char *title = json_string_value (json_object_get (it, "title"));
+        const char *cut = title ? strrchr (title, ' ') : NULL;
+        while (cut && cut > title && cut[-1] != ' ')
+            cut--;
+        const char *prev = cut && cut > title ? cut - 1 : NULL;
+        while (prev && prev > title && prev[-1] != ' ')
+            prev--;
+        snprintf (query, sizeof query, "%s", prev ? prev : title ? title : "");
+        json_decref (it);
+    }
+    if (f)
+        fclose (f);
+    fprintf (stderr, "== 9. search (strata search --dir %s \"%s\", then for user %s)\n", dir, query, users[0]);
+    fflush (stdout);
+    char *q1[] = { "search", "--dir", (char *) dir, query, "-k", "5", NULL };
+    rc |= search_main (6, q1);
+    char *q2[] = { "search", "--dir", (char *) dir, query, "--user", users[0], "-k", "5", NULL };
+    rc |= search_main (8, q2);
     fflush (stdout);
     return rc ? 1 : 0;
 }

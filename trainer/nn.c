@@ -206,6 +206,17 @@ nn_top_k (const float *z, int m, int32_t skip, const uint8_t *exclude, int32_t *
     if (k <= 0)
         return 0;
     for (int j = 0; j < m; j++) {
+        //  Once the heap is full, whole runs of 8 below its worst are passed over with
+        //  one vectorisable max (most of a long row is).
+        if (n == k && (j & 7) == 0 && j + 8 <= m) {
+            float mx = z[j];
+            for (int q = 1; q < 8; q++)
+                mx = z[j + q] > mx ? z[j + q] : mx;
+            if (mx < z[top[0]]) {
+                j += 7;
+                continue;
+            }
+        }
         if (j == skip || (exclude && exclude[j]))
             continue;
         if (n < k) {
