@@ -26,6 +26,7 @@ static const char *const s_cfs[CF_COUNT] = { "default", "models" };
 #define CHUNK_TIMEOUT_MS 5000
 #define MAX_K 1000
 #define POPULAR_KEPT 4096
+#define SEARCH_POOL 100       // text candidates a user's model score is blended into
 
 //  The version being served.
 typedef struct {
@@ -750,9 +751,9 @@ s_recommend (rank_worker_t *self, zsock_t *sock, req_t *r, const float *scores)
     }
     else {
         const float *sc = scores + (size_t) r->slot * n;
-        int want = (int) (self->cfg.rerank_top > r->k ? self->cfg.rerank_top : r->k);
+        int want = (int) ((uint32_t) self->cfg.rerank_top > r->k ? (uint32_t) self->cfg.rerank_top : r->k);
         got = s_select (self, r, sc, n, want);
-        if (model_has_ranker (s->m) && got > 0
+        if (self->cfg.rerank_top > 0 && model_has_ranker (s->m) && got > 0
             && model_rank_candidates (s->m, (uint32_t) r->slot, (const uint32_t *) self->top,
                                       (uint32_t) got, self->logits) == 0) {
             for (int i = 0; i < got; i++)
@@ -810,7 +811,7 @@ s_similar (rank_worker_t *self, zsock_t *sock, req_t *r)
 //  Text matches (BM25F) that pass the filters, the best rerank-top of them blended
 //  with the user's model score when the request names a user with a history.
 //  Text matches (BM25F, with the learned "queries" field unless text_only), scaled by
-//  the best; the best rerank-top that pass the filters are blended, when the request
+//  the best; the best SEARCH_POOL that pass the filters are blended, when the request
 //  names a user with a history, with that user's retrieval score (scaled to [0, 1]
 //  among them).
 static void
@@ -845,7 +846,7 @@ s_search (rank_worker_t *self, zsock_t *sock, req_t *r)
         drop[i] = excluded || !s_passes (self, f, items[i], h);
         text[i] = tmax > 0 ? text[i] / tmax : 0;
     }
-    int want = (int) (self->cfg.rerank_top > r->k ? self->cfg.rerank_top : r->k);
+    int want = (int) (r->k > SEARCH_POOL ? r->k : SEARCH_POOL);
     int got = nn_top_k (text, (int) found, -1, drop, self->top, want);
     uint32_t out_items[MAX_K > 4096 ? MAX_K : 4096];
     float out[MAX_K > 4096 ? MAX_K : 4096];

@@ -13,13 +13,14 @@
 
     RECOMMEND: the user's history (sent by the broker) plus the request's recent events
     give the user vector (model_user_vectors, batched across the jobs that arrived
-    together); the whole catalogue is scored with one sgemm; the top rerank-top items
-    that pass the filters are re-ranked by the ranking head (its logit plus
-    rerank-blend times the retrieval score); a user with no usable history gets the
+    together); the whole catalogue is scored with one sgemm; the best items that pass
+    the filters are returned, or, with rerank-top > 0, the best rerank-top of them are
+    re-ranked by the ranking head (its logit plus rerank-blend times the retrieval
+    score); a user with no usable history gets the
     most popular items (time-decayed) that pass the filters. SIMILAR: the items whose
     vectors score highest against the item's. SEARCH: BM25F over the catalogue's text
     (search.h) plus what past searchers of the query's terms chose (query_terms.h,
-    weighted by search-learned), the best rerank-top that pass the filters blended, when the
+    weighted by search-learned), the best 100 that pass the filters blended, when the
     request names a user with a history, with that user's retrieval score (both scaled
     to [0, 1] among the candidates; search-blend weighs the model's); a request may
     restrict the ranking to a list of candidate items.
