@@ -385,7 +385,7 @@ s_serve (broker_t *self, zsock_t *sock)
         else if (!strcmp (msg.type, WIRE_CATALOGUE))
             s_send_catalogue (self, sock, msg.routing, msg.payload);
         else if (sock == self->api && (!strcmp (msg.type, WIRE_RECOMMEND) || !strcmp (msg.type, WIRE_SIMILAR)
-                                       || !strcmp (msg.type, WIRE_SEARCH))) {
+                                       || !strcmp (msg.type, WIRE_SEARCH) || !strcmp (msg.type, WIRE_PING))) {
             if (serve_request (self->serve, msg.routing, msg.type, msg.payload) < 0)
                 self->protocol_errors++;
         }

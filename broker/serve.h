@@ -6,7 +6,9 @@
     jobs. The worker's SERVED result goes back to the client as the reply it carries. A
     job held by a worker that leaves or misses its heartbeats is given to another
     worker, up to `attempts` times; a job that no worker takes within `timeout_ms`, or
-    a request when no rank worker is connected, gets an UNAVAILABLE Error.
+    a request when no rank worker is connected, gets an UNAVAILABLE Error. PING takes
+    the same path with an empty payload, answered at once by the rank worker: the
+    floor that serving latencies are measured against.
 
     Job keys in the shared worker pool carry SERVE_KEY_BIT, which tells them from
     journal sequences when the pool hands back a lost worker's jobs.

@@ -52,6 +52,8 @@
 #define WIRE_SIMILAR_REPLY "SIMILAR_REPLY" // Recommendations   broker -> client
 #define WIRE_SEARCH       "SEARCH"        // Search            client -> broker
 #define WIRE_SEARCH_REPLY "SEARCH_REPLY"  // Recommendations   broker -> client
+#define WIRE_PING         "PING"          // (empty)           client -> broker -> rank worker: the serving path's floor
+#define WIRE_PING_REPLY   "PING_REPLY"    // (empty)
 #define WIRE_SERVE        "SERVE"         // ServeJob          broker -> rank worker
 #define WIRE_SERVED       "SERVED"        // ServeResult       rank worker -> broker
 

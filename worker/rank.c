@@ -1062,6 +1062,16 @@ rank_worker_serve (rank_worker_t *self, zframe_t **jobs, size_t n, zsock_t *sock
             log_warn ("SERVE payload does not decode; ignored");
             continue;
         }
+        if (outer[i]->type && !strcmp (outer[i]->type, WIRE_PING)) {
+            Strata__V1__ServeResult res = STRATA__V1__SERVE_RESULT__INIT;
+            res.job_id = outer[i]->job_id;
+            res.type = WIRE_PING_REPLY;
+            res.reply = outer[i]->request;   // echoed: the client matches it
+            wire_send (sock, NULL, WIRE_SERVED, &res.base);
+            strata__v1__serve_job__free_unpacked (outer[i], NULL);
+            outer[i] = NULL;
+            continue;
+        }
         s_parse (self, outer[i], &reqs[i], &inner[i]);
         if (!reqs[i].error && s && !self->mark) {
             reqs[i].error = "out of memory";

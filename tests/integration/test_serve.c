@@ -409,6 +409,15 @@ Test (serve, answers_filters_cold_start_and_errors)
     cr_expect_eq (a.err->code, STRATA__V1__ERROR_CODE__TOO_LARGE);
     s_answer_free (&a);
     zsock_destroy (&s);
+    //  PING takes the same path and comes back at once, its payload echoed.
+    s = s_client ();
+    wire_send_bytes (s, NULL, WIRE_PING, "ping-7", 6);
+    wire_msg_t pm;
+    cr_assert_eq (wire_recv (s, false, 0, &pm), 0);
+    cr_expect_str_eq (pm.type, WIRE_PING_REPLY);
+    cr_expect (zframe_size (pm.payload) == 6 && !memcmp (zframe_data (pm.payload), "ping-7", 6));
+    wire_msg_reset (&pm);
+    zsock_destroy (&s);
     //  ... and the worker still serves.
     s_recommend ("t-a3", 3, NULL, &a);
     cr_assert_not_null (a.rec);
