@@ -7,6 +7,7 @@
 */
 #include "eval.h"
 
+#include <czmq.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -253,7 +254,7 @@ eval_main (int argc, char **argv)
         metrics_t best_v = { 0 }, best_t = { 0 };
         int best_epoch = 0;
         double train_secs = 0;
-        for (int e = 1; ok && e <= cfg.epochs; e++) {
+        for (int e = 1; ok && e <= cfg.epochs && !zsys_interrupted; e++) {
             int64_t te = util_mono_ms ();
             double loss = step_session_epoch (&ss);
             train_secs += (double) (util_mono_ms () - te) / 1000;
@@ -294,7 +295,7 @@ eval_main (int argc, char **argv)
         ok = best_epoch > 0 && step_session_init (&ss, &mc, &pc, train_t, feats) == 0;
         if (ok) {
             int64_t tf = util_mono_ms ();
-            for (int e = 1; e <= best_epoch; e++) {
+            for (int e = 1; e <= best_epoch && !zsys_interrupted; e++) {
                 double loss = step_session_epoch (&ss);
                 fprintf (stderr, "\r  final fit: epoch %3d of %d, loss %.4f   ", e, best_epoch, loss);
             }
@@ -333,6 +334,17 @@ eval_main (int argc, char **argv)
         features_destroy (&feats);
     }
 
+    if (zsys_interrupted) {
+        fprintf (stderr, "strata eval: interrupted; no results\n");
+        json_decref (r.results);
+        free (val);
+        free (test);
+        dataset_destroy (&train_v);
+        dataset_destroy (&train_t);
+        dataset_destroy (&all);
+        config_free (s_keys, &cfg);
+        return 130;
+    }
     json_t *out = json_pack ("{s:{s:i, s:i, s:I, s:i}, s:s, s:o}", "dataset", "users", (int) all->n_users, "items",
                              (int) all->n_items, "events", (json_int_t) all->n_events, "evaluated_users",
                              (int) eval_users, "protocol",
