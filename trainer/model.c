@@ -557,6 +557,91 @@ s_forward (model_t *m, int nb, int train)
     s_zero_padding (m->valid, m->hf, R, d);
 }
 
+//  Inference for the newest position of each of nb sequences only (what serving
+//  needs): every block but the last runs on all positions (the last one's keys and
+//  values need them), the last block and the final norm on the newest position only.
+//  Leaves the states in m->hf at rows s * L + L - 1 (other rows are not valid).
+static void
+s_forward_last (model_t *m, int nb)
+{
+    int d = m->cfg.dim, L = m->L, f = m->cfg.ffn, B = m->cfg.blocks;
+    if (B == 0) {
+        s_forward (m, nb, 0);
+        return;
+    }
+    //  All blocks but the last, on every position: s_forward with the last block cut.
+    m->cfg.blocks = B - 1;
+    s_forward (m, nb, 0);
+    m->cfg.blocks = B;
+    size_t R = (size_t) nb * L;
+    const float *x = m->xout;   // the last block's input (s_forward's output with one block fewer)
+    block_t *k = &m->blocks[B - 1];
+    cache_t *c = &m->cache[B - 1];
+    nn_layernorm_fwd (x, (int) R, d, k->ln1_g.w, k->ln1_b.w, c->ln1, c->mu1, c->rs1);
+    nn_linear_fwd (c->ln1, (int) R, d, k->wk.w, NULL, d, c->k);
+    nn_linear_fwd (c->ln1, (int) R, d, k->wv.w, NULL, d, c->v);
+    //  The newest position of each sequence: its input row, normed row and query.
+    float *xl = m->dq, *ql = m->dk, *ol = m->dv, *al = m->dtmp, *x1 = m->dtmp2, *hl = m->dh;
+    for (int s = 0; s < nb; s++) {
+        size_t r = (size_t) s * L + (size_t) (L - 1);
+        memcpy (xl + (size_t) s * d, x + r * d, (size_t) d * sizeof (float));
+        memcpy (al + (size_t) s * d, c->ln1 + r * d, (size_t) d * sizeof (float));
+    }
+    nn_linear_fwd (al, nb, d, k->wq.w, NULL, d, ql);
+    float scale = 1.0f / sqrtf ((float) d);
+    for (int s = 0; s < nb; s++) {
+        const float *q = ql + (size_t) s * d;
+        const uint8_t *valid = m->valid + (size_t) s * L;
+        float *p = m->datt;   // L scores
+        float mx = -INFINITY;
+        for (int j = 0; j < L; j++) {
+            p[j] = -INFINITY;
+            if (!valid[j])
+                continue;
+            const float *kj = c->k + ((size_t) s * L + (size_t) j) * d;
+            float dot = 0;
+            for (int t = 0; t < d; t++)
+                dot += q[t] * kj[t];
+            p[j] = dot * scale;
+            mx = p[j] > mx ? p[j] : mx;
+        }
+        float *o = ol + (size_t) s * d;
+        memset (o, 0, (size_t) d * sizeof (float));
+        if (mx == -INFINITY)
+            continue;
+        double sum = 0;
+        for (int j = 0; j < L; j++) {
+            p[j] = valid[j] ? expf (p[j] - mx) : 0;
+            sum += p[j];
+        }
+        for (int j = 0; j < L; j++) {
+            if (p[j] == 0)
+                continue;
+            float w = (float) (p[j] / sum);
+            const float *vj = c->v + ((size_t) s * L + (size_t) j) * d;
+            for (int t = 0; t < d; t++)
+                o[t] += w * vj[t];
+        }
+    }
+    nn_linear_fwd (ol, nb, d, k->wo.w, NULL, d, al);
+    for (size_t i = 0; i < (size_t) nb * d; i++)
+        x1[i] = xl[i] + al[i];
+    nn_layernorm_fwd (x1, nb, d, k->ln2_g.w, k->ln2_b.w, ol, m->muf, m->rsf);
+    nn_linear_fwd (ol, nb, d, k->w1.w, k->b1.w, f, hl);
+    nn_relu_fwd (hl, (size_t) nb * f);
+    nn_linear_fwd (hl, nb, f, k->w2.w, k->b2.w, d, al);
+    for (size_t i = 0; i < (size_t) nb * d; i++)
+        x1[i] += al[i];
+    nn_layernorm_fwd (x1, nb, d, m->lnf_g.w, m->lnf_b.w, ol, m->muf, m->rsf);
+    for (int s = 0; s < nb; s++) {
+        size_t r = (size_t) s * L + (size_t) (L - 1);
+        if (m->valid[r])
+            memcpy (m->hf + r * d, ol + (size_t) s * d, (size_t) d * sizeof (float));
+        else
+            memset (m->hf + r * d, 0, (size_t) d * sizeof (float));
+    }
+}
+
 //  Backward from the loss on targets; accumulates parameter gradients.
 //  Packs the rows that predict an item (most rows of a batch of short histories are
 //  padding): the catalogue-wide softmax then costs only what it must.
@@ -1382,7 +1467,7 @@ model_user_vectors (model_t *self, const uint32_t *items, const uint8_t *types, 
         s_layout (self, (int) k, items + off, types ? types + off : NULL, lens[k], 0);
         off += lens[k];
     }
-    s_forward (self, (int) n, 0);
+    s_forward_last (self, (int) n);
     int d = self->cfg.dim, Lb = self->L;
     for (uint32_t k = 0; k < n; k++)
         memcpy (out + (size_t) k * d, self->hf + ((size_t) k * Lb + (size_t) (Lb - 1)) * d, (size_t) d * sizeof (float));
