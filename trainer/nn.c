@@ -148,6 +148,22 @@ nn_attention_fwd (const float *Q, const float *K, const float *V, int L, int d, 
     cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, L, d, L, 1.0f, P, L, V, d, 0.0f, O, d);
 }
 
+//  Back through a row softmax P (rows x cols): dS = P (dP - sum_j dP_j P_j), in place
+//  on dS (which holds dP). Masked entries have P = 0 and stay 0.
+static void
+s_softmax_rows_bwd (const float *P, int rows, int cols, float *dS)
+{
+    for (int i = 0; i < rows; i++) {
+        float *ds = dS + (size_t) i * cols;
+        const float *p = P + (size_t) i * cols;
+        double dot = 0;
+        for (int j = 0; j < cols; j++)
+            dot += ds[j] * p[j];
+        for (int j = 0; j < cols; j++)
+            ds[j] = p[j] * (ds[j] - (float) dot);
+    }
+}
+
 void
 nn_attention_bwd (const float *Q, const float *K, const float *V, int L, int d, const float *P, const float *dO,
                   float *dQ, float *dK, float *dV, float *work)
@@ -157,16 +173,7 @@ nn_attention_bwd (const float *Q, const float *K, const float *V, int L, int d, 
     cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, L, d, L, 1.0f, P, L, dO, d, 1.0f, dV, d);
     float *dS = work;
     cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, L, L, d, 1.0f, dO, d, V, d, 0.0f, dS, L);
-    //  Row softmax: dS = P (dP - sum_j dP_j P_j); masked entries have P = 0 and stay 0.
-    for (int i = 0; i < L; i++) {
-        float *ds = dS + (size_t) i * L;
-        const float *p = P + (size_t) i * L;
-        double dot = 0;
-        for (int j = 0; j < L; j++)
-            dot += ds[j] * p[j];
-        for (int j = 0; j < L; j++)
-            ds[j] = p[j] * (ds[j] - (float) dot);
-    }
+    s_softmax_rows_bwd (P, L, L, dS);
     //  S = Q K' scale:  dQ += dS K scale,  dK += dS' Q scale.
     cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, L, d, L, scale, dS, L, K, d, 1.0f, dQ, d);
     cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, L, d, L, scale, dS, L, Q, d, 1.0f, dK, d);
@@ -350,15 +357,7 @@ nn_target_pool_bwd (const float *C, int n, const float *X, int L, int d, const f
     cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, L, d, n, 1.0f, A, L, dout, d, 1.0f, dX, d);
     float *dS = work;
     cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, n, L, d, 1.0f, dout, d, X, d, 0.0f, dS, L);
-    for (int i = 0; i < n; i++) {
-        float *ds = dS + (size_t) i * L;
-        const float *a = A + (size_t) i * L;
-        double dot = 0;
-        for (int j = 0; j < L; j++)
-            dot += ds[j] * a[j];
-        for (int j = 0; j < L; j++)
-            ds[j] = a[j] * (ds[j] - (float) dot);
-    }
+    s_softmax_rows_bwd (A, n, L, dS);
     //  S = C X' scale:  dC += dS X scale,  dX += dS' C scale.
     cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, L, scale, dS, L, X, d, 1.0f, dC, d);
     cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, L, d, n, scale, dS, L, C, d, 1.0f, dX, d);
