@@ -686,27 +686,28 @@ s_rank_group (model_t *m, int n, float scale, int grad)
         memcpy (m->r_C + (size_t) e * d, V + (size_t) m->r_item[e] * d, (size_t) d * sizeof (float));
         m->r_hi[e] = m->r_row[e] % L;
     }
-    //  Each run of examples from one sequence pools over that sequence's history.
+    //  Each run of examples from one sequence pools over that sequence's history, then
+    //  the examples' inputs are laid out.
+    float inv_len = 1.0f / (float) m->cfg.max_len;
     for (int e0 = 0, e1; e0 < n; e0 = e1) {
-        int s = m->r_row[e0] / L;
+        int s = m->r_row[e0] / L, lo = s_first_valid (m, s);
         for (e1 = e0 + 1; e1 < n && m->r_row[e1] / L == s; e1++)
             ;
-        nn_target_pool_fwd (m->r_C + (size_t) e0 * d, e1 - e0, m->hist + (size_t) s * L * d, L, d,
-                            s_first_valid (m, s), m->r_hi + e0, m->r_A + (size_t) e0 * L, m->r_P + (size_t) e0 * d);
-    }
-    float inv_len = 1.0f / (float) m->cfg.max_len;
-    for (int e = 0; e < n; e++) {
-        float *x = m->r_in + (size_t) e * in;
-        const float *u = m->hf + (size_t) m->r_row[e] * d, *v = m->r_C + (size_t) e * d;
-        memcpy (x, u, (size_t) d * sizeof (float));
-        memcpy (x + d, v, (size_t) d * sizeof (float));
-        for (int k = 0; k < d; k++)
-            x[2 * d + k] = u[k] * v[k];
-        memcpy (x + 3 * d, m->r_P + (size_t) e * d, (size_t) d * sizeof (float));
-        float *ctx = x + 4 * d;
-        memset (ctx, 0, RANK_CONTEXT * sizeof (float));
-        ctx[m->in_types[m->r_row[e]]] = 1;
-        ctx[MODEL_EVENT_TYPES] = (float) (m->r_hi[e] - s_first_valid (m, m->r_row[e] / L) + 1) * inv_len;
+        nn_target_pool_fwd (m->r_C + (size_t) e0 * d, e1 - e0, m->hist + (size_t) s * L * d, L, d, lo,
+                            m->r_hi + e0, m->r_A + (size_t) e0 * L, m->r_P + (size_t) e0 * d);
+        for (int e = e0; e < e1; e++) {
+            float *x = m->r_in + (size_t) e * in;
+            const float *u = m->hf + (size_t) m->r_row[e] * d, *v = m->r_C + (size_t) e * d;
+            memcpy (x, u, (size_t) d * sizeof (float));
+            memcpy (x + d, v, (size_t) d * sizeof (float));
+            for (int k = 0; k < d; k++)
+                x[2 * d + k] = u[k] * v[k];
+            memcpy (x + 3 * d, m->r_P + (size_t) e * d, (size_t) d * sizeof (float));
+            float *ctx = x + 4 * d;
+            memset (ctx, 0, RANK_CONTEXT * sizeof (float));
+            ctx[m->in_types[m->r_row[e]]] = 1;
+            ctx[MODEL_EVENT_TYPES] = (float) (m->r_hi[e] - lo + 1) * inv_len;
+        }
     }
     const float *x = m->r_in;
     int w = in;
