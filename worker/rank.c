@@ -59,6 +59,11 @@ typedef struct {
     char *meta;
 } download_t;
 
+typedef struct {
+    void *p;
+    size_t cap;               // bytes
+} scratch_t;
+
 struct _rank_worker_t {
     rank_config_t cfg;
     store_t *store;
@@ -68,15 +73,29 @@ struct _rank_worker_t {
     zsock_t *trainer;
     download_t dl;
     int64_t next_poll, next_catalogue;
-    //  Scratch.
-    float *scores;            // batch x items
-    size_t scores_cap;
+    //  Scratch, grown as needed and kept: serving allocates nothing per request.
+    scratch_t scores;         // batch x items
+    scratch_t uvec;           // batch x dim
+    scratch_t s_items, s_text, s_drop;   // search: per catalogue item
+    scratch_t failed;         // items a filter leaves out
     uint8_t *mark;            // per item: excluded for the request at hand
     size_t mark_cap;
     int32_t *top;
-    float *logits, *uvec;
+    float *logits;
     uint64_t served_jobs;
 };
+
+//  At least `bytes` of scratch (contents not kept when it grows), or NULL.
+static void *
+s_scratch (scratch_t *s, size_t bytes)
+{
+    if (s->cap < bytes || !s->p) {
+        free (s->p);
+        s->p = malloc (bytes ? bytes : 1);
+        s->cap = s->p ? bytes : 0;
+    }
+    return s->p;
+}
 
 // ---------------------------------------------------------------- served versions
 
@@ -399,11 +418,12 @@ rank_worker_destroy (rank_worker_t **self_p)
     search_index_destroy (&self->index);
     zsock_destroy (&self->trainer);
     store_destroy (&self->store);
-    free (self->scores);
+    scratch_t *scr[] = { &self->scores, &self->uvec, &self->s_items, &self->s_text, &self->s_drop, &self->failed };
+    for (size_t i = 0; i < sizeof scr / sizeof scr[0]; i++)
+        free (scr[i]->p);
     free (self->mark);
     free (self->top);
     free (self->logits);
-    free (self->uvec);
     free (self);
     *self_p = NULL;
 }
@@ -630,7 +650,7 @@ s_select (rank_worker_t *self, const req_t *r, const float *scores, uint32_t n, 
         return nn_top_k (scores, (int) n, -1, self->mark, self->top, want);
     uint32_t h = f->category && *f->category ? s_level_hash (f->category) : 0;
     //  Filters out of the selection's way: mark what fails them, select, unmark.
-    uint32_t *failed = malloc ((n ? n : 1) * sizeof *failed);
+    uint32_t *failed = s_scratch (&self->failed, (size_t) n * sizeof *failed);
     uint32_t nf = 0;
     for (uint32_t i = 0; failed && i < n; i++)
         if (!self->mark[i] && !s_passes (self, f, i, h)) {
@@ -640,7 +660,6 @@ s_select (rank_worker_t *self, const req_t *r, const float *scores, uint32_t n, 
     int got = nn_top_k (scores, (int) n, -1, self->mark, self->top, want);
     for (uint32_t i = 0; i < nf; i++)
         self->mark[failed[i]] = 0;
-    free (failed);
     return got;
 }
 
@@ -783,26 +802,22 @@ s_similar (rank_worker_t *self, zsock_t *sock, req_t *r)
     served_t *s = self->cur;
     uint32_t n = s->info.items;
     int d = s->info.dim;
-    if (self->scores_cap < n) {
-        free (self->scores);
-        self->scores = malloc ((size_t) n * sizeof (float));
-        self->scores_cap = self->scores ? n : 0;
-    }
-    if (!self->scores) {
+    float *scores = s_scratch (&self->scores, (size_t) n * sizeof *scores);
+    if (!scores) {
         r->error = "out of memory";
         r->code = STRATA__V1__ERROR_CODE__INTERNAL;
         s_reply (self, sock, r, NULL, NULL, 0, "");
         return;
     }
     cblas_sgemv (CblasRowMajor, CblasNoTrans, (int) n, d, 1.0f, s->vectors, d, s->vectors + (size_t) r->item * d, 1, 0.0f,
-                 self->scores, 1);
+                 scores, 1);
     s_mark (self, r, 1);
-    int got = s_select (self, r, self->scores, n, (int) r->k);
+    int got = s_select (self, r, scores, n, (int) r->k);
     uint32_t items[MAX_K];
     float out[MAX_K];
     for (int i = 0; i < got; i++) {
         items[i] = (uint32_t) self->top[i];
-        out[i] = self->scores[self->top[i]];
+        out[i] = scores[self->top[i]];
     }
     s_mark (self, r, 0);
     s_reply (self, sock, r, items, out, got, "item");
@@ -819,13 +834,10 @@ s_search (rank_worker_t *self, zsock_t *sock, req_t *r)
 {
     served_t *s = self->cur;
     uint32_t n = self->cat.n;
-    uint32_t *items = malloc ((n ? n : 1) * sizeof *items);
-    float *text = malloc ((n ? n : 1) * sizeof *text);
-    uint8_t *drop = calloc (n ? n : 1, 1);
+    uint32_t *items = s_scratch (&self->s_items, (size_t) n * sizeof *items);
+    float *text = s_scratch (&self->s_text, (size_t) n * sizeof *text);
+    uint8_t *drop = s_scratch (&self->s_drop, n);
     if (!items || !text || !drop) {
-        free (items);
-        free (text);
-        free (drop);
         r->error = "out of memory";
         r->code = STRATA__V1__ERROR_CODE__INTERNAL;
         s_reply (self, sock, r, NULL, NULL, 0, "");
@@ -840,7 +852,7 @@ s_search (rank_worker_t *self, zsock_t *sock, req_t *r)
     const Strata__V1__Filters *f = r->filters;
     uint32_t h = f && f->category && *f->category ? s_level_hash (f->category) : 0;
     for (uint32_t i = 0; i < found; i++) {
-        bool excluded = drop[i];
+        bool excluded = false;
         for (uint32_t j = 0; j < r->n_seen && !excluded; j++)
             excluded = r->seen[j] == items[i];
         drop[i] = excluded || !s_passes (self, f, items[i], h);
@@ -855,7 +867,7 @@ s_search (rank_worker_t *self, zsock_t *sock, req_t *r)
         out_items[i] = items[self->top[i]];
         out[i] = text[self->top[i]];
     }
-    float *uvec = s && r->n_hist && !r->text_only ? malloc ((size_t) s->info.dim * sizeof *uvec) : NULL;
+    float *uvec = s && r->n_hist && !r->text_only ? s_scratch (&self->uvec, (size_t) s->info.dim * sizeof *uvec) : NULL;
     if (uvec && model_user_vectors (s->m, r->hist, r->hist_types, &r->n_hist, 1, uvec) == 0 && m > 1) {
         //  The user's retrieval score of each candidate, scaled to [0, 1] among them.
         float lo = INFINITY, hi = -INFINITY;
@@ -873,12 +885,8 @@ s_search (rank_worker_t *self, zsock_t *sock, req_t *r)
             out[i] += (float) self->cfg.search_blend * (isnan (self->logits[i]) ? 0 : (self->logits[i] - lo) / (hi - lo));
         source = strcmp (source, "text") ? "text+learned+model" : "text+model";
     }
-    free (uvec);
     s_sort (out_items, out, m);
     s_reply (self, sock, r, out_items, out, m < (int) r->k ? m : (int) r->k, source);
-    free (items);
-    free (text);
-    free (drop);
 }
 
 //  Decodes a job into r (allocations in the arena-free way: owned by the unpacked
@@ -1100,13 +1108,8 @@ rank_worker_serve (rank_worker_t *self, zframe_t **jobs, size_t n, zsock_t *sock
     }
     if (s && np) {
         int d = s->info.dim;
-        if (self->scores_cap < B * items) {
-            free (self->scores);
-            self->scores = malloc (B * items * sizeof (float));
-            self->scores_cap = self->scores ? B * items : 0;
-        }
-        free (self->uvec);
-        self->uvec = malloc (B * (size_t) d * sizeof (float));
+        float *scores = s_scratch (&self->scores, B * items * sizeof *scores);
+        float *uvec = s_scratch (&self->uvec, B * (size_t) d * sizeof *uvec);
         for (size_t p0 = 0; p0 < np; p0 += B) {
             size_t nb = np - p0 < B ? np - p0 : B;
             uint32_t lens[256];
@@ -1123,11 +1126,11 @@ rank_worker_serve (rank_worker_t *self, zframe_t **jobs, size_t n, zsock_t *sock
                 memcpy (types + w, r->hist_types, r->n_hist);
                 w += r->n_hist;
             }
-            int ok = all && types && self->scores && self->uvec
-                     && model_user_vectors (s->m, all, types, lens, (uint32_t) nb, self->uvec) == 0;
+            int ok = all && types && scores && uvec
+                     && model_user_vectors (s->m, all, types, lens, (uint32_t) nb, uvec) == 0;
             if (ok)
-                cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) nb, (int) items, d, 1.0f, self->uvec, d,
-                             s->vectors, d, 0.0f, self->scores, (int) items);
+                cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) nb, (int) items, d, 1.0f, uvec, d,
+                             s->vectors, d, 0.0f, scores, (int) items);
             for (size_t b = 0; b < nb; b++) {
                 req_t *r = &reqs[pending[p0 + b]];
                 if (!ok) {
@@ -1137,7 +1140,7 @@ rank_worker_serve (rank_worker_t *self, zframe_t **jobs, size_t n, zsock_t *sock
                     continue;
                 }
                 r->slot = (int) b;
-                s_recommend (self, sock, r, self->scores);
+                s_recommend (self, sock, r, scores);
             }
             free (all);
             free (types);

@@ -22,6 +22,7 @@ struct _search_index_t {
     uint32_t n, cap;
     float *acc;            // per item, zero between queries
     float *x;              // per item: a term's combined frequency, zero between terms
+    uint32_t *touched;     // the items a term touched
     uint8_t *allowed;      // per item, zero between queries
     uint32_t acc_cap;
     const query_terms_t *learned;
@@ -83,6 +84,7 @@ search_index_destroy (search_index_t **self_p)
     free (self->len);
     free (self->acc);
     free (self->x);
+    free (self->touched);
     free (self->allowed);
     free (self->qlen);
     free (self);
@@ -265,11 +267,13 @@ search_index_query (search_index_t *self, const char *query, const uint32_t *onl
     if (self->acc_cap < self->n) {
         free (self->acc);
         free (self->x);
+        free (self->touched);
         free (self->allowed);
         self->acc = calloc (self->cap, sizeof *self->acc);
         self->x = calloc (self->cap, sizeof *self->x);
+        self->touched = malloc (self->cap * sizeof *self->touched);
         self->allowed = calloc (self->cap, 1);
-        self->acc_cap = self->acc && self->x && self->allowed ? self->cap : 0;
+        self->acc_cap = self->acc && self->x && self->touched && self->allowed ? self->cap : 0;
         if (!self->acc_cap)
             return 0;
     }
@@ -285,9 +289,7 @@ search_index_query (search_index_t *self, const char *query, const uint32_t *onl
     const query_terms_t *qt = text_only ? NULL : self->learned;
     float qavg = qt && self->sum_qlen > 0 ? (float) (self->sum_qlen / self->qlen_n) : 1.0f;
     const search_params_t *p = &self->p;
-    uint32_t *touched = malloc ((size_t) self->n * sizeof *touched);
-    if (!touched)
-        return 0;
+    uint32_t *touched = self->touched;
     uint32_t found = 0;
     for (uint32_t q = 0; q < t.n; q++) {
         posting_t *post = zhashx_lookup (self->terms, t.term[q]);
@@ -345,6 +347,5 @@ search_index_query (search_index_t *self, const char *query, const uint32_t *onl
     for (uint32_t i = 0; only && i < n_only; i++)
         if (only[i] < self->n)
             self->allowed[only[i]] = 0;
-    free (touched);
     return found;
 }
