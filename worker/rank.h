@@ -6,7 +6,8 @@
     each checked against its hash, the whole against the version's), written to the
     worker's own RocksDB in one synced write, loaded, and swapped in between two jobs:
     no job waits for a download or fails because of one. On start it serves the
-    version in its RocksDB at once, before the trainer is even reachable.
+    version in its RocksDB at once, before the trainer is even reachable; a worker with
+    no version yet registers with the broker only once it has one.
 
     The catalogue (external ids, categories, prices) comes from the broker's api
     endpoint (CATALOGUE pages) at start and, for new items, every catalogue-ms.

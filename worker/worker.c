@@ -232,10 +232,25 @@ worker_run (const worker_config_t *cfg)
         }
     }
 
-    self.sock = s_connect (&self);
+    //  A rank worker takes requests only once it has a model version to serve them
+    //  with (from its store, at once, or from the trainer): a broker would otherwise
+    //  send it work it can only refuse.
+    if (self.rank && !rank_worker_version (self.rank))
+        log_info ("rank worker %s waiting for a model version from %s", self.id, cfg->trainer_api);
+    while (self.rank && !rank_worker_version (self.rank) && !zsys_interrupted) {
+        zmq_pollitem_t item = { zsock_resolve (rank_worker_model_socket (self.rank)), 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll (&item, 1, 100) < 0)
+            break;
+        if (item.revents & ZMQ_POLLIN)
+            rank_worker_model_input (self.rank);
+        rank_worker_tick (self.rank);
+    }
+    self.sock = zsys_interrupted ? NULL : s_connect (&self);
     if (!self.sock) {
         arena_destroy (&self.arena);
-        return -1;
+        train_worker_destroy (&self.train);
+        rank_worker_destroy (&self.rank);
+        return zsys_interrupted ? 0 : -1;
     }
     log_info ("%s worker %s connected to %s", cfg->role, self.id, self.endpoint);
 
