@@ -38,6 +38,15 @@ util_fnv1a32 (const void *data, size_t len)
 }
 
 uint64_t
+util_splitmix64 (uint64_t *state)
+{
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+uint64_t
 util_fnv1a64_add (uint64_t h, const void *data, size_t len)
 {
     const unsigned char *p = data;

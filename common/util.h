@@ -16,6 +16,8 @@ int64_t util_mono_ms (void);
 //  FNV-1a hashes.
 uint32_t util_fnv1a32 (const void *data, size_t len);
 uint64_t util_fnv1a64 (const void *data, size_t len);
+//  The next number of the splitmix64 stream whose state is *state (advanced).
+uint64_t util_splitmix64 (uint64_t *state);
 uint64_t util_fnv1a64_add (uint64_t h, const void *data, size_t len);
 #define UTIL_FNV64_INIT 0xcbf29ce484222325ULL
 

@@ -197,6 +197,12 @@ hcluster_add_train_worker (hcluster_t *c)
 pid_t
 hcluster_add_rank_worker (hcluster_t *c, int k)
 {
+    return hcluster_add_rank_worker_with (c, k, NULL);
+}
+
+pid_t
+hcluster_add_rank_worker_with (hcluster_t *c, int k, const char *const *flags)
+{
     char broker[200], api[200], trainer[200], dir[700], id[32], log[700];
     snprintf (broker, sizeof broker, "--broker=%s", c->workers_ep);
     snprintf (api, sizeof api, "--api=%s", c->api);
@@ -204,8 +210,10 @@ hcluster_add_rank_worker (hcluster_t *c, int k)
     snprintf (dir, sizeof dir, "--dir=%s/rank-%d", c->dir, k);
     snprintf (id, sizeof id, "--id=rank-%d", k);
     snprintf (log, sizeof log, "%s/worker-%d.log", c->dir, c->nworkers + 1);
-    const char *argv[] = { s_env ("STRATA_TEST_WORKER", "build/worker/strata-worker"), "--role=rank", broker, api,
-                           trainer, dir, id, "--heartbeat-ms=250", "--poll-ms=200", "--catalogue-ms=500", NULL };
+    const char *argv[32] = { s_env ("STRATA_TEST_WORKER", "build/worker/strata-worker"), "--role=rank", broker, api,
+                             trainer, dir, id, "--heartbeat-ms=250", "--poll-ms=200", "--catalogue-ms=500", NULL };
+    for (int i = 10, j = 0; flags && flags[j] && i < 31; i++, j++)
+        argv[i] = flags[j];
     pid_t pid = s_spawn (log, argv);
     if (c->nworkers < 16)
         c->workers[c->nworkers++] = pid;

@@ -62,6 +62,8 @@ pid_t hcluster_add_train_worker (hcluster_t *c);
 //  Starts one rank worker (its store in the cluster's directory, named by k) serving
 //  the broker's requests from the trainer's model versions; returns its pid.
 pid_t hcluster_add_rank_worker (hcluster_t *c, int k);
+//  The same with more flags (NULL-terminated).
+pid_t hcluster_add_rank_worker_with (hcluster_t *c, int k, const char *const *flags);
 
 //  The trainer's status (strata train --status) as JSON (caller decrefs), or NULL.
 json_t *hcluster_train_status (hcluster_t *c);

@@ -35,6 +35,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "util.h"
+
 #define DEFAULT_ITEMS  2000
 #define DEFAULT_USERS  500
 #define DEFAULT_EVENTS 20000
@@ -241,20 +243,11 @@ typedef struct {
     int64_t purchases;
 } gen_t;
 
-static uint64_t
-s_next (uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 //  Uniform in [0, 1).
 static double
 s_unit (uint64_t *state)
 {
-    return (double) (s_next (state) >> 11) * 0x1.0p-53;
+    return (double) (util_splitmix64 (state) >> 11) * 0x1.0p-53;
 }
 
 static int32_t

@@ -5,9 +5,12 @@
 #include <cblas.h>
 #include <ctype.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ivf.h"
 #include "log.h"
 #include "model.h"
 #include "nn.h"
@@ -35,6 +38,9 @@ typedef struct {
     const float *vectors;     // info.items x dim: the model's table
     uint32_t *popular;        // item indices, most popular first
     uint32_t n_popular;
+    ivf_t *ivf;               // approximate retrieval (NULL: exact)
+    uint32_t probe;           // its cells scanned per query
+    uint32_t ivf_cap;         // most candidates a query gets
 } served_t;
 
 //  What the broker's catalogue says about each item index.
@@ -64,6 +70,15 @@ typedef struct {
     size_t cap;               // bytes
 } scratch_t;
 
+//  A fetched version being stored and loaded (index included) off the serving thread.
+typedef struct {
+    pthread_t thread;
+    bool busy;                // a thread runs, or its result waits to be swapped in
+    atomic_bool done;
+    download_t dl;            // owned by the thread while it runs
+    served_t *result;         // NULL: the version did not load
+} loader_t;
+
 struct _rank_worker_t {
     rank_config_t cfg;
     store_t *store;
@@ -72,12 +87,16 @@ struct _rank_worker_t {
     search_index_t *index;    // over the catalogue
     zsock_t *trainer;
     download_t dl;
+    loader_t loader;
     int64_t next_poll, next_catalogue;
     //  Scratch, grown as needed and kept: serving allocates nothing per request.
     scratch_t scores;         // batch x items
     scratch_t uvec;           // batch x dim
     scratch_t s_items, s_text, s_drop;   // search: per catalogue item
     scratch_t failed;         // items a filter leaves out
+    scratch_t cand_items, cand_scores;   // approximate retrieval: per query, its candidates
+    scratch_t cand_drop;      // per candidate: excluded for the request at hand
+    scratch_t exact;          // one query's scores over the catalogue (fallbacks)
     uint8_t *mark;            // per item: excluded for the request at hand
     size_t mark_cap;
     int32_t *top;
@@ -105,6 +124,7 @@ s_served_free (served_t **p)
     if (!*p)
         return;
     model_destroy (&(*p)->m);
+    ivf_destroy (&(*p)->ivf);
     snapshot_info_free (&(*p)->info);
     free ((*p)->popular);
     free (*p);
@@ -118,6 +138,60 @@ s_pop_cmp (const void *a, const void *b)
 {
     float x = s_pop_scores[*(const uint32_t *) a], y = s_pop_scores[*(const uint32_t *) b];
     return x > y ? -1 : x < y ? 1 : (*(const uint32_t *) a > *(const uint32_t *) b) - (*(const uint32_t *) a < *(const uint32_t *) b);
+}
+
+//  The approximate index over a version's items, when the configuration asks for one:
+//  built, and its probe count chosen as the fewest cells (doubling) whose recall@10
+//  against exact search reaches ivf-recall, measured on queries made of the
+//  version's own items (each the sum of two random items' vectors: a user of two
+//  tastes, harder than either item alone). 0, or -1 on no memory.
+static int
+s_index (rank_worker_t *self, served_t *s)
+{
+    uint32_t n = s->info.items;
+    int d = s->info.dim;
+    const char *how = self->cfg.index ? self->cfg.index : "auto";
+    if (n == 0 || !strcmp (how, "exact") || (!strcmp (how, "auto") && n < (uint64_t) self->cfg.ivf_min_items))
+        return 0;
+    int64_t t0 = zclock_mono ();
+    ivf_params_t p;
+    ivf_params_default (&p);
+    p.cells = (uint32_t) self->cfg.ivf_cells;
+    s->ivf = ivf_build (s->vectors, n, d, &p);
+    if (!s->ivf)
+        return -1;
+    uint32_t cells = ivf_cells (s->ivf);
+    enum { QUERIES = 200 };
+    float *q = malloc ((size_t) QUERIES * d * sizeof *q);
+    if (!q)
+        return -1;
+    uint64_t rng = 0x5EED ^ s->info.version;
+    for (int i = 0; i < QUERIES; i++) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        uint32_t a = (uint32_t) ((rng >> 33) % n), b = (uint32_t) ((rng >> 7) % n);
+        for (int j = 0; j < d; j++)
+            q[(size_t) i * d + j] = s->vectors[(size_t) a * d + j] + s->vectors[(size_t) b * d + j];
+    }
+    double recall = 0;
+    if (self->cfg.ivf_probe > 0) {
+        s->probe = (uint32_t) self->cfg.ivf_probe < cells ? (uint32_t) self->cfg.ivf_probe : cells;
+        recall = ivf_recall (s->ivf, q, QUERIES, s->probe, 10);
+    }
+    else
+        for (s->probe = 1;; s->probe = s->probe * 2 < cells ? s->probe * 2 : cells) {
+            recall = ivf_recall (s->ivf, q, QUERIES, s->probe, 10);
+            if (recall < 0 || recall >= self->cfg.ivf_recall || s->probe == cells)
+                break;
+        }
+    free (q);
+    if (recall < 0)
+        return -1;
+    s->ivf_cap = ivf_max_candidates (s->ivf, s->probe);
+    log_info ("version %llu: approximate index, %u cells, %u probed (at most %u of %u items per query), recall@10 "
+              "%.3f against exact on %d queries; built in %lld ms",
+              (unsigned long long) s->info.version, cells, s->probe, s->ivf_cap, n, recall, (int) QUERIES,
+              (long long) (zclock_mono () - t0));
+    return 0;
 }
 
 static served_t *
@@ -145,6 +219,10 @@ s_served_load (rank_worker_t *self, const uint8_t *blob, size_t len)
     s_pop_scores = s->info.popularity;
     qsort (s->popular, n, sizeof *s->popular, s_pop_cmp);
     s->n_popular = n < POPULAR_KEPT ? n : POPULAR_KEPT;
+    if (s_index (self, s) < 0) {
+        s_served_free (&s);
+        return NULL;
+    }
     return s;
 }
 
@@ -346,6 +424,45 @@ s_item_index (rank_worker_t *self, const char *id, uint32_t *index)
     return 0;
 }
 
+// ---------------------------------------------------------------- loading versions
+
+static void
+s_download_reset (download_t *d)
+{
+    free (d->blob);
+    free (d->have);
+    free (d->meta);
+    memset (d, 0, sizeof *d);
+}
+
+static void *
+s_loader_run (void *arg)
+{
+    rank_worker_t *self = arg;
+    loader_t *l = &self->loader;
+    if (s_store_version (self, &l->dl) < 0)
+        log_error ("cannot store model version %llu (serving it anyway)", (unsigned long long) l->dl.version);
+    l->result = s_served_load (self, l->dl.blob, l->dl.bytes);
+    s_download_reset (&l->dl);
+    atomic_store (&l->done, true);
+    return NULL;
+}
+
+//  Swaps in what the loader has finished, if anything; with wait, waits for it first.
+static void
+s_loader_poll (rank_worker_t *self, bool wait)
+{
+    loader_t *l = &self->loader;
+    if (!l->busy || (!wait && !atomic_load (&l->done)))
+        return;
+    if (!pthread_equal (l->thread, pthread_self ()))
+        pthread_join (l->thread, NULL);
+    l->busy = false;
+    if (l->result)
+        s_swap (self, l->result);
+    l->result = NULL;
+}
+
 // ---------------------------------------------------------------- lifecycle
 
 rank_worker_t *
@@ -355,6 +472,16 @@ rank_worker_new (const rank_config_t *cfg)
     if (!self)
         return NULL;
     self->cfg = *cfg;
+    if (self->cfg.index && strcmp (self->cfg.index, "exact") && strcmp (self->cfg.index, "ivf")
+        && strcmp (self->cfg.index, "auto")) {
+        log_error ("index '%s': expected exact, ivf or auto", self->cfg.index);
+        free (self);
+        return NULL;
+    }
+    if (self->cfg.ivf_recall <= 0)
+        self->cfg.ivf_recall = 0.97;
+    if (self->cfg.ivf_min_items < 1)
+        self->cfg.ivf_min_items = 200000;
     if (self->cfg.batch < 1)
         self->cfg.batch = 32;
     if (self->cfg.keep_versions < 1)
@@ -388,21 +515,13 @@ rank_worker_new (const rank_config_t *cfg)
     return self;
 }
 
-static void
-s_download_reset (download_t *d)
-{
-    free (d->blob);
-    free (d->have);
-    free (d->meta);
-    memset (d, 0, sizeof *d);
-}
-
 void
 rank_worker_destroy (rank_worker_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
     rank_worker_t *self = *self_p;
+    s_loader_poll (self, true);
     s_served_free (&self->cur);
     s_download_reset (&self->dl);
     for (uint32_t i = 0; i < self->cat.n; i++) {
@@ -418,7 +537,8 @@ rank_worker_destroy (rank_worker_t **self_p)
     search_index_destroy (&self->index);
     zsock_destroy (&self->trainer);
     store_destroy (&self->store);
-    scratch_t *scr[] = { &self->scores, &self->uvec, &self->s_items, &self->s_text, &self->s_drop, &self->failed };
+    scratch_t *scr[] = { &self->scores,     &self->uvec,        &self->s_items,   &self->s_text, &self->s_drop,
+                         &self->failed,     &self->cand_items,  &self->cand_scores, &self->cand_drop, &self->exact };
     for (size_t i = 0; i < sizeof scr / sizeof scr[0]; i++)
         free (scr[i]->p);
     free (self->mark);
@@ -454,7 +574,7 @@ s_request_chunk (rank_worker_t *self, uint32_t index)
 static void
 s_on_info (rank_worker_t *self, const Strata__V1__ModelInfo *info)
 {
-    if (!info->version || info->version <= rank_worker_version (self) || self->dl.version)
+    if (!info->version || info->version <= rank_worker_version (self) || self->dl.version || self->loader.busy)
         return;
     if (!info->bytes || !info->chunk_bytes || info->chunks != (info->bytes + info->chunk_bytes - 1) / info->chunk_bytes) {
         log_warn ("model version %llu: inconsistent info; ignored", (unsigned long long) info->version);
@@ -507,12 +627,17 @@ s_on_chunk (rank_worker_t *self, const Strata__V1__ModelChunk *c)
         s_download_reset (d);
         return;
     }
-    if (s_store_version (self, d) < 0)
-        log_error ("cannot store model version %llu (serving it anyway)", (unsigned long long) d->version);
-    served_t *s = s_served_load (self, d->blob, d->bytes);
-    s_download_reset (d);
-    if (s)
-        s_swap (self, s);
+    //  Stored and loaded (its index built) on a thread of its own: serving goes on.
+    loader_t *l = &self->loader;
+    l->dl = *d;
+    memset (d, 0, sizeof *d);
+    l->result = NULL;
+    atomic_store (&l->done, false);
+    l->busy = true;
+    if (pthread_create (&l->thread, NULL, s_loader_run, self) != 0) {
+        s_loader_run (self);   // no thread to be had: here, then
+        l->thread = pthread_self ();
+    }
 }
 
 void
@@ -563,6 +688,7 @@ rank_worker_model_input (rank_worker_t *self)
 void
 rank_worker_tick (rank_worker_t *self)
 {
+    s_loader_poll (self, false);
     int64_t now = zclock_mono ();
     download_t *d = &self->dl;
     if (d->version && now - d->last_reply > CHUNK_TIMEOUT_MS) {
@@ -663,6 +789,56 @@ s_select (rank_worker_t *self, const req_t *r, const float *scores, uint32_t n, 
     return got;
 }
 
+//  Retrieval results for one query: the whole catalogue's scores (items NULL: item i
+//  scored scores[i]) or m candidates of the approximate index.
+typedef struct {
+    const uint32_t *items;
+    const float *scores;
+    uint32_t m;
+} cands_t;
+
+//  The best `want` of the candidates that pass the filters and are not marked, best
+//  first, into sel / sel_scores; returns how many. An approximate candidate list that
+//  leaves fewer than want (tight filters, many exclusions) gives way to exact search
+//  for this query (vec: the query vector).
+static int
+s_pick (rank_worker_t *self, const req_t *r, const cands_t *c, const float *vec, int want, uint32_t *sel,
+        float *sel_scores)
+{
+    served_t *s = self->cur;
+    int got;
+    if (c->items) {
+        uint8_t *drop = s_scratch (&self->cand_drop, c->m ? c->m : 1);
+        if (!drop)
+            return 0;
+        const Strata__V1__Filters *f = r->filters;
+        uint32_t h = f && f->category && *f->category ? s_level_hash (f->category) : 0;
+        for (uint32_t i = 0; i < c->m; i++)
+            drop[i] = self->mark[c->items[i]] || !s_passes (self, f, c->items[i], h);
+        got = nn_top_k (c->scores, (int) c->m, -1, drop, self->top, want);
+        if (got == want || !vec) {
+            for (int i = 0; i < got; i++) {
+                sel[i] = c->items[self->top[i]];
+                sel_scores[i] = c->scores[self->top[i]];
+            }
+            return got;
+        }
+        float *all = s_scratch (&self->exact, (size_t) s->info.items * sizeof *all);
+        if (!all)
+            return 0;
+        cblas_sgemv (CblasRowMajor, CblasNoTrans, (int) s->info.items, s->info.dim, 1.0f, s->vectors, s->info.dim, vec,
+                     1, 0.0f, all, 1);
+        cands_t exact = { NULL, all, s->info.items };
+        return s_pick (self, r, &exact, NULL, want, sel, sel_scores);
+    }
+    got = s_select (self, r, c->scores, c->m, want);
+    for (int i = 0; i < got; i++) {
+        sel[i] = (uint32_t) self->top[i];
+        sel_scores[i] = c->scores[self->top[i]];
+    }
+    return got;
+}
+
 static void
 s_mark (rank_worker_t *self, const req_t *r, uint8_t v)
 {
@@ -742,13 +918,12 @@ s_sort (uint32_t *items, float *scores, int n)
     }
 }
 
-//  Answers a RECOMMEND whose user vector is row `slot` of the last batch (scores holds
-//  the batch's retrieval scores), or from popularity when slot < 0.
+//  Answers a RECOMMEND: from its retrieval candidates (its user vector vec, row `slot`
+//  of the last batch), or from popularity when slot < 0.
 static void
-s_recommend (rank_worker_t *self, zsock_t *sock, req_t *r, const float *scores)
+s_recommend (rank_worker_t *self, zsock_t *sock, req_t *r, const cands_t *c, const float *vec)
 {
     served_t *s = self->cur;
-    uint32_t n = s->info.items;
     s_mark (self, r, 1);
     uint32_t items[MAX_K];
     float out[MAX_K];
@@ -769,28 +944,25 @@ s_recommend (rank_worker_t *self, zsock_t *sock, req_t *r, const float *scores)
         source = "popular";
     }
     else {
-        const float *sc = scores + (size_t) r->slot * n;
         int want = (int) ((uint32_t) self->cfg.rerank_top > r->k ? (uint32_t) self->cfg.rerank_top : r->k);
-        got = s_select (self, r, sc, n, want);
+        uint32_t *sel = malloc ((size_t) want * sizeof *sel);
+        float *retrieval = malloc ((size_t) want * sizeof *retrieval);
+        got = sel && retrieval ? s_pick (self, r, c, vec, want, sel, retrieval) : 0;
         if (self->cfg.rerank_top > 0 && model_has_ranker (s->m) && got > 0
-            && model_rank_candidates (s->m, (uint32_t) r->slot, (const uint32_t *) self->top,
-                                      (uint32_t) got, self->logits) == 0) {
+            && model_rank_candidates (s->m, (uint32_t) r->slot, sel, (uint32_t) got, self->logits) == 0) {
             for (int i = 0; i < got; i++)
-                self->logits[i] += (float) self->cfg.rerank_blend * sc[self->top[i]];
+                self->logits[i] += (float) self->cfg.rerank_blend * retrieval[i];
+            s_sort (sel, self->logits, got);
+            memcpy (retrieval, self->logits, (size_t) got * sizeof *retrieval);
         }
-        else
-            for (int i = 0; i < got; i++)
-                self->logits[i] = sc[self->top[i]];
-        //  The k best of the re-ranked.
-        uint32_t all[MAX_K > 4096 ? MAX_K : 4096];
-        int m = got < (int) (sizeof all / sizeof all[0]) ? got : (int) (sizeof all / sizeof all[0]);
-        for (int i = 0; i < m; i++)
-            all[i] = (uint32_t) self->top[i];
-        s_sort (all, self->logits, m);
-        got = m < (int) r->k ? m : (int) r->k;
-        memcpy (items, all, (size_t) got * sizeof *items);
-        memcpy (out, self->logits, (size_t) got * sizeof *out);
-        source = "model";
+        got = got < (int) r->k ? got : (int) r->k;
+        if (got > 0) {
+            memcpy (items, sel, (size_t) got * sizeof *items);
+            memcpy (out, retrieval, (size_t) got * sizeof *out);
+        }
+        free (sel);
+        free (retrieval);
+        source = s->ivf ? "model-ivf" : "model";
     }
     s_mark (self, r, 0);
     s_reply (self, sock, r, items, out, got, source);
@@ -802,29 +974,35 @@ s_similar (rank_worker_t *self, zsock_t *sock, req_t *r)
     served_t *s = self->cur;
     uint32_t n = s->info.items;
     int d = s->info.dim;
-    float *scores = s_scratch (&self->scores, (size_t) n * sizeof *scores);
-    if (!scores) {
+    const float *vec = s->vectors + (size_t) r->item * d;
+    cands_t c = { NULL, NULL, n };
+    uint32_t counts;
+    if (s->ivf) {
+        uint32_t *ci = s_scratch (&self->cand_items, (size_t) s->ivf_cap * sizeof *ci);
+        float *cs = s_scratch (&self->cand_scores, (size_t) s->ivf_cap * sizeof *cs);
+        if (ci && cs && ivf_search (s->ivf, vec, 1, s->probe, ci, cs, s->ivf_cap, &counts) == 0)
+            c = (cands_t) { ci, cs, counts };
+    }
+    if (!c.items) {
+        float *scores = s_scratch (&self->scores, (size_t) n * sizeof *scores);
+        if (scores)
+            cblas_sgemv (CblasRowMajor, CblasNoTrans, (int) n, d, 1.0f, s->vectors, d, vec, 1, 0.0f, scores, 1);
+        c.scores = scores;
+    }
+    if (!c.scores) {
         r->error = "out of memory";
         r->code = STRATA__V1__ERROR_CODE__INTERNAL;
         s_reply (self, sock, r, NULL, NULL, 0, "");
         return;
     }
-    cblas_sgemv (CblasRowMajor, CblasNoTrans, (int) n, d, 1.0f, s->vectors, d, s->vectors + (size_t) r->item * d, 1, 0.0f,
-                 scores, 1);
     s_mark (self, r, 1);
-    int got = s_select (self, r, scores, n, (int) r->k);
     uint32_t items[MAX_K];
     float out[MAX_K];
-    for (int i = 0; i < got; i++) {
-        items[i] = (uint32_t) self->top[i];
-        out[i] = scores[self->top[i]];
-    }
+    int got = s_pick (self, r, &c, vec, (int) r->k, items, out);
     s_mark (self, r, 0);
-    s_reply (self, sock, r, items, out, got, "item");
+    s_reply (self, sock, r, items, out, got, s->ivf ? "item-ivf" : "item");
 }
 
-//  Text matches (BM25F) that pass the filters, the best rerank-top of them blended
-//  with the user's model score when the request names a user with a history.
 //  Text matches (BM25F, with the learned "queries" field unless text_only), scaled by
 //  the best; the best SEARCH_POOL that pass the filters are blended, when the request
 //  names a user with a history, with that user's retrieval score (scaled to [0, 1]
@@ -1057,6 +1235,7 @@ rank_worker_serve (rank_worker_t *self, zframe_t **jobs, size_t n, zsock_t *sock
         log_error ("out of memory for %zu jobs; the broker will retry them", n);
         return;
     }
+    s_loader_poll (self, false);
     served_t *s = self->cur;
     uint32_t items = s ? s->info.items : 0;
     if (self->mark_cap < items) {
@@ -1102,14 +1281,21 @@ rank_worker_serve (rank_worker_t *self, zframe_t **jobs, size_t n, zsock_t *sock
         else if (r->search)
             s_search (self, sock, r);
         else if (r->n_hist == 0)
-            s_recommend (self, sock, r, NULL);
+            s_recommend (self, sock, r, NULL, NULL);
         else if (pending)
             pending[np++] = i;
     }
     if (s && np) {
         int d = s->info.dim;
-        float *scores = s_scratch (&self->scores, B * items * sizeof *scores);
         float *uvec = s_scratch (&self->uvec, B * (size_t) d * sizeof *uvec);
+        float *scores = NULL;
+        uint32_t *ci = NULL, counts[256];
+        if (s->ivf) {
+            ci = s_scratch (&self->cand_items, B * s->ivf_cap * sizeof *ci);
+            scores = s_scratch (&self->cand_scores, B * s->ivf_cap * sizeof *scores);
+        }
+        else
+            scores = s_scratch (&self->scores, B * items * sizeof *scores);
         for (size_t p0 = 0; p0 < np; p0 += B) {
             size_t nb = np - p0 < B ? np - p0 : B;
             uint32_t lens[256];
@@ -1126,9 +1312,13 @@ rank_worker_serve (rank_worker_t *self, zframe_t **jobs, size_t n, zsock_t *sock
                 memcpy (types + w, r->hist_types, r->n_hist);
                 w += r->n_hist;
             }
-            int ok = all && types && scores && uvec
+            int ok = all && types && scores && uvec && (!s->ivf || ci)
                      && model_user_vectors (s->m, all, types, lens, (uint32_t) nb, uvec) == 0;
-            if (ok)
+            //  Retrieval for the whole batch: one matrix product over the catalogue, or
+            //  the approximate index's candidates.
+            if (ok && s->ivf)
+                ok = ivf_search (s->ivf, uvec, (uint32_t) nb, s->probe, ci, scores, s->ivf_cap, counts) == 0;
+            else if (ok)
                 cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) nb, (int) items, d, 1.0f, uvec, d,
                              s->vectors, d, 0.0f, scores, (int) items);
             for (size_t b = 0; b < nb; b++) {
@@ -1140,7 +1330,9 @@ rank_worker_serve (rank_worker_t *self, zframe_t **jobs, size_t n, zsock_t *sock
                     continue;
                 }
                 r->slot = (int) b;
-                s_recommend (self, sock, r, scores);
+                cands_t c = s->ivf ? (cands_t) { ci + b * s->ivf_cap, scores + b * s->ivf_cap, counts[b] }
+                                   : (cands_t) { NULL, scores + b * items, items };
+                s_recommend (self, sock, r, &c, uvec + b * (size_t) d);
             }
             free (all);
             free (types);

@@ -45,6 +45,11 @@ typedef struct {
     int64_t keep_versions;     // versions kept in the worker's RocksDB
     double search_blend;       // weight of the user's model score beside text relevance
     double search_learned;     // weight of the learned query-term associations
+    const char *index;         // retrieval: exact, ivf, or auto (ivf from ivf_min_items items)
+    int64_t ivf_min_items;
+    int64_t ivf_cells;         // 0: about sqrt(items)
+    int64_t ivf_probe;         // cells scanned per query (0: the fewest reaching ivf_recall)
+    double ivf_recall;         // recall@10 the automatic probe count must reach
 } rank_config_t;
 
 typedef struct _rank_worker_t rank_worker_t;

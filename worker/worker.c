@@ -36,6 +36,14 @@ const config_key_t worker_config_keys[] = {
     { "search-learned", CONFIG_DOUBLE, OFF (search_learned), "0.3", 0, 1000,
       "rank: weight in search of what past searchers of the query's terms chose" },
     { "batch", CONFIG_INT, OFF (batch), "32", 1, 256, "rank: users whose vectors are computed together" },
+    { "index", CONFIG_STRING, OFF (index), "auto", 0, -1,
+      "rank: retrieval over the catalogue: exact, ivf (approximate: k-means cells), or auto (ivf from ivf-min-items)" },
+    { "ivf-min-items", CONFIG_INT, OFF (ivf_min_items), "200000", 1, 1000000000,
+      "rank: catalogue size from which index=auto uses the approximate index" },
+    { "ivf-cells", CONFIG_INT, OFF (ivf_cells), "0", 0, 1000000, "rank: k-means cells of the approximate index (0: about sqrt(items))" },
+    { "ivf-probe", CONFIG_INT, OFF (ivf_probe), "0", 0, 1000000,
+      "rank: cells scanned per query (0: the fewest that reach ivf-recall on the version's own items)" },
+    { "ivf-recall", CONFIG_DOUBLE, OFF (ivf_recall), "0.97", 0, 1, "rank: recall@10 the automatic ivf-probe must reach" },
     { "keep-versions", CONFIG_INT, OFF (keep_versions), "2", 1, 100, "rank: model versions kept in its store" },
     { "threads", CONFIG_INT, OFF (threads), "1", 0, 256, "OpenBLAS threads of a train worker (0: all cores)" },
     { "id", CONFIG_STRING, OFF (id), "", 0, -1, "worker id (default: hostname-pid)" },
@@ -224,7 +232,8 @@ worker_run (const worker_config_t *cfg)
     if (self.role == STRATA__V1__ROLE__RANK) {
         rank_config_t rc = { cfg->trainer_api, cfg->api, cfg->dir, self.id, cfg->poll_ms, cfg->catalogue_ms,
                              cfg->rerank_top, cfg->rerank_blend, cfg->batch, cfg->keep_versions, cfg->search_blend,
-                             cfg->search_learned };
+                             cfg->search_learned, cfg->index, cfg->ivf_min_items, cfg->ivf_cells,
+                             cfg->ivf_probe, cfg->ivf_recall };
         self.rank = rank_worker_new (&rc);
         if (!self.rank) {
             arena_destroy (&self.arena);

@@ -24,6 +24,9 @@ typedef struct {
     char *dir;              // the rank worker's RocksDB
     int64_t poll_ms, catalogue_ms, rerank_top, batch, keep_versions;
     double rerank_blend, search_blend, search_learned;
+    char *index;
+    int64_t ivf_min_items, ivf_cells, ivf_probe;
+    double ivf_recall;
     char *role;             // "preprocess", "train" or "rank"
     int64_t threads;        // OpenBLAS threads (train)
     char *id;               // worker id (default: host-pid)

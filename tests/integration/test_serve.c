@@ -117,7 +117,8 @@ s_shop (int rankers)
     s_train ("40");
     for (int k = 1; k <= rankers; k++)
         hcluster_add_rank_worker (&s_c, k);
-    s_wait_version (1);
+    if (rankers)
+        s_wait_version (1);
 }
 
 // ---------------------------------------------------------------- requests
@@ -422,6 +423,48 @@ Test (serve, answers_filters_cold_start_and_errors)
     s_recommend ("t-a3", 3, NULL, &a);
     cr_assert_not_null (a.rec);
     cr_expect_str_eq (a.rec->items[0]->item, "A4");
+    s_answer_free (&a);
+}
+
+Test (serve, approximate_index_answers_and_falls_back_to_exact)
+{
+    //  Five k-means cells, one probed per query: when the probed cell's candidates
+    //  cannot fill k (tight filters, large k), the worker goes to exact search.
+    s_shop (0);
+    const char *flags[] = { "--index=ivf", "--ivf-cells=5", "--ivf-probe=1", NULL };
+    hcluster_add_rank_worker_with (&s_c, 1, flags);
+    s_wait_version (1);
+    answer_t a;
+    s_recommend ("t-a3", 5, NULL, &a);
+    cr_assert_not_null (a.rec, "%s", a.err ? a.err->message : a.type);
+    cr_expect_str_eq (a.rec->source, "model-ivf");
+    cr_expect_str_eq (a.rec->items[0]->item, "A4", "after A0..A3 the approximate index says %s", a.rec->items[0]->item);
+    for (size_t i = 1; i < a.rec->n_items; i++)
+        cr_expect_geq (a.rec->items[i - 1]->score, a.rec->items[i]->score, "scores not in order");
+    s_answer_free (&a);
+    //  More items than one cell holds (7 at most, says the worker's log): exact search.
+    s_recommend ("t-a3", 20, NULL, &a);
+    cr_assert_not_null (a.rec);
+    cr_expect_eq (a.rec->n_items, 20u, "k beyond the probed cell's candidates still gets k items");
+    s_answer_free (&a);
+    Strata__V1__Filters f = STRATA__V1__FILTERS__INIT;
+    f.category = "hats";
+    s_recommend ("t-a3", 5, &f, &a);
+    cr_assert_not_null (a.rec);
+    cr_expect_eq (a.rec->n_items, 5u, "a filter the probed cell cannot satisfy still gets its k items");
+    for (size_t i = 0; i < a.rec->n_items; i++)
+        cr_expect_eq (a.rec->items[i]->item[0], 'B', "category filter let %s through", a.rec->items[i]->item);
+    s_answer_free (&a);
+    Strata__V1__Similar sim = STRATA__V1__SIMILAR__INIT;
+    sim.item = "Z";
+    sim.k = 6;
+    s_ask (WIRE_SIMILAR, &sim.base, &a);
+    cr_assert_not_null (a.rec);
+    cr_expect_str_eq (a.rec->source, "item-ivf");
+    cr_expect_eq (a.rec->n_items, 6u, "k items, from exact search when the probed cell holds fewer");
+    for (size_t i = 0; i < a.rec->n_items; i++)
+        cr_expect_str_neq (a.rec->items[i]->item, "Z");
+    cr_expect_eq (a.rec->items[0]->item[0], 'A', "Z's nearest item is a shoe, not %s", a.rec->items[0]->item);
     s_answer_free (&a);
 }
 

@@ -1,0 +1,186 @@
+/*  The approximate retrieval index: cells partition the catalogue, probing every cell
+    is exact, and on clustered vectors a few cells find what exact search finds. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ivf.h"
+
+static uint64_t s_rng;
+
+static double
+s_uniform (void)
+{
+    s_rng = s_rng * 6364136223846793005ull + 1442695040888963407ull;
+    return ((double) (s_rng >> 11) + 0.5) / 9007199254740992.0;
+}
+
+static float
+s_normal (void)
+{
+    return (float) (sqrt (-2.0 * log (s_uniform ())) * cos (6.283185307179586 * s_uniform ()));
+}
+
+//  n points of dim d around `clusters` random centres (spread 1) with noise `noise`,
+//  and norms varying by a factor up to 2, as learned item vectors do.
+static float *
+s_mixture (uint32_t n, int d, uint32_t clusters, float noise, uint64_t seed)
+{
+    s_rng = seed;
+    float *centre = malloc ((size_t) clusters * d * sizeof *centre);
+    float *x = malloc ((size_t) n * d * sizeof *x);
+    for (size_t i = 0; i < (size_t) clusters * d; i++)
+        centre[i] = s_normal ();
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t c = (uint32_t) (s_uniform () * clusters) % clusters;
+        float scale = 0.5f + (float) s_uniform ();
+        for (int j = 0; j < d; j++)
+            x[(size_t) i * d + j] = scale * (centre[(size_t) c * d + j] + noise * s_normal ());
+    }
+    free (centre);
+    return x;
+}
+
+Test (ivf, cells_partition_the_catalogue)
+{
+    uint32_t n = 5000;
+    float *x = s_mixture (n, 16, 40, 0.3f, 1);
+    ivf_params_t p;
+    ivf_params_default (&p);
+    p.cells = 50;
+    ivf_t *ix = ivf_build (x, n, 16, &p);
+    cr_assert_not_null (ix);
+    cr_assert_eq (ivf_cells (ix), 50);
+    uint32_t total = 0, empty = 0;
+    for (uint32_t c = 0; c < 50; c++) {
+        total += ivf_cell_size (ix, c);
+        empty += ivf_cell_size (ix, c) == 0;
+    }
+    cr_assert_eq (total, n);
+    cr_assert_eq (empty, 0, "%u cells are empty", empty);
+    //  Probing every cell returns every item once, with its exact inner product.
+    uint32_t cap = ivf_max_candidates (ix, 50);
+    cr_assert_eq (cap, n);
+    uint32_t *items = malloc (cap * sizeof *items), count;
+    float *scores = malloc (cap * sizeof *scores);
+    float q[16];
+    for (int j = 0; j < 16; j++)
+        q[j] = s_normal ();
+    cr_assert_eq (ivf_search (ix, q, 1, 50, items, scores, cap, &count), 0);
+    cr_assert_eq (count, n);
+    uint8_t *seen = calloc (n, 1);
+    for (uint32_t i = 0; i < count; i++) {
+        cr_assert_lt (items[i], n);
+        cr_assert_eq (seen[items[i]], 0, "item %u twice", items[i]);
+        seen[items[i]] = 1;
+        double dot = 0;
+        for (int j = 0; j < 16; j++)
+            dot += (double) q[j] * x[(size_t) items[i] * 16 + j];
+        cr_assert_float_eq (scores[i], dot, 1e-3);
+    }
+    cr_assert_float_eq (ivf_recall (ix, x, 100, 50, 10), 1.0, 1e-9, "probing every cell is exact search");
+    //  Fewer cells: fewer candidates, within the stated bound.
+    uint32_t cap4 = ivf_max_candidates (ix, 4);
+    cr_assert_lt (cap4, n);
+    cr_assert_eq (ivf_search (ix, q, 1, 4, items, scores, cap4, &count), 0);
+    cr_assert_leq (count, cap4);
+    cr_assert_gt (count, 0);
+    free (seen);
+    free (items);
+    free (scores);
+    ivf_destroy (&ix);
+    free (x);
+}
+
+Test (ivf, clustered_vectors_are_found_probing_few_cells)
+{
+    uint32_t n = 40000;
+    int d = 32;
+    float *x = s_mixture (n, d, 200, 0.35f, 7);
+    ivf_params_t p;
+    ivf_params_default (&p);
+    ivf_t *ix = ivf_build (x, n, d, &p);
+    cr_assert_not_null (ix);
+    cr_assert_eq (ivf_cells (ix), 200, "about sqrt(n) cells by default");
+    //  Queries: held-out points from the same mixture (not in the index).
+    float *q = s_mixture (300, d, 200, 0.35f, 7 * 7919);
+    double r4 = ivf_recall (ix, q, 300, 4, 10), r16 = ivf_recall (ix, q, 300, 16, 10);
+    cr_log_info ("recall@10 probing 4 of 200 cells: %.3f; 16: %.3f", r4, r16);
+    cr_assert_geq (r16, 0.95, "recall@10 %.3f probing 16 of 200 cells (8%% of the catalogue)", r16);
+    cr_assert_geq (r16, r4, "more cells cannot find less");
+    //  ... for a small part of the work of exact search.
+    uint32_t cap = ivf_max_candidates (ix, 16), *items = malloc ((size_t) 300 * cap * sizeof *items), counts[300];
+    float *scores = malloc ((size_t) 300 * cap * sizeof *scores);
+    cr_assert_eq (ivf_search (ix, q, 300, 16, items, scores, cap, counts), 0);
+    double mean = 0;
+    for (int i = 0; i < 300; i++)
+        mean += counts[i] / 300.0;
+    cr_log_info ("%.0f candidates per query on average", mean);
+    cr_assert_lt (mean, n / 8.0, "16 cells hold %.0f of %u items on average", mean, n);
+    free (items);
+    free (scores);
+    free (q);
+    ivf_destroy (&ix);
+    free (x);
+}
+
+Test (ivf, the_same_vectors_give_the_same_index)
+{
+    uint32_t n = 3000;
+    float *x = s_mixture (n, 8, 20, 0.5f, 3);
+    ivf_params_t p;
+    ivf_params_default (&p);
+    p.cells = 30;
+    ivf_t *a = ivf_build (x, n, 8, &p), *b = ivf_build (x, n, 8, &p);
+    cr_assert (a && b);
+    for (uint32_t c = 0; c < 30; c++)
+        cr_assert_eq (ivf_cell_size (a, c), ivf_cell_size (b, c));
+    uint32_t cap = ivf_max_candidates (a, 3), ca, cb;
+    uint32_t *ia = malloc (cap * sizeof *ia), *ib = malloc (cap * sizeof *ib);
+    float *sa = malloc (cap * sizeof *sa), *sb = malloc (cap * sizeof *sb);
+    cr_assert_eq (ivf_search (a, x, 1, 3, ia, sa, cap, &ca), 0);
+    cr_assert_eq (ivf_search (b, x, 1, 3, ib, sb, cap, &cb), 0);
+    cr_assert_eq (ca, cb);
+    cr_assert_eq (memcmp (ia, ib, ca * sizeof *ia), 0);
+    free (ia);
+    free (ib);
+    free (sa);
+    free (sb);
+    ivf_destroy (&a);
+    ivf_destroy (&b);
+    free (x);
+}
+
+Test (ivf, tiny_and_degenerate_catalogues)
+{
+    float one[4] = { 1, 0, 0, 0 };
+    ivf_params_t p;
+    ivf_params_default (&p);
+    p.cells = 16;   // more cells than items: as many as there are items
+    ivf_t *ix = ivf_build (one, 1, 4, &p);
+    cr_assert_not_null (ix);
+    cr_assert_eq (ivf_cells (ix), 1);
+    uint32_t item = 99, count = 0;
+    float score;
+    cr_assert_eq (ivf_search (ix, one, 1, 8, &item, &score, 1, &count), 0);
+    cr_assert_eq (count, 1);
+    cr_assert_eq (item, 0);
+    cr_assert_float_eq (score, 1.0f, 1e-6);
+    ivf_destroy (&ix);
+    cr_assert_null (ivf_build (one, 0, 4, &p), "an empty catalogue has no index");
+    //  Identical vectors: k-means cannot tell them apart; the index still holds them all.
+    float *same = malloc (400 * 4 * sizeof *same);
+    for (int i = 0; i < 400 * 4; i++)
+        same[i] = (float) (i % 4);
+    p.cells = 8;
+    ix = ivf_build (same, 400, 4, &p);
+    cr_assert_not_null (ix);
+    uint32_t total = 0;
+    for (uint32_t c = 0; c < 8; c++)
+        total += ivf_cell_size (ix, c);
+    cr_assert_eq (total, 400);
+    cr_assert_float_eq (ivf_recall (ix, same, 5, 8, 10), 1.0, 1e-9);
+    ivf_destroy (&ix);
+    free (same);
+}

@@ -1,0 +1,367 @@
+/*  ivf: see ivf.h. */
+#include "ivf.h"
+
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn.h"
+#include "util.h"
+
+#define BLOCK 4096   // points assigned per matrix product
+
+struct _ivf_t {
+    uint32_t n, cells;
+    int dim;
+    float *centroids;    // cells x (dim + 1), in the augmented space
+    float *half;         // cells: half each centroid's squared norm
+    uint32_t *off;       // cells + 1: cell c holds positions off[c] .. off[c+1]
+    uint32_t *ids;       // position -> item
+    float *vecs;         // position-ordered copy of the vectors
+    uint32_t *sizes;     // cell sizes, largest first
+    //  Search scratch.
+    float *cell_scores;
+    size_t cell_scores_cap;
+    int32_t *probe_cells;
+    uint32_t probe_cap;
+};
+
+void
+ivf_params_default (ivf_params_t *p)
+{
+    memset (p, 0, sizeof *p);
+    p->sample = 64;
+    p->iters = 10;
+    p->seed = 42;
+}
+
+//  Maximum inner product as nearest neighbour: x -> [x, sqrt(M^2 - |x|^2)] with M the
+//  largest norm makes |q' - x'|^2 = |q|^2 + M^2 - 2 q.x for q' = [q, 0], so the cells
+//  of Euclidean k-means on the augmented vectors are cells of inner product too, and
+//  items with large norms are not crowded out by their cell's centroid.
+static void
+s_augment (const float *x, uint32_t m, int d, float max2, float *out)
+{
+    for (uint32_t i = 0; i < m; i++) {
+        const float *v = x + (size_t) i * d;
+        float *o = out + (size_t) i * (d + 1);
+        memcpy (o, v, (size_t) d * sizeof *o);
+        float n2 = cblas_sdot (d, v, 1, v, 1);
+        o[d] = max2 > n2 ? sqrtf (max2 - n2) : 0.0f;
+    }
+}
+
+//  Nearest centroid (Euclidean) of each of m points: the largest x.c - |c|^2 / 2.
+static void
+s_assign (const float *x, uint32_t m, int d, const float *cent, const float *half_norm, uint32_t k, float *scores,
+          uint32_t *out)
+{
+    for (uint32_t b0 = 0; b0 < m; b0 += BLOCK) {
+        uint32_t nb = m - b0 < BLOCK ? m - b0 : BLOCK;
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) nb, (int) k, d, 1.0f, x + (size_t) b0 * d, d, cent, d,
+                     0.0f, scores, (int) k);
+        for (uint32_t i = 0; i < nb; i++) {
+            const float *s = scores + (size_t) i * k;
+            uint32_t best = 0;
+            float bv = -FLT_MAX;
+            for (uint32_t c = 0; c < k; c++) {
+                float v = s[c] - half_norm[c];
+                if (v > bv) {
+                    bv = v;
+                    best = c;
+                }
+            }
+            out[b0 + i] = best;
+        }
+    }
+}
+
+static void
+s_half_norms (const float *cent, uint32_t k, int d, float *out)
+{
+    for (uint32_t c = 0; c < k; c++)
+        out[c] = 0.5f * cblas_sdot (d, cent + (size_t) c * d, 1, cent + (size_t) c * d, 1);
+}
+
+//  Lloyd's k-means over m points into k centroids (initialised from distinct points).
+//  An emptied cell takes a point of the largest cell, nudged, so every cell is used.
+static int
+s_kmeans (const float *x, uint32_t m, int d, uint32_t k, int iters, uint64_t *rng, float *cent)
+{
+    float *scores = malloc ((size_t) BLOCK * k * sizeof *scores);
+    float *half = malloc (k * sizeof *half);
+    uint32_t *assign = malloc ((size_t) m * sizeof *assign);
+    uint32_t *count = malloc (k * sizeof *count);
+    double *sum = malloc ((size_t) k * (size_t) d * sizeof *sum);
+    if (!scores || !half || !assign || !count || !sum) {
+        free (scores);
+        free (half);
+        free (assign);
+        free (count);
+        free (sum);
+        return -1;
+    }
+    for (uint32_t c = 0; c < k; c++)   // the sample is already a random order
+        memcpy (cent + (size_t) c * d, x + (size_t) c * d, (size_t) d * sizeof *cent);
+    for (int it = 0; it < iters; it++) {
+        s_half_norms (cent, k, d, half);
+        s_assign (x, m, d, cent, half, k, scores, assign);
+        memset (count, 0, k * sizeof *count);
+        memset (sum, 0, (size_t) k * (size_t) d * sizeof *sum);
+        for (uint32_t i = 0; i < m; i++) {
+            count[assign[i]]++;
+            double *s = sum + (size_t) assign[i] * d;
+            const float *v = x + (size_t) i * d;
+            for (int j = 0; j < d; j++)
+                s[j] += v[j];
+        }
+        for (uint32_t c = 0; c < k; c++)
+            if (count[c])
+                for (int j = 0; j < d; j++)
+                    cent[(size_t) c * d + j] = (float) (sum[(size_t) c * d + j] / count[c]);
+        for (uint32_t c = 0; c < k; c++) {
+            if (count[c])
+                continue;
+            uint32_t big = 0;
+            for (uint32_t j = 1; j < k; j++)
+                big = count[j] > count[big] ? j : big;
+            //  A random point of the largest cell, and the largest cell's centroid, each
+            //  nudged apart: the next assignment splits the cell between them.
+            uint32_t pick = (uint32_t) (util_splitmix64 (rng) % m);
+            for (uint32_t tries = 0; tries < m && assign[pick] != big; tries++)
+                pick = (pick + 1) % m;
+            for (int j = 0; j < d; j++) {
+                float e = 1e-4f * ((float) (util_splitmix64 (rng) >> 40) / (float) (1 << 24) - 0.5f);
+                cent[(size_t) c * d + j] = x[(size_t) pick * d + j] + e;
+                cent[(size_t) big * d + j] -= e;
+            }
+            count[c] = count[big] / 2;
+            count[big] -= count[c];
+        }
+    }
+    free (scores);
+    free (half);
+    free (assign);
+    free (count);
+    free (sum);
+    return 0;
+}
+
+static int
+s_desc (const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *) a, y = *(const uint32_t *) b;
+    return (x < y) - (x > y);
+}
+
+ivf_t *
+ivf_build (const float *vectors, uint32_t n, int dim, const ivf_params_t *p)
+{
+    if (!n || dim < 1)
+        return NULL;
+    uint32_t k = p->cells ? p->cells : (uint32_t) sqrt ((double) n);
+    k = k < 1 ? 1 : k > n ? n : k;
+    uint64_t per = p->sample ? p->sample : 64;
+    uint32_t m = (uint64_t) k * per < n ? (uint32_t) ((uint64_t) k * per) : n;
+    ivf_t *self = calloc (1, sizeof *self);
+    int da = dim + 1;
+    float *train = malloc ((size_t) m * da * sizeof *train);
+    float *block = malloc ((size_t) BLOCK * da * sizeof *block);
+    uint32_t *perm = malloc ((size_t) n * sizeof *perm);
+    if (!self || !train || !block || !perm) {
+        free (self);
+        free (train);
+        free (block);
+        free (perm);
+        return NULL;
+    }
+    self->n = n;
+    self->cells = k;
+    self->dim = dim;
+    self->centroids = malloc ((size_t) k * da * sizeof *self->centroids);
+    self->half = malloc (k * sizeof *self->half);
+    self->off = calloc (k + 1, sizeof *self->off);
+    self->ids = malloc ((size_t) n * sizeof *self->ids);
+    self->vecs = malloc ((size_t) n * dim * sizeof *self->vecs);
+    self->sizes = malloc (k * sizeof *self->sizes);
+    float *scores = malloc ((size_t) BLOCK * k * sizeof *scores);
+    int ok = self->centroids && self->half && self->off && self->ids && self->vecs && self->sizes && scores;
+    float max2 = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        float n2 = cblas_sdot (dim, vectors + (size_t) i * dim, 1, vectors + (size_t) i * dim, 1);
+        max2 = n2 > max2 ? n2 : max2;
+    }
+    //  The training sample: the first m of a seeded shuffle.
+    uint64_t rng = p->seed;
+    for (uint32_t i = 0; ok && i < n; i++)
+        perm[i] = i;
+    for (uint32_t i = 0; ok && i < m; i++) {
+        uint32_t j = i + (uint32_t) (util_splitmix64 (&rng) % (n - i));
+        uint32_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+        s_augment (vectors + (size_t) perm[i] * dim, 1, dim, max2, train + (size_t) i * da);
+    }
+    ok = ok && s_kmeans (train, m, da, k, p->iters > 0 ? p->iters : 1, &rng, self->centroids) == 0;
+    free (train);
+    //  Every vector to its cell (perm reused as the assignment), then cell order.
+    if (ok) {
+        s_half_norms (self->centroids, k, da, self->half);
+        for (uint32_t b0 = 0; b0 < n; b0 += BLOCK) {
+            uint32_t nb = n - b0 < BLOCK ? n - b0 : BLOCK;
+            s_augment (vectors + (size_t) b0 * dim, nb, dim, max2, block);
+            s_assign (block, nb, da, self->centroids, self->half, k, scores, perm + b0);
+        }
+        for (uint32_t i = 0; i < n; i++)
+            self->off[perm[i] + 1]++;
+        for (uint32_t c = 0; c < k; c++)
+            self->off[c + 1] += self->off[c];
+        uint32_t *fill = malloc (k * sizeof *fill);   // next free position of each cell
+        ok = fill != NULL;
+        if (ok)
+            memcpy (fill, self->off, k * sizeof *fill);
+        for (uint32_t i = 0; ok && i < n; i++) {
+            uint32_t pos = fill[perm[i]]++;
+            self->ids[pos] = i;
+            memcpy (self->vecs + (size_t) pos * dim, vectors + (size_t) i * dim, (size_t) dim * sizeof *self->vecs);
+        }
+        free (fill);
+        for (uint32_t c = 0; c < k; c++)
+            self->sizes[c] = self->off[c + 1] - self->off[c];
+        qsort (self->sizes, k, sizeof *self->sizes, s_desc);
+    }
+    free (perm);
+    free (block);
+    free (scores);
+    if (!ok)
+        ivf_destroy (&self);
+    return self;
+}
+
+void
+ivf_destroy (ivf_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    ivf_t *self = *self_p;
+    free (self->centroids);
+    free (self->half);
+    free (self->off);
+    free (self->ids);
+    free (self->vecs);
+    free (self->sizes);
+    free (self->cell_scores);
+    free (self->probe_cells);
+    free (self);
+    *self_p = NULL;
+}
+
+uint32_t
+ivf_cells (const ivf_t *self)
+{
+    return self->cells;
+}
+
+uint32_t
+ivf_size (const ivf_t *self)
+{
+    return self->n;
+}
+
+uint32_t
+ivf_cell_size (const ivf_t *self, uint32_t c)
+{
+    return c < self->cells ? self->off[c + 1] - self->off[c] : 0;
+}
+
+uint32_t
+ivf_max_candidates (const ivf_t *self, uint32_t probe)
+{
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < probe && i < self->cells; i++)
+        total += self->sizes[i];
+    return (uint32_t) total;
+}
+
+int
+ivf_search (ivf_t *self, const float *queries, uint32_t nq, uint32_t probe, uint32_t *items, float *scores,
+            uint32_t cap, uint32_t *counts)
+{
+    uint32_t k = self->cells;
+    int d = self->dim;
+    probe = probe < 1 ? 1 : probe > k ? k : probe;
+    if (self->cell_scores_cap < (size_t) nq * k) {
+        free (self->cell_scores);
+        self->cell_scores = malloc ((size_t) nq * k * sizeof *self->cell_scores);
+        self->cell_scores_cap = self->cell_scores ? (size_t) nq * k : 0;
+    }
+    if (self->probe_cap < probe) {
+        free (self->probe_cells);
+        self->probe_cells = malloc (probe * sizeof *self->probe_cells);
+        self->probe_cap = self->probe_cells ? probe : 0;
+    }
+    if (!self->cell_scores || !self->probe_cells)
+        return -1;
+    //  Nearest cells of q' = [q, 0]: the largest q.c - |c'|^2 / 2.
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) nq, (int) k, d, 1.0f, queries, d, self->centroids, d + 1,
+                 0.0f, self->cell_scores, (int) k);
+    for (uint32_t q = 0; q < nq; q++) {
+        float *cs = self->cell_scores + (size_t) q * k;
+        for (uint32_t c = 0; c < k; c++)
+            cs[c] -= self->half[c];
+        int got = nn_top_k (self->cell_scores + (size_t) q * k, (int) k, -1, NULL, self->probe_cells, (int) probe);
+        uint32_t *it = items + (size_t) q * cap;
+        float *sc = scores + (size_t) q * cap;
+        uint32_t w = 0;
+        for (int i = 0; i < got; i++) {
+            uint32_t c = (uint32_t) self->probe_cells[i];
+            uint32_t lo = self->off[c], len = self->off[c + 1] - lo;
+            if (len > cap - w)
+                len = cap - w;
+            if (!len)
+                continue;
+            cblas_sgemv (CblasRowMajor, CblasNoTrans, (int) len, d, 1.0f, self->vecs + (size_t) lo * d, d,
+                         queries + (size_t) q * d, 1, 0.0f, sc + w, 1);
+            memcpy (it + w, self->ids + lo, len * sizeof *it);
+            w += len;
+        }
+        counts[q] = w;
+    }
+    return 0;
+}
+
+double
+ivf_recall (ivf_t *self, const float *queries, uint32_t nq, uint32_t probe, int k)
+{
+    uint32_t n = self->n, cap = ivf_max_candidates (self, probe);
+    float *all = malloc ((size_t) n * sizeof *all);
+    int32_t *top = malloc ((size_t) (k > 0 ? k : 1) * sizeof *top);
+    uint32_t *items = malloc ((size_t) (cap ? cap : 1) * sizeof *items);
+    float *scores = malloc ((size_t) (cap ? cap : 1) * sizeof *scores);
+    uint8_t *found = calloc (n, 1);
+    double hits = 0, total = 0;
+    int ok = all && top && items && scores && found;
+    for (uint32_t q = 0; ok && q < nq; q++) {
+        const float *v = queries + (size_t) q * self->dim;
+        uint32_t count;
+        ok = ivf_search (self, v, 1, probe, items, scores, cap, &count) == 0;
+        for (uint32_t i = 0; ok && i < count; i++)
+            found[items[i]] = 1;
+        //  Exact: every position of the index, mapped back to items.
+        cblas_sgemv (CblasRowMajor, CblasNoTrans, (int) n, self->dim, 1.0f, self->vecs, self->dim, v, 1, 0.0f, all, 1);
+        int got = ok ? nn_top_k (all, (int) n, -1, NULL, top, k) : 0;
+        for (int i = 0; i < got; i++)
+            hits += found[self->ids[top[i]]];
+        total += got;
+        for (uint32_t i = 0; ok && i < count; i++)
+            found[items[i]] = 0;
+    }
+    free (all);
+    free (top);
+    free (items);
+    free (scores);
+    free (found);
+    return ok ? (total > 0 ? hits / total : 1.0) : -1.0;
+}

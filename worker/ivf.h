@@ -1,0 +1,54 @@
+/*  ivf: an approximate maximum-inner-product index over item vectors, for catalogues
+    too large to score whole for every request.
+
+    The vectors are clustered by k-means (Euclidean, trained on a sample, seeded, so
+    the same vectors give the same index) into cells; each cell's items are stored
+    together, their vectors copied contiguously. A query scores every cell's centroid
+    by inner product, then scores exactly the items of its `probe` best cells: a
+    candidate list, from which the caller selects (filters, exclusions, top k). With
+    probe = cells the candidates are the whole catalogue, so the answer is exact.
+
+    Not thread-safe: a search uses scratch kept in the index.
+*/
+#ifndef STRATA_IVF_H
+#define STRATA_IVF_H
+
+#include <stdint.h>
+
+typedef struct {
+    uint32_t cells;    // k-means cells (0: about sqrt(n), at least 1)
+    uint32_t sample;   // training points per cell (64); the whole set when fewer
+    int iters;         // k-means iterations (10)
+    uint64_t seed;
+} ivf_params_t;
+
+void ivf_params_default (ivf_params_t *p);
+
+typedef struct _ivf_t ivf_t;
+
+//  Builds the index over n vectors of dim floats (row-major; copied). NULL on no
+//  memory or n == 0.
+ivf_t *ivf_build (const float *vectors, uint32_t n, int dim, const ivf_params_t *p);
+void ivf_destroy (ivf_t **self_p);
+
+uint32_t ivf_cells (const ivf_t *self);
+uint32_t ivf_size (const ivf_t *self);
+//  Items in cell c.
+uint32_t ivf_cell_size (const ivf_t *self, uint32_t c);
+
+//  The most candidates a search with `probe` cells can return (the probe largest
+//  cells' sizes summed): a sufficient cap.
+uint32_t ivf_max_candidates (const ivf_t *self, uint32_t probe);
+
+//  For each of nq queries (nq x dim, row-major): the items of its probe best cells and
+//  their inner products with the query, into items/scores + q * cap (at most cap
+//  each), their count into counts[q]. 0, or -1 on no memory.
+int ivf_search (ivf_t *self, const float *queries, uint32_t nq, uint32_t probe, uint32_t *items, float *scores,
+                uint32_t cap, uint32_t *counts);
+
+//  Mean recall@k of the index with probe cells against exact search over the same
+//  vectors, for nq queries: how much of each exact top k the candidates contain.
+//  Negative on no memory.
+double ivf_recall (ivf_t *self, const float *queries, uint32_t nq, uint32_t probe, int k);
+
+#endif
