@@ -11,6 +11,7 @@ struct _pool_t {
     zhashx_t *workers;   // hex(routing id) -> pool_worker_t
     int64_t heartbeat_ms;
     int64_t liveness;
+    uint64_t assigned;   // jobs assigned so far
 };
 
 static void
@@ -122,15 +123,17 @@ pool_least_loaded (pool_t *self, Strata__V1__Role role)
 {
     pool_worker_t *best = NULL;
     for (pool_worker_t *w = zhashx_first (self->workers); w; w = zhashx_next (self->workers))
-        if (w->role == role && w->inflight < w->capacity && (!best || w->inflight < best->inflight))
-            best = w;
+        if (w->role == role && w->inflight < w->capacity
+            && (!best || w->inflight < best->inflight
+                || (w->inflight == best->inflight && w->last_assigned < best->last_assigned)))
+            best = w;   // ties: the one served longest ago, so idle workers take turns
     return best;
 }
 
 void
 pool_assign (pool_t *self, pool_worker_t *w, uint64_t seq)
 {
-    (void) self;
+    w->last_assigned = ++self->assigned;
     for (uint32_t i = 0; i < w->capacity; i++)
         if (!w->slots[i]) {
             w->slots[i] = seq;

@@ -27,6 +27,7 @@ typedef struct {
     uint64_t jobs_done;
     int64_t expiry;         // monotonic ms after which it is presumed dead
     uint64_t *slots;        // capacity entries; 0 = free
+    uint64_t last_assigned; // the pool's assignment count when it last got a job
 } pool_worker_t;
 
 //  Called with each job key a departing worker held.
@@ -45,7 +46,8 @@ pool_worker_t *pool_register (pool_t *self, zframe_t *identity, const Strata__V1
 //  Marks a worker as alive now.
 void pool_touch (pool_t *self, pool_worker_t *w);
 
-//  The worker of this role with the fewest jobs and a free slot, or NULL.
+//  The worker of this role with the fewest jobs and a free slot (ties: the one given a
+//  job longest ago, so idle workers take turns), or NULL.
 pool_worker_t *pool_least_loaded (pool_t *self, Strata__V1__Role role);
 
 void pool_assign (pool_t *self, pool_worker_t *w, uint64_t seq);

@@ -1,0 +1,70 @@
+/*  The broker's worker pool: least-loaded choice, idle workers taking turns, slots
+    freed on completion and jobs handed back when a worker goes. */
+#include <criterion/criterion.h>
+#include <czmq.h>
+
+#include "pool.h"
+
+static pool_worker_t *
+s_add (pool_t *p, const char *id, Strata__V1__Role role, uint32_t capacity)
+{
+    Strata__V1__WorkerHello h = STRATA__V1__WORKER_HELLO__INIT;
+    h.worker_id = (char *) id;
+    h.role = role;
+    h.capacity = capacity;
+    zframe_t *identity = zframe_new (id, strlen (id));
+    pool_worker_t *w = pool_register (p, identity, &h, NULL, NULL);
+    zframe_destroy (&identity);
+    cr_assert_not_null (w);
+    return w;
+}
+
+static uint64_t s_requeued[8];
+static int s_n_requeued;
+
+static void
+s_requeue (uint64_t seq, void *arg)
+{
+    (void) arg;
+    s_requeued[s_n_requeued++] = seq;
+}
+
+Test (pool, least_loaded_then_turns)
+{
+    pool_t *p = pool_new (1000, 3);
+    pool_worker_t *a = s_add (p, "rank-a", STRATA__V1__ROLE__RANK, 4);
+    pool_worker_t *b = s_add (p, "rank-b", STRATA__V1__ROLE__RANK, 4);
+    s_add (p, "prep", STRATA__V1__ROLE__PREPROCESS, 4);
+    //  Jobs answered at once (both idle every time): the two workers alternate.
+    int by_a = 0, by_b = 0;
+    for (uint64_t seq = 1; seq <= 10; seq++) {
+        pool_worker_t *w = pool_least_loaded (p, STRATA__V1__ROLE__RANK);
+        cr_assert (w == a || w == b, "a rank job went to a worker of another role");
+        pool_assign (p, w, seq);
+        cr_assert_eq (pool_complete (p, seq), w);
+        by_a += w == a;
+        by_b += w == b;
+    }
+    cr_expect_eq (by_a, 5, "idle workers take turns (a got %d of 10)", by_a);
+    cr_expect_eq (by_b, 5);
+    //  Load decides before turns: a busy worker is passed over until it is full.
+    pool_assign (p, a, 100);
+    pool_assign (p, a, 101);
+    cr_expect_eq (pool_least_loaded (p, STRATA__V1__ROLE__RANK), b);
+    pool_assign (p, b, 102);
+    cr_expect_eq (pool_least_loaded (p, STRATA__V1__ROLE__RANK), b, "b holds 1 job, a 2");
+    pool_assign (p, b, 103);
+    pool_assign (p, b, 104);
+    pool_assign (p, b, 105);
+    cr_expect_eq (pool_least_loaded (p, STRATA__V1__ROLE__RANK), a, "b is full");
+    pool_assign (p, a, 106);
+    pool_assign (p, a, 107);
+    cr_expect_null (pool_least_loaded (p, STRATA__V1__ROLE__RANK), "every slot taken");
+    //  A worker that goes hands its jobs back.
+    pool_remove (p, b, s_requeue, NULL);
+    cr_expect_eq (s_n_requeued, 4);
+    cr_expect_eq (pool_count (p, STRATA__V1__ROLE__RANK), 1u);
+    cr_expect_eq (pool_complete (p, 100), a);
+    cr_expect_eq (pool_least_loaded (p, STRATA__V1__ROLE__RANK), a);
+    pool_destroy (&p);
+}
