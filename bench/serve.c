@@ -11,17 +11,33 @@
     takes the same path (client -> broker -> rank worker -> broker -> client) and is
     answered at once, and prints every latency as a ratio of the floor's.
 
-    Usage: serve --data Beauty.txt [--seconds S] [--start-rate R]
+    Then the same on a synthetic catalogue of --items items (1,000,000), d=64: items
+    scattered around 2,000 "product type" centres (norms varying by a factor of 3, as
+    learned vectors do), users who viewed a few items of one or two types. The model
+    version (the default user tower, whose blocks run but add nothing: the user vector
+    is the newest item's, normalised, as a trained session model's mostly is; over
+    these item vectors) is written into the trainer's store and fetched by the rank
+    workers as any version is. Rank
+    workers with exact retrieval, then with the approximate index (index=ivf, its probe
+    count chosen by the worker), answer the same 1,000 users: the approximate
+    answers' recall@10 against the exact ones is printed, then the sweeps, with 1 and 2
+    rank workers.
+
+    Usage: serve --data Beauty.txt [--items N] [--seconds S] [--start-rate R]
 */
 #include <czmq.h>
 #include <jansson.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "cluster.h"
+#include "model.h"
+#include "snapshot.h"
 #include "strata.pb-c.h"
 #include "util.h"
 #include "wire.h"
@@ -135,62 +151,178 @@ s_print (const char *label, double rate, const result_t *r, const result_t *floo
     fflush (stdout);
 }
 
-//  The serving sweep for the rank workers running now.
+//  The serving sweep for the rank workers running now: the floor, then doubling rates.
 static void
-s_sweep (const char *api, char **users, size_t n, int rankers, double seconds, double start_rate)
+s_sweep (const char *api, char **users, size_t n, const char *what, int rankers, double seconds, double start_rate)
 {
     result_t fl;
     s_load (api, WIRE_PING, users, n, 1000, seconds, &fl);
-    char label[80];
+    char label[120];
     snprintf (label, sizeof label, "floor: PING, %d rank worker%s", rankers, rankers > 1 ? "s" : "");
     s_print (label, 1000, &fl, NULL);
     double best = 0;
     for (double rate = start_rate; rate <= 64000; rate *= 2) {
         result_t r;
         s_load (api, WIRE_RECOMMEND, users, n, rate, seconds, &r);
-        snprintf (label, sizeof label, "recommend k=10, %d rank worker%s", rankers, rankers > 1 ? "s" : "");
+        snprintf (label, sizeof label, "recommend k=10, %s, %d rank worker%s", what, rankers, rankers > 1 ? "s" : "");
         s_print (label, rate, &r, &fl);
         bool ok = r.answered == r.sent && r.p99 < 10.0;
         if (!ok)
             break;
         best = rate;
     }
-    printf ("  highest rate with p99 under 10 ms, %d rank worker%s: %.0f recommend/s\n", rankers, rankers > 1 ? "s" : "",
-            best);
+    printf ("  highest rate with p99 under 10 ms, %s, %d rank worker%s: %.0f recommend/s\n", what, rankers,
+            rankers > 1 ? "s" : "", best);
     fflush (stdout);
 }
 
-int
-main (int argc, char **argv)
+//  One RECOMMEND k=10, answered: its items ("a,b,...") and the worker that answered,
+//  or -1 (no answer, or an error).
+static int
+s_ask (zsock_t *s, const char *user, char *items, size_t cap, char *worker, size_t wcap)
 {
-    const char *data = NULL;
-    double seconds = 3, start_rate = 500;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp (argv[i], "--data") && i + 1 < argc)
-            data = argv[++i];
-        else if (!strcmp (argv[i], "--seconds") && i + 1 < argc)
-            seconds = atof (argv[++i]);
-        else if (!strcmp (argv[i], "--start-rate") && i + 1 < argc)
-            start_rate = atof (argv[++i]);
-        else {
-            fprintf (stderr, "usage: serve --data Beauty.txt [--seconds S] [--start-rate R]\n");
-            return 2;
+    Strata__V1__Recommend q = STRATA__V1__RECOMMEND__INIT;
+    q.request_id = "ask";
+    q.user = (char *) user;
+    q.k = 10;
+    wire_send (s, NULL, WIRE_RECOMMEND, &q.base);
+    wire_msg_t msg;
+    if (wire_recv (s, false, 64 << 20, &msg) != 0)
+        return -1;
+    Strata__V1__Recommendations *r = strcmp (msg.type, WIRE_RECOMMEND_REPLY)
+                                         ? NULL
+                                         : (Strata__V1__Recommendations *) wire_unpack (
+                                               &strata__v1__recommendations__descriptor, msg.payload, NULL);
+    wire_msg_reset (&msg);
+    if (!r)
+        return -1;
+    size_t w = 0;
+    items[0] = 0;
+    for (size_t i = 0; i < r->n_items && w + 1 < cap; i++)
+        w += (size_t) snprintf (items + w, cap - w, "%s%s", i ? "," : "", r->items[i]->item);
+    snprintf (worker, wcap, "%s", r->worker ? r->worker : "");
+    strata__v1__recommendations__free_unpacked (r, NULL);
+    return 0;
+}
+
+//  Waits (up to timeout_s) until worker `id` answers a request.
+static bool
+s_wait_worker (const char *api, char **users, size_t n, const char *id, int timeout_s)
+{
+    zsock_t *s = zsock_new_dealer (api);
+    zsock_set_rcvtimeo (s, 2000);
+    bool seen = false;
+    char items[4096], worker[64];
+    int64_t end = zclock_mono () + timeout_s * 1000LL;
+    for (size_t i = 0; !seen && zclock_mono () < end; i++) {
+        if (s_ask (s, users[i % n], items, sizeof items, worker, sizeof worker) == 0)
+            seen = !strcmp (worker, id);
+        else
+            zclock_sleep (200);
+    }
+    zsock_destroy (&s);
+    return seen;
+}
+
+//  The top 10 of users[0 .. n), one request at a time: n strings "a,b,..." (malloc'd).
+static char **
+s_answers (const char *api, char **users, size_t n)
+{
+    zsock_t *s = zsock_new_dealer (api);
+    zsock_set_rcvtimeo (s, 10000);
+    char **out = calloc (n, sizeof *out), items[4096], worker[64];
+    for (size_t i = 0; i < n; i++)
+        out[i] = strdup (s_ask (s, users[i], items, sizeof items, worker, sizeof worker) == 0 ? items : "");
+    zsock_destroy (&s);
+    return out;
+}
+
+//  Mean share of each exact top 10 found in the approximate top 10.
+static double
+s_recall (char **exact, char **approx, size_t n)
+{
+    double hits = 0, total = 0;
+    for (size_t i = 0; i < n; i++) {
+        char buf[4096];
+        snprintf (buf, sizeof buf, "%s", exact[i]);
+        for (char *save = NULL, *t = strtok_r (buf, ",", &save); t; t = strtok_r (NULL, ",", &save)) {
+            total++;
+            //  Found as a whole entry of the approximate list.
+            size_t tl = strlen (t);
+            for (const char *p = approx[i]; (p = strstr (p, t)) != NULL; p += tl)
+                if ((p == approx[i] || p[-1] == ',') && (p[tl] == ',' || p[tl] == 0)) {
+                    hits++;
+                    break;
+                }
         }
     }
-    if (!data || access (data, R_OK) != 0) {
-        printf ("serve benchmark skipped: the Beauty data (%s) is absent\n", data ? data : "--data");
-        return 0;
+    return total > 0 ? hits / total : 0;
+}
+
+//  Starts a rank worker (its store DIR/rank-ID) with extra flags; returns its pid.
+static int
+s_start_ranker (const cluster_endpoints_t *eps, const char *id, const char *flags)
+{
+    char worker[4096], cmd[9000];
+    cluster_program ("strata-worker", worker, sizeof worker);
+    snprintf (cmd, sizeof cmd,
+              "'%s' --role=rank --broker=%s --api=%s --trainer-api=%s --dir='%s/rank-%s' --id=%s --log-level=info %s "
+              "> '%s/logs/%s.log' 2>&1 & echo $!",
+              worker, eps->workers, eps->api, eps->trainer, s_dir, id, id, flags, s_dir, id);
+    FILE *p = popen (cmd, "r");
+    int pid = 0;
+    if (p && fscanf (p, "%d", &pid) != 1)
+        pid = 0;
+    if (p)
+        pclose (p);
+    return pid;
+}
+
+static void
+s_stop_ranker (int pid)
+{
+    if (pid > 0) {
+        kill (pid, SIGTERM);
+        zclock_sleep (1500);   // the broker sees it go
     }
-    cluster_program ("strata", s_cli, sizeof s_cli);
+}
+
+static void
+s_down (void)
+{
+    char cmd[9000];
+    snprintf (cmd, sizeof cmd, "'%s' down --dir '%s' > /dev/null 2>&1; rm -rf '%s'", s_cli, s_dir, s_dir);
+    s_run (cmd);
+}
+
+static int
+s_up (const char *flags)
+{
     snprintf (s_dir, sizeof s_dir, "/tmp/strata-serve-bench-XXXXXX");
     if (!mkdtemp (s_dir))
-        return 1;
+        return -1;
     char cmd[9000];
-    snprintf (cmd, sizeof cmd, "'%s' up --dir '%s' --port 0 --workers 1 --rankers 1 --detach > /dev/null 2>&1", s_cli,
-              s_dir);
-    int rc = s_run (cmd);
-    snprintf (cmd, sizeof cmd, "'%s' import --dir '%s' --quiet '%s' > /dev/null", s_cli, s_dir, data);
-    rc |= s_run (cmd);
+    snprintf (cmd, sizeof cmd, "'%s' up --dir '%s' --port 0 --workers 1 %s --detach > /dev/null 2>&1", s_cli, s_dir,
+              flags);
+    return s_run (cmd);
+}
+
+static int
+s_import (const char *flags, const char *file)
+{
+    char cmd[9000];
+    snprintf (cmd, sizeof cmd, "'%s' import --dir '%s' --quiet %s '%s' > /dev/null", s_cli, s_dir, flags, file);
+    return s_run (cmd);
+}
+
+// ---------------------------------------------------------------- Amazon Beauty
+
+static int
+s_beauty (const char *data, double seconds, double start_rate)
+{
+    int rc = s_up ("--rankers 1");
+    rc |= s_import ("", data);
+    char cmd[9000];
     snprintf (cmd, sizeof cmd, "'%s' train --dir '%s' --epochs 1 --wait > /dev/null 2>&1", s_cli, s_dir);
     rc |= s_run (cmd);
     cluster_endpoints_t eps;
@@ -210,45 +342,253 @@ main (int argc, char **argv)
     if (f)
         fclose (f);
     //  Wait for a rank worker to serve the version.
-    bool ready = false;
-    for (int i = 0; !rc && i < 300 && !ready; i++) {
-        result_t r;
-        s_load (eps.api, WIRE_RECOMMEND, users, n, 20, 0.25, &r);
-        ready = r.answered > 0 && r.errors == 0;
-        if (!ready)
-            zclock_sleep (200);
-    }
-    if (rc || !ready) {
+    if (rc || !s_wait_worker (eps.api, users, n, "rank-1", 60)) {
         printf ("serve benchmark: the cluster did not come up (see %s/logs)\n", s_dir);
         return 1;
     }
     printf ("serve benchmark: Amazon Beauty, 12,101 items, d=64, exact retrieval, %zu users, open loop, %.0f s per "
             "rate\n",
             n, seconds);
-    s_sweep (eps.api, users, n, 1, seconds, start_rate);
+    s_sweep (eps.api, users, n, "exact", 1, seconds, start_rate);
     //  A second rank worker beside the first.
-    char worker[4096], a1[300], a2[300], a3[300], a4[300];
-    cluster_program ("strata-worker", worker, sizeof worker);
-    snprintf (a1, sizeof a1, "--broker=%s", eps.workers);
-    snprintf (a2, sizeof a2, "--api=%s", eps.api);
-    snprintf (a3, sizeof a3, "--trainer-api=%s", eps.trainer);
-    snprintf (a4, sizeof a4, "--dir=%s/rank-bench-2", s_dir);
-    snprintf (cmd, sizeof cmd, "'%s' --role=rank %s %s %s %s --id=rank-2 --log-level=warn > '%s/logs/rank-2.log' 2>&1 & echo $!",
-              worker, a1, a2, a3, a4, s_dir);
-    FILE *p = popen (cmd, "r");
-    int pid = 0;
-    if (p && fscanf (p, "%d", &pid) != 1)
-        pid = 0;
-    if (p)
-        pclose (p);
-    zclock_sleep (3000);   // registered, and its stored-nothing start fetches the version
-    s_sweep (eps.api, users, n, 2, seconds, start_rate);
-    if (pid > 0)
-        kill (pid, SIGTERM);
-    snprintf (cmd, sizeof cmd, "'%s' down --dir '%s' > /dev/null 2>&1; rm -rf '%s'", s_cli, s_dir, s_dir);
-    s_run (cmd);
+    int pid = s_start_ranker (&eps, "2", "");
+    if (!s_wait_worker (eps.api, users, n, "2", 60))
+        printf ("  the second rank worker did not come up (see %s/logs/2.log)\n", s_dir);
+    else
+        s_sweep (eps.api, users, n, "exact", 2, seconds, start_rate);
+    s_stop_ranker (pid);
+    s_down ();
     for (size_t i = 0; i < n; i++)
         free (users[i]);
     free (users);
     return 0;
+}
+
+// ---------------------------------------------------------------- synthetic catalogue
+
+#define SYN_DIM 64
+#define SYN_TYPES 2000
+#define SYN_USERS 20000
+
+static uint64_t s_rng = 0x5E12E;
+
+static double
+s_uniform (void)
+{
+    return ((double) (util_splitmix64 (&s_rng) >> 11) + 0.5) * 0x1.0p-53;
+}
+
+static float
+s_gauss (void)
+{
+    return (float) (sqrt (-2.0 * log (s_uniform ())) * cos (6.283185307179586 * s_uniform ()));
+}
+
+//  Writes DIR/items.jsonl and DIR/events.jsonl and publishes the version the rank
+//  workers will fetch into DIR/trainer. 0 or -1.
+static int
+s_synthetic_shop (uint32_t n)
+{
+    float *centre = malloc ((size_t) SYN_TYPES * SYN_DIM * sizeof *centre);
+    uint32_t *type = malloc ((size_t) n * sizeof *type), *by_type = malloc ((size_t) n * sizeof *by_type);
+    uint32_t *off = calloc (SYN_TYPES + 1, sizeof *off);
+    float *pop = calloc (n, sizeof *pop);
+    model_config_t mc;
+    model_config_default (&mc);
+    mc.dim = SYN_DIM;
+    mc.feature_rows = 0;
+    mc.rank_negatives = mc.rank_hard = 0;
+    mc.inference = 1;
+    model_t *m = model_new (&mc, n);
+    if (!centre || !type || !by_type || !off || !pop || !m)
+        return -1;
+    for (size_t i = 0; i < (size_t) SYN_TYPES * SYN_DIM; i++)
+        centre[i] = s_gauss ();
+    //  A user tower that does a real tower's work but is not random: each block's
+    //  output projections zeroed, so the blocks add nothing to the residual stream and
+    //  the user vector is the newest item's vector (with its position and event type),
+    //  normalised, as a trained session model's mostly is.
+    for (int i = 0; i < model_tensor_count (m); i++) {
+        size_t len;
+        const char *name;
+        float *w = model_tensor (m, i, NULL, &len, &name);
+        if (!strcmp (name, "wo") || !strcmp (name, "w2") || !strcmp (name, "b2"))
+            memset (w, 0, len * sizeof *w);
+    }
+    float *vec = model_row_weights (m, NULL);
+    char path[400];
+    snprintf (path, sizeof path, "%s/items.jsonl", s_dir);
+    FILE *f = fopen (path, "w");
+    if (!f)
+        return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t t = (uint32_t) (util_splitmix64 (&s_rng) % SYN_TYPES);
+        type[i] = t;
+        off[t + 1]++;
+        float scale = 0.5f + (float) s_uniform ();
+        for (int j = 0; j < SYN_DIM; j++)
+            vec[(size_t) i * SYN_DIM + j] = 0.125f * scale * (centre[(size_t) t * SYN_DIM + j] + 0.35f * s_gauss ());
+        fprintf (f, "{\"item_id\":\"s%u\",\"title\":\"product %u of type %u\",\"category\":\"Type %u\"}\n", i, i, t, t);
+    }
+    fclose (f);
+    for (uint32_t t = 0; t < SYN_TYPES; t++)
+        off[t + 1] += off[t];
+    uint32_t *fill = malloc (SYN_TYPES * sizeof *fill);
+    memcpy (fill, off, SYN_TYPES * sizeof *fill);
+    for (uint32_t i = 0; i < n; i++)
+        by_type[fill[type[i]]++] = i;
+    free (fill);
+    snprintf (path, sizeof path, "%s/events.jsonl", s_dir);
+    f = fopen (path, "w");
+    if (!f)
+        return -1;
+    long long ts = 1735689600000LL;
+    for (uint32_t u = 0; u < SYN_USERS; u++) {
+        uint32_t tastes[2] = { (uint32_t) (util_splitmix64 (&s_rng) % SYN_TYPES),
+                               (uint32_t) (util_splitmix64 (&s_rng) % SYN_TYPES) };
+        int two = s_uniform () < 0.3, views = 3 + (int) (util_splitmix64 (&s_rng) % 6);
+        for (int k = 0; k < views; k++) {
+            uint32_t t = tastes[two && (k & 1)];
+            if (off[t + 1] == off[t])
+                continue;
+            uint32_t it = by_type[off[t] + (uint32_t) (util_splitmix64 (&s_rng) % (off[t + 1] - off[t]))];
+            pop[it] += 1;
+            fprintf (f, "{\"event_id\":\"e%u-%d\",\"user_id\":\"u%u\",\"item_id\":\"s%u\",\"type\":\"view\",\"timestamp\":%lld}\n",
+                     u, k, u, it, ts + 60000LL * (u * 10 + (uint32_t) k));
+        }
+    }
+    fclose (f);
+    json_t *meta = json_pack ("{s:i, s:b}", "version", 1, "synthetic", 1);
+    size_t len = 0;
+    uint8_t *blob = snapshot_build (m, 1, pop, NULL, meta, &len);
+    snprintf (path, sizeof path, "%s/trainer", s_dir);
+    store_t *st = blob ? checkpoint_open (path) : NULL;
+    int rc = st && checkpoint_publish (st, 1, blob, len, meta, 2) == 0 ? 0 : -1;
+    store_destroy (&st);
+    json_decref (meta);
+    free (blob);
+    model_destroy (&m);
+    free (centre);
+    free (type);
+    free (by_type);
+    free (off);
+    free (pop);
+    return rc;
+}
+
+static int
+s_synthetic (uint32_t n_items, double seconds)
+{
+    snprintf (s_dir, sizeof s_dir, "/tmp/strata-serve-bench-XXXXXX");
+    if (!mkdtemp (s_dir))
+        return 1;
+    int64_t t0 = zclock_mono ();
+    if (s_synthetic_shop (n_items) < 0) {
+        printf ("serve benchmark: cannot write the synthetic catalogue into %s\n", s_dir);
+        return 1;
+    }
+    //  The cluster in the directory that holds the published version; rank workers
+    //  are started below, one kind at a time.
+    char cmd[9000], path[400];
+    snprintf (cmd, sizeof cmd, "'%s' up --dir '%s' --port 0 --workers 1 --rankers 0 --detach > /dev/null 2>&1", s_cli,
+              s_dir);
+    int rc = s_run (cmd);
+    snprintf (path, sizeof path, "%s/items.jsonl", s_dir);
+    rc |= s_import ("--items", path);
+    snprintf (path, sizeof path, "%s/events.jsonl", s_dir);
+    rc |= s_import ("", path);
+    cluster_endpoints_t eps;
+    char err[256];
+    rc |= cluster_resolve (NULL, s_dir, &eps, err, sizeof err);
+    enum { ASKED = 1000 };
+    char **users = malloc (SYN_USERS * sizeof *users);
+    for (uint32_t u = 0; u < SYN_USERS; u++) {
+        char id[16];
+        snprintf (id, sizeof id, "u%u", u);
+        users[u] = strdup (id);
+    }
+    printf ("serve benchmark: synthetic catalogue, %u items, d=%d, %d users (set up in %.0f s), open loop, %.0f s per "
+            "rate\n",
+            n_items, SYN_DIM, SYN_USERS, (double) (zclock_mono () - t0) / 1000.0, seconds);
+    fflush (stdout);
+    int pid = rc ? 0 : s_start_ranker (&eps, "exact", "--index=exact");
+    if (rc || !s_wait_worker (eps.api, users, SYN_USERS, "exact", 600)) {
+        printf ("serve benchmark: the cluster did not come up (see %s/logs)\n", s_dir);
+        return 1;
+    }
+    int64_t t1 = zclock_mono ();
+    char **exact = s_answers (eps.api, users, ASKED);
+    printf ("  exact retrieval: %d users answered one at a time in %.1f s\n", (int) ASKED,
+            (double) (zclock_mono () - t1) / 1000.0);
+    s_sweep (eps.api, users, SYN_USERS, "exact", 1, seconds, 25);
+    s_stop_ranker (pid);
+    pid = s_start_ranker (&eps, "ivf-1", "--index=ivf");
+    int pid2 = 0;
+    if (s_wait_worker (eps.api, users, SYN_USERS, "ivf-1", 600)) {
+        char **approx = s_answers (eps.api, users, ASKED);
+        printf ("  approximate index: recall@10 against exact %.4f on %d users\n", s_recall (exact, approx, ASKED),
+                (int) ASKED);
+        //  The worker's own account of the index: cells, probe count, build time.
+        char line[1024];
+        snprintf (path, sizeof path, "%s/logs/ivf-1.log", s_dir);
+        FILE *lf = fopen (path, "r");
+        while (lf && fgets (line, sizeof line, lf))
+            if (strstr (line, "approximate index"))
+                printf ("  rank worker: %s", strstr (line, "version"));
+        if (lf)
+            fclose (lf);
+        for (size_t i = 0; i < ASKED; i++)
+            free (approx[i]);
+        free (approx);
+        s_sweep (eps.api, users, SYN_USERS, "ivf", 1, seconds, 125);
+        pid2 = s_start_ranker (&eps, "ivf-2", "--index=ivf");
+        if (s_wait_worker (eps.api, users, SYN_USERS, "ivf-2", 600))
+            s_sweep (eps.api, users, SYN_USERS, "ivf", 2, seconds, 125);
+    }
+    else
+        printf ("  the approximate rank worker did not come up (see %s/logs/ivf-1.log)\n", s_dir);
+    s_stop_ranker (pid);
+    s_stop_ranker (pid2);
+    s_down ();
+    for (size_t i = 0; i < ASKED; i++)
+        free (exact[i]);
+    free (exact);
+    for (uint32_t u = 0; u < SYN_USERS; u++)
+        free (users[u]);
+    free (users);
+    return 0;
+}
+
+int
+main (int argc, char **argv)
+{
+    const char *data = NULL;
+    double seconds = 3, start_rate = 500;
+    long items = 1000000;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp (argv[i], "--data") && i + 1 < argc)
+            data = argv[++i];
+        else if (!strcmp (argv[i], "--items") && i + 1 < argc)
+            items = atol (argv[++i]);
+        else if (!strcmp (argv[i], "--seconds") && i + 1 < argc)
+            seconds = atof (argv[++i]);
+        else if (!strcmp (argv[i], "--start-rate") && i + 1 < argc)
+            start_rate = atof (argv[++i]);
+        else {
+            fprintf (stderr, "usage: serve --data Beauty.txt [--items N] [--seconds S] [--start-rate R]\n"
+                             "  --items 0 skips the synthetic catalogue; --data none skips Beauty\n");
+            return 2;
+        }
+    }
+    cluster_program ("strata", s_cli, sizeof s_cli);
+    int rc = 0;
+    if (data && !strcmp (data, "none"))
+        ;
+    else if (!data || access (data, R_OK) != 0)
+        printf ("serve benchmark, Beauty part skipped: the Beauty data (%s) is absent\n", data ? data : "--data");
+    else
+        rc |= s_beauty (data, seconds, start_rate);
+    if (items > 0)
+        rc |= s_synthetic ((uint32_t) items, seconds);
+    return rc;
 }

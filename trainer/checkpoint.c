@@ -2,6 +2,7 @@
 #define LOG_MODULE "checkpoint"
 #include "checkpoint.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -136,8 +137,18 @@ s_model_key (char *key, uint64_t version, uint32_t tensor)
 }
 
 int
-checkpoint_publish (store_t *st, uint64_t version, const uint8_t *blob, size_t len, const char *meta_json, int keep)
+checkpoint_publish (store_t *st, uint64_t version, const uint8_t *blob, size_t len, json_t *meta, int keep)
 {
+    char blob_hex[17];
+    snprintf (blob_hex, sizeof blob_hex, "%016llx", (unsigned long long) util_fnv1a64 (blob, len));
+    json_object_set_new (meta, "bytes", json_integer ((json_int_t) len));
+    json_object_set_new (meta, "chunk_bytes", json_integer (CHECKPOINT_CHUNK_BYTES));
+    json_object_set_new (meta, "chunks",
+                         json_integer ((json_int_t) ((len + CHECKPOINT_CHUNK_BYTES - 1) / CHECKPOINT_CHUNK_BYTES)));
+    json_object_set_new (meta, "fnv", json_string (blob_hex));
+    char *meta_json = json_dumps (meta, JSON_COMPACT);
+    if (!meta_json)
+        return -1;
     rocksdb_writebatch_t *b = rocksdb_writebatch_create ();
     rocksdb_column_family_handle_t *cf = store_cf (st, CKPT_CF_MODELS);
     char key[12];
@@ -157,6 +168,7 @@ checkpoint_publish (store_t *st, uint64_t version, const uint8_t *blob, size_t l
     }
     int rc = store_write (st, b, true);
     rocksdb_writebatch_destroy (b);
+    free (meta_json);
     return rc < 0 ? -1 : 0;
 }
 

@@ -11,6 +11,7 @@
 #ifndef STRATA_CHECKPOINT_H
 #define STRATA_CHECKPOINT_H
 
+#include <jansson.h>
 #include <stdint.h>
 
 #include "model.h"
@@ -33,10 +34,11 @@ int checkpoint_load (store_t *st, model_t *m);
 
 #define CHECKPOINT_CHUNK_BYTES (1u << 20)
 
-//  Publishes a snapshot blob as `version` in chunks of CHECKPOINT_CHUNK_BYTES with meta
-//  JSON, in one synced write; drops versions older than the last `keep`. 0 or -1.
-int checkpoint_publish (store_t *st, uint64_t version, const uint8_t *blob, size_t len, const char *meta_json,
-                        int keep);
+//  Publishes a snapshot blob as `version` in chunks of CHECKPOINT_CHUNK_BYTES with its
+//  meta (borrowed), to which it adds what a rank worker needs to fetch and verify it
+//  ("bytes", "chunk_bytes", "chunks", "fnv": FNV-1a 64 of the blob in hex), in one
+//  synced write; drops versions older than the last `keep`. 0 or -1.
+int checkpoint_publish (store_t *st, uint64_t version, const uint8_t *blob, size_t len, json_t *meta, int keep);
 
 //  The newest published version (0: none).
 uint64_t checkpoint_latest (store_t *st);

@@ -499,23 +499,10 @@ s_publish (trainer_t *self)
         snapshot_popularity (self->all, items, self->cfg->popularity_half_life_days * 86400000.0, pop);
         blob = snapshot_build (self->master, self->version, pop, self->all ? self->all->terms : NULL, meta, &len);
     }
-    char *text = NULL;
-    if (blob) {
-        //  What a rank worker needs to fetch and verify it, beside the training facts.
-        char blob_hex[17];
-        snprintf (blob_hex, sizeof blob_hex, "%016llx", (unsigned long long) util_fnv1a64 (blob, len));
-        json_object_set_new (meta, "bytes", json_integer ((json_int_t) len));
-        json_object_set_new (meta, "chunk_bytes", json_integer (CHECKPOINT_CHUNK_BYTES));
-        json_object_set_new (meta, "chunks",
-                             json_integer ((json_int_t) ((len + CHECKPOINT_CHUNK_BYTES - 1) / CHECKPOINT_CHUNK_BYTES)));
-        json_object_set_new (meta, "fnv", json_string (blob_hex));
-        text = json_dumps (meta, JSON_COMPACT);
-    }
-    if (!text || checkpoint_publish (self->store, self->version, blob, len, text, (int) self->cfg->keep_versions) < 0)
+    if (!blob || checkpoint_publish (self->store, self->version, blob, len, meta, (int) self->cfg->keep_versions) < 0)
         log_error ("cannot publish model version %llu", (unsigned long long) self->version);
     else
         log_info ("published model version %llu (%zu bytes)", (unsigned long long) self->version, len);
-    free (text);
     free (blob);
     free (pop);
     json_decref (meta);

@@ -70,12 +70,22 @@ typedef struct {
     size_t cap;               // bytes
 } scratch_t;
 
+//  Stored users' histories (model rows and event types, oldest first), for choosing
+//  the approximate index's probe count on the queries serving will see.
+typedef struct {
+    uint32_t *items;
+    uint8_t *types;
+    uint32_t *lens;
+    uint32_t n;
+} sample_t;
+
 //  A fetched version being stored and loaded (index included) off the serving thread.
 typedef struct {
     pthread_t thread;
     bool busy;                // a thread runs, or its result waits to be swapped in
     atomic_bool done;
     download_t dl;            // owned by the thread while it runs
+    sample_t sample;          // likewise
     served_t *result;         // NULL: the version did not load
 } loader_t;
 
@@ -140,13 +150,133 @@ s_pop_cmp (const void *a, const void *b)
     return x > y ? -1 : x < y ? 1 : (*(const uint32_t *) a > *(const uint32_t *) b) - (*(const uint32_t *) a < *(const uint32_t *) b);
 }
 
+#define SAMPLE_PAGES 4         // places in the broker's user list sampled
+#define SAMPLE_PAGE_USERS 64
+#define SAMPLE_EVENTS 200      // newest events kept per sampled user
+
+static void
+s_sample_free (sample_t *s)
+{
+    free (s->items);
+    free (s->types);
+    free (s->lens);
+    memset (s, 0, sizeof *s);
+}
+
+//  Histories of up to SAMPLE_PAGES x SAMPLE_PAGE_USERS users from the broker, from
+//  evenly spread places of its user list. Empty when the broker does not answer (the
+//  index then falls back on item pairs).
+static void
+s_sample_fetch (rank_worker_t *self, sample_t *out)
+{
+    memset (out, 0, sizeof *out);
+    size_t cap_users = SAMPLE_PAGES * SAMPLE_PAGE_USERS, cap = 4096, w = 0;
+    out->lens = malloc (cap_users * sizeof *out->lens);
+    out->items = malloc (cap * sizeof *out->items);
+    out->types = malloc (cap);
+    uint32_t total = 0;
+    for (int page = 0; page < SAMPLE_PAGES && out->lens && out->items && out->types; page++) {
+        Strata__V1__HistoryRequest req = STRATA__V1__HISTORY_REQUEST__INIT;
+        req.start_user = page ? (uint32_t) ((uint64_t) total * (uint64_t) page / SAMPLE_PAGES) : 0;
+        req.max_users = SAMPLE_PAGE_USERS;
+        char err[256];
+        Strata__V1__HistoryReply *r = (Strata__V1__HistoryReply *) client_request (
+            self->cfg.broker_api, WIRE_HISTORY, &req.base, WIRE_HISTORY_REPLY, &strata__v1__history_reply__descriptor,
+            2000, err, sizeof err);
+        if (!r) {
+            log_warn ("sample of users from %s: %s", self->cfg.broker_api, err);
+            break;
+        }
+        total = page ? total : r->user_count;
+        for (size_t i = 0; i < r->n_users && i < SAMPLE_PAGE_USERS && out->n < cap_users; i++) {
+            Strata__V1__UserHistory *h = r->users[i];
+            size_t first = h->n_events > SAMPLE_EVENTS ? h->n_events - SAMPLE_EVENTS : 0, len = 0;
+            if (w + (h->n_events - first) > cap) {
+                size_t nc = (w + (h->n_events - first)) * 2;
+                uint32_t *ni = realloc (out->items, nc * sizeof *ni);
+                uint8_t *nt = ni ? realloc (out->types, nc) : NULL;
+                out->items = ni ? ni : out->items;
+                out->types = nt ? nt : out->types;
+                if (!ni || !nt)
+                    break;
+                cap = nc;
+            }
+            for (size_t k = first; k < h->n_events; k++)
+                if (h->events[k]->item != UINT32_MAX) {
+                    out->items[w + len] = h->events[k]->item;
+                    out->types[w + len++] = (uint8_t) (h->events[k]->type < 256 ? h->events[k]->type : 0);
+                }
+            if (len) {
+                out->lens[out->n++] = (uint32_t) len;
+                w += len;
+            }
+        }
+        bool done = r->done || total <= SAMPLE_PAGE_USERS;
+        strata__v1__history_reply__free_unpacked (r, NULL);
+        if (done)
+            break;
+    }
+}
+
+//  Whether a version about to be loaded may get the approximate index (and so needs
+//  a sample of users): by configuration, or by the catalogue's size (unknown yet at
+//  start).
+static bool
+s_wants_sample (rank_worker_t *self)
+{
+    const char *how = self->cfg.index ? self->cfg.index : "auto";
+    return !strcmp (how, "ivf")
+           || (!strcmp (how, "auto") && (self->cat.n == 0 || self->cat.n >= (uint64_t) self->cfg.ivf_min_items));
+}
+
+//  The queries the probe count is chosen on (nq x dim, malloc'd): the user vectors of
+//  the sampled users, as serving will compute them; without enough of them (a store
+//  without users yet), each the sum of two random items' vectors, a user of two
+//  tastes. NULL on no memory.
+static float *
+s_probe_queries (served_t *s, const sample_t *sample, uint32_t want, uint32_t *nq, const char **kind)
+{
+    uint32_t n = s->info.items, batch = (uint32_t) model_config (s->m)->batch;
+    int d = s->info.dim;
+    float *q = malloc ((size_t) want * d * sizeof *q);
+    if (!q)
+        return NULL;
+    *nq = 0;
+    size_t off = 0;
+    for (uint32_t u0 = 0; sample && u0 < sample->n && *nq < want; u0 += batch) {
+        uint32_t nb = sample->n - u0 < batch ? sample->n - u0 : batch;
+        nb = nb < want - *nq ? nb : want - *nq;
+        size_t len = 0;
+        bool ok = true;
+        for (uint32_t k = 0; k < nb; k++) {
+            for (uint32_t j = 0; j < sample->lens[u0 + k]; j++)
+                ok = ok && sample->items[off + len + j] < n;   // rows of this version's table
+            len += sample->lens[u0 + k];
+        }
+        if (ok && model_user_vectors (s->m, sample->items + off, sample->types + off, sample->lens + u0, nb,
+                                      q + (size_t) *nq * d) == 0)
+            *nq += nb;
+        off += len;
+    }
+    *kind = "sampled users";
+    if (*nq >= want / 2)
+        return q;
+    *kind = "pairs of items";
+    uint64_t rng = 0x5EED ^ s->info.version;
+    for (*nq = 0; *nq < want; (*nq)++) {
+        uint32_t a = (uint32_t) (util_splitmix64 (&rng) % n), b = (uint32_t) (util_splitmix64 (&rng) % n);
+        for (int j = 0; j < d; j++)
+            q[(size_t) *nq * d + j] = s->vectors[(size_t) a * d + j] + s->vectors[(size_t) b * d + j];
+    }
+    return q;
+}
+
 //  The approximate index over a version's items, when the configuration asks for one:
 //  built, and its probe count chosen as the fewest cells (doubling) whose recall@10
-//  against exact search reaches ivf-recall, measured on queries made of the
-//  version's own items (each the sum of two random items' vectors: a user of two
-//  tastes, harder than either item alone). 0, or -1 on no memory.
+//  against exact search reaches ivf-recall on the probe queries (s_probe_queries).
+//  0, or -1 on no memory.
 static int
-s_index (rank_worker_t *self, served_t *s)
+s_index (rank_worker_t *self, served_t *s, const sample_t *sample)
 {
     uint32_t n = s->info.items;
     int d = s->info.dim;
@@ -160,26 +290,19 @@ s_index (rank_worker_t *self, served_t *s)
     s->ivf = ivf_build (s->vectors, n, d, &p);
     if (!s->ivf)
         return -1;
-    uint32_t cells = ivf_cells (s->ivf);
-    enum { QUERIES = 200 };
-    float *q = malloc ((size_t) QUERIES * d * sizeof *q);
+    uint32_t cells = ivf_cells (s->ivf), nq = 0;
+    const char *kind = "";
+    float *q = s_probe_queries (s, sample, 256, &nq, &kind);
     if (!q)
         return -1;
-    uint64_t rng = 0x5EED ^ s->info.version;
-    for (int i = 0; i < QUERIES; i++) {
-        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-        uint32_t a = (uint32_t) ((rng >> 33) % n), b = (uint32_t) ((rng >> 7) % n);
-        for (int j = 0; j < d; j++)
-            q[(size_t) i * d + j] = s->vectors[(size_t) a * d + j] + s->vectors[(size_t) b * d + j];
-    }
     double recall = 0;
     if (self->cfg.ivf_probe > 0) {
         s->probe = (uint32_t) self->cfg.ivf_probe < cells ? (uint32_t) self->cfg.ivf_probe : cells;
-        recall = ivf_recall (s->ivf, q, QUERIES, s->probe, 10);
+        recall = ivf_recall (s->ivf, q, nq, s->probe, 10);
     }
     else
         for (s->probe = 1;; s->probe = s->probe * 2 < cells ? s->probe * 2 : cells) {
-            recall = ivf_recall (s->ivf, q, QUERIES, s->probe, 10);
+            recall = ivf_recall (s->ivf, q, nq, s->probe, 10);
             if (recall < 0 || recall >= self->cfg.ivf_recall || s->probe == cells)
                 break;
         }
@@ -188,14 +311,14 @@ s_index (rank_worker_t *self, served_t *s)
         return -1;
     s->ivf_cap = ivf_max_candidates (s->ivf, s->probe);
     log_info ("version %llu: approximate index, %u cells, %u probed (at most %u of %u items per query), recall@10 "
-              "%.3f against exact on %d queries; built in %lld ms",
-              (unsigned long long) s->info.version, cells, s->probe, s->ivf_cap, n, recall, (int) QUERIES,
+              "%.3f against exact on %u queries (%s); built in %lld ms",
+              (unsigned long long) s->info.version, cells, s->probe, s->ivf_cap, n, recall, nq, kind,
               (long long) (zclock_mono () - t0));
     return 0;
 }
 
 static served_t *
-s_served_load (rank_worker_t *self, const uint8_t *blob, size_t len)
+s_served_load (rank_worker_t *self, const uint8_t *blob, size_t len, const sample_t *sample)
 {
     served_t *s = calloc (1, sizeof *s);
     if (!s)
@@ -219,7 +342,7 @@ s_served_load (rank_worker_t *self, const uint8_t *blob, size_t len)
     s_pop_scores = s->info.popularity;
     qsort (s->popular, n, sizeof *s->popular, s_pop_cmp);
     s->n_popular = n < POPULAR_KEPT ? n : POPULAR_KEPT;
-    if (s_index (self, s) < 0) {
+    if (s_index (self, s, sample) < 0) {
         s_served_free (&s);
         return NULL;
     }
@@ -317,8 +440,13 @@ s_load_stored (rank_worker_t *self)
         free (v);
     }
     served_t *s = NULL;
-    if (blob && off == bytes && util_fnv1a64 (blob, bytes) == fnv)
-        s = s_served_load (self, blob, bytes);
+    sample_t sample = { 0 };
+    if (blob && off == bytes && util_fnv1a64 (blob, bytes) == fnv) {
+        if (s_wants_sample (self))
+            s_sample_fetch (self, &sample);
+        s = s_served_load (self, blob, bytes, &sample);
+        s_sample_free (&sample);
+    }
     else
         log_error ("stored model version %llu is damaged; waiting for the trainer", (unsigned long long) version);
     free (blob);
@@ -442,8 +570,9 @@ s_loader_run (void *arg)
     loader_t *l = &self->loader;
     if (s_store_version (self, &l->dl) < 0)
         log_error ("cannot store model version %llu (serving it anyway)", (unsigned long long) l->dl.version);
-    l->result = s_served_load (self, l->dl.blob, l->dl.bytes);
+    l->result = s_served_load (self, l->dl.blob, l->dl.bytes, &l->sample);
     s_download_reset (&l->dl);
+    s_sample_free (&l->sample);
     atomic_store (&l->done, true);
     return NULL;
 }
@@ -631,6 +760,8 @@ s_on_chunk (rank_worker_t *self, const Strata__V1__ModelChunk *c)
     loader_t *l = &self->loader;
     l->dl = *d;
     memset (d, 0, sizeof *d);
+    if (s_wants_sample (self))
+        s_sample_fetch (self, &l->sample);
     l->result = NULL;
     atomic_store (&l->done, false);
     l->busy = true;
