@@ -205,41 +205,113 @@ s_sift_down (const float *z, int32_t *h, int n, int i)
     }
 }
 
+//  The k-th largest (k from 1) of a[0..n), k <= n, by quickselect (a is reordered).
+static float
+s_kth_largest (float *a, int n, int k)
+{
+    int lo = 0, hi = n - 1, want = k - 1;
+    while (lo < hi) {
+        //  Median of three as pivot, then a Hoare partition into descending order.
+        float x = a[lo], y = a[lo + (hi - lo) / 2], w = a[hi];
+        float p = x > y ? (y > w ? y : (x > w ? w : x)) : (x > w ? x : (y > w ? w : y));
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] > p)
+                i++;
+            while (a[j] < p)
+                j--;
+            if (i <= j) {
+                float t = a[i];
+                a[i++] = a[j];
+                a[j--] = t;
+            }
+        }
+        if (want <= j)
+            hi = j;
+        else if (want >= i)
+            lo = i;
+        else
+            return a[want];   // between the halves: equal to the pivot
+    }
+    return a[want];
+}
+
+//  Adds column j to the min-heap top[0..*n) of at most k columns.
+static inline void
+s_heap_offer (const float *z, int32_t *top, int *n, int k, int32_t j)
+{
+    if (*n < k) {
+        int i = (*n)++;
+        top[i] = j;
+        while (i > 0 && s_above (z, top[(i - 1) / 2], top[i])) {
+            int32_t t = top[i];
+            top[i] = top[(i - 1) / 2];
+            top[(i - 1) / 2] = t;
+            i = (i - 1) / 2;
+        }
+    }
+    else if (s_above (z, j, top[0])) {
+        top[0] = j;
+        s_sift_down (z, top, *n, 0);
+    }
+}
+
+//  Groups of columns whose best scores bound the top k from below (at most this many,
+//  on the stack).
+#define TOP_K_GROUPS 2048
+#define TOP_K_GROUP_SIZE 16
+
 int
 nn_top_k (const float *z, int m, int32_t skip, const uint8_t *exclude, int32_t *top, int k)
 {
-    //  A min-heap of the best k so far: O(m + insertions * log k), then sorted.
-    int n = 0;
-    if (k <= 0)
+    //  A heap of the best k alone is O(m + insertions * log k), but insertions grow
+    //  with m when the scores trend upwards along the row. So first a bar: with the
+    //  columns cut into g groups (column j in group j mod g, so that the group maxima
+    //  are an elementwise max of g-wide slices, which vectorises), the k-th best group
+    //  maximum over eligible columns is reached by at least k eligible columns, hence
+    //  by every one of the top k. Only the columns of groups at or above the bar are
+    //  offered to the heap.
+    if (k <= 0 || m <= 0)
         return 0;
-    for (int j = 0; j < m; j++) {
-        //  Once the heap is full, whole runs of 8 below its worst are passed over with
-        //  one vectorisable max (most of a long row is).
-        if (n == k && (j & 7) == 0 && j + 8 <= m) {
-            float mx = z[j];
-            for (int q = 1; q < 8; q++)
-                mx = z[j + q] > mx ? z[j + q] : mx;
-            if (mx < z[top[0]]) {
-                j += 7;
-                continue;
+    int g = (m + TOP_K_GROUP_SIZE - 1) / TOP_K_GROUP_SIZE;
+    g = g < TOP_K_GROUPS ? g : TOP_K_GROUPS;
+    float gmax[TOP_K_GROUPS], sel[TOP_K_GROUPS];
+    for (int c = 0; c < g; c++)
+        gmax[c] = -INFINITY;
+    for (int j0 = 0; j0 < m; j0 += g) {
+        int w = m - j0 < g ? m - j0 : g;
+        const float *row = z + j0;
+        if (exclude) {
+            const uint8_t *ex = exclude + j0;
+            for (int c = 0; c < w; c++) {
+                float v = ex[c] ? -INFINITY : row[c];
+                gmax[c] = v > gmax[c] ? v : gmax[c];
             }
         }
-        if (j == skip || (exclude && exclude[j]))
+        else
+            for (int c = 0; c < w; c++)
+                gmax[c] = row[c] > gmax[c] ? row[c] : gmax[c];
+    }
+    if (skip >= 0 && skip < m) {
+        //  The group of the skipped column: again without it.
+        int c = skip % g;
+        gmax[c] = -INFINITY;
+        for (int j = c; j < m; j += g)
+            if (j != skip && (!exclude || !exclude[j]))
+                gmax[c] = z[j] > gmax[c] ? z[j] : gmax[c];
+    }
+    float bar = -INFINITY;
+    if (k < g) {
+        memcpy (sel, gmax, (size_t) g * sizeof *sel);
+        bar = s_kth_largest (sel, g, k);
+    }
+    int n = 0;
+    for (int c = 0; c < g; c++) {
+        if (!(gmax[c] >= bar))
             continue;
-        if (n < k) {
-            int i = n++;
-            top[i] = j;
-            while (i > 0 && s_above (z, top[(i - 1) / 2], top[i])) {
-                int32_t t = top[i];
-                top[i] = top[(i - 1) / 2];
-                top[(i - 1) / 2] = t;
-                i = (i - 1) / 2;
-            }
-        }
-        else if (s_above (z, j, top[0])) {
-            top[0] = j;
-            s_sift_down (z, top, n, 0);
-        }
+        for (int j = c; j < m; j += g)
+            if (j != skip && (!exclude || !exclude[j]) && z[j] >= bar)
+                s_heap_offer (z, top, &n, k, j);
     }
     //  Heap sort: the root (worst) goes to the end each time: best first.
     for (int end = n - 1; end > 0; end--) {

@@ -330,6 +330,39 @@ Test (nn, softmax_xent_reports_the_hardest_negatives)
     }
 }
 
+//  The order nn_top_k reports: higher score, then lower index.
+static const float *s_sort_z;
+
+static int
+s_rank_cmp (const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *) a, y = *(const int32_t *) b;
+    float zx = s_sort_z[x], zy = s_sort_z[y];
+    return zx > zy ? -1 : zx < zy ? 1 : (x > y) - (x < y);
+}
+
+//  nn_top_k's answer for each k is the first k of a full sort of the eligible columns.
+static void
+s_check_top_k (const float *z, int m, int32_t skip, const uint8_t *ex, const int *ks, int nk)
+{
+    int32_t *want = malloc ((size_t) m * sizeof *want), *got = malloc ((size_t) m * sizeof *got);
+    cr_assert (want && got);
+    int nw = 0;
+    for (int j = 0; j < m; j++)
+        if (j != skip && !(ex && ex[j]))
+            want[nw++] = j;
+    s_sort_z = z;
+    qsort (want, (size_t) nw, sizeof *want, s_rank_cmp);
+    for (int i = 0; i < nk; i++) {
+        int n = nn_top_k (z, m, skip, ex, got, ks[i]);
+        cr_expect_eq (n, ks[i] < nw ? ks[i] : nw, "m=%d k=%d", m, ks[i]);
+        for (int j = 0; j < n; j++)
+            cr_expect_eq (got[j], want[j], "m=%d k=%d: rank %d holds %d, want %d", m, ks[i], j, got[j], want[j]);
+    }
+    free (want);
+    free (got);
+}
+
 Test (nn, top_k_matches_a_full_sort)
 {
     //  Random scores with ties, a skipped column and excluded ones: the heap's answer
@@ -341,23 +374,36 @@ Test (nn, top_k_matches_a_full_sort)
         z[j] = (float) (int) (s_rand () * 50);   // many ties
         ex[j] = j % 7 == 3;
     }
-    int32_t want[M], got[M];
-    int nw = 0;
-    for (int j = 0; j < M; j++)
-        if (j != 11 && !ex[j])
-            want[nw++] = j;
-    for (int a = 1; a < nw; a++)   // insertion sort by (score desc, index asc)
-        for (int b = a; b > 0 && (z[want[b]] > z[want[b - 1]] || (z[want[b]] == z[want[b - 1]] && want[b] < want[b - 1])); b--) {
-            int32_t t = want[b];
-            want[b] = want[b - 1];
-            want[b - 1] = t;
-        }
     int ks[] = { 1, 5, 100, 499 };
-    for (int i = 0; i < 4; i++) {
-        int n = nn_top_k (z, M, 11, ex, got, ks[i]);
-        cr_expect_eq (n, ks[i] < nw ? ks[i] : nw);
-        for (int j = 0; j < n; j++)
-            cr_expect_eq (got[j], want[j], "k=%d: rank %d holds %d, want %d", ks[i], j, got[j], want[j]);
+    s_check_top_k (z, M, 11, ex, ks, 4);
+}
+
+Test (nn, top_k_on_long_rows)
+{
+    //  Rows long enough that only the best column groups reach the heap: ties, a
+    //  skipped column, exclusions, groups of several sizes, scores that rise along the
+    //  row (every column would beat the heap's worst) and a row with too few columns.
+    int ms[] = { 3000, 12101, 40000 };
+    int ks[] = { 1, 7, 100, 1000 };
+    for (int t = 0; t < 3; t++) {
+        int m = ms[t];
+        float *z = malloc ((size_t) m * sizeof *z);
+        uint8_t *ex = malloc ((size_t) m);
+        cr_assert (z && ex);
+        for (int j = 0; j < m; j++) {
+            z[j] = (float) (int) (s_rand () * 200);
+            ex[j] = j % 11 == 5;
+        }
+        s_check_top_k (z, m, m / 3, ex, ks, 4);
+        s_check_top_k (z, m, -1, NULL, ks, 4);
+        for (int j = 0; j < m; j++)
+            z[j] = (float) j * 1e-3f + s_rand ();
+        s_check_top_k (z, m, 17, NULL, ks, 4);
+        for (int j = 0; j < m; j++)
+            ex[j] = j % 1000 != 0;   // m / 1000 eligible columns: fewer than most k
+        s_check_top_k (z, m, 0, ex, ks, 4);
+        free (z);
+        free (ex);
     }
 }
 
