@@ -72,10 +72,14 @@ struct _model_t {
     //  Ranking head: layers rw/rb[0 .. rank_layers] (the last is the output), and the
     //  workspace of one group of at most rank_cap (user, candidate) examples.
     param_t rw[MODEL_RANK_MAX_LAYERS + 1], rb[MODEL_RANK_MAX_LAYERS + 1];
+    //  The first layer is applied in two parts: [v, u * v, pooled] per example (r_in),
+    //  [u, context] once per position (r_U, pre-activation r_pu), as u and the context
+    //  are the same for all of a position's candidates.
     int rank_in, rank_cap, rank_wmax;
     float *r_in, *r_act[MODEL_RANK_MAX_LAYERS], *r_z, *r_y, *r_dz, *r_din, *r_dbuf[2];
     float *r_C, *r_P, *r_A, *r_dC, *r_dP, *r_work;
-    int32_t *r_row, *r_item, *r_hi;
+    float *r_U, *r_dU, *r_pu, *r_dpu, *r_plen;
+    int32_t *r_row, *r_item, *r_hi, *r_pos, *r_prow;
     float *hist, *dhist;           // the batch's input item vectors (R x d) and gradient
     const uint32_t *rank_neg;      // negatives of the current pass
     uint32_t *neg_buf;             // model_batch_loss's negatives
@@ -207,7 +211,12 @@ s_rank_new (model_t *m)
         m->rank_wmax = out > m->rank_wmax ? out : m->rank_wmax;
         in = out;
     }
-    bad |= !(m->r_in = calloc (G * m->rank_in, sizeof (float))) | !(m->r_din = calloc (G * m->rank_in, sizeof (float)));
+    int w0 = cfg->rank_widths[0];
+    bad |= !(m->r_in = calloc (G * 3 * d, sizeof (float))) | !(m->r_din = calloc (G * 3 * d, sizeof (float)));
+    bad |= !(m->r_U = calloc (G * d, sizeof (float))) | !(m->r_dU = calloc (G * d, sizeof (float)))
+         | !(m->r_pu = calloc (G * w0, sizeof (float))) | !(m->r_dpu = calloc (G * w0, sizeof (float)))
+         | !(m->r_plen = calloc (G, sizeof (float)));
+    bad |= !(m->r_pos = calloc (G, sizeof (int32_t))) | !(m->r_prow = calloc (G, sizeof (int32_t)));
     bad |= !(m->r_dbuf[0] = calloc (G * m->rank_wmax, sizeof (float)))
          | !(m->r_dbuf[1] = calloc (G * m->rank_wmax, sizeof (float)));
     bad |= !(m->r_z = calloc (G, sizeof (float))) | !(m->r_y = calloc (G, sizeof (float)))
@@ -233,12 +242,15 @@ s_rank_free (model_t *m)
     for (int k = 0; k < MODEL_RANK_MAX_LAYERS; k++)
         free (m->r_act[k]);
     float *bufs[] = { m->r_in, m->r_z, m->r_y, m->r_dz, m->r_din, m->r_dbuf[0], m->r_dbuf[1], m->r_C, m->r_P,
-                      m->r_A, m->r_dC, m->r_dP, m->r_work, m->hist, m->dhist };
+                      m->r_A, m->r_dC, m->r_dP, m->r_work, m->hist, m->dhist, m->r_U, m->r_dU, m->r_pu,
+                      m->r_dpu, m->r_plen };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free (bufs[i]);
     free (m->r_row);
     free (m->r_item);
     free (m->r_hi);
+    free (m->r_pos);
+    free (m->r_prow);
     free (m->neg_buf);
     free (m->hard);
 }
@@ -674,21 +686,28 @@ s_first_valid (const model_t *m, int s)
 
 //  One group of n examples: example e pairs the state at batch row r_row[e] (sequence
 //  r_row / L, position r_row % L) with item r_item[e] (a row of the current item
-//  vectors), label r_y[e]. Leaves the logits in r_z. With grad, accumulates the
-//  gradient of scale times the summed BCE into the head, the states (m->dx), the
-//  candidates' item vectors and the history's (m->dhist). Returns the summed BCE.
+//  vectors), label r_y[e]; a position's examples are consecutive. Leaves the logits in
+//  r_z. With grad, accumulates the gradient of scale times the summed BCE into the
+//  head, the states (m->dx), the candidates' item vectors and the history's
+//  (m->dhist). Returns the summed BCE.
 static double
 s_rank_group (model_t *m, int n, float scale, int grad)
 {
-    int d = m->cfg.dim, L = m->L, in = m->rank_in, nl = m->cfg.rank_layers;
+    int d = m->cfg.dim, L = m->L, nl = m->cfg.rank_layers, w0 = m->cfg.rank_widths[0];
     const float *V = s_items_w (m);
+    //  The first layer's weight by input block: rows [0, d) read u, [d, 4d) the
+    //  per-example [v, u * v, pooled], then the context.
+    const float *Wu = m->rw[0].w, *Wx = Wu + (size_t) d * w0, *Wc = Wu + (size_t) 4 * d * w0;
+    int np = 0;
     for (int e = 0; e < n; e++) {
         memcpy (m->r_C + (size_t) e * d, V + (size_t) m->r_item[e] * d, (size_t) d * sizeof (float));
         m->r_hi[e] = m->r_row[e] % L;
+        if (e == 0 || m->r_row[e] != m->r_row[e - 1])
+            m->r_prow[np++] = m->r_row[e];
+        m->r_pos[e] = np - 1;
     }
     //  Each run of examples from one sequence pools over that sequence's history, then
     //  the examples' inputs are laid out.
-    float inv_len = 1.0f / (float) m->cfg.max_len;
     for (int e0 = 0, e1; e0 < n; e0 = e1) {
         int s = m->r_row[e0] / L, lo = s_first_valid (m, s);
         for (e1 = e0 + 1; e1 < n && m->r_row[e1] / L == s; e1++)
@@ -696,23 +715,41 @@ s_rank_group (model_t *m, int n, float scale, int grad)
         nn_target_pool_fwd (m->r_C + (size_t) e0 * d, e1 - e0, m->hist + (size_t) s * L * d, L, d, lo,
                             m->r_hi + e0, m->r_A + (size_t) e0 * L, m->r_P + (size_t) e0 * d);
         for (int e = e0; e < e1; e++) {
-            float *x = m->r_in + (size_t) e * in;
+            float *x = m->r_in + (size_t) e * 3 * d;
             const float *u = m->hf + (size_t) m->r_row[e] * d, *v = m->r_C + (size_t) e * d;
-            memcpy (x, u, (size_t) d * sizeof (float));
-            memcpy (x + d, v, (size_t) d * sizeof (float));
+            memcpy (x, v, (size_t) d * sizeof (float));
             for (int k = 0; k < d; k++)
-                x[2 * d + k] = u[k] * v[k];
-            memcpy (x + 3 * d, m->r_P + (size_t) e * d, (size_t) d * sizeof (float));
-            float *ctx = x + 4 * d;
-            memset (ctx, 0, RANK_CONTEXT * sizeof (float));
-            ctx[m->in_types[m->r_row[e]]] = 1;
-            ctx[MODEL_EVENT_TYPES] = (float) (m->r_hi[e] - lo + 1) * inv_len;
+                x[d + k] = u[k] * v[k];
+            memcpy (x + 2 * d, m->r_P + (size_t) e * d, (size_t) d * sizeof (float));
         }
     }
-    const float *x = m->r_in;
-    int w = in;
-    double macs = 0;
-    for (int k = 0; k < nl; k++) {
+    //  The positions' part of the first layer: u Wu + bias + the context's rows (the
+    //  last event's type, one-hot, and the history's length as a fraction of max_len).
+    float inv_len = 1.0f / (float) m->cfg.max_len;
+    for (int p = 0; p < np; p++) {
+        int r = m->r_prow[p];
+        memcpy (m->r_U + (size_t) p * d, m->hf + (size_t) r * d, (size_t) d * sizeof (float));
+        m->r_plen[p] = (float) (r % L - s_first_valid (m, r / L) + 1) * inv_len;
+    }
+    nn_linear_fwd (m->r_U, np, d, Wu, m->rb[0].w, w0, m->r_pu);
+    for (int p = 0; p < np; p++) {
+        float *pu = m->r_pu + (size_t) p * w0, len = m->r_plen[p];
+        const float *wt = Wc + (size_t) m->in_types[m->r_prow[p]] * w0, *wl = Wc + (size_t) MODEL_EVENT_TYPES * w0;
+        for (int k = 0; k < w0; k++)
+            pu[k] += wt[k] + len * wl[k];
+    }
+    nn_linear_fwd (m->r_in, n, 3 * d, Wx, NULL, w0, m->r_act[0]);
+    for (int e = 0; e < n; e++) {
+        float *y = m->r_act[0] + (size_t) e * w0;
+        const float *pu = m->r_pu + (size_t) m->r_pos[e] * w0;
+        for (int k = 0; k < w0; k++)
+            y[k] += pu[k];
+    }
+    nn_relu_fwd (m->r_act[0], (size_t) n * w0);
+    const float *x = m->r_act[0];
+    int w = w0;
+    double macs = 0;   // per example, in the layers after the first
+    for (int k = 1; k < nl; k++) {
         int out = m->cfg.rank_widths[k];
         nn_linear_fwd (x, n, w, m->rw[k].w, m->rb[k].w, out, m->r_act[k]);
         nn_relu_fwd (m->r_act[k], (size_t) n * out);
@@ -721,39 +758,69 @@ s_rank_group (model_t *m, int n, float scale, int grad)
         w = out;
     }
     nn_linear_fwd (x, n, w, m->rw[nl].w, m->rb[nl].w, 1, m->r_z);
-    macs += w + 2.0 * L * d;
+    macs += w;
     double loss = nn_bce_logits (m->r_z, m->r_y, n, scale, grad ? m->r_dz : NULL);
     if (!grad)
         return loss;
-    m->flops += 3 * 2 * macs * n;
-    //  Back through the MLP to its input.
+    float share = m->cfg.rank_share;
+    //  Matrix products: forward, then the weight gradients, then (with share) the
+    //  input gradients, the pooling's among them.
+    double first = 3.0 * d * w0 * n + (double) d * w0 * np, pool = 2.0 * L * d * n;
+    m->flops += 2 * (2 * (first + macs * n) + macs * n + pool + (share != 0 ? first + 2 * pool : 0));
+    //  Back through the MLP to the first layer's output.
     const float *dy = m->r_dz;
     int out = 1;
-    for (int k = nl; k >= 0; k--) {
-        const float *xin = k ? m->r_act[k - 1] : m->r_in;
-        int win = k ? m->cfg.rank_widths[k - 1] : in;
-        float *dx = k ? m->r_dbuf[k % 2] : m->r_din;
+    for (int k = nl; k >= 1; k--) {
+        int win = m->cfg.rank_widths[k - 1];
+        float *dx = m->r_dbuf[k % 2];
         memset (dx, 0, (size_t) n * win * sizeof (float));
-        nn_linear_bwd (xin, n, win, m->rw[k].w, out, dy, dx, m->rw[k].g, m->rb[k].g);
-        if (k)
-            nn_relu_bwd (m->r_act[k - 1], dx, (size_t) n * win);
+        nn_linear_bwd (m->r_act[k - 1], n, win, m->rw[k].w, out, dy, dx, m->rw[k].g, m->rb[k].g);
+        nn_relu_bwd (m->r_act[k - 1], dx, (size_t) n * win);
         dy = dx;
         out = win;
     }
-    //  Input [u, v, u * v, pooled, context]: to the state, the candidate and the pool,
-    //  scaled by the share that reaches the towers.
-    float share = m->cfg.rank_share;
+    //  The first layer's two parts; the positions' gradient is the sum of their examples'.
+    float *gu = m->rw[0].g, *gx = gu + (size_t) d * w0, *gc = gu + (size_t) 4 * d * w0;
+    if (share != 0) {
+        memset (m->r_din, 0, (size_t) n * 3 * d * sizeof (float));
+        memset (m->r_dU, 0, (size_t) np * d * sizeof (float));
+    }
+    nn_linear_bwd (m->r_in, n, 3 * d, Wx, w0, dy, share != 0 ? m->r_din : NULL, gx, NULL);
+    memset (m->r_dpu, 0, (size_t) np * w0 * sizeof (float));
+    for (int e = 0; e < n; e++) {
+        float *dpu = m->r_dpu + (size_t) m->r_pos[e] * w0;
+        const float *g = dy + (size_t) e * w0;
+        for (int k = 0; k < w0; k++)
+            dpu[k] += g[k];
+    }
+    nn_linear_bwd (m->r_U, np, d, Wu, w0, m->r_dpu, share != 0 ? m->r_dU : NULL, gu, m->rb[0].g);
+    for (int p = 0; p < np; p++) {
+        const float *g = m->r_dpu + (size_t) p * w0;
+        float *gt = gc + (size_t) m->in_types[m->r_prow[p]] * w0, *gl = gc + (size_t) MODEL_EVENT_TYPES * w0;
+        for (int k = 0; k < w0; k++) {
+            gt[k] += g[k];
+            gl[k] += m->r_plen[p] * g[k];
+        }
+    }
+    //  To the state, the candidate and the pool, scaled by the share that reaches the
+    //  towers.
     if (share == 0)
         return loss;
+    for (int p = 0; p < np; p++) {
+        float *du = m->dx + (size_t) m->r_prow[p] * d;
+        const float *g = m->r_dU + (size_t) p * d;
+        for (int k = 0; k < d; k++)
+            du[k] += share * g[k];
+    }
     for (int e = 0; e < n; e++) {
-        const float *g = m->r_din + (size_t) e * in;
+        const float *g = m->r_din + (size_t) e * 3 * d;
         const float *u = m->hf + (size_t) m->r_row[e] * d, *v = m->r_C + (size_t) e * d;
         float *du = m->dx + (size_t) m->r_row[e] * d, *dv = m->r_dC + (size_t) e * d;
         float *dp = m->r_dP + (size_t) e * d;
         for (int k = 0; k < d; k++) {
-            du[k] += share * (g[k] + g[2 * d + k] * v[k]);
-            dv[k] = share * (g[d + k] + g[2 * d + k] * u[k]);
-            dp[k] = share * g[3 * d + k];
+            du[k] += share * g[d + k] * v[k];
+            dv[k] = share * (g[k] + g[d + k] * u[k]);
+            dp[k] = share * g[2 * d + k];
         }
     }
     for (int e0 = 0, e1; e0 < n; e0 = e1) {
