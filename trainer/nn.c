@@ -42,8 +42,11 @@ nn_linear_bwd (const float *X, int n, int in, const float *W, int out, const flo
     if (dW)
         cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, in, out, n, 1.0f, X, in, dY, out, 1.0f, dW, out);
     if (db)
-        for (int i = 0; i < n; i++)
-            cblas_saxpy (out, 1.0f, dY + (size_t) i * out, 1, db, 1);
+        for (int i = 0; i < n; i++) {
+            const float *dy = dY + (size_t) i * out;
+            for (int k = 0; k < out; k++)
+                db[k] += dy[k];
+        }
 }
 
 void
@@ -62,9 +65,9 @@ nn_relu_fwd (float *X, size_t n)
 void
 nn_relu_bwd (const float *Y, float *dY, size_t n)
 {
+    //  A select rather than a conditional store, so that the loop vectorises.
     for (size_t i = 0; i < n; i++)
-        if (Y[i] <= 0)
-            dY[i] = 0;
+        dY[i] = Y[i] > 0 ? dY[i] : 0;
 }
 
 void
@@ -148,14 +151,15 @@ nn_attention_fwd (const float *Q, const float *K, const float *V, int L, int d, 
     cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, L, d, L, 1.0f, P, L, V, d, 0.0f, O, d);
 }
 
-//  Back through a row softmax P (rows x cols): dS = P (dP - sum_j dP_j P_j), in place
-//  on dS (which holds dP). Masked entries have P = 0 and stay 0.
+//  Back through a row softmax P (rows x cols, rows ld apart; every column outside
+//  holds P = 0): dS = P (dP - sum_j dP_j P_j), in place on dS (which holds dP, ld
+//  apart too). Masked entries have P = 0 and stay 0.
 static void
-s_softmax_rows_bwd (const float *P, int rows, int cols, float *dS)
+s_softmax_rows_bwd (const float *P, int rows, int cols, int ld, float *dS)
 {
     for (int i = 0; i < rows; i++) {
-        float *ds = dS + (size_t) i * cols;
-        const float *p = P + (size_t) i * cols;
+        float *ds = dS + (size_t) i * ld;
+        const float *p = P + (size_t) i * ld;
         double dot = 0;
         for (int j = 0; j < cols; j++)
             dot += ds[j] * p[j];
@@ -173,7 +177,7 @@ nn_attention_bwd (const float *Q, const float *K, const float *V, int L, int d, 
     cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, L, d, L, 1.0f, P, L, dO, d, 1.0f, dV, d);
     float *dS = work;
     cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, L, L, d, 1.0f, dO, d, V, d, 0.0f, dS, L);
-    s_softmax_rows_bwd (P, L, L, dS);
+    s_softmax_rows_bwd (P, L, L, L, dS);
     //  S = Q K' scale:  dQ += dS K scale,  dK += dS' Q scale.
     cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, L, d, L, scale, dS, L, K, d, 1.0f, dQ, d);
     cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, L, d, L, scale, dS, L, Q, d, 1.0f, dK, d);
@@ -398,7 +402,20 @@ nn_target_pool_fwd (const float *C, int n, const float *X, int L, int d, int lo,
                     float *out)
 {
     float scale = 1.0f / sqrtf ((float) d);
-    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, n, L, d, scale, C, d, X, d, 0.0f, A, L);
+    //  Only the history columns some candidate reads, [lo, max hi], are multiplied (a
+    //  short history in a batch of long ones is mostly padding).
+    int end = lo - 1;
+    for (int i = 0; i < n; i++)
+        end = hi[i] > end ? hi[i] : end;
+    end = end < L ? end : L - 1;
+    if (end < lo) {
+        memset (A, 0, (size_t) n * L * sizeof *A);
+        memset (out, 0, (size_t) n * d * sizeof *out);
+        return;
+    }
+    int w = end - lo + 1;
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, n, w, d, scale, C, d, X + (size_t) lo * d, d, 0.0f, A + lo,
+                 L);
     for (int i = 0; i < n; i++) {
         float *a = A + (size_t) i * L;
         int top = hi[i] < L ? hi[i] : L - 1;
@@ -417,7 +434,8 @@ nn_target_pool_fwd (const float *C, int n, const float *X, int L, int d, int lo,
         for (int j = lo; j <= top; j++)
             a[j] = (float) (a[j] / sum);
     }
-    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, L, 1.0f, A, L, X, d, 0.0f, out, d);
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, w, 1.0f, A + lo, L, X + (size_t) lo * d, d, 0.0f,
+                 out, d);
 }
 
 void
@@ -425,14 +443,33 @@ nn_target_pool_bwd (const float *C, int n, const float *X, int L, int d, const f
                     float *dC, float *dX, float *work)
 {
     float scale = 1.0f / sqrtf ((float) d);
+    //  Columns where every weight is 0 pass no gradient: only [c0, c1] is multiplied.
+    int c0 = L, c1 = -1;
+    for (int i = 0; i < n; i++) {
+        const float *a = A + (size_t) i * L;
+        for (int j = 0; j < c0; j++)
+            if (a[j] != 0) {
+                c0 = j;
+                break;
+            }
+        for (int j = L - 1; j > c1; j--)
+            if (a[j] != 0) {
+                c1 = j;
+                break;
+            }
+    }
+    if (c1 < c0)
+        return;
+    int w = c1 - c0 + 1;
+    const float *Ac = A + c0, *Xc = X + (size_t) c0 * d;
+    float *dXc = dX + (size_t) c0 * d, *dS = work + c0;
     //  out = A X:  dX += A' dout,  dA = dout X'.
-    cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, L, d, n, 1.0f, A, L, dout, d, 1.0f, dX, d);
-    float *dS = work;
-    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, n, L, d, 1.0f, dout, d, X, d, 0.0f, dS, L);
-    s_softmax_rows_bwd (A, n, L, dS);
+    cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, w, d, n, 1.0f, Ac, L, dout, d, 1.0f, dXc, d);
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, n, w, d, 1.0f, dout, d, Xc, d, 0.0f, dS, L);
+    s_softmax_rows_bwd (Ac, n, w, L, dS);
     //  S = C X' scale:  dC += dS X scale,  dX += dS' C scale.
-    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, L, scale, dS, L, X, d, 1.0f, dC, d);
-    cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, L, d, n, scale, dS, L, C, d, 1.0f, dX, d);
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, w, scale, dS, L, Xc, d, 1.0f, dC, d);
+    cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, w, d, n, scale, dS, L, C, d, 1.0f, dXc, d);
 }
 
 double
