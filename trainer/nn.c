@@ -210,34 +210,38 @@ s_sift_down (const float *z, int32_t *h, int n, int i)
 }
 
 //  The k-th largest (k from 1) of a[0..n), k <= n, by quickselect (a is reordered).
+//  The partitions are branch-free (Lomuto with the swap always done): the values are
+//  in no order, so a branch on each would be a coin toss.
 static float
 s_kth_largest (float *a, int n, int k)
 {
-    int lo = 0, hi = n - 1, want = k - 1;
-    while (lo < hi) {
-        //  Median of three as pivot, then a Hoare partition into descending order.
-        float x = a[lo], y = a[lo + (hi - lo) / 2], w = a[hi];
+    int lo = 0, hi = n, want = k - 1;
+    for (;;) {
+        float x = a[lo], y = a[lo + (hi - lo) / 2], w = a[hi - 1];
         float p = x > y ? (y > w ? y : (x > w ? w : x)) : (x > w ? x : (y > w ? w : y));
-        int i = lo, j = hi;
-        while (i <= j) {
-            while (a[i] > p)
-                i++;
-            while (a[j] < p)
-                j--;
-            if (i <= j) {
-                float t = a[i];
-                a[i++] = a[j];
-                a[j--] = t;
-            }
+        //  [lo, i) above the pivot, then [i, e) equal to it, [e, hi) below.
+        int i = lo;
+        for (int j = lo; j < hi; j++) {
+            float v = a[j];
+            a[j] = a[i];
+            a[i] = v;
+            i += v > p;
         }
-        if (want <= j)
-            hi = j;
-        else if (want >= i)
-            lo = i;
-        else
-            return a[want];   // between the halves: equal to the pivot
+        if (want < i) {
+            hi = i;
+            continue;
+        }
+        int e = i;
+        for (int j = i; j < hi; j++) {
+            float v = a[j];
+            a[j] = a[e];
+            a[e] = v;
+            e += v == p;
+        }
+        if (want < e)
+            return p;
+        lo = e;
     }
-    return a[want];
 }
 
 //  Adds column j to the min-heap top[0..*n) of at most k columns.
