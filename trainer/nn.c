@@ -209,20 +209,48 @@ s_sift_down (const float *z, int32_t *h, int n, int i)
     }
 }
 
-//  The k-th largest (k from 1) of a[0..n), k <= n, by quickselect (a is reordered).
-//  The partitions are branch-free (Lomuto with the swap always done): the values are
-//  in no order, so a branch on each would be a coin toss.
-static float
-s_kth_largest (float *a, int n, int k)
+//  Order-preserving keys of scores: as unsigned integers they compare as the floats
+//  do (-0 taken as +0, as the floats tie). A column's rank key appends the complement
+//  of its index, so that one integer comparison orders by score, then lower index.
+static inline uint32_t
+s_score_key (float v)
+{
+    uint32_t b;
+    v = v == 0 ? 0.0f : v;
+    memcpy (&b, &v, sizeof b);
+    return b ^ (b >> 31 ? 0xFFFFFFFFu : 0x80000000u);
+}
+
+static inline float
+s_key_score (uint32_t b)
+{
+    b ^= b >> 31 ? 0x80000000u : 0xFFFFFFFFu;
+    float v;
+    memcpy (&v, &b, sizeof v);
+    return v;
+}
+
+static inline uint64_t
+s_rank_key (const float *z, int32_t j)
+{
+    return (uint64_t) s_score_key (z[j]) << 32 | (uint32_t) (UINT32_MAX - (uint32_t) j);
+}
+
+//  The k-th largest (k from 1) of a[0..n), k <= n, by quickselect; a is reordered so
+//  that a[0..k) are the k largest. The partitions are branch-free (Lomuto with the
+//  swap always done): the keys are in no order, so a branch on each would be a coin
+//  toss.
+static uint64_t
+s_kth_largest (uint64_t *a, int n, int k)
 {
     int lo = 0, hi = n, want = k - 1;
     for (;;) {
-        float x = a[lo], y = a[lo + (hi - lo) / 2], w = a[hi - 1];
-        float p = x > y ? (y > w ? y : (x > w ? w : x)) : (x > w ? x : (y > w ? w : y));
+        uint64_t x = a[lo], y = a[lo + (hi - lo) / 2], w = a[hi - 1];
+        uint64_t p = x > y ? (y > w ? y : (x > w ? w : x)) : (x > w ? x : (y > w ? w : y));
         //  [lo, i) above the pivot, then [i, e) equal to it, [e, hi) below.
         int i = lo;
         for (int j = lo; j < hi; j++) {
-            float v = a[j];
+            uint64_t v = a[j];
             a[j] = a[i];
             a[i] = v;
             i += v > p;
@@ -233,7 +261,7 @@ s_kth_largest (float *a, int n, int k)
         }
         int e = i;
         for (int j = i; j < hi; j++) {
-            float v = a[j];
+            uint64_t v = a[j];
             a[j] = a[e];
             a[e] = v;
             e += v == p;
@@ -242,6 +270,35 @@ s_kth_largest (float *a, int n, int k)
             return p;
         lo = e;
     }
+}
+
+//  Sorts a[0..n) in descending order (tmp: n more), by a bottom-up merge whose merge
+//  step does not branch on the keys.
+static void
+s_sort_keys (uint64_t *a, uint64_t *tmp, int n)
+{
+    uint64_t *src = a, *dst = tmp;
+    for (int w = 1; w < n; w *= 2) {
+        for (int lo = 0; lo < n; lo += 2 * w) {
+            int mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n, i = lo, j = mid, o = lo;
+            while (i < mid && j < hi) {
+                uint64_t x = src[i], y = src[j];
+                int t = x > y;
+                dst[o++] = t ? x : y;
+                i += t;
+                j += 1 - t;
+            }
+            while (i < mid)
+                dst[o++] = src[i++];
+            while (j < hi)
+                dst[o++] = src[j++];
+        }
+        uint64_t *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != a)
+        memcpy (a, src, (size_t) n * sizeof *a);
 }
 
 //  Adds column j to the min-heap top[0..*n) of at most k columns.
@@ -268,6 +325,8 @@ s_heap_offer (const float *z, int32_t *top, int *n, int k, int32_t j)
 //  on the stack).
 #define TOP_K_GROUPS 2048
 #define TOP_K_GROUP_SIZE 16
+//  Columns at or above the bar that are ranked in a buffer on the stack.
+#define TOP_K_CANDIDATES 512
 
 int
 nn_top_k (const float *z, int m, int32_t skip, const uint8_t *exclude, int32_t *top, int k)
@@ -278,12 +337,13 @@ nn_top_k (const float *z, int m, int32_t skip, const uint8_t *exclude, int32_t *
     //  are an elementwise max of g-wide slices, which vectorises), the k-th best group
     //  maximum over eligible columns is reached by at least k eligible columns, hence
     //  by every one of the top k. Only the columns of groups at or above the bar are
-    //  offered to the heap.
+    //  looked at again.
     if (k <= 0 || m <= 0)
         return 0;
     int g = (m + TOP_K_GROUP_SIZE - 1) / TOP_K_GROUP_SIZE;
     g = g < TOP_K_GROUPS ? g : TOP_K_GROUPS;
-    float gmax[TOP_K_GROUPS], sel[TOP_K_GROUPS];
+    float gmax[TOP_K_GROUPS];
+    uint64_t sel[TOP_K_GROUPS];
     for (int c = 0; c < g; c++)
         gmax[c] = -INFINITY;
     for (int j0 = 0; j0 < m; j0 += g) {
@@ -310,9 +370,35 @@ nn_top_k (const float *z, int m, int32_t skip, const uint8_t *exclude, int32_t *
     }
     float bar = -INFINITY;
     if (k < g) {
-        memcpy (sel, gmax, (size_t) g * sizeof *sel);
-        bar = s_kth_largest (sel, g, k);
+        for (int c = 0; c < g; c++)
+            sel[c] = (uint64_t) s_score_key (gmax[c]) << 32;
+        bar = s_key_score ((uint32_t) (s_kth_largest (sel, g, k) >> 32));
     }
+    //  The columns at or above the bar, as rank keys: the best k of them by a
+    //  quickselect, sorted.
+    uint64_t cand[TOP_K_CANDIDATES], tmp[TOP_K_CANDIDATES];
+    int nc = 0;
+    for (int c = 0; c < g; c++) {
+        if (!(gmax[c] >= bar))
+            continue;
+        for (int j = c; j < m; j += g)
+            if (j != skip && (!exclude || !exclude[j]) && z[j] >= bar) {
+                if (nc < TOP_K_CANDIDATES)
+                    cand[nc] = s_rank_key (z, j);
+                nc++;
+            }
+    }
+    if (nc <= TOP_K_CANDIDATES) {
+        int n = nc < k ? nc : k;
+        if (nc > k)
+            s_kth_largest (cand, nc, k);
+        s_sort_keys (cand, tmp, n);
+        for (int i = 0; i < n; i++)
+            top[i] = (int32_t) (UINT32_MAX - (uint32_t) cand[i]);
+        return n;
+    }
+    //  More than the buffer holds (a large k, or many ties at the bar): a heap of the
+    //  best k, then a heap sort, the root (worst) to the end each time.
     int n = 0;
     for (int c = 0; c < g; c++) {
         if (!(gmax[c] >= bar))
@@ -321,7 +407,6 @@ nn_top_k (const float *z, int m, int32_t skip, const uint8_t *exclude, int32_t *
             if (j != skip && (!exclude || !exclude[j]) && z[j] >= bar)
                 s_heap_offer (z, top, &n, k, j);
     }
-    //  Heap sort: the root (worst) goes to the end each time: best first.
     for (int end = n - 1; end > 0; end--) {
         int32_t t = top[0];
         top[0] = top[end];
