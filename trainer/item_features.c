@@ -10,13 +10,49 @@
 #include "util.h"
 #include "wire.h"
 
-uint32_t
-features_row (uint32_t rows, const char *kind, const char *value)
+static uint64_t
+s_hash (const char *kind, const char *value)
 {
     uint64_t h = util_fnv1a64 (kind, strlen (kind));
     h = util_fnv1a64_add (h, ":", 1);
-    h = util_fnv1a64_add (h, value, strlen (value));
-    return rows ? (uint32_t) (h % rows) : 0;
+    return util_fnv1a64_add (h, value, strlen (value));
+}
+
+static void
+s_add (uint64_t *out, int cap, int *n, uint64_t h)
+{
+    for (int k = 0; k < *n; k++)
+        if (out[k] == h)
+            return;
+    if (*n < cap)
+        out[(*n)++] = h;
+}
+
+int
+features_hashes (const Strata__V1__Item *it, uint64_t *out, int cap)
+{
+    int n = 0;
+    if (it->brand && *it->brand)
+        s_add (out, cap, &n, s_hash ("b", it->brand));
+    char path[1024] = "";
+    for (size_t i = 0; i < it->n_category; i++) {
+        size_t len = strlen (path);
+        snprintf (path + len, sizeof path - len, "%s%s", i ? " > " : "", it->category[i]);
+        s_add (out, cap, &n, s_hash ("c", path));
+    }
+    if (it->has_price && it->price > 0) {
+        char bucket[16];
+        snprintf (bucket, sizeof bucket, "%d", (int) floor (2 * log2 (1 + it->price)));
+        s_add (out, cap, &n, s_hash ("p", bucket));
+    }
+    for (size_t i = 0; i < it->n_attributes; i++) {
+        char kv[1024];
+        snprintf (kv, sizeof kv, "%s=%s", it->attributes[i]->key, it->attributes[i]->value);
+        s_add (out, cap, &n, s_hash ("a", kv));
+    }
+    for (size_t i = 0; i < it->n_tokens; i++)
+        s_add (out, cap, &n, s_hash ("t", it->tokens[i]));
+    return n;
 }
 
 typedef struct {
@@ -26,13 +62,8 @@ typedef struct {
 } builder_t;
 
 static int
-s_push (builder_t *b, uint32_t row, uint32_t first)
+s_append (builder_t *b, uint32_t row)
 {
-    for (size_t k = first; k < b->n; k++)
-        if (b->feats[k] == row)
-            return 0;   // duplicate
-    if (b->n - first >= FEATURES_PER_ITEM)
-        return 0;
     if (b->n == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 1 << 16;
         uint32_t *f = realloc (b->feats, cap * sizeof *f);
@@ -45,33 +76,32 @@ s_push (builder_t *b, uint32_t row, uint32_t first)
     return 0;
 }
 
+int
+features_rows_of (const uint64_t *hashes, int n, uint32_t rows, uint32_t *out)
+{
+    int m = 0;
+    for (int k = 0; k < n && rows && m < FEATURES_PER_ITEM; k++) {
+        uint32_t r = (uint32_t) (hashes[k] % rows);
+        int seen = 0;
+        for (int j = 0; j < m && !seen; j++)
+            seen = out[j] == r;
+        if (!seen)
+            out[m++] = r;
+    }
+    return m;
+}
+
 //  Appends item's features (the item's row in offsets must be the next one).
 static int
 s_item (builder_t *b, uint32_t rows, const Strata__V1__Item *it)
 {
-    uint32_t first = (uint32_t) b->n;
-    int rc = 0;
-    if (it->brand && *it->brand)
-        rc |= s_push (b, features_row (rows, "b", it->brand), first);
-    char path[1024] = "";
-    for (size_t i = 0; i < it->n_category; i++) {
-        size_t len = strlen (path);
-        snprintf (path + len, sizeof path - len, "%s%s", i ? " > " : "", it->category[i]);
-        rc |= s_push (b, features_row (rows, "c", path), first);
-    }
-    if (it->has_price && it->price > 0) {
-        char bucket[16];
-        snprintf (bucket, sizeof bucket, "%d", (int) floor (2 * log2 (1 + it->price)));
-        rc |= s_push (b, features_row (rows, "p", bucket), first);
-    }
-    for (size_t i = 0; i < it->n_attributes; i++) {
-        char kv[1024];
-        snprintf (kv, sizeof kv, "%s=%s", it->attributes[i]->key, it->attributes[i]->value);
-        rc |= s_push (b, features_row (rows, "a", kv), first);
-    }
-    for (size_t i = 0; i < it->n_tokens; i++)
-        rc |= s_push (b, features_row (rows, "t", it->tokens[i]), first);
-    return rc;
+    uint64_t h[2 * FEATURES_PER_ITEM];
+    uint32_t r[FEATURES_PER_ITEM];
+    int m = features_rows_of (h, features_hashes (it, h, 2 * FEATURES_PER_ITEM), rows, r);
+    for (int k = 0; k < m; k++)
+        if (s_append (b, r[k]) < 0)
+            return -1;
+    return 0;
 }
 
 features_t *

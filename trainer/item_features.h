@@ -33,7 +33,15 @@ features_t *features_from_lists (uint32_t n_items, uint32_t rows, const uint32_t
 
 void features_destroy (features_t **self_p);
 
-//  The row of one feature: kind is a short prefix ("b", "c", "p", "a", "t").
-uint32_t features_row (uint32_t rows, const char *kind, const char *value);
+//  The feature hashes of a catalogue item, in order (brand, category levels, price
+//  bucket, attributes, title tokens), duplicates dropped: at most cap of them into
+//  out; returns how many. Feature h is row h % rows of a table of `rows` rows; an
+//  item's rows are the first FEATURES_PER_ITEM distinct ones.
+struct Strata__V1__Item;
+int features_hashes (const struct Strata__V1__Item *it, uint64_t *out, int cap);
+
+//  The rows of n feature hashes in a table of `rows` rows: the first FEATURES_PER_ITEM
+//  distinct ones, into out; returns how many.
+int features_rows_of (const uint64_t *hashes, int n, uint32_t rows, uint32_t *out);
 
 #endif

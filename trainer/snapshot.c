@@ -32,17 +32,19 @@ snapshot_build (model_t *m, uint64_t version, const float *popularity, const que
     for (int k = 0; c->rank_negatives > 0 && k < c->rank_layers; k++)
         json_array_append_new (widths, json_integer (c->rank_widths[k]));
     size_t tbytes = s_terms_bytes (terms);
-    json_t *h = json_pack ("{s:I, s:i, s:i, s:i, s:i, s:i, s:o, s:I, s:I, s:I, s:O}", "version", (json_int_t) version,
+    uint32_t frows = c->feature_rows > 0 ? model_feature_rows (m) : 0;
+    json_t *h = json_pack ("{s:I, s:i, s:i, s:i, s:i, s:i, s:o, s:I, s:I, s:I, s:I, s:O}", "version", (json_int_t) version,
                            "dim", c->dim, "max_len", c->max_len, "blocks", c->blocks, "ffn", c->ffn, "rank_negatives",
                            c->rank_negatives, "rank_widths", widths, "items", (json_int_t) items, "dense",
-                           (json_int_t) dense, "terms_bytes", (json_int_t) tbytes, "meta", meta ? meta : json_object ());
+                           (json_int_t) dense, "feature_rows", (json_int_t) frows, "terms_bytes", (json_int_t) tbytes,
+                           "meta", meta ? meta : json_object ());
     char *text = h ? json_dumps (h, JSON_COMPACT) : NULL;
     json_decref (h);
     if (!text)
         return NULL;
     uint32_t hlen = (uint32_t) strlen (text);
     size_t head = MAGIC_LEN + 4 + ((hlen + 3) & ~3u);
-    size_t floats = dense + (size_t) items * c->dim + items;
+    size_t floats = dense + (size_t) items * c->dim + items + (size_t) frows * c->dim;
     uint8_t *blob = calloc (1, head + floats * sizeof (float) + tbytes);
     if (!blob) {
         free (text);
@@ -57,6 +59,9 @@ snapshot_build (model_t *m, uint64_t version, const float *popularity, const que
     model_dense_get (m, f);
     memcpy (f + dense, vectors, (size_t) items * c->dim * sizeof (float));
     memcpy (f + dense + (size_t) items * c->dim, popularity, items * sizeof (float));
+    if (frows)
+        memcpy (f + dense + (size_t) items * (c->dim + 1), model_feature_weights (m, NULL),
+                (size_t) frows * c->dim * sizeof (float));
     uint8_t *p = blob + head + floats * sizeof (float);
     for (uint32_t k = 0; terms && k < terms->n; k++) {
         size_t tl = strlen (terms->terms[k]);
@@ -191,12 +196,13 @@ snapshot_load (const uint8_t *blob, size_t len, int batch, snapshot_info_t *info
     }
     json_error_t jerr;
     json_t *h = json_loadb ((const char *) blob + MAGIC_LEN + 4, hlen, 0, &jerr);
-    int64_t version, dim, max_len, blocks, ffn, rank_neg, items, dense, tbytes;
+    int64_t version, dim, max_len, blocks, ffn, rank_neg, items, dense, tbytes, frows = 0;
     if (!h || s_int (h, "version", 0, INT64_MAX, &version) < 0 || s_int (h, "dim", 1, 4096, &dim) < 0
         || s_int (h, "max_len", 1, 10000, &max_len) < 0 || s_int (h, "blocks", 0, 64, &blocks) < 0
         || s_int (h, "ffn", 1, 65536, &ffn) < 0 || s_int (h, "rank_negatives", 0, 256, &rank_neg) < 0
         || s_int (h, "items", 0, 1LL << 31, &items) < 0 || s_int (h, "dense", 0, 1LL << 40, &dense) < 0
-        || s_int (h, "terms_bytes", 0, 1LL << 40, &tbytes) < 0) {
+        || s_int (h, "terms_bytes", 0, 1LL << 40, &tbytes) < 0
+        || (json_object_get (h, "feature_rows") && s_int (h, "feature_rows", 0, 1LL << 28, &frows) < 0)) {
         snprintf (err, errlen, "snapshot header is not valid: %s", h ? "a field is missing or out of range" : jerr.text);
         json_decref (h);
         return NULL;
@@ -228,7 +234,7 @@ snapshot_load (const uint8_t *blob, size_t len, int batch, snapshot_info_t *info
         }
         c.rank_widths[k] = (int) w;
     }
-    size_t floats = (size_t) dense + (size_t) items * (size_t) dim + (size_t) items;
+    size_t floats = (size_t) dense + (size_t) items * (size_t) dim + (size_t) items + (size_t) frows * (size_t) dim;
     if (len - head != floats * sizeof (float) + (size_t) tbytes) {
         snprintf (err, errlen, "snapshot holds %zu bytes of weights and terms, its header says %zu", len - head,
                   floats * sizeof (float) + (size_t) tbytes);
@@ -253,10 +259,26 @@ snapshot_load (const uint8_t *blob, size_t len, int batch, snapshot_info_t *info
         return NULL;
     }
     memcpy (info->popularity, f + dense + (size_t) items * (size_t) dim, (size_t) items * sizeof (float));
+    if (frows) {
+        info->features = malloc ((size_t) frows * (size_t) dim * sizeof (float));
+        if (!info->features) {
+            free (info->popularity);
+            info->popularity = NULL;
+            model_destroy (&m);
+            json_decref (h);
+            snprintf (err, errlen, "out of memory");
+            return NULL;
+        }
+        memcpy (info->features, f + dense + (size_t) items * (size_t) (dim + 1),
+                (size_t) frows * (size_t) dim * sizeof (float));
+        info->feature_rows = (uint32_t) frows;
+    }
     if (s_load_terms (blob + head + floats * sizeof (float), (size_t) tbytes, (uint32_t) items, &info->terms) < 0) {
         snprintf (err, errlen, "snapshot search terms are malformed");
         free (info->popularity);
+        free (info->features);
         info->popularity = NULL;
+        info->features = NULL;
         model_destroy (&m);
         json_decref (h);
         return NULL;
@@ -273,6 +295,7 @@ void
 snapshot_info_free (snapshot_info_t *info)
 {
     free (info->popularity);
+    free (info->features);
     query_terms_destroy (&info->terms);
     json_decref (info->meta);
     memset (info, 0, sizeof *info);

@@ -4,11 +4,13 @@
 
     Layout: the magic "STRATASNAP1\n"; a little-endian uint32 n and n bytes of header
     JSON {"version", "dim", "max_len", "blocks", "ffn", "rank_negatives",
-    "rank_widths": [..], "items", "dense", "meta": {...}}, zero-padded to a multiple of
-    4 bytes; then floats (host order, little-endian on every supported machine): the
-    dense tensors (model_dense_get order), every item's vector (items x dim, already
-    composed from its row and catalogue features), and every item's popularity
-    (items floats, the time-decayed event count that serves users with no history);
+    "rank_widths": [..], "items", "dense", "feature_rows", "meta": {...}}, zero-padded
+    to a multiple of 4 bytes; then floats (host order, little-endian on every supported
+    machine): the dense tensors (model_dense_get order), every item's vector (items x
+    dim, already composed from its row and catalogue features), every item's
+    popularity (items floats, the time-decayed event count that serves users with no
+    history), and the item tower's feature table (feature_rows x dim; absent when 0:
+    what gives an item added after the version a vector, item_features.h);
     then "terms_bytes" bytes of learned search associations (query_terms.h): per term,
     a length byte, the term, a uint32 count and count (uint32 item, float weight).
 */
@@ -41,6 +43,8 @@ typedef struct {
     uint32_t items;
     int dim;
     float *popularity;   // items floats (owned)
+    float *features;     // the item tower's feature table, feature_rows x dim (owned; NULL: none)
+    uint32_t feature_rows;
     query_terms_t *terms; // learned search terms (owned; empty when none)
     json_t *meta;        // the version's meta (owned)
 } snapshot_info_t;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "item_features.h"
 #include "ivf.h"
 #include "log.h"
 #include "model.h"
@@ -35,7 +36,8 @@ static const char *const s_cfs[CF_COUNT] = { "default", "models" };
 typedef struct {
     model_t *m;
     snapshot_info_t info;
-    const float *vectors;     // info.items x dim: the model's table
+    uint32_t rows;            // items served: the version's, then those added since (s_extend)
+    const float *vectors;     // rows x dim: the model's table
     uint32_t *popular;        // item indices, most popular first
     uint32_t n_popular;
     ivf_t *ivf;               // approximate retrieval (NULL: exact)
@@ -53,6 +55,12 @@ typedef struct {
     uint32_t *cat_off;        // n + 1: category-level hashes cat[cat_off[i] .. cat_off[i+1])
     uint32_t *cat;
     size_t n_cat, cap_cat;
+    //  Feature hashes of the items from fh_base on (those the served version does not
+    //  know): item i's are fh[fh_off[i - fh_base] .. fh_off[i - fh_base + 1]).
+    uint32_t fh_base;
+    uint64_t *fh;
+    uint32_t *fh_off;
+    size_t n_fh, cap_fh, cap_fh_off;
 } catalogue_t;
 
 //  A version being fetched.
@@ -113,6 +121,9 @@ struct _rank_worker_t {
     float *logits;
     uint64_t served_jobs;
 };
+
+static void s_extend (rank_worker_t *self, served_t *s);
+static void s_catalogue_trim (catalogue_t *c, uint32_t base);
 
 //  At least `bytes` of scratch (contents not kept when it grows), or NULL.
 static void *
@@ -331,6 +342,7 @@ s_served_load (rank_worker_t *self, const uint8_t *blob, size_t len, const sampl
         return NULL;
     }
     s->vectors = model_row_weights (s->m, NULL);
+    s->rows = s->info.items;
     uint32_t n = s->info.items;
     s->popular = malloc ((n ? n : 1) * sizeof *s->popular);
     if (!s->popular) {
@@ -353,6 +365,8 @@ static void
 s_swap (rank_worker_t *self, served_t *next)
 {
     uint64_t was = self->cur ? self->cur->info.version : 0;
+    s_extend (self, next);
+    s_catalogue_trim (&self->cat, next->info.items);
     search_index_set_learned (self->index, next->info.terms);
     s_served_free (&self->cur);
     self->cur = next;
@@ -465,6 +479,55 @@ s_level_hash (const char *s)
     return util_fnv1a32 (buf, n);
 }
 
+//  Keeps item i's feature hashes (i >= fh_base, items in order).
+static int
+s_catalogue_hashes (catalogue_t *c, uint32_t i, const Strata__V1__Item *it)
+{
+    uint64_t h[2 * FEATURES_PER_ITEM];
+    int n = features_hashes (it, h, 2 * FEATURES_PER_ITEM);
+    size_t k = i - c->fh_base;
+    if (k + 2 > c->cap_fh_off) {
+        size_t cap = (k + 2) * 2;
+        uint32_t *off = realloc (c->fh_off, cap * sizeof *off);
+        if (!off)
+            return -1;
+        c->fh_off = off;
+        c->cap_fh_off = cap;
+    }
+    if (c->n_fh + (size_t) n > c->cap_fh) {
+        size_t cap = (c->n_fh + (size_t) n) * 2;
+        uint64_t *fh = realloc (c->fh, cap * sizeof *fh);
+        if (!fh)
+            return -1;
+        c->fh = fh;
+        c->cap_fh = cap;
+    }
+    if (k == 0)
+        c->fh_off[0] = 0;
+    memcpy (c->fh + c->n_fh, h, (size_t) n * sizeof *h);
+    c->n_fh += (size_t) n;
+    c->fh_off[k + 1] = (uint32_t) c->n_fh;
+    return 0;
+}
+
+//  Forgets the feature hashes of items below base (a version knows them now).
+static void
+s_catalogue_trim (catalogue_t *c, uint32_t base)
+{
+    if (base <= c->fh_base)
+        return;
+    uint32_t have = c->n > c->fh_base ? c->n - c->fh_base : 0;
+    uint32_t drop = base - c->fh_base < have ? base - c->fh_base : have;
+    if (drop) {
+        uint32_t cut = c->fh_off[drop];
+        memmove (c->fh, c->fh + cut, (c->n_fh - cut) * sizeof *c->fh);
+        c->n_fh -= cut;
+        for (uint32_t k = 0; k + drop <= have; k++)
+            c->fh_off[k] = c->fh_off[k + drop] - cut;
+    }
+    c->fh_base = base;
+}
+
 static int
 s_catalogue_add (catalogue_t *c, const Strata__V1__Item *it)
 {
@@ -507,6 +570,8 @@ s_catalogue_add (catalogue_t *c, const Strata__V1__Item *it)
     for (size_t k = 0; k < it->n_category; k++)
         c->cat[c->n_cat++] = s_level_hash (it->category[k]);
     c->cat_off[i + 1] = (uint32_t) c->n_cat;
+    if (i >= c->fh_base && s_catalogue_hashes (c, i, it) < 0)
+        return -1;
     zhashx_insert (c->index, c->ids[i], (void *) (uintptr_t) (i + 1));
     c->n++;
     return 0;
@@ -540,6 +605,37 @@ s_catalogue_fetch (rank_worker_t *self)
         if (done)
             return;
     }
+}
+
+//  Items the catalogue has beyond the served rows get vectors from their features (the
+//  mean of their rows in the version's feature table, as the item tower composes an
+//  item nobody has touched), so that they are recommended, found similar and read in
+//  histories before a version knows them. Without a feature table they wait for one.
+static void
+s_extend (rank_worker_t *self, served_t *s)
+{
+    catalogue_t *c = &self->cat;
+    if (!s || !s->info.features || c->n <= s->rows || s->rows < c->fh_base)
+        return;
+    uint32_t from = s->rows, to = c->n;
+    int d = s->info.dim;
+    if (model_resize_rows (s->m, to) < 0) {
+        log_error ("no memory for %u new items' vectors", to - from);
+        return;
+    }
+    float *w = model_row_weights (s->m, NULL);
+    for (uint32_t i = from; i < to; i++) {
+        float *v = w + (size_t) i * d;
+        memset (v, 0, (size_t) d * sizeof *v);
+        uint32_t a = c->fh_off[i - c->fh_base], b = c->fh_off[i - c->fh_base + 1], rows[FEATURES_PER_ITEM];
+        int m = features_rows_of (c->fh + a, (int) (b - a), s->info.feature_rows, rows);
+        for (int k = 0; k < m; k++)
+            cblas_saxpy (d, 1.0f / (float) m, s->info.features + (size_t) rows[k] * d, 1, v, 1);
+    }
+    s->vectors = w;
+    s->rows = to;
+    log_info ("items added since model version %llu: %u, with vectors from their features",
+              (unsigned long long) s->info.version, to - s->info.items);
 }
 
 static int
@@ -640,6 +736,7 @@ rank_worker_new (const rank_config_t *cfg)
     if (s)
         s_swap (self, s);
     s_catalogue_fetch (self);
+    s_extend (self, self->cur);
     log_info ("catalogue: %u items", self->cat.n);
     return self;
 }
@@ -662,6 +759,8 @@ rank_worker_destroy (rank_worker_t **self_p)
     free (self->cat.price);
     free (self->cat.cat_off);
     free (self->cat.cat);
+    free (self->cat.fh);
+    free (self->cat.fh_off);
     zhashx_destroy (&self->cat.index);
     search_index_destroy (&self->index);
     zsock_destroy (&self->trainer);
@@ -843,6 +942,7 @@ rank_worker_tick (rank_worker_t *self)
     }
     if (now >= self->next_catalogue) {
         s_catalogue_fetch (self);
+        s_extend (self, self->cur);
         self->next_catalogue = zclock_mono () + self->cfg.catalogue_ms;
     }
 }
@@ -920,6 +1020,32 @@ s_select (rank_worker_t *self, const req_t *r, const float *scores, uint32_t n, 
     return got;
 }
 
+//  The approximate index's candidates for nq queries (nq x dim), and every row the
+//  index does not cover (items added since it was built), scored exactly: query k's
+//  are (*items, *scores) + k * *stride, counts[k] of them. 0, or -1 on no memory.
+static int
+s_ivf_candidates (rank_worker_t *self, served_t *s, const float *q, uint32_t nq, uint32_t **items, float **scores,
+                  uint32_t *counts, uint32_t *stride)
+{
+    int d = s->info.dim;
+    uint32_t indexed = ivf_size (s->ivf), tail = s->rows > indexed ? s->rows - indexed : 0;
+    *stride = s->ivf_cap + tail;
+    *items = s_scratch (&self->cand_items, (size_t) nq * *stride * sizeof **items);
+    *scores = s_scratch (&self->cand_scores, (size_t) nq * *stride * sizeof **scores);
+    if (!*items || !*scores || ivf_search (s->ivf, q, nq, s->probe, *items, *scores, *stride, counts) < 0)
+        return -1;
+    for (uint32_t k = 0; tail && k < nq; k++) {
+        uint32_t *it = *items + (size_t) k * *stride + counts[k];
+        float *sc = *scores + (size_t) k * *stride + counts[k];
+        cblas_sgemv (CblasRowMajor, CblasNoTrans, (int) tail, d, 1.0f, s->vectors + (size_t) indexed * d, d,
+                     q + (size_t) k * d, 1, 0.0f, sc, 1);
+        for (uint32_t j = 0; j < tail; j++)
+            it[j] = indexed + j;
+        counts[k] += tail;
+    }
+    return 0;
+}
+
 //  Retrieval results for one query: the whole catalogue's scores (items NULL: item i
 //  scored scores[i]) or m candidates of the approximate index.
 typedef struct {
@@ -954,12 +1080,12 @@ s_pick (rank_worker_t *self, const req_t *r, const cands_t *c, const float *vec,
             }
             return got;
         }
-        float *all = s_scratch (&self->exact, (size_t) s->info.items * sizeof *all);
+        float *all = s_scratch (&self->exact, (size_t) s->rows * sizeof *all);
         if (!all)
             return 0;
-        cblas_sgemv (CblasRowMajor, CblasNoTrans, (int) s->info.items, s->info.dim, 1.0f, s->vectors, s->info.dim, vec,
+        cblas_sgemv (CblasRowMajor, CblasNoTrans, (int) s->rows, s->info.dim, 1.0f, s->vectors, s->info.dim, vec,
                      1, 0.0f, all, 1);
-        cands_t exact = { NULL, all, s->info.items };
+        cands_t exact = { NULL, all, s->rows };
         return s_pick (self, r, &exact, NULL, want, sel, sel_scores);
     }
     got = s_select (self, r, c->scores, c->m, want);
@@ -973,7 +1099,7 @@ s_pick (rank_worker_t *self, const req_t *r, const cands_t *c, const float *vec,
 static void
 s_mark (rank_worker_t *self, const req_t *r, uint8_t v)
 {
-    uint32_t n = self->cur ? self->cur->info.items : 0;
+    uint32_t n = self->cur ? self->cur->rows : 0;
     for (uint32_t i = 0; i < r->n_seen; i++)
         if (r->seen[i] < n)
             self->mark[r->seen[i]] = v;
@@ -1103,17 +1229,15 @@ static void
 s_similar (rank_worker_t *self, zsock_t *sock, req_t *r)
 {
     served_t *s = self->cur;
-    uint32_t n = s->info.items;
+    uint32_t n = s->rows;
     int d = s->info.dim;
     const float *vec = s->vectors + (size_t) r->item * d;
     cands_t c = { NULL, NULL, n };
-    uint32_t counts;
-    if (s->ivf) {
-        uint32_t *ci = s_scratch (&self->cand_items, (size_t) s->ivf_cap * sizeof *ci);
-        float *cs = s_scratch (&self->cand_scores, (size_t) s->ivf_cap * sizeof *cs);
-        if (ci && cs && ivf_search (s->ivf, vec, 1, s->probe, ci, cs, s->ivf_cap, &counts) == 0)
-            c = (cands_t) { ci, cs, counts };
-    }
+    uint32_t counts, stride;
+    uint32_t *ci;
+    float *cs;
+    if (s->ivf && s_ivf_candidates (self, s, vec, 1, &ci, &cs, &counts, &stride) == 0)
+        c = (cands_t) { ci, cs, counts };
     if (!c.items) {
         float *scores = s_scratch (&self->scores, (size_t) n * sizeof *scores);
         if (scores)
@@ -1153,7 +1277,7 @@ s_search (rank_worker_t *self, zsock_t *sock, req_t *r)
         return;
     }
     uint32_t found = search_index_query (self->index, r->query, r->only, r->n_only, r->text_only, items, text, n);
-    uint32_t n_model = s ? s->info.items : 0;
+    uint32_t n_model = s ? s->rows : 0;
     const char *source = !r->text_only && s && s->info.terms && s->info.terms->n ? "text+learned" : "text";
     float tmax = 0;
     for (uint32_t i = 0; i < found; i++)
@@ -1210,7 +1334,7 @@ s_parse (rank_worker_t *self, const Strata__V1__ServeJob *job, req_t *r, void **
     r->item = -1;
     r->slot = -1;
     r->code = STRATA__V1__ERROR_CODE__INVALID;
-    uint32_t n_model = self->cur ? self->cur->info.items : 0;
+    uint32_t n_model = self->cur ? self->cur->rows : 0;
     if (!self->cur && !r->search) {
         //  (Search works from the catalogue alone; it learns once a version arrives.)
         r->error = "no model version loaded yet (is the trainer up and has it published?)";
@@ -1368,7 +1492,7 @@ rank_worker_serve (rank_worker_t *self, zframe_t **jobs, size_t n, zsock_t *sock
     }
     s_loader_poll (self, false);
     served_t *s = self->cur;
-    uint32_t items = s ? s->info.items : 0;
+    uint32_t items = s ? s->rows : 0;
     if (self->mark_cap < items) {
         free (self->mark);
         self->mark = calloc (items, 1);
@@ -1419,14 +1543,8 @@ rank_worker_serve (rank_worker_t *self, zframe_t **jobs, size_t n, zsock_t *sock
     if (s && np) {
         int d = s->info.dim;
         float *uvec = s_scratch (&self->uvec, B * (size_t) d * sizeof *uvec);
-        float *scores = NULL;
-        uint32_t *ci = NULL, counts[256];
-        if (s->ivf) {
-            ci = s_scratch (&self->cand_items, B * s->ivf_cap * sizeof *ci);
-            scores = s_scratch (&self->cand_scores, B * s->ivf_cap * sizeof *scores);
-        }
-        else
-            scores = s_scratch (&self->scores, B * items * sizeof *scores);
+        float *scores = s->ivf ? NULL : s_scratch (&self->scores, B * items * sizeof *scores);
+        uint32_t *ci = NULL, counts[256], stride = 0;
         for (size_t p0 = 0; p0 < np; p0 += B) {
             size_t nb = np - p0 < B ? np - p0 : B;
             uint32_t lens[256];
@@ -1443,12 +1561,12 @@ rank_worker_serve (rank_worker_t *self, zframe_t **jobs, size_t n, zsock_t *sock
                 memcpy (types + w, r->hist_types, r->n_hist);
                 w += r->n_hist;
             }
-            int ok = all && types && scores && uvec && (!s->ivf || ci)
+            int ok = all && types && (scores || s->ivf) && uvec
                      && model_user_vectors (s->m, all, types, lens, (uint32_t) nb, uvec) == 0;
             //  Retrieval for the whole batch: one matrix product over the catalogue, or
             //  the approximate index's candidates.
             if (ok && s->ivf)
-                ok = ivf_search (s->ivf, uvec, (uint32_t) nb, s->probe, ci, scores, s->ivf_cap, counts) == 0;
+                ok = s_ivf_candidates (self, s, uvec, (uint32_t) nb, &ci, &scores, counts, &stride) == 0;
             else if (ok)
                 cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) nb, (int) items, d, 1.0f, uvec, d,
                              s->vectors, d, 0.0f, scores, (int) items);
@@ -1461,7 +1579,7 @@ rank_worker_serve (rank_worker_t *self, zframe_t **jobs, size_t n, zsock_t *sock
                     continue;
                 }
                 r->slot = (int) b;
-                cands_t c = s->ivf ? (cands_t) { ci + b * s->ivf_cap, scores + b * s->ivf_cap, counts[b] }
+                cands_t c = s->ivf ? (cands_t) { ci + b * stride, scores + b * stride, counts[b] }
                                    : (cands_t) { NULL, scores + b * items, items };
                 s_recommend (self, sock, r, &c, uvec + b * (size_t) d);
             }

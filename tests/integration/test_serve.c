@@ -217,6 +217,48 @@ s_wait_version (uint64_t v)
     cr_assert_fail ("no rank worker served model version %llu", (unsigned long long) v);
 }
 
+//  Imports Z2, a running shoe, after the version: once the worker's catalogue refresh
+//  sees it, it has a vector from its brand, category and title (the version's feature
+//  table), and is similar to the shoes: at least min_shoes of its 6 nearest, answered
+//  with `source`.
+static void
+s_new_item (const char *source, int min_shoes)
+{
+    answer_t a;
+    char path[700];
+    snprintf (path, sizeof path, "%s/new-items.jsonl", s_c.dir);
+    FILE *nf = fopen (path, "w");
+    cr_assert_not_null (nf);
+    fprintf (nf, "{\"item_id\":\"Z2\",\"title\":\"Fleet running shoe\",\"brand\":\"Fleet\",\"category\":"
+                 "\"Shoes > Running\",\"price\":\"58.00\"}\n");
+    fclose (nf);
+    s_import ("new-items.jsonl", true);
+    Strata__V1__Similar sim2 = STRATA__V1__SIMILAR__INIT;
+    sim2.item = "Z2";
+    sim2.k = 6;
+    bool found = false;
+    for (int i = 0; i < 100 && !found; i++) {
+        s_ask (WIRE_SIMILAR, &sim2.base, &a);
+        found = a.rec != NULL;
+        if (!found) {
+            cr_assert_not_null (a.err);
+            cr_expect_eq (a.err->code, STRATA__V1__ERROR_CODE__NOT_FOUND);
+            s_answer_free (&a);
+            zclock_sleep (100);
+        }
+    }
+    cr_assert (found, "the new item Z2 never became known to the rank worker");
+    cr_expect_str_eq (a.rec->source, source);
+    int new_shoes = 0;
+    for (size_t i = 0; i < a.rec->n_items; i++) {
+        cr_expect_str_neq (a.rec->items[i]->item, "Z2");
+        new_shoes += a.rec->items[i]->item[0] == 'A' || a.rec->items[i]->item[0] == 'Z';
+    }
+    cr_expect_geq (new_shoes, min_shoes, "only %d of the new item's 6 nearest items are shoes", new_shoes);
+    cr_expect (a.rec->n_items && strchr ("AZ", a.rec->items[0]->item[0]), "its nearest item is a shoe");
+    s_answer_free (&a);
+}
+
 // ---------------------------------------------------------------- tests
 
 Test (serve, answers_filters_cold_start_and_errors)
@@ -424,6 +466,17 @@ Test (serve, answers_filters_cold_start_and_errors)
     cr_assert_not_null (a.rec);
     cr_expect_str_eq (a.rec->items[0]->item, "A4");
     s_answer_free (&a);
+    s_new_item ("item", 5);
+    e1.item = "Z2";   //  a session of the new item alone
+    r.user = "somebody-else";
+    r.request_id = "";
+    r.filters = NULL;
+    r.recent = recent;
+    r.n_recent = 1;
+    s_ask (WIRE_RECOMMEND, &r.base, &a);
+    cr_assert_not_null (a.rec);
+    cr_expect_str_eq (a.rec->source, "model", "a session of one new item is read by the model");
+    s_answer_free (&a);
 }
 
 Test (serve, approximate_index_answers_and_falls_back_to_exact)
@@ -465,6 +518,15 @@ Test (serve, approximate_index_answers_and_falls_back_to_exact)
     for (size_t i = 0; i < a.rec->n_items; i++)
         cr_expect_str_neq (a.rec->items[i]->item, "Z");
     cr_expect_eq (a.rec->items[0]->item[0], 'A', "Z's nearest item is a shoe, not %s", a.rec->items[0]->item);
+    s_answer_free (&a);
+    //  An item the index was not built with is scored beside the probed cell (one of
+    //  five: the approximation shows in the rest of the list).
+    s_new_item ("item-ivf", 1);
+    //  Z2 shares all of Z's features: Z's nearest item now, though in no cell.
+    sim.k = 3;
+    s_ask (WIRE_SIMILAR, &sim.base, &a);
+    cr_assert_not_null (a.rec);
+    cr_expect_str_eq (a.rec->items[0]->item, "Z2", "Z's nearest item is %s, not the new Z2", a.rec->items[0]->item);
     s_answer_free (&a);
 }
 

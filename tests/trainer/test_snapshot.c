@@ -112,6 +112,11 @@ Test (snapshot, serving_model_answers_like_the_trained_one)
     const float *want = model_item_vectors (f.ss.master);
     const float *got = model_row_weights (serve, NULL);
     cr_expect_eq (memcmp (want, got, 12 * 16 * sizeof (float)), 0, "item vectors differ");
+    //  The feature table travels too: an item added later gets its vector from it.
+    cr_assert_eq (info.feature_rows, 5u);
+    cr_assert_not_null (info.features);
+    cr_expect_eq (memcmp (info.features, model_feature_weights (f.ss.master, NULL), 5 * 16 * sizeof (float)), 0,
+                  "feature table differs");
     uint32_t items[3 + 5] = { 1, 2, 3, 7, 8, 9, 10, 11 }, lens[2] = { 3, 5 };
     float a[2 * 16], b[2 * 16], la[12], lb[12];
     uint32_t cands[12];
