@@ -16,6 +16,7 @@
 #include "model.h"
 #include "nn.h"
 #include "request.h"
+#include "score.h"
 #include "search.h"
 #include "snapshot.h"
 #include "store.h"
@@ -41,6 +42,7 @@ typedef struct {
     uint32_t *popular;        // item indices, most popular first
     uint32_t n_popular;
     ivf_t *ivf;               // approximate retrieval (NULL: exact)
+    score_table_t *table;     // exact retrieval: the version's vectors packed for scoring
     uint32_t probe;           // its cells scanned per query
     uint32_t ivf_cap;         // most candidates a query gets
 } served_t;
@@ -146,6 +148,7 @@ s_served_free (served_t **p)
         return;
     model_destroy (&(*p)->m);
     ivf_destroy (&(*p)->ivf);
+    score_table_destroy (&(*p)->table);
     snapshot_info_free (&(*p)->info);
     free ((*p)->popular);
     free (*p);
@@ -282,18 +285,20 @@ s_probe_queries (served_t *s, const sample_t *sample, uint32_t want, uint32_t *n
     return q;
 }
 
-//  The approximate index over a version's items, when the configuration asks for one:
-//  built, and its probe count chosen as the fewest cells (doubling) whose recall@10
-//  against exact search reaches ivf-recall on the probe queries (s_probe_queries).
-//  0, or -1 on no memory.
+//  A version's retrieval structure: the packed table of exact search (score.h), or,
+//  when the configuration asks for it, the approximate index, its probe count chosen
+//  as the fewest cells (doubling) whose recall@10 against exact search reaches
+//  ivf-recall on the probe queries (s_probe_queries). 0, or -1 on no memory.
 static int
 s_index (rank_worker_t *self, served_t *s, const sample_t *sample)
 {
     uint32_t n = s->info.items;
     int d = s->info.dim;
     const char *how = self->cfg.index ? self->cfg.index : "auto";
-    if (n == 0 || !strcmp (how, "exact") || (!strcmp (how, "auto") && n < (uint64_t) self->cfg.ivf_min_items))
-        return 0;
+    if (n == 0 || !strcmp (how, "exact") || (!strcmp (how, "auto") && n < (uint64_t) self->cfg.ivf_min_items)) {
+        s->table = n ? score_table_new (s->vectors, n, d) : NULL;
+        return n && !s->table ? -1 : 0;
+    }
     int64_t t0 = zclock_mono ();
     ivf_params_t p;
     ivf_params_default (&p);
@@ -1020,6 +1025,21 @@ s_select (rank_worker_t *self, const req_t *r, const float *scores, uint32_t n, 
     return got;
 }
 
+//  Every row's score for nq queries (nq x dim) into scores (nq x rows): the packed
+//  table for the rows it holds, then the rows added since (items new to the version).
+static void
+s_exact_scores (served_t *s, const float *q, uint32_t nq, float *scores)
+{
+    int d = s->info.dim;
+    uint32_t packed = s->table ? score_table_size (s->table) : 0;
+    if (packed)
+        score_table_run (s->table, q, nq, scores, s->rows);
+    if (packed == s->rows)
+        return;
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) nq, (int) (s->rows - packed), d, 1.0f, q, d,
+                 s->vectors + (size_t) packed * d, d, 0.0f, scores + packed, (int) s->rows);
+}
+
 //  The approximate index's candidates for nq queries (nq x dim), and every row the
 //  index does not cover (items added since it was built), scored exactly: query k's
 //  are (*items, *scores) + k * *stride, counts[k] of them. 0, or -1 on no memory.
@@ -1083,8 +1103,7 @@ s_pick (rank_worker_t *self, const req_t *r, const cands_t *c, const float *vec,
         float *all = s_scratch (&self->exact, (size_t) s->rows * sizeof *all);
         if (!all)
             return 0;
-        cblas_sgemv (CblasRowMajor, CblasNoTrans, (int) s->rows, s->info.dim, 1.0f, s->vectors, s->info.dim, vec,
-                     1, 0.0f, all, 1);
+        s_exact_scores (s, vec, 1, all);
         cands_t exact = { NULL, all, s->rows };
         return s_pick (self, r, &exact, NULL, want, sel, sel_scores);
     }
@@ -1241,7 +1260,7 @@ s_similar (rank_worker_t *self, zsock_t *sock, req_t *r)
     if (!c.items) {
         float *scores = s_scratch (&self->scores, (size_t) n * sizeof *scores);
         if (scores)
-            cblas_sgemv (CblasRowMajor, CblasNoTrans, (int) n, d, 1.0f, s->vectors, d, vec, 1, 0.0f, scores, 1);
+            s_exact_scores (s, vec, 1, scores);
         c.scores = scores;
     }
     if (!c.scores) {
@@ -1568,8 +1587,7 @@ rank_worker_serve (rank_worker_t *self, zframe_t **jobs, size_t n, zsock_t *sock
             if (ok && s->ivf)
                 ok = s_ivf_candidates (self, s, uvec, (uint32_t) nb, &ci, &scores, counts, &stride) == 0;
             else if (ok)
-                cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) nb, (int) items, d, 1.0f, uvec, d,
-                             s->vectors, d, 0.0f, scores, (int) items);
+                s_exact_scores (s, uvec, (uint32_t) nb, scores);
             for (size_t b = 0; b < nb; b++) {
                 req_t *r = &reqs[pending[p0 + b]];
                 if (!ok) {

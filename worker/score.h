@@ -1,0 +1,31 @@
+/*  score: the whole catalogue scored against a few user vectors, the hot loop of exact
+    retrieval.
+
+    A general matrix product (sgemm) is built for large operands: with a handful of
+    queries against a catalogue of thousands of items it spends as long packing the
+    catalogue into its panel layout, on every call, as computing, and its kernels waste
+    most lanes on the narrow side. This module keeps the catalogue packed once, in
+    blocks of 16 items stored dimension-major (block j holds, for each dimension k, the
+    k-th value of items 16j .. 16j+15), so that one vector register accumulates the
+    scores of 16 items while the block is read once for several queries. The kernel is
+    compiled for AVX-512, AVX2 + FMA and baseline x86-64, chosen at load time by the
+    CPU (GCC function multi-versioning).
+*/
+#ifndef STRATA_SCORE_H
+#define STRATA_SCORE_H
+
+#include <stdint.h>
+
+typedef struct _score_table_t score_table_t;
+
+//  The catalogue's n vectors of d floats (row-major), packed. NULL on no memory.
+score_table_t *score_table_new (const float *vectors, uint32_t n, int d);
+void score_table_destroy (score_table_t **self_p);
+
+uint32_t score_table_size (const score_table_t *self);
+
+//  Scores every item against nq queries (nq x d, row-major): out[q * ld + i] (ld >= n)
+//  is query q's inner product with item i.
+void score_table_run (const score_table_t *self, const float *queries, uint32_t nq, float *out, uint32_t ld);
+
+#endif
