@@ -332,34 +332,55 @@ ivf_search (ivf_t *self, const float *queries, uint32_t nq, uint32_t probe, uint
     return 0;
 }
 
+int
+ivf_exact_top (const ivf_t *self, const float *queries, uint32_t nq, int k, int32_t *out)
+{
+    enum { CHUNK = 16 };   // queries scored together: one pass over the vectors each
+    uint32_t n = self->n;
+    float *all = malloc ((size_t) CHUNK * n * sizeof *all);
+    int32_t *top = malloc ((size_t) (k > 0 ? k : 1) * sizeof *top);
+    if (!all || !top) {
+        free (all);
+        free (top);
+        return -1;
+    }
+    for (uint32_t q0 = 0; q0 < nq; q0 += CHUNK) {
+        uint32_t m = nq - q0 < CHUNK ? nq - q0 : CHUNK;
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) m, (int) n, self->dim, 1.0f,
+                     queries + (size_t) q0 * self->dim, self->dim, self->vecs, self->dim, 0.0f, all, (int) n);
+        for (uint32_t q = 0; q < m; q++) {
+            int got = nn_top_k (all + (size_t) q * n, (int) n, -1, NULL, top, k);
+            for (int i = 0; i < k; i++)
+                out[(size_t) (q0 + q) * k + i] = i < got ? (int32_t) self->ids[top[i]] : -1;
+        }
+    }
+    free (all);
+    free (top);
+    return 0;
+}
+
 double
-ivf_recall (ivf_t *self, const float *queries, uint32_t nq, uint32_t probe, int k)
+ivf_recall (ivf_t *self, const float *queries, uint32_t nq, uint32_t probe, int k, const int32_t *exact)
 {
     uint32_t n = self->n, cap = ivf_max_candidates (self, probe);
-    float *all = malloc ((size_t) n * sizeof *all);
-    int32_t *top = malloc ((size_t) (k > 0 ? k : 1) * sizeof *top);
     uint32_t *items = malloc ((size_t) (cap ? cap : 1) * sizeof *items);
     float *scores = malloc ((size_t) (cap ? cap : 1) * sizeof *scores);
     uint8_t *found = calloc (n, 1);
     double hits = 0, total = 0;
-    int ok = all && top && items && scores && found;
+    int ok = items && scores && found;
     for (uint32_t q = 0; ok && q < nq; q++) {
-        const float *v = queries + (size_t) q * self->dim;
         uint32_t count;
-        ok = ivf_search (self, v, 1, probe, items, scores, cap, &count) == 0;
+        ok = ivf_search (self, queries + (size_t) q * self->dim, 1, probe, items, scores, cap, &count) == 0;
         for (uint32_t i = 0; ok && i < count; i++)
             found[items[i]] = 1;
-        //  Exact: every position of the index, mapped back to items.
-        cblas_sgemv (CblasRowMajor, CblasNoTrans, (int) n, self->dim, 1.0f, self->vecs, self->dim, v, 1, 0.0f, all, 1);
-        int got = ok ? nn_top_k (all, (int) n, -1, NULL, top, k) : 0;
-        for (int i = 0; i < got; i++)
-            hits += found[self->ids[top[i]]];
-        total += got;
+        for (int i = 0; ok && i < k; i++)
+            if (exact[(size_t) q * k + i] >= 0) {
+                hits += found[exact[(size_t) q * k + i]];
+                total++;
+            }
         for (uint32_t i = 0; ok && i < count; i++)
             found[items[i]] = 0;
     }
-    free (all);
-    free (top);
     free (items);
     free (scores);
     free (found);

@@ -46,9 +46,14 @@ uint32_t ivf_max_candidates (const ivf_t *self, uint32_t probe);
 int ivf_search (ivf_t *self, const float *queries, uint32_t nq, uint32_t probe, uint32_t *items, float *scores,
                 uint32_t cap, uint32_t *counts);
 
-//  Mean recall@k of the index with probe cells against exact search over the same
-//  vectors, for nq queries: how much of each exact top k the candidates contain.
-//  Negative on no memory.
-double ivf_recall (ivf_t *self, const float *queries, uint32_t nq, uint32_t probe, int k);
+//  The exact top k of each of nq queries over every item: out[q * k ..] item ids,
+//  best first (-1 past the catalogue's end): the truth ivf_recall measures against.
+//  0, or -1 on no memory.
+int ivf_exact_top (const ivf_t *self, const float *queries, uint32_t nq, int k, int32_t *out);
+
+//  Mean recall@k of the index with probe cells for nq queries: the share of each
+//  exact top k (from ivf_exact_top) that the candidates contain. Negative on no
+//  memory.
+double ivf_recall (ivf_t *self, const float *queries, uint32_t nq, uint32_t probe, int k, const int32_t *exact);
 
 #endif

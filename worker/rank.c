@@ -311,17 +311,21 @@ s_index (rank_worker_t *self, served_t *s, const sample_t *sample)
     float *q = s_probe_queries (s, sample, 256, &nq, &kind);
     if (!q)
         return -1;
-    double recall = 0;
-    if (self->cfg.ivf_probe > 0) {
-        s->probe = (uint32_t) self->cfg.ivf_probe < cells ? (uint32_t) self->cfg.ivf_probe : cells;
-        recall = ivf_recall (s->ivf, q, nq, s->probe, 10);
-    }
-    else
-        for (s->probe = 1;; s->probe = s->probe * 2 < cells ? s->probe * 2 : cells) {
-            recall = ivf_recall (s->ivf, q, nq, s->probe, 10);
-            if (recall < 0 || recall >= self->cfg.ivf_recall || s->probe == cells)
-                break;
+    double recall = -1;
+    int32_t *exact = malloc ((size_t) nq * 10 * sizeof *exact);
+    if (exact && ivf_exact_top (s->ivf, q, nq, 10, exact) == 0) {
+        if (self->cfg.ivf_probe > 0) {
+            s->probe = (uint32_t) self->cfg.ivf_probe < cells ? (uint32_t) self->cfg.ivf_probe : cells;
+            recall = ivf_recall (s->ivf, q, nq, s->probe, 10, exact);
         }
+        else
+            for (s->probe = 1;; s->probe = s->probe * 2 < cells ? s->probe * 2 : cells) {
+                recall = ivf_recall (s->ivf, q, nq, s->probe, 10, exact);
+                if (recall < 0 || recall >= self->cfg.ivf_recall || s->probe == cells)
+                    break;
+            }
+    }
+    free (exact);
     free (q);
     if (recall < 0)
         return -1;

@@ -79,7 +79,9 @@ Test (ivf, cells_partition_the_catalogue)
             dot += (double) q[j] * x[(size_t) items[i] * 16 + j];
         cr_assert_float_eq (scores[i], dot, 1e-3);
     }
-    cr_assert_float_eq (ivf_recall (ix, x, 100, 50, 10), 1.0, 1e-9, "probing every cell is exact search");
+    int32_t exact[100 * 10];
+    cr_assert_eq (ivf_exact_top (ix, x, 100, 10, exact), 0);
+    cr_assert_float_eq (ivf_recall (ix, x, 100, 50, 10, exact), 1.0, 1e-9, "probing every cell is exact search");
     //  Fewer cells: fewer candidates, within the stated bound.
     uint32_t cap4 = ivf_max_candidates (ix, 4);
     cr_assert_lt (cap4, n);
@@ -105,7 +107,9 @@ Test (ivf, clustered_vectors_are_found_probing_few_cells)
     cr_assert_eq (ivf_cells (ix), 200, "about sqrt(n) cells by default");
     //  Queries: held-out points from the same mixture (not in the index).
     float *q = s_mixture (300, d, 200, 0.35f, 7 * 7919);
-    double r4 = ivf_recall (ix, q, 300, 4, 10), r16 = ivf_recall (ix, q, 300, 16, 10);
+    int32_t *exact = malloc (300 * 10 * sizeof *exact);
+    cr_assert_eq (ivf_exact_top (ix, q, 300, 10, exact), 0);
+    double r4 = ivf_recall (ix, q, 300, 4, 10, exact), r16 = ivf_recall (ix, q, 300, 16, 10, exact);
     cr_log_info ("recall@10 probing 4 of 200 cells: %.3f; 16: %.3f", r4, r16);
     cr_assert_geq (r16, 0.95, "recall@10 %.3f probing 16 of 200 cells (8%% of the catalogue)", r16);
     cr_assert_geq (r16, r4, "more cells cannot find less");
@@ -120,6 +124,7 @@ Test (ivf, clustered_vectors_are_found_probing_few_cells)
     cr_assert_lt (mean, n / 8.0, "16 cells hold %.0f of %u items on average", mean, n);
     free (items);
     free (scores);
+    free (exact);
     free (q);
     ivf_destroy (&ix);
     free (x);
@@ -180,7 +185,9 @@ Test (ivf, tiny_and_degenerate_catalogues)
     for (uint32_t c = 0; c < 8; c++)
         total += ivf_cell_size (ix, c);
     cr_assert_eq (total, 400);
-    cr_assert_float_eq (ivf_recall (ix, same, 5, 8, 10), 1.0, 1e-9);
+    int32_t top[5 * 10];
+    cr_assert_eq (ivf_exact_top (ix, same, 5, 10, top), 0);
+    cr_assert_float_eq (ivf_recall (ix, same, 5, 8, 10, top), 1.0, 1e-9);
     ivf_destroy (&ix);
     free (same);
 }
