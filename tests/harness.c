@@ -411,11 +411,17 @@ harness_json_file (const char *path)
 json_t *
 harness_cli_json (const char *const *args, int *status)
 {
+    return harness_cli_json_within (args, status, 300000);
+}
+
+json_t *
+harness_cli_json_within (const char *const *args, int *status, int timeout_ms)
+{
     char *dir = harness_tmpdir ();
     char out[600];
     snprintf (out, sizeof out, "%s/out.json", dir);
     pid_t pid = harness_cli_start (out, args);
-    int st = harness_wait (pid, 300000);
+    int st = harness_wait (pid, timeout_ms);
     if (status)
         *status = st;
     json_t *j = harness_json_file (out);

@@ -90,6 +90,8 @@ pid_t harness_cli_start (const char *out_path, const char *const *args);
 //  Runs the CLI to completion and returns its stdout parsed as JSON (last line that
 //  parses), or NULL. *status gets the exit status.
 json_t *harness_cli_json (const char *const *args, int *status);
+//  The same with a deadline other than 5 minutes (the command is killed past it).
+json_t *harness_cli_json_within (const char *const *args, int *status, int timeout_ms);
 
 //  Waits for a process to exit; returns its exit status, or -1 on timeout (it is then
 //  killed).

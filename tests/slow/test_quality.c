@@ -45,7 +45,7 @@ Test (quality, beauty_baselines_full_catalogue, .fini = s_cleanup, .timeout = 18
 
     const char *args[] = { "eval", "--broker", s_c.api, NULL };
     int status = -1;
-    json_t *j = harness_cli_json (args, &status);
+    json_t *j = harness_cli_json_within (args, &status, 3600000);
     cr_assert_eq (status, 0);
     cr_assert_not_null (j);
     json_t *results = json_object_get (j, "results");
@@ -156,7 +156,7 @@ Test (quality, beauty_through_serving, .fini = s_cleanup, .timeout = 3600)
                          "--rank-negatives", "0", "--knn-k", "100", "--knn-decay", "0.6", "--knn-shrink", "0",
                          "--ease-lambda", "150", NULL };
     int status = -1;
-    json_t *j = harness_cli_json (ev, &status);
+    json_t *j = harness_cli_json_within (ev, &status, 3600000);
     cr_assert (j && status == 0, "strata eval failed");
     json_t *model = json_array_get (json_object_get (j, "results"), 3);
     cr_assert_str_eq (json_string_value (json_object_get (model, "name")), "strata");
@@ -187,7 +187,7 @@ Test (quality, beauty_through_serving, .fini = s_cleanup, .timeout = 3600)
     int64_t t0 = zclock_mono ();
     const char *tr[] = { "train", "--trainer", s_c.trainer_api, "--epochs", SERVE_EPOCHS, "--wait", "--timeout-ms",
                          "3000000", NULL };
-    j = harness_cli_json (tr, &status);
+    j = harness_cli_json_within (tr, &status, 3600000);
     cr_assert (j && status == 0, "training failed");
     json_decref (j);
     cr_log_info ("cluster training, %s epochs: %.0f s", SERVE_EPOCHS, (double) (zclock_mono () - t0) / 1000.0);
