@@ -4,6 +4,7 @@
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -237,6 +238,94 @@ ivf_build (const float *vectors, uint32_t n, int dim, const ivf_params_t *p)
     free (scores);
     if (!ok)
         ivf_destroy (&self);
+    return self;
+}
+
+//  Saved layout: "IVF1", uint32 n, cells, dim; then floats centroids (cells x (dim +
+//  1)) and half (cells); then uint32 off (cells + 1) and ids (n). Host byte order.
+#define IVF_MAGIC "IVF1"
+
+uint8_t *
+ivf_save (const ivf_t *self, size_t *len)
+{
+    size_t k = self->cells, da = (size_t) self->dim + 1;
+    size_t parts[] = { 4 * sizeof (uint32_t), k * da * sizeof (float), k * sizeof (float),
+                       (k + 1) * sizeof (uint32_t), (size_t) self->n * sizeof (uint32_t) };
+    *len = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        *len += parts[i];
+    uint8_t *out = malloc (*len), *p = out;
+    if (!out)
+        return NULL;
+    uint32_t head[4];
+    memcpy (head, IVF_MAGIC, 4);
+    head[1] = self->n;
+    head[2] = self->cells;
+    head[3] = (uint32_t) self->dim;
+    const void *src[] = { head, self->centroids, self->half, self->off, self->ids };
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        memcpy (p, src[i], parts[i]);
+        p += parts[i];
+    }
+    return out;
+}
+
+ivf_t *
+ivf_load (const uint8_t *bytes, size_t len, const float *vectors, uint32_t n, int dim)
+{
+    uint32_t head[4];
+    if (len < sizeof head)
+        return NULL;
+    memcpy (head, bytes, sizeof head);
+    size_t k = head[2], da = (size_t) dim + 1;
+    if (memcmp (head, IVF_MAGIC, 4) || head[1] != n || head[3] != (uint32_t) dim || k < 1 || k > n
+        || len != sizeof head + (k * da + k) * sizeof (float) + (k + 1 + n) * sizeof (uint32_t))
+        return NULL;
+    ivf_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->n = n;
+    self->cells = (uint32_t) k;
+    self->dim = dim;
+    self->centroids = malloc (k * da * sizeof *self->centroids);
+    self->half = malloc (k * sizeof *self->half);
+    self->off = malloc ((k + 1) * sizeof *self->off);
+    self->ids = malloc ((size_t) n * sizeof *self->ids);
+    self->vecs = malloc ((size_t) n * dim * sizeof *self->vecs);
+    self->sizes = malloc (k * sizeof *self->sizes);
+    if (!self->centroids || !self->half || !self->off || !self->ids || !self->vecs || !self->sizes) {
+        ivf_destroy (&self);
+        return NULL;
+    }
+    const uint8_t *p = bytes + sizeof head;
+    memcpy (self->centroids, p, k * da * sizeof (float));
+    p += k * da * sizeof (float);
+    memcpy (self->half, p, k * sizeof (float));
+    p += k * sizeof (float);
+    memcpy (self->off, p, (k + 1) * sizeof (uint32_t));
+    p += (k + 1) * sizeof (uint32_t);
+    memcpy (self->ids, p, (size_t) n * sizeof (uint32_t));
+    //  Every position in range, every item once, cells in order: or it is not an index.
+    bool ok = self->off[0] == 0 && self->off[k] == n;
+    for (size_t c = 0; ok && c < k; c++)
+        ok = self->off[c] <= self->off[c + 1];
+    uint8_t *seen = ok ? calloc (n, 1) : NULL;
+    for (uint32_t i = 0; ok && seen && i < n; i++) {
+        ok = self->ids[i] < n && !seen[self->ids[i]];
+        if (ok)
+            seen[self->ids[i]] = 1;
+    }
+    if (!ok || !seen) {
+        free (seen);
+        ivf_destroy (&self);
+        return NULL;
+    }
+    free (seen);
+    for (uint32_t i = 0; i < n; i++)
+        memcpy (self->vecs + (size_t) i * dim, vectors + (size_t) self->ids[i] * dim, (size_t) dim * sizeof (float));
+    for (size_t c = 0; c < k; c++)
+        self->sizes[c] = self->off[c + 1] - self->off[c];
+    qsort (self->sizes, k, sizeof *self->sizes, s_desc);
     return self;
 }
 

@@ -13,6 +13,7 @@
 #ifndef STRATA_IVF_H
 #define STRATA_IVF_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct {
@@ -30,6 +31,14 @@ typedef struct _ivf_t ivf_t;
 //  memory or n == 0.
 ivf_t *ivf_build (const float *vectors, uint32_t n, int dim, const ivf_params_t *p);
 void ivf_destroy (ivf_t **self_p);
+
+//  The index as bytes (malloc'd, *len of them): its cells and their members, not the
+//  vectors. NULL on no memory.
+uint8_t *ivf_save (const ivf_t *self, size_t *len);
+
+//  An index from ivf_save's bytes over the same n vectors of dim floats (copied in
+//  cell order). NULL when the bytes do not describe an index of that shape.
+ivf_t *ivf_load (const uint8_t *bytes, size_t len, const float *vectors, uint32_t n, int dim);
 
 uint32_t ivf_cells (const ivf_t *self);
 uint32_t ivf_size (const ivf_t *self);

@@ -27,6 +27,7 @@ enum { CF_DEFAULT, CF_MODELS, CF_COUNT };
 static const char *const s_cfs[CF_COUNT] = { "default", "models" };
 
 #define META_CHUNK 0xFFFFFFFFu
+#define INDEX_CHUNK 0xFFFFFFFEu   // a version's approximate index, once built
 #define WINDOW 4              // chunk requests in flight
 #define CHUNK_TIMEOUT_MS 5000
 #define MAX_K 1000
@@ -45,6 +46,8 @@ typedef struct {
     score_table_t *table;     // exact retrieval: the version's vectors packed for scoring
     uint32_t probe;           // its cells scanned per query
     uint32_t ivf_cap;         // most candidates a query gets
+    float ivf_recall;         // its recall@10 on the probe queries
+    bool ivf_built;           // built or tuned here, not read back as it was: worth storing
 } served_t;
 
 //  What the broker's catalogue says about each item index.
@@ -289,8 +292,45 @@ s_probe_queries (served_t *s, const sample_t *sample, uint32_t want, uint32_t *n
 //  when the configuration asks for it, the approximate index, its probe count chosen
 //  as the fewest cells (doubling) whose recall@10 against exact search reaches
 //  ivf-recall on the probe queries (s_probe_queries). 0, or -1 on no memory.
+//  Saved with a version (INDEX_CHUNK): uint32 probe, float recall, float the
+//  ivf-recall it was chosen for, then ivf_save's bytes.
+#define SAVED_HEAD 12
+
+//  The approximate index saved with the version, if it was built with as many cells
+//  as asked: loaded (no k-means). Returns 0 (none to use), 1 (loaded, and its probe
+//  count still right: the one configured, or the one chosen for the same ivf-recall)
+//  or 2 (loaded, probe count to choose again).
 static int
-s_index (rank_worker_t *self, served_t *s, const sample_t *sample)
+s_index_saved (rank_worker_t *self, served_t *s, const uint8_t *saved, size_t len)
+{
+    uint32_t probe;
+    float recall, target;
+    if (!saved || len < SAVED_HEAD)
+        return 0;
+    memcpy (&probe, saved, 4);
+    memcpy (&recall, saved + 4, 4);
+    memcpy (&target, saved + 8, 4);
+    s->ivf = ivf_load (saved + SAVED_HEAD, len - SAVED_HEAD, s->vectors, s->info.items, s->info.dim);
+    if (!s->ivf || (self->cfg.ivf_cells > 0 && ivf_cells (s->ivf) != (uint32_t) self->cfg.ivf_cells)
+        || probe < 1 || probe > ivf_cells (s->ivf)) {
+        ivf_destroy (&s->ivf);
+        return 0;
+    }
+    bool same = self->cfg.ivf_probe > 0 ? probe == (uint32_t) self->cfg.ivf_probe : target == (float) self->cfg.ivf_recall;
+    log_info ("version %llu: approximate index read back, %u cells%s", (unsigned long long) s->info.version,
+              ivf_cells (s->ivf), same ? "" : "; its probe count was chosen for other settings");
+    if (!same)
+        return 2;
+    s->probe = probe;
+    s->ivf_recall = recall;
+    s->ivf_cap = ivf_max_candidates (s->ivf, probe);
+    log_info ("version %llu: %u cells probed (at most %u of %u items per query), recall@10 %.3f",
+              (unsigned long long) s->info.version, probe, s->ivf_cap, s->info.items, recall);
+    return 1;
+}
+
+static int
+s_index (rank_worker_t *self, served_t *s, const sample_t *sample, const uint8_t *saved, size_t saved_len)
 {
     uint32_t n = s->info.items;
     int d = s->info.dim;
@@ -300,12 +340,17 @@ s_index (rank_worker_t *self, served_t *s, const sample_t *sample)
         return n && !s->table ? -1 : 0;
     }
     int64_t t0 = zclock_mono ();
-    ivf_params_t p;
-    ivf_params_default (&p);
-    p.cells = (uint32_t) self->cfg.ivf_cells;
-    s->ivf = ivf_build (s->vectors, n, d, &p);
-    if (!s->ivf)
-        return -1;
+    int had = s_index_saved (self, s, saved, saved_len);
+    if (had == 1)
+        return 0;
+    if (!had) {
+        ivf_params_t p;
+        ivf_params_default (&p);
+        p.cells = (uint32_t) self->cfg.ivf_cells;
+        s->ivf = ivf_build (s->vectors, n, d, &p);
+        if (!s->ivf)
+            return -1;
+    }
     uint32_t cells = ivf_cells (s->ivf), nq = 0;
     const char *kind = "";
     float *q = s_probe_queries (s, sample, 256, &nq, &kind);
@@ -330,15 +375,18 @@ s_index (rank_worker_t *self, served_t *s, const sample_t *sample)
     if (recall < 0)
         return -1;
     s->ivf_cap = ivf_max_candidates (s->ivf, s->probe);
+    s->ivf_recall = (float) recall;
+    s->ivf_built = true;   // or its probe count chosen anew: kept either way
     log_info ("version %llu: approximate index, %u cells, %u probed (at most %u of %u items per query), recall@10 "
-              "%.3f against exact on %u queries (%s); built in %lld ms",
+              "%.3f against exact on %u queries (%s); %s in %lld ms",
               (unsigned long long) s->info.version, cells, s->probe, s->ivf_cap, n, recall, nq, kind,
-              (long long) (zclock_mono () - t0));
+              had ? "probe count chosen" : "built", (long long) (zclock_mono () - t0));
     return 0;
 }
 
 static served_t *
-s_served_load (rank_worker_t *self, const uint8_t *blob, size_t len, const sample_t *sample)
+s_served_load (rank_worker_t *self, const uint8_t *blob, size_t len, const sample_t *sample, const uint8_t *saved,
+               size_t saved_len)
 {
     served_t *s = calloc (1, sizeof *s);
     if (!s)
@@ -363,7 +411,7 @@ s_served_load (rank_worker_t *self, const uint8_t *blob, size_t len, const sampl
     s_pop_scores = s->info.popularity;
     qsort (s->popular, n, sizeof *s->popular, s_pop_cmp);
     s->n_popular = n < POPULAR_KEPT ? n : POPULAR_KEPT;
-    if (s_index (self, s, sample) < 0) {
+    if (s_index (self, s, sample, saved, saved_len) < 0) {
         s_served_free (&s);
         return NULL;
     }
@@ -421,6 +469,31 @@ s_store_version (rank_worker_t *self, const download_t *d)
     return rc < 0 ? -1 : 0;
 }
 
+//  Keeps an approximate index built for a version beside it, so that a restart reads
+//  it back instead of building it again (dropped with the version).
+static void
+s_store_index (rank_worker_t *self, served_t *s)
+{
+    if (!s || !s->ivf || !s->ivf_built)
+        return;
+    size_t len;
+    uint8_t *bytes = ivf_save (s->ivf, &len);
+    uint8_t *v = bytes ? malloc (SAVED_HEAD + len) : NULL;
+    if (v) {
+        float target = (float) self->cfg.ivf_recall;
+        memcpy (v, &s->probe, 4);
+        memcpy (v + 4, &s->ivf_recall, 4);
+        memcpy (v + 8, &target, 4);
+        memcpy (v + SAVED_HEAD, bytes, len);
+        char key[12];
+        s_key (key, s->info.version, INDEX_CHUNK);
+        if (store_put (self->store, CF_MODELS, key, sizeof key, (const char *) v, SAVED_HEAD + len) < 0)
+            log_warn ("cannot keep the approximate index of version %llu", (unsigned long long) s->info.version);
+    }
+    free (bytes);
+    free (v);
+}
+
 //  The newest complete version in the store, loaded; NULL when there is none.
 static served_t *
 s_load_stored (rank_worker_t *self)
@@ -465,10 +538,15 @@ s_load_stored (rank_worker_t *self)
     served_t *s = NULL;
     sample_t sample = { 0 };
     if (blob && off == bytes && util_fnv1a64 (blob, bytes) == fnv) {
-        if (s_wants_sample (self))
+        size_t saved_len = 0;
+        s_key (key, version, INDEX_CHUNK);
+        char *saved = store_get (self->store, CF_MODELS, key, sizeof key, &saved_len, &rc);
+        if (!saved && s_wants_sample (self))
             s_sample_fetch (self, &sample);
-        s = s_served_load (self, blob, bytes, &sample);
+        s = s_served_load (self, blob, bytes, &sample, (const uint8_t *) saved, saved_len);
         s_sample_free (&sample);
+        free (saved);
+        s_store_index (self, s);
     }
     else
         log_error ("stored model version %llu is damaged; waiting for the trainer", (unsigned long long) version);
@@ -675,7 +753,8 @@ s_loader_run (void *arg)
     loader_t *l = &self->loader;
     if (s_store_version (self, &l->dl) < 0)
         log_error ("cannot store model version %llu (serving it anyway)", (unsigned long long) l->dl.version);
-    l->result = s_served_load (self, l->dl.blob, l->dl.bytes, &l->sample);
+    l->result = s_served_load (self, l->dl.blob, l->dl.bytes, &l->sample, NULL, 0);
+    s_store_index (self, l->result);
     s_download_reset (&l->dl);
     s_sample_free (&l->sample);
     atomic_store (&l->done, true);

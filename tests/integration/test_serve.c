@@ -528,6 +528,33 @@ Test (serve, approximate_index_answers_and_falls_back_to_exact)
     cr_assert_not_null (a.rec);
     cr_expect_str_eq (a.rec->items[0]->item, "Z2", "Z's nearest item is %s, not the new Z2", a.rec->items[0]->item);
     s_answer_free (&a);
+    //  A restarted worker reads the version's index back from its store instead of
+    //  building it again, and answers as before.
+    pid_t first = s_c.workers[s_c.nworkers - 1];
+    kill (first, SIGKILL);
+    waitpid (first, NULL, 0);
+    hcluster_add_rank_worker_with (&s_c, 1, flags);
+    char log[700], line[1024];
+    snprintf (log, sizeof log, "%s/worker-%d.log", s_c.dir, s_c.nworkers);
+    s_recommend ("t-a3", 5, NULL, &a);   // waits for the broker to drop the dead worker
+    for (int i = 0; i < 100 && !(a.rec && a.rec->worker); i++) {
+        s_answer_free (&a);
+        zclock_sleep (100);
+        s_recommend ("t-a3", 5, NULL, &a);
+    }
+    cr_assert_not_null (a.rec);
+    cr_expect_str_eq (a.rec->source, "model-ivf");
+    cr_expect_str_eq (a.rec->items[0]->item, "A4");
+    s_answer_free (&a);
+    bool read_back = false, built = false;
+    FILE *lf = fopen (log, "r");
+    cr_assert_not_null (lf);
+    while (fgets (line, sizeof line, lf)) {
+        read_back |= strstr (line, "approximate index read back") != NULL;
+        built |= strstr (line, "built in") != NULL;
+    }
+    fclose (lf);
+    cr_expect (read_back && !built, "the restarted worker built its index again (see %s)", log);
 }
 
 //  Sends RECOMMENDs continuously (8 in flight) for ms milliseconds, calling mid at

@@ -42,15 +42,24 @@ s_mixture (uint32_t n, int d, uint32_t clusters, float noise, uint64_t seed)
     return x;
 }
 
+//  An index of `cells` cells over a mixture (*x: its vectors, d = 16).
+static ivf_t *
+s_mixture_index (uint32_t n, uint32_t clusters, uint64_t seed, uint32_t cells, float **x)
+{
+    *x = s_mixture (n, 16, clusters, 0.3f, seed);
+    ivf_params_t p;
+    ivf_params_default (&p);
+    p.cells = cells;
+    ivf_t *ix = ivf_build (*x, n, 16, &p);
+    cr_assert_not_null (ix);
+    return ix;
+}
+
 Test (ivf, cells_partition_the_catalogue)
 {
     uint32_t n = 5000;
-    float *x = s_mixture (n, 16, 40, 0.3f, 1);
-    ivf_params_t p;
-    ivf_params_default (&p);
-    p.cells = 50;
-    ivf_t *ix = ivf_build (x, n, 16, &p);
-    cr_assert_not_null (ix);
+    float *x;
+    ivf_t *ix = s_mixture_index (n, 40, 1, 50, &x);
     cr_assert_eq (ivf_cells (ix), 50);
     uint32_t total = 0, empty = 0;
     for (uint32_t c = 0; c < 50; c++) {
@@ -190,4 +199,45 @@ Test (ivf, tiny_and_degenerate_catalogues)
     cr_assert_float_eq (ivf_recall (ix, same, 5, 8, 10, top), 1.0, 1e-9);
     ivf_destroy (&ix);
     free (same);
+}
+
+Test (ivf, saved_and_loaded_gives_the_same_answers)
+{
+    uint32_t n = 4000;
+    float *x;
+    ivf_t *a = s_mixture_index (n, 30, 11, 40, &x);
+    size_t len;
+    uint8_t *bytes = ivf_save (a, &len);
+    cr_assert_not_null (bytes);
+    ivf_t *b = ivf_load (bytes, len, x, n, 16);
+    cr_assert_not_null (b, "an index loads from its own bytes");
+    cr_assert_eq (ivf_cells (b), 40);
+    uint32_t cap = ivf_max_candidates (a, 5), ca, cb;
+    cr_assert_eq (ivf_max_candidates (b, 5), cap);
+    uint32_t *ia = malloc (cap * sizeof *ia), *ib = malloc (cap * sizeof *ib);
+    float *sa = malloc (cap * sizeof *sa), *sb = malloc (cap * sizeof *sb);
+    for (uint32_t q = 0; q < 20; q++) {
+        cr_assert_eq (ivf_search (a, x + (size_t) q * 97 * 16, 1, 5, ia, sa, cap, &ca), 0);
+        cr_assert_eq (ivf_search (b, x + (size_t) q * 97 * 16, 1, 5, ib, sb, cap, &cb), 0);
+        cr_assert_eq (ca, cb);
+        cr_assert_eq (memcmp (ia, ib, ca * sizeof *ia), 0);
+        cr_assert_eq (memcmp (sa, sb, ca * sizeof *sa), 0);
+    }
+    //  Bytes of another shape, cut short or with an item twice are refused.
+    cr_expect_null (ivf_load (bytes, len, x, n - 1, 16));
+    cr_expect_null (ivf_load (bytes, len, x, n, 8));
+    cr_expect_null (ivf_load (bytes, len - 4, x, n, 16));
+    uint32_t first;
+    size_t ids_at = len - (size_t) n * sizeof (uint32_t);
+    memcpy (&first, bytes + ids_at, sizeof first);
+    memcpy (bytes + ids_at + sizeof first, &first, sizeof first);
+    cr_expect_null (ivf_load (bytes, len, x, n, 16), "an item in two places");
+    free (ia);
+    free (ib);
+    free (sa);
+    free (sb);
+    free (bytes);
+    ivf_destroy (&a);
+    ivf_destroy (&b);
+    free (x);
 }
