@@ -393,9 +393,10 @@ harness_json_file (const char *path)
     FILE *f = fopen (path, "r");
     if (!f)
         return NULL;
-    char line[8192];
+    char *line = NULL;   // whole lines, however long (a summary is one line)
+    size_t cap = 0;
     json_t *last = NULL;
-    while (fgets (line, sizeof line, f)) {
+    while (getline (&line, &cap, f) >= 0) {
         json_t *j = json_loads (line, 0, NULL);
         if (j && json_is_object (j)) {
             json_decref (last);
@@ -404,6 +405,7 @@ harness_json_file (const char *path)
         else
             json_decref (j);
     }
+    free (line);
     fclose (f);
     return last;
 }
