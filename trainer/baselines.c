@@ -1,11 +1,12 @@
 /*  baselines: see baselines.h. */
 #include "baselines.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "nn.h"
 
 //  LAPACK from OpenBLAS (Fortran interface; OpenBLAS ships no lapacke.h here).
 extern void spotrf_ (const char *uplo, const int *n, float *a, const int *lda, int *info);
@@ -276,7 +277,7 @@ s_score (void *model, const dataset_t *train, const uint32_t *users, size_t n, f
                 for (uint32_t q = from; q < k && !seen; q++)
                     seen = train->items[q] == train->items[k];
                 if (!seen)
-                    cblas_saxpy ((int) ni, 1.0f, b->B + (size_t) train->items[k] * ni, 1, s, 1);
+                    nn_axpy ((int) ni, 1.0f, b->B + (size_t) train->items[k] * ni, s);
             }
             break;
         }

@@ -56,6 +56,30 @@ nn_matmul_nt (const float *X, int n, int k, const float *W, int m, float *Y)
 }
 
 void
+nn_matmul_nt_ld (const float *X, int ldx, int n, int k, const float *W, int ldw, int m, float *Y, int ldy)
+{
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, n, m, k, 1.0f, X, ldx, W, ldw, 0.0f, Y, ldy);
+}
+
+void
+nn_matvec (const float *W, int m, int k, const float *x, float *y)
+{
+    cblas_sgemv (CblasRowMajor, CblasNoTrans, m, k, 1.0f, W, k, x, 1, 0.0f, y, 1);
+}
+
+float
+nn_dot (const float *a, const float *b, int n)
+{
+    return cblas_sdot (n, a, 1, b, 1);
+}
+
+void
+nn_axpy (int n, float alpha, const float *x, float *y)
+{
+    cblas_saxpy (n, alpha, x, 1, y, 1);
+}
+
+void
 nn_relu_fwd (float *X, size_t n)
 {
     for (size_t i = 0; i < n; i++)

@@ -28,6 +28,13 @@ void nn_linear_bwd (const float *X, int n, int in, const float *W, int out, cons
 
 //  Y[n x m] = X[n x k] W[m x k]' (scores of n states against m item embeddings).
 void nn_matmul_nt (const float *X, int n, int k, const float *W, int m, float *Y);
+//  The same with row strides: X rows ldx apart, W rows ldw apart, Y rows ldy apart.
+void nn_matmul_nt_ld (const float *X, int ldx, int n, int k, const float *W, int ldw, int m, float *Y, int ldy);
+//  y[m] = W[m x k] x (one state against m rows, W rows k apart).
+void nn_matvec (const float *W, int m, int k, const float *x, float *y);
+float nn_dot (const float *a, const float *b, int n);
+//  y += alpha x.
+void nn_axpy (int n, float alpha, const float *x, float *y);
 
 //  Y = max (X, 0) in place; backward masks dY where Y <= 0.
 void nn_relu_fwd (float *X, size_t n);

@@ -1,7 +1,6 @@
 /*  ivf: see ivf.h. */
 #include "ivf.h"
 
-#include <cblas.h>
 #include <float.h>
 #include <math.h>
 #include <stdbool.h>
@@ -49,7 +48,7 @@ s_augment (const float *x, uint32_t m, int d, float max2, float *out)
         const float *v = x + (size_t) i * d;
         float *o = out + (size_t) i * (d + 1);
         memcpy (o, v, (size_t) d * sizeof *o);
-        float n2 = cblas_sdot (d, v, 1, v, 1);
+        float n2 = nn_dot (v, v, d);
         o[d] = max2 > n2 ? sqrtf (max2 - n2) : 0.0f;
     }
 }
@@ -61,8 +60,7 @@ s_assign (const float *x, uint32_t m, int d, const float *cent, const float *hal
 {
     for (uint32_t b0 = 0; b0 < m; b0 += BLOCK) {
         uint32_t nb = m - b0 < BLOCK ? m - b0 : BLOCK;
-        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) nb, (int) k, d, 1.0f, x + (size_t) b0 * d, d, cent, d,
-                     0.0f, scores, (int) k);
+        nn_matmul_nt (x + (size_t) b0 * d, (int) nb, d, cent, (int) k, scores);
         for (uint32_t i = 0; i < nb; i++) {
             const float *s = scores + (size_t) i * k;
             uint32_t best = 0;
@@ -83,7 +81,7 @@ static void
 s_half_norms (const float *cent, uint32_t k, int d, float *out)
 {
     for (uint32_t c = 0; c < k; c++)
-        out[c] = 0.5f * cblas_sdot (d, cent + (size_t) c * d, 1, cent + (size_t) c * d, 1);
+        out[c] = 0.5f * nn_dot (cent + (size_t) c * d, cent + (size_t) c * d, d);
 }
 
 //  Lloyd's k-means over m points into k centroids (initialised from distinct points).
@@ -191,7 +189,7 @@ ivf_build (const float *vectors, uint32_t n, int dim, const ivf_params_t *p)
     int ok = self->centroids && self->half && self->off && self->ids && self->vecs && self->sizes && scores;
     float max2 = 0;
     for (uint32_t i = 0; i < n; i++) {
-        float n2 = cblas_sdot (dim, vectors + (size_t) i * dim, 1, vectors + (size_t) i * dim, 1);
+        float n2 = nn_dot (vectors + (size_t) i * dim, vectors + (size_t) i * dim, dim);
         max2 = n2 > max2 ? n2 : max2;
     }
     //  The training sample: the first m of a seeded shuffle.
@@ -394,8 +392,7 @@ ivf_search (ivf_t *self, const float *queries, uint32_t nq, uint32_t probe, uint
     if (!self->cell_scores || !self->probe_cells)
         return -1;
     //  Nearest cells of q' = [q, 0]: the largest q.c - |c'|^2 / 2.
-    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) nq, (int) k, d, 1.0f, queries, d, self->centroids, d + 1,
-                 0.0f, self->cell_scores, (int) k);
+    nn_matmul_nt_ld (queries, d, (int) nq, d, self->centroids, d + 1, (int) k, self->cell_scores, (int) k);
     for (uint32_t q = 0; q < nq; q++) {
         float *cs = self->cell_scores + (size_t) q * k;
         for (uint32_t c = 0; c < k; c++)
@@ -411,8 +408,7 @@ ivf_search (ivf_t *self, const float *queries, uint32_t nq, uint32_t probe, uint
                 len = cap - w;
             if (!len)
                 continue;
-            cblas_sgemv (CblasRowMajor, CblasNoTrans, (int) len, d, 1.0f, self->vecs + (size_t) lo * d, d,
-                         queries + (size_t) q * d, 1, 0.0f, sc + w, 1);
+            nn_matvec (self->vecs + (size_t) lo * d, (int) len, d, queries + (size_t) q * d, sc + w);
             memcpy (it + w, self->ids + lo, len * sizeof *it);
             w += len;
         }
@@ -435,8 +431,7 @@ ivf_exact_top (const ivf_t *self, const float *queries, uint32_t nq, int k, int3
     }
     for (uint32_t q0 = 0; q0 < nq; q0 += CHUNK) {
         uint32_t m = nq - q0 < CHUNK ? nq - q0 : CHUNK;
-        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) m, (int) n, self->dim, 1.0f,
-                     queries + (size_t) q0 * self->dim, self->dim, self->vecs, self->dim, 0.0f, all, (int) n);
+        nn_matmul_nt (queries + (size_t) q0 * self->dim, (int) m, self->dim, self->vecs, (int) n, all);
         for (uint32_t q = 0; q < m; q++) {
             int got = nn_top_k (all + (size_t) q * n, (int) n, -1, NULL, top, k);
             for (int i = 0; i < k; i++)

@@ -2,7 +2,6 @@
 #define LOG_MODULE "rank"
 #include "rank.h"
 
-#include <cblas.h>
 #include <ctype.h>
 #include <math.h>
 #include <pthread.h>
@@ -717,7 +716,7 @@ s_extend (rank_worker_t *self, served_t *s)
         uint32_t a = c->fh_off[i - c->fh_base], b = c->fh_off[i - c->fh_base + 1], rows[FEATURES_PER_ITEM];
         int m = features_rows_of (c->fh + a, (int) (b - a), s->info.feature_rows, rows);
         for (int k = 0; k < m; k++)
-            cblas_saxpy (d, 1.0f / (float) m, s->info.features + (size_t) rows[k] * d, 1, v, 1);
+            nn_axpy (d, 1.0f / (float) m, s->info.features + (size_t) rows[k] * d, v);
     }
     s->vectors = w;
     s->rows = to;
@@ -1119,8 +1118,8 @@ s_exact_scores (served_t *s, const float *q, uint32_t nq, float *scores)
         score_table_run (s->table, q, nq, scores, s->rows);
     if (packed == s->rows)
         return;
-    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) nq, (int) (s->rows - packed), d, 1.0f, q, d,
-                 s->vectors + (size_t) packed * d, d, 0.0f, scores + packed, (int) s->rows);
+    nn_matmul_nt_ld (q, d, (int) nq, d, s->vectors + (size_t) packed * d, d, (int) (s->rows - packed), scores + packed,
+                     (int) s->rows);
 }
 
 //  The approximate index's candidates for nq queries (nq x dim), and every row the
@@ -1140,8 +1139,7 @@ s_ivf_candidates (rank_worker_t *self, served_t *s, const float *q, uint32_t nq,
     for (uint32_t k = 0; tail && k < nq; k++) {
         uint32_t *it = *items + (size_t) k * *stride + counts[k];
         float *sc = *scores + (size_t) k * *stride + counts[k];
-        cblas_sgemv (CblasRowMajor, CblasNoTrans, (int) tail, d, 1.0f, s->vectors + (size_t) indexed * d, d,
-                     q + (size_t) k * d, 1, 0.0f, sc, 1);
+        nn_matvec (s->vectors + (size_t) indexed * d, (int) tail, d, q + (size_t) k * d, sc);
         for (uint32_t j = 0; j < tail; j++)
             it[j] = indexed + j;
         counts[k] += tail;
@@ -1408,7 +1406,7 @@ s_search (rank_worker_t *self, zsock_t *sock, req_t *r)
         float lo = INFINITY, hi = -INFINITY;
         for (int i = 0; i < m; i++) {
             float d = out_items[i] < n_model
-                          ? cblas_sdot (s->info.dim, uvec, 1, s->vectors + (size_t) out_items[i] * s->info.dim, 1)
+                          ? nn_dot (uvec, s->vectors + (size_t) out_items[i] * s->info.dim, s->info.dim)
                           : NAN;
             self->logits[i] = d;
             if (!isnan (d)) {
