@@ -157,6 +157,17 @@ s_print (const char *label, double rate, const result_t *r, const result_t *floo
     fflush (stdout);
 }
 
+//  Whether RECOMMENDs at `rate` are all answered with p99 under 10 ms (printed).
+static bool
+s_rate_holds (const char *api, char **users, size_t n, double rate, double seconds, const char *label,
+              const result_t *floor_r)
+{
+    result_t r;
+    s_load (api, WIRE_RECOMMEND, users, n, rate, seconds, &r);
+    s_print (label, rate, &r, floor_r);
+    return r.answered == r.sent && r.p99 < 10.0;
+}
+
 //  The serving sweep for the rank workers running now: the floor, then doubling rates.
 static void
 s_sweep (const char *api, char **users, size_t n, const char *what, int rankers, double seconds, double start_rate)
@@ -173,21 +184,14 @@ s_sweep (const char *api, char **users, size_t n, const char *what, int rankers,
     //  Doubling until p99 passes 10 ms, then two halvings of the last interval.
     double best = 0, bad = 0;
     snprintf (label, sizeof label, "recommend k=10, %s, %s", what, who);
-    for (double rate = start_rate; rate <= 64000 && !bad; rate *= 2) {
-        result_t r;
-        s_load (api, WIRE_RECOMMEND, users, n, rate, seconds, &r);
-        s_print (label, rate, &r, &fl);
-        if (r.answered == r.sent && r.p99 < 10.0)
+    for (double rate = start_rate; rate <= 64000 && !bad; rate *= 2)
+        if (s_rate_holds (api, users, n, rate, seconds, label, &fl))
             best = rate;
         else
             bad = rate;
-    }
     for (int k = 0; k < 2 && bad > 0 && best > 0; k++) {
         double rate = (best + bad) / 2;
-        result_t r;
-        s_load (api, WIRE_RECOMMEND, users, n, rate, seconds, &r);
-        s_print (label, rate, &r, &fl);
-        if (r.answered == r.sent && r.p99 < 10.0)
+        if (s_rate_holds (api, users, n, rate, seconds, label, &fl))
             best = rate;
         else
             bad = rate;
@@ -311,6 +315,14 @@ s_stop_ranker (int pid)
     }
 }
 
+//  A fresh directory for a cluster, in s_dir (mkdtemp fills in the unique suffix).
+static int
+s_new_dir (void)
+{
+    snprintf (s_dir, sizeof s_dir, "/tmp/strata-serve-bench-%s", "XXXXXX");
+    return mkdtemp (s_dir) ? 0 : -1;
+}
+
 static void
 s_down (void)
 {
@@ -322,8 +334,7 @@ s_down (void)
 static int
 s_up (const char *flags)
 {
-    snprintf (s_dir, sizeof s_dir, "/tmp/strata-serve-bench-XXXXXX");
-    if (!mkdtemp (s_dir))
+    if (s_new_dir () < 0)
         return -1;
     char cmd[9000];
     snprintf (cmd, sizeof cmd, "'%s' up --dir '%s' --port 0 --workers 1 %s --detach > /dev/null 2>&1", s_cli, s_dir,
@@ -514,8 +525,7 @@ s_synthetic_shop (uint32_t n)
 static int
 s_synthetic (uint32_t n_items, double seconds)
 {
-    snprintf (s_dir, sizeof s_dir, "/tmp/strata-serve-bench-XXXXXX");
-    if (!mkdtemp (s_dir))
+    if (s_new_dir () < 0)
         return 1;
     int64_t t0 = zclock_mono ();
     if (s_synthetic_shop (n_items) < 0) {

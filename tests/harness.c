@@ -416,6 +416,21 @@ harness_cli_json (const char *const *args, int *status)
     return harness_cli_json_within (args, status, 300000);
 }
 
+bool
+harness_cli_until_served (const char *const *args, int timeout_ms)
+{
+    int64_t end = zclock_mono () + timeout_ms;
+    while (zclock_mono () < end) {
+        json_t *j = harness_cli_json (args, NULL);
+        bool served = j && json_integer_value (json_object_get (j, "model_version")) > 0;
+        json_decref (j);
+        if (served)
+            return true;
+        zclock_sleep (200);
+    }
+    return false;
+}
+
 json_t *
 harness_cli_json_within (const char *const *args, int *status, int timeout_ms)
 {

@@ -90,6 +90,10 @@ pid_t harness_cli_start (const char *out_path, const char *const *args);
 //  Runs the CLI to completion and returns its stdout parsed as JSON (last line that
 //  parses), or NULL. *status gets the exit status.
 json_t *harness_cli_json (const char *const *args, int *status);
+//  Runs a serving command (args: `recommend ... --json` or `search ... --json`) until
+//  its answer names a model version, up to timeout_ms; whether one did.
+bool harness_cli_until_served (const char *const *args, int timeout_ms);
+
 //  The same with a deadline other than 5 minutes (the command is killed past it).
 json_t *harness_cli_json_within (const char *const *args, int *status, int timeout_ms);
 

@@ -334,32 +334,29 @@ eval_main (int argc, char **argv)
         features_destroy (&feats);
     }
 
+    int status = 0;
     if (zsys_interrupted) {
         fprintf (stderr, "strata eval: interrupted; no results\n");
         json_decref (r.results);
-        free (val);
-        free (test);
-        dataset_destroy (&train_v);
-        dataset_destroy (&train_t);
-        dataset_destroy (&all);
-        config_free (s_keys, &cfg);
-        return 130;
+        status = 130;
     }
-    json_t *out = json_pack ("{s:{s:i, s:i, s:I, s:i}, s:s, s:o}", "dataset", "users", (int) all->n_users, "items",
-                             (int) all->n_items, "events", (json_int_t) all->n_events, "evaluated_users",
-                             (int) eval_users, "protocol",
-                             "leave-one-out (last event test, second-to-last validation), full-catalogue ranking, "
-                             "history items excluded, ties count against",
-                             "results", r.results);
-    char *text = json_dumps (out, JSON_COMPACT);
-    printf ("%s\n", text);
-    free (text);
-    json_decref (out);
+    else {
+        json_t *out = json_pack ("{s:{s:i, s:i, s:I, s:i}, s:s, s:o}", "dataset", "users", (int) all->n_users, "items",
+                                 (int) all->n_items, "events", (json_int_t) all->n_events, "evaluated_users",
+                                 (int) eval_users, "protocol",
+                                 "leave-one-out (last event test, second-to-last validation), full-catalogue ranking, "
+                                 "history items excluded, ties count against",
+                                 "results", r.results);
+        char *text = json_dumps (out, JSON_COMPACT);
+        printf ("%s\n", text);
+        free (text);
+        json_decref (out);
+    }
     free (val);
     free (test);
     dataset_destroy (&train_v);
     dataset_destroy (&train_t);
     dataset_destroy (&all);
     config_free (s_keys, &cfg);
-    return 0;
+    return status;
 }

@@ -119,6 +119,7 @@ struct _rank_worker_t {
     scratch_t cand_items, cand_scores;   // approximate retrieval: per query, its candidates
     scratch_t cand_drop;      // per candidate: excluded for the request at hand
     scratch_t exact;          // one query's scores over the catalogue (fallbacks)
+    scratch_t sel, sel_scores; // one request's selected items and their retrieval scores
     uint8_t *mark;            // per item: excluded for the request at hand
     size_t mark_cap;
     int32_t *top;
@@ -853,7 +854,8 @@ rank_worker_destroy (rank_worker_t **self_p)
     zsock_destroy (&self->trainer);
     store_destroy (&self->store);
     scratch_t *scr[] = { &self->scores,     &self->uvec,        &self->s_items,   &self->s_text, &self->s_drop,
-                         &self->failed,     &self->cand_items,  &self->cand_scores, &self->cand_drop, &self->exact };
+                         &self->failed,     &self->cand_items,  &self->cand_scores, &self->cand_drop, &self->exact,
+                         &self->sel,        &self->sel_scores };
     for (size_t i = 0; i < sizeof scr / sizeof scr[0]; i++)
         free (scr[i]->p);
     free (self->mark);
@@ -1302,8 +1304,8 @@ s_recommend (rank_worker_t *self, zsock_t *sock, req_t *r, const cands_t *c, con
     }
     else {
         int want = (int) ((uint32_t) self->cfg.rerank_top > r->k ? (uint32_t) self->cfg.rerank_top : r->k);
-        uint32_t *sel = malloc ((size_t) want * sizeof *sel);
-        float *retrieval = malloc ((size_t) want * sizeof *retrieval);
+        uint32_t *sel = s_scratch (&self->sel, (size_t) want * sizeof *sel);
+        float *retrieval = s_scratch (&self->sel_scores, (size_t) want * sizeof *retrieval);
         got = sel && retrieval ? s_pick (self, r, c, vec, want, sel, retrieval) : 0;
         if (self->cfg.rerank_top > 0 && model_has_ranker (s->m) && got > 0
             && model_rank_candidates (s->m, (uint32_t) r->slot, sel, (uint32_t) got, self->logits) == 0) {
@@ -1317,8 +1319,6 @@ s_recommend (rank_worker_t *self, zsock_t *sock, req_t *r, const cands_t *c, con
             memcpy (items, sel, (size_t) got * sizeof *items);
             memcpy (out, retrieval, (size_t) got * sizeof *out);
         }
-        free (sel);
-        free (retrieval);
         source = s->ivf ? "model-ivf" : "model";
     }
     s_mark (self, r, 0);

@@ -192,16 +192,8 @@ Test (quality, beauty_through_serving, .fini = s_cleanup, .timeout = 3600)
     json_decref (j);
     cr_log_info ("cluster training, %s epochs: %.0f s", SERVE_EPOCHS, (double) (zclock_mono () - t0) / 1000.0);
     hcluster_add_rank_worker (&s_c, 1);
-    bool ready = false;
-    for (int i = 0; i < 600 && !ready; i++) {
-        const char *probe[] = { "recommend", "--broker", s_c.api, "--user", "1", "--json", NULL };
-        json_t *r = harness_cli_json (probe, NULL);
-        ready = r && json_integer_value (json_object_get (r, "model_version")) > 0;
-        json_decref (r);
-        if (!ready)
-            zclock_sleep (200);
-    }
-    cr_assert (ready, "no rank worker served a model version");
+    const char *probe[] = { "recommend", "--broker", s_c.api, "--user", "1", "--json", NULL };
+    cr_assert (harness_cli_until_served (probe, 120000), "no rank worker served a model version");
     t0 = zclock_mono ();
     const char *rec[] = { "recommend", "--broker", s_c.api, "--users", users, "-k", "10", "--exclude-seen",
                           "--timeout-ms", "60000", NULL };

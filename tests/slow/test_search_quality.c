@@ -263,16 +263,8 @@ Test (quality, homedepot_search_full_catalogue, .fini = s_cleanup, .timeout = 36
     json_decref (harness_cli_json (train, NULL));
     hcluster_add_rank_worker (&s_c, 1);
     //  Wait until the rank worker serves a version (it holds the learned terms).
-    bool ready = false;
-    for (int i = 0; i < 600 && !ready; i++) {
-        const char *probe[] = { "search", "--broker", s_c.api, "drill", "--json", NULL };
-        json_t *j = harness_cli_json (probe, NULL);
-        ready = j && json_integer_value (json_object_get (j, "model_version")) > 0;
-        json_decref (j);
-        if (!ready)
-            zclock_sleep (200);
-    }
-    cr_assert (ready, "no rank worker served a model version");
+    const char *probe[] = { "search", "--broker", s_c.api, "drill", "--json", NULL };
+    cr_assert (harness_cli_until_served (probe, 120000), "no rank worker served a model version");
     snprintf (out_text, sizeof out_text, "%s/text.tsv", s_c.dir);
     snprintf (out_blend, sizeof out_blend, "%s/blend.tsv", s_c.dir);
     snprintf (out_judged, sizeof out_judged, "%s/judged.tsv", s_c.dir);
