@@ -3,6 +3,7 @@
 #include "wire.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "log.h"
@@ -94,6 +95,17 @@ wire_send_error (zsock_t *sock, zframe_t *routing, const char *ref, Strata__V1__
     err.message = text;
     err.ref = (char *) (ref ? ref : "");
     return wire_send (sock, routing, WIRE_ERROR, &err.base);
+}
+
+const float *
+wire_floats (ProtobufCBinaryData field, size_t n)
+{
+    static const float none[1];
+    if (field.len != n * sizeof (float))
+        return NULL;
+    if (n == 0)
+        return none;
+    return (uintptr_t) field.data % _Alignof (float) == 0 ? (const float *) (const void *) field.data : NULL;
 }
 
 ProtobufCMessage *

@@ -92,6 +92,11 @@ int wire_send_error (zsock_t *sock, zframe_t *routing, const char *ref, Strata__
 //  NULL on failure (logged).
 zsock_t *wire_bind_router (const char *endpoint, int64_t max_frame);
 
+//  A decoded bytes field read in place as n floats: NULL unless it holds exactly n of
+//  them at an address aligned for float (protobuf-c gives each bytes field its own
+//  malloc'd block, so a well-formed field always is).
+const float *wire_floats (ProtobufCBinaryData field, size_t n);
+
 //  Unpacks the payload with the given descriptor; NULL when it does not decode.
 //  Free the result with protobuf_c_message_free_unpacked (msg, allocator).
 ProtobufCMessage *wire_unpack (const ProtobufCMessageDescriptor *desc, zframe_t *payload,

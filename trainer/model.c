@@ -1345,22 +1345,6 @@ model_shard_grad (model_t *self, const model_shard_t *sh, uint64_t *positions)
     return loss;
 }
 
-//  Lazy Adam on the given rows of a table.
-static void
-s_apply_rows (model_t *self, const adam_t *opt, param_t *p, int64_t *steps, float scale, const uint32_t *rows,
-              size_t n)
-{
-    int d = self->cfg.dim;
-    for (size_t r = 0; r < n; r++) {
-        float *g = p->g + (size_t) rows[r] * d;
-        for (int k = 0; k < d; k++)
-            g[k] *= scale;
-    }
-    nn_adam_rows (opt, p->w, p->g, p->m, p->v, steps, d, (const int32_t *) rows, (int) n);
-    for (size_t r = 0; r < n; r++)
-        memset (p->g + (size_t) rows[r] * d, 0, (size_t) d * sizeof (float));
-}
-
 void
 model_apply (model_t *self, float scale, const uint32_t *rows, size_t n, const uint32_t *frows, size_t nf)
 {
@@ -1369,14 +1353,14 @@ model_apply (model_t *self, float scale, const uint32_t *rows, size_t n, const u
     adam_t opt = { self->cfg.lr, 0.9f, 0.98f, 1e-9f, self->cfg.weight_decay, ++self->step };
     for (int i = FIRST_DENSE; i < model_tensor_count (self); i++) {
         param_t *p = s_tensor (self, i, NULL);
-        for (size_t k = 0; k < p->n; k++)
-            p->g[k] *= scale;
-        nn_adam (&opt, p->w, p->g, p->m, p->v, p->n);
-        memset (p->g, 0, p->n * sizeof (float));
+        nn_adam (&opt, scale, p->w, p->g, p->m, p->v, p->n);
     }
     //  Only the rows this step touched (lazy Adam); rows are indices (< 2^31).
-    s_apply_rows (self, &opt, &self->emb, self->row_step, scale, rows, n);
-    s_apply_rows (self, &opt, &self->feat, self->feat_step, scale, frows, nf);
+    int d = self->cfg.dim;
+    nn_adam_rows (&opt, scale, self->emb.w, self->emb.g, self->emb.m, self->emb.v, self->row_step, d,
+                  (const int32_t *) rows, (int) n);
+    nn_adam_rows (&opt, scale, self->feat.w, self->feat.g, self->feat.m, self->feat.v, self->feat_step, d,
+                  (const int32_t *) frows, (int) nf);
 }
 
 void

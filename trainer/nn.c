@@ -621,13 +621,14 @@ nn_scatter_add (float *dtable, int d, const int32_t *rows, int n, const float *d
 }
 
 void
-nn_adam (const adam_t *opt, float *w, const float *g, float *m, float *v, size_t n)
+nn_adam (const adam_t *opt, float scale, float *w, float *g, float *m, float *v, size_t n)
 {
     float b1 = opt->beta1, b2 = opt->beta2;
     float c1 = 1.0f - powf (b1, (float) opt->step), c2 = 1.0f - powf (b2, (float) opt->step);
     float lr = opt->lr * sqrtf (c2) / c1;
     for (size_t i = 0; i < n; i++) {
-        float gi = g[i] + opt->weight_decay * w[i];
+        float gi = g[i] * scale + opt->weight_decay * w[i];
+        g[i] = 0;
         m[i] = b1 * m[i] + (1 - b1) * gi;
         v[i] = b2 * v[i] + (1 - b2) * gi * gi;
         w[i] -= lr * m[i] / (sqrtf (v[i]) + opt->eps);
@@ -635,19 +636,24 @@ nn_adam (const adam_t *opt, float *w, const float *g, float *m, float *v, size_t
 }
 
 void
-nn_adam_rows (const adam_t *opt, float *w, const float *g, float *m, float *v, int64_t *row_step, int d,
+nn_adam_rows (const adam_t *opt, float scale, float *w, float *g, float *m, float *v, int64_t *row_step, int d,
               const int32_t *rows, int n)
 {
-    float b1 = opt->beta1, b2 = opt->beta2;
+    float b1 = opt->beta1, b2 = opt->beta2, lr = 0;
+    int64_t lr_step = -1;   // the step lr was computed for: rows touched together share it
     for (int r = 0; r < n; r++) {
         if (rows[r] < 0)
             continue;
         size_t off = (size_t) rows[r] * d;
         int64_t t = ++row_step[rows[r]];
-        float c1 = 1.0f - powf (b1, (float) t), c2 = 1.0f - powf (b2, (float) t);
-        float lr = opt->lr * sqrtf (c2) / c1;
+        if (t != lr_step) {
+            float c1 = 1.0f - powf (b1, (float) t), c2 = 1.0f - powf (b2, (float) t);
+            lr = opt->lr * sqrtf (c2) / c1;
+            lr_step = t;
+        }
         for (int k = 0; k < d; k++) {
-            float gi = g[off + k] + opt->weight_decay * w[off + k];
+            float gi = g[off + k] * scale + opt->weight_decay * w[off + k];
+            g[off + k] = 0;
             m[off + k] = b1 * m[off + k] + (1 - b1) * gi;
             v[off + k] = b2 * v[off + k] + (1 - b2) * gi * gi;
             w[off + k] -= lr * m[off + k] / (sqrtf (v[off + k]) + opt->eps);

@@ -99,13 +99,14 @@ typedef struct {
     int64_t step;   // incremented by the caller before each update round
 } adam_t;
 
-//  Dense Adam on n parameters.
-void nn_adam (const adam_t *opt, float *w, const float *g, float *m, float *v, size_t n);
+//  Dense Adam on n parameters with the gradient scale * g; g is zeroed on the way (one
+//  pass over the four arrays: the update is memory-bound).
+void nn_adam (const adam_t *opt, float scale, float *w, float *g, float *m, float *v, size_t n);
 
 //  Lazy Adam on the given rows (each of width d) of an embedding table: only rows a
-//  step touched are updated, with their own step counts (row_step) for bias correction.
-//  rows must be distinct.
-void nn_adam_rows (const adam_t *opt, float *w, const float *g, float *m, float *v, int64_t *row_step, int d,
+//  step touched are updated, with their own step counts (row_step) for bias correction;
+//  their gradients are scaled and zeroed as in nn_adam. rows must be distinct.
+void nn_adam_rows (const adam_t *opt, float scale, float *w, float *g, float *m, float *v, int64_t *row_step, int d,
                    const int32_t *rows, int n);
 
 #endif

@@ -18,7 +18,8 @@ struct _agg_t {
 };
 
 double
-step_compute (model_t *local, const model_shard_t *sh, const step_tensors_t *p, step_tensors_t *g, uint64_t *positions)
+step_compute (model_t *local, const model_shard_t *sh, const step_view_t *p, float *dense_grad, step_view_t *g,
+              uint64_t *positions)
 {
     *positions = 0;
     if (model_rows (local) < sh->n_rows && model_resize_rows (local, sh->n_rows) < 0)
@@ -32,9 +33,8 @@ step_compute (model_t *local, const model_shard_t *sh, const step_tensors_t *p, 
     memcpy (model_feature_weights (local, &fg), p->feats, sh->n_frows * d * sizeof (float));
     model_zero_grad_rows (local, sh->n_rows, sh->n_frows);
     double loss = model_shard_grad (local, sh, positions);
-    model_dense_grad_get (local, g->dense);
-    memcpy (g->rows, rg, sh->n_rows * d * sizeof (float));
-    memcpy (g->feats, fg, sh->n_frows * d * sizeof (float));
+    model_dense_grad_get (local, dense_grad);
+    *g = (step_view_t) { dense_grad, rg, fg };
     return loss;
 }
 
@@ -153,7 +153,7 @@ s_add_rows (float *g, size_t d, const uint32_t *rows, uint32_t n, const float *s
 }
 
 void
-agg_add (agg_t *self, const model_shard_t *sh, const step_tensors_t *grads, double loss, uint64_t positions)
+agg_add (agg_t *self, const model_shard_t *sh, const step_view_t *grads, double loss, uint64_t positions)
 {
     model_dense_grad_add (self->master, grads->dense);
     size_t d = (size_t) model_config (self->master)->dim;
@@ -191,11 +191,12 @@ step_local_epoch (agg_t *self, model_t *local, plan_t *plan, uint32_t epoch)
 {
     uint32_t steps = plan_epoch (plan, epoch);
     int shards = plan_config (plan)->shards;
-    step_tensors_t p = { 0 }, g = { 0 };
-    size_t pr = 0, pf = 0, gr = 0, gf = 0;
+    step_tensors_t p = { 0 };
+    size_t pr = 0, pf = 0;
+    float *dense_grad = malloc (model_dense_size (self->master) * sizeof (float));
     double loss = 0;
     uint64_t positions = 0;
-    int ok = 1;
+    int ok = dense_grad != NULL;
     for (uint32_t s = 0; ok && s < steps; s++) {
         for (int k = 0; ok && k < shards; k++) {
             model_shard_t sh;
@@ -203,12 +204,12 @@ step_local_epoch (agg_t *self, model_t *local, plan_t *plan, uint32_t epoch)
                 ok = 0;
                 break;
             }
-            ok = step_tensors_fit (&p, &pr, &pf, self->master, &sh) == 0
-              && step_tensors_fit (&g, &gr, &gf, self->master, &sh) == 0;
+            ok = step_tensors_fit (&p, &pr, &pf, self->master, &sh) == 0;
             if (ok) {
                 uint64_t pos;
                 agg_export (self, &sh, &p);
-                double l = step_compute (local, &sh, &p, &g, &pos);
+                step_view_t pv = step_view (&p), g;
+                double l = step_compute (local, &sh, &pv, dense_grad, &g, &pos);
                 ok = !isnan (l);
                 if (ok) {
                     agg_add (self, &sh, &g, l, pos);
@@ -222,7 +223,7 @@ step_local_epoch (agg_t *self, model_t *local, plan_t *plan, uint32_t epoch)
             agg_apply (self);
     }
     step_tensors_free (&p);
-    step_tensors_free (&g);
+    free (dense_grad);
     if (!ok)
         return NAN;
     return positions ? loss / (double) positions : 0;

@@ -67,9 +67,7 @@ typedef struct {
     model_shard_t sh;
     task_state_t state;
     uint64_t version;      // parameter version exported with it
-    double loss;
-    uint64_t positions;
-    step_tensors_t g;     // sync: the gradient, kept until the step is complete
+    Strata__V1__TrainGradient *grad;   // sync: arrived before an earlier shard's, kept until added
     int failures;
 } task_t;
 
@@ -107,6 +105,7 @@ typedef struct {
     uint32_t epoch, epochs, steps, next_step, steps_done, epoch_base;
     task_t tasks[MAX_TASKS];
     int n_tasks;
+    int n_added;               // sync: shards of the step added so far (in shard order)
     uint64_t next_task_id;
     double epoch_loss;
     uint64_t epoch_pos;
@@ -119,8 +118,6 @@ typedef struct {
     int64_t last_ckpt, last_poll, last_update;
     step_tensors_t out;        // export scratch
     size_t out_rows, out_feats;
-    step_tensors_t grad;       // async gradient scratch
-    size_t grad_rows, grad_feats;
     char message[320];
 } trainer_t;
 
@@ -136,7 +133,8 @@ static void
 s_task_free (task_t *t)
 {
     plan_shard_free (&t->sh);
-    step_tensors_free (&t->g);
+    if (t->grad)
+        strata__v1__train_gradient__free_unpacked (t->grad, NULL);
     memset (t, 0, sizeof *t);
 }
 
@@ -146,6 +144,7 @@ s_tasks_clear (trainer_t *self)
     for (int i = 0; i < self->n_tasks; i++)
         s_task_free (&self->tasks[i]);
     self->n_tasks = 0;
+    self->n_added = 0;
 }
 
 static task_t *
@@ -612,16 +611,33 @@ s_end_epoch (trainer_t *self)
     s_checkpoint (self);
 }
 
-//  Applies a finished step (sync: all shards, in shard order).
+//  Adds a shard's gradient, read where its message holds it, to the step.
 static void
-s_apply_sync (trainer_t *self)
+s_add_gradient (trainer_t *self, task_t *t, const Strata__V1__TrainGradient *g)
 {
-    for (int i = 0; i < self->n_tasks; i++) {
-        task_t *t = &self->tasks[i];
-        agg_add (self->agg, &t->sh, &t->g, t->loss, t->positions);
-        self->epoch_loss += t->loss;
-        self->epoch_pos += t->positions;
+    size_t d = (size_t) self->mc.dim;
+    step_view_t v = { wire_floats (g->dense, model_dense_size (self->master)),
+                      wire_floats (g->rows, (size_t) t->sh.n_rows * d), wire_floats (g->feats, (size_t) t->sh.n_frows * d) };
+    agg_add (self->agg, &t->sh, &v, g->loss, g->positions);
+    self->epoch_loss += g->loss;
+    self->epoch_pos += g->positions;
+}
+
+//  Sync: adds the step's gradients that are ready, in shard order (so that the sum does
+//  not depend on which worker finished first), and applies the step once all are in.
+//  A shard that arrives before an earlier one keeps its message until its turn; the
+//  others are added as they come, while the workers still compute the rest.
+static void
+s_add_ready (trainer_t *self)
+{
+    while (self->n_added < self->n_tasks && self->tasks[self->n_added].grad) {
+        task_t *t = &self->tasks[self->n_added++];
+        s_add_gradient (self, t, t->grad);
+        strata__v1__train_gradient__free_unpacked (t->grad, NULL);
+        t->grad = NULL;
     }
+    if (self->n_tasks == 0 || self->n_added < self->n_tasks)
+        return;
     agg_apply (self->agg);
     self->param_version++;
     self->steps_done++;
@@ -644,23 +660,16 @@ s_pump (trainer_t *self)
 {
     while (self->running && !self->fatal) {
         if (self->mode == STRATA__V1__TRAIN_MODE__SYNC) {
-            if (self->n_tasks == 0 && self->steps_done < self->steps)
+            if (self->n_tasks == 0 && self->steps_done < self->steps) {
+                //  Between steps nothing is in flight: the moment to checkpoint.
+                if (self->steps_done > 0 && util_mono_ms () - self->last_ckpt >= self->cfg->checkpoint_secs * 1000)
+                    s_checkpoint (self);
                 for (int k = 0; k < self->plan_shards; k++)
                     if (s_add_task (self, self->steps_done, k) < 0) {
                         log_error ("out of memory planning a step");
                         self->fatal = true;
                         return;
                     }
-            int done = 0;
-            for (int i = 0; i < self->n_tasks; i++)
-                done += self->tasks[i].state == TASK_DONE;
-            if (self->n_tasks > 0 && done == self->n_tasks) {
-                s_apply_sync (self);
-                //  Between steps nothing is in flight: the moment to checkpoint.
-                if (util_mono_ms () - self->last_ckpt >= self->cfg->checkpoint_secs * 1000
-                    && self->steps_done < self->steps)
-                    s_checkpoint (self);
-                continue;
             }
         }
         else {
@@ -711,8 +720,7 @@ s_handle_gradient (trainer_t *self, pool_worker_t *w, zframe_t *payload)
     const char *bad = NULL;
     if (g->error && *g->error)
         bad = g->error;
-    else if (g->dense.len != dn * sizeof (float) || g->rows.len != rn * sizeof (float)
-             || g->feats.len != fn * sizeof (float))
+    else if (!wire_floats (g->dense, dn) || !wire_floats (g->rows, rn) || !wire_floats (g->feats, fn))
         bad = "gradient of the wrong size";
     else if (!isfinite (g->loss))
         bad = "loss is not finite";
@@ -734,21 +742,13 @@ s_handle_gradient (trainer_t *self, pool_worker_t *w, zframe_t *payload)
     }
     self->samples += g->positions;
     self->flops += g->flops;
-    size_t cr = 0, cf = 0;
     if (self->mode == STRATA__V1__TRAIN_MODE__SYNC) {
-        if (step_tensors_fit (&t->g, &cr, &cf, self->master, &t->sh) < 0) {
-            self->fatal = true;
-            strata__v1__train_gradient__free_unpacked (g, NULL);
-            return;
-        }
-        memcpy (t->g.dense, g->dense.data, g->dense.len);
-        memcpy (t->g.rows, g->rows.data, g->rows.len);
-        memcpy (t->g.feats, g->feats.data, g->feats.len);
-        t->loss = g->loss;
-        t->positions = g->positions;
         t->state = TASK_DONE;
+        t->grad = g;
+        s_add_ready (self);
+        return;
     }
-    else if (self->param_version - t->version > (uint64_t) self->cfg->staleness) {
+    if (self->param_version - t->version > (uint64_t) self->cfg->staleness) {
         //  Too stale: compute it again on fresh parameters.
         self->stale++;
         self->samples -= g->positions;
@@ -756,19 +756,8 @@ s_handle_gradient (trainer_t *self, pool_worker_t *w, zframe_t *payload)
         t->task_id = 0;
     }
     else {
-        step_tensors_t *tg = &self->grad;
-        if (step_tensors_fit (tg, &self->grad_rows, &self->grad_feats, self->master, &t->sh) < 0) {
-            self->fatal = true;
-            strata__v1__train_gradient__free_unpacked (g, NULL);
-            return;
-        }
-        memcpy (tg->dense, g->dense.data, g->dense.len);
-        memcpy (tg->rows, g->rows.data, g->rows.len);
-        memcpy (tg->feats, g->feats.data, g->feats.len);
-        agg_add (self->agg, &t->sh, tg, g->loss, g->positions);
+        s_add_gradient (self, t, g);
         agg_apply (self->agg);
-        self->epoch_loss += g->loss;
-        self->epoch_pos += g->positions;
         self->param_version++;
         self->steps_done++;
         s_task_remove (self, t);
@@ -1216,7 +1205,6 @@ out:
     free (self.val_targets);
     features_destroy (&self.features);
     step_tensors_free (&self.out);
-    step_tensors_free (&self.grad);
     store_destroy (&self.store);
     return rc;
 }

@@ -9,14 +9,14 @@
 #include "log.h"
 #include "model.h"
 #include "step.h"
+#include "wire.h"
 
 struct _train_worker_t {
     model_t *model;
     Strata__V1__ModelShape shape;   // of the model below (rank_widths in widths)
     uint32_t widths[MODEL_RANK_MAX_LAYERS];
-    //  Aligned copies of the task's tensors and the gradients sent back.
-    step_tensors_t p, g;
-    size_t pr, pf, gr, gf;
+    float *dense_grad;              // the dense gradient sent back (the rows are the model's)
+    size_t dense_cap;
     model_shard_t sh;
 };
 
@@ -33,9 +33,7 @@ train_worker_destroy (train_worker_t **self_p)
         return;
     train_worker_t *self = *self_p;
     model_destroy (&self->model);
-    step_tensors_free (&self->p);
-    step_tensors_free (&self->g);
-    free (self->sh.bias);
+    free (self->dense_grad);
     free (self);
     *self_p = NULL;
 }
@@ -73,9 +71,9 @@ s_check (train_worker_t *self, const Strata__V1__TrainTask *t)
             return "an item names a row outside the shard's table";
     if (t->n_candidates > t->n_rows)
         return "more candidates than rows";
-    if (t->rows.len != (size_t) t->n_rows * s->dim * sizeof (float))
+    if (!wire_floats (t->rows, (size_t) t->n_rows * s->dim))
         return "row tensor of the wrong size";
-    if (t->bias.len && t->bias.len != (size_t) t->n_candidates * sizeof (float))
+    if (t->bias.len && !wire_floats (t->bias, t->n_candidates))
         return "bias of the wrong size";
     if (t->types.len && t->types.len != t->n_items)
         return "event types of the wrong size";
@@ -93,7 +91,7 @@ s_check (train_worker_t *self, const Strata__V1__TrainTask *t)
         return "features without their lists";
     if (t->n_frows > s->feature_rows + (s->feature_rows == 0))
         return "more feature rows than the model has";
-    if (t->feats.len != (size_t) t->n_frows * s->dim * sizeof (float))
+    if (!wire_floats (t->feats, (size_t) t->n_frows * s->dim))
         return "feature tensor of the wrong size";
     if (s->rank_negatives > 256 || s->rank_hard > 64 || s->n_rank_widths > MODEL_RANK_MAX_LAYERS || (s->rank_negatives && s->n_rank_widths < 1)
         || !(s->rank_weight >= 0 && s->rank_weight <= 100) || !(s->rank_share >= 0 && s->rank_share <= 1))
@@ -156,11 +154,21 @@ train_worker_compute (train_worker_t *self, const Strata__V1__TrainTask *t, Stra
         log_info ("model shape d=%u L=%u blocks=%u ffn=%u", s->dim, s->max_len, s->blocks, s->ffn);
     }
     size_t dn = model_dense_size (self->model), rn = (size_t) t->n_rows * s->dim, fn = (size_t) t->n_frows * s->dim;
-    if (t->dense.len != dn * sizeof (float)) {
+    //  The tensors are read where the message holds them.
+    step_view_t params = { wire_floats (t->dense, dn), wire_floats (t->rows, rn), wire_floats (t->feats, fn) };
+    if (!params.dense) {
         out->error = "dense tensor of the wrong size";
         return;
     }
-    free (self->sh.bias);
+    if (dn > self->dense_cap) {
+        free (self->dense_grad);
+        self->dense_cap = 0;
+        if (!(self->dense_grad = malloc (dn * sizeof (float)))) {
+            out->error = "out of memory";
+            return;
+        }
+        self->dense_cap = dn;
+    }
     memset (&self->sh, 0, sizeof self->sh);
     self->sh.id = t->shard_id;
     self->sh.seed = t->seed;
@@ -175,25 +183,11 @@ train_worker_compute (train_worker_t *self, const Strata__V1__TrainTask *t, Stra
     self->sh.feat = t->feat;
     self->sh.n_frows = t->n_frows;
     self->sh.rank_neg = t->n_rank_neg ? t->rank_neg : NULL;
-    if (step_tensors_fit (&self->p, &self->pr, &self->pf, self->model, &self->sh) < 0
-        || step_tensors_fit (&self->g, &self->gr, &self->gf, self->model, &self->sh) < 0) {
-        out->error = "out of memory";
-        return;
-    }
-    memcpy (self->p.dense, t->dense.data, t->dense.len);
-    memcpy (self->p.rows, t->rows.data, t->rows.len);
-    memcpy (self->p.feats, t->feats.data, t->feats.len);
-    if (t->bias.len) {
-        self->sh.bias = malloc (t->bias.len);
-        if (!self->sh.bias) {
-            out->error = "out of memory";
-            return;
-        }
-        memcpy (self->sh.bias, t->bias.data, t->bias.len);
-    }
+    self->sh.bias = t->bias.len ? (float *) wire_floats (t->bias, t->n_candidates) : NULL;
     double flops0 = model_flops (self->model);
     uint64_t pos = 0;
-    double loss = step_compute (self->model, &self->sh, &self->p, &self->g, &pos);
+    step_view_t grads;
+    double loss = step_compute (self->model, &self->sh, &params, self->dense_grad, &grads, &pos);
     if (isnan (loss)) {
         out->error = "the shard does not fit the model";
         return;
@@ -201,10 +195,10 @@ train_worker_compute (train_worker_t *self, const Strata__V1__TrainTask *t, Stra
     out->loss = loss;
     out->positions = pos;
     out->flops = model_flops (self->model) - flops0;
-    out->dense.data = (uint8_t *) self->g.dense;
+    out->dense.data = (uint8_t *) grads.dense;
     out->dense.len = dn * sizeof (float);
-    out->rows.data = (uint8_t *) self->g.rows;
+    out->rows.data = (uint8_t *) grads.rows;
     out->rows.len = rn * sizeof (float);
-    out->feats.data = (uint8_t *) self->g.feats;
+    out->feats.data = (uint8_t *) grads.feats;
     out->feats.len = fn * sizeof (float);
 }

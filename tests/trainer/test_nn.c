@@ -465,7 +465,7 @@ Test (nn, adam_first_step_moves_by_lr)
     //  With bias correction the first Adam step is lr * sign (g) (for |g| >> eps).
     adam_t opt = { 0.01f, 0.9f, 0.999f, 1e-8f, 0, 1 };
     float w[3] = { 1, 1, 1 }, g[3] = { 0.5f, -2, 0 }, m[3] = { 0 }, v[3] = { 0 };
-    nn_adam (&opt, w, g, m, v, 3);
+    nn_adam (&opt, 1.0f, w, g, m, v, 3);
     cr_expect_float_eq (w[0], 0.99f, 1e-5);
     cr_expect_float_eq (w[1], 1.01f, 1e-5);
     cr_expect_float_eq (w[2], 1.0f, 1e-6);
@@ -473,9 +473,13 @@ Test (nn, adam_first_step_moves_by_lr)
     float tw[3 * 2] = { 1, 1, 1, 1, 1, 1 }, tg[6] = { 1, 1, 1, 1, 1, 1 }, tm[6] = { 0 }, tv[6] = { 0 };
     int64_t steps[3] = { 0 };
     int32_t rows[1] = { 1 };
-    nn_adam_rows (&opt, tw, tg, tm, tv, steps, 2, rows, 1);
+    nn_adam_rows (&opt, 1.0f, tw, tg, tm, tv, steps, 2, rows, 1);
     cr_expect_float_eq (tw[0], 1.0f, 1e-6);
     cr_expect_float_eq (tw[2], 0.99f, 1e-5);
     cr_expect_eq (steps[1], 1);
     cr_expect_eq (steps[0], 0);
+    //  The gradients applied are zeroed; the untouched row's are not.
+    cr_expect_eq (g[0], 0);
+    cr_expect_eq (tg[2], 0);
+    cr_expect_eq (tg[0], 1);
 }

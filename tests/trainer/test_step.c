@@ -180,16 +180,18 @@ s_step_grad (const dataset_t *d, int shards, int negatives, float *dense_out, fl
     agg_t *agg = agg_new (master);
     cr_assert (plan && master && local && agg);
     plan_epoch (plan, 0);
-    step_tensors_t p = { 0 }, g = { 0 };
-    size_t pr = 0, pf = 0, gr = 0, gf = 0;
+    step_tensors_t p = { 0 };
+    size_t pr = 0, pf = 0;
+    float *dense = malloc (model_dense_size (master) * sizeof (float));
+    cr_assert_not_null (dense);
     for (int k = 0; k < shards; k++) {
         model_shard_t sh;
         cr_assert_eq (plan_shard (plan, 0, k, &sh), 0);
         cr_assert_eq (step_tensors_fit (&p, &pr, &pf, master, &sh), 0);
-        cr_assert_eq (step_tensors_fit (&g, &gr, &gf, master, &sh), 0);
         uint64_t pos;
         agg_export (agg, &sh, &p);
-        double l = step_compute (local, &sh, &p, &g, &pos);
+        step_view_t pv = step_view (&p), g;
+        double l = step_compute (local, &sh, &pv, dense, &g, &pos);
         cr_assert (isfinite (l));
         agg_add (agg, &sh, &g, l, pos);
         plan_shard_free (&sh);
@@ -199,7 +201,7 @@ s_step_grad (const dataset_t *d, int shards, int negatives, float *dense_out, fl
     model_row_weights (master, &gw);
     memcpy (rows_out, gw, (size_t) d->n_items * mc.dim * sizeof (float));
     step_tensors_free (&p);
-    step_tensors_free (&g);
+    free (dense);
     agg_destroy (&agg);
     model_destroy (&master);
     model_destroy (&local);
