@@ -236,8 +236,8 @@ eval_main (int argc, char **argv)
         //  The catalogue's features for the item tower, if it describes any item.
         features_t *feats = NULL;
         if (mc.feature_rows > 0) {
-            feats = features_fetch (eps.api, (uint32_t) mc.feature_rows, all->n_items, (int) cfg.timeout_ms, err,
-                                    sizeof err);
+            feats = features_fetch (eps.api, (uint32_t) mc.feature_rows, all->n_items, (int) cfg.timeout_ms, NULL, NULL,
+                                    err, sizeof err);
             if (!feats)
                 fprintf (stderr, "strata eval: catalogue: %s (training on ids only)\n", err);
             else if (feats->n_described == 0)

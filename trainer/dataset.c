@@ -36,6 +36,7 @@ dataset_destroy (dataset_t **self_p)
     free (d->types);
     free (d->ts);
     query_terms_destroy (&d->terms);
+    query_terms_destroy (&d->choices);
     free (d);
     *self_p = NULL;
 }
@@ -151,7 +152,7 @@ dataset_fetch (const char *endpoint, int timeout_ms, char *err, size_t errlen)
         strata__v1__history_reply__free_unpacked (r, NULL);
     }
     dataset_t *d = ok ? dataset_from_arrays (n_users, n_items, n, users, items, types, ts) : NULL;
-    if (d && !(d->terms = qt_builder_finish (qt)))
+    if (d && (!(d->terms = qt_builder_finish (qt)) || !(d->choices = qt_builder_choices (qt))))
         dataset_destroy (&d);
     if (ok && !d)
         snprintf (err, errlen, "out of memory");

@@ -29,7 +29,8 @@ typedef struct {
     uint32_t *items;     // n_events
     uint8_t *types;      // n_events (EventType)
     int64_t *ts;         // n_events
-    query_terms_t *terms; // what searchers chose (dataset_fetch), or NULL
+    query_terms_t *terms; // what searchers chose, per query term (dataset_fetch), or NULL
+    query_terms_t *choices; // the same per whole query (dataset_fetch), or NULL
 } dataset_t;
 
 //  Fetches every user's history from a broker's api endpoint, and from its searches the

@@ -105,7 +105,8 @@ s_item (builder_t *b, uint32_t rows, const Strata__V1__Item *it)
 }
 
 features_t *
-features_fetch (const char *endpoint, uint32_t rows, uint32_t n_items, int timeout_ms, char *err, size_t errlen)
+features_fetch (const char *endpoint, uint32_t rows, uint32_t n_items, int timeout_ms, features_item_fn *each,
+                void *arg, char *err, size_t errlen)
 {
     builder_t b = { 0 };
     uint32_t start = 0, count = 0;
@@ -144,7 +145,7 @@ features_fetch (const char *endpoint, uint32_t rows, uint32_t n_items, int timeo
             while (next <= it->item_index)
                 b.offsets[next++] = (uint32_t) b.n;
             size_t before = b.n;
-            ok = s_item (&b, rows, it) == 0;
+            ok = s_item (&b, rows, it) == 0 && (!each || each (it, arg) == 0);
             described += b.n > before;
         }
         done = r->done || r->next_item <= start;

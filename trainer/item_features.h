@@ -23,10 +23,15 @@ typedef struct {
     size_t n_described;   // items with at least one feature
 } features_t;
 
+struct Strata__V1__Item;
+//  Called with each catalogue item, in index order; 0, or -1 to stop (no memory).
+typedef int (features_item_fn) (const struct Strata__V1__Item *item, void *arg);
+
 //  Fetches the catalogue from a broker's api endpoint; items up to at least n_items
-//  (the dataset's). NULL with err on failure.
-features_t *features_fetch (const char *endpoint, uint32_t rows, uint32_t n_items, int timeout_ms, char *err,
-                            size_t errlen);
+//  (the dataset's). rows 0: no features, only the items given to each (may be NULL).
+//  NULL with err on failure.
+features_t *features_fetch (const char *endpoint, uint32_t rows, uint32_t n_items, int timeout_ms,
+                            features_item_fn *each, void *arg, char *err, size_t errlen);
 
 //  From per-item lists (copied); feats values must be < rows.
 features_t *features_from_lists (uint32_t n_items, uint32_t rows, const uint32_t *offsets, const uint32_t *feats);
@@ -37,7 +42,6 @@ void features_destroy (features_t **self_p);
 //  bucket, attributes, title tokens), duplicates dropped: at most cap of them into
 //  out; returns how many. Feature h is row h % rows of a table of `rows` rows; an
 //  item's rows are the first FEATURES_PER_ITEM distinct ones.
-struct Strata__V1__Item;
 int features_hashes (const struct Strata__V1__Item *it, uint64_t *out, int cap);
 
 //  The rows of n feature hashes in a table of `rows` rows: the first FEATURES_PER_ITEM

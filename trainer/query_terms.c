@@ -9,6 +9,7 @@
 
 struct _qt_builder_t {
     zhashx_t *pairs;       // "term\titem" -> float * (summed weight)
+    zhashx_t *choices;     // "query\titem" -> float * (summed weight)
     uint32_t user;
     bool have_user;
     char *query;           // the user's last search, or NULL
@@ -23,11 +24,13 @@ qt_builder_new (void)
     if (!self)
         return NULL;
     self->pairs = zhashx_new ();
-    if (!self->pairs) {
-        free (self);
+    self->choices = zhashx_new ();
+    if (!self->pairs || !self->choices) {
+        qt_builder_destroy (&self);
         return NULL;
     }
     zhashx_set_destructor (self->pairs, (zhashx_destructor_fn *) zstr_free);
+    zhashx_set_destructor (self->choices, (zhashx_destructor_fn *) zstr_free);
     return self;
 }
 
@@ -38,6 +41,7 @@ qt_builder_destroy (qt_builder_t **self_p)
         return;
     qt_builder_t *self = *self_p;
     zhashx_destroy (&self->pairs);
+    zhashx_destroy (&self->choices);
     free (self->query);
     free (self);
     *self_p = NULL;
@@ -49,24 +53,32 @@ typedef struct {
     float w;
 } credit_t;
 
+//  Adds weight to the "key\titem" entry of a table.
+static void
+s_add (qt_builder_t *b, zhashx_t *table, const char *key, size_t len, uint32_t item, float weight)
+{
+    char *k = zsys_sprintf ("%.*s\t%u", (int) len, key, item);
+    if (!k) {
+        b->failed = 1;
+        return;
+    }
+    float *w = zhashx_lookup (table, k);
+    if (w)
+        *w += weight;
+    else if ((w = malloc (sizeof *w))) {
+        *w = weight;
+        zhashx_insert (table, k, w);
+    }
+    else
+        b->failed = 1;
+    zstr_free (&k);
+}
+
 static void
 s_credit (const char *tok, size_t len, void *arg)
 {
     credit_t *c = arg;
-    char key[TOKENIZE_MAX_TOKEN + 16];
-    snprintf (key, sizeof key, "%.*s\t%u", (int) len, tok, c->item);
-    float *w = zhashx_lookup (c->b->pairs, key);
-    if (w) {
-        *w += c->w;
-        return;
-    }
-    w = malloc (sizeof *w);
-    if (!w) {
-        c->b->failed = 1;
-        return;
-    }
-    *w = c->w;
-    zhashx_insert (c->b->pairs, key, w);
+    s_add (c->b, c->b->pairs, tok, len, c->item, c->w);
 }
 
 int
@@ -92,6 +104,7 @@ qt_builder_event (qt_builder_t *self, uint32_t user, const Strata__V1__Interacti
         return 0;
     credit_t c = { self, x->item, w };
     tokenize (self->query, strlen (self->query), TOKENIZE_STEM, s_credit, &c);
+    s_add (self, self->choices, self->query, strlen (self->query), x->item, w);
     return self->failed ? -1 : 0;
 }
 
@@ -155,17 +168,18 @@ query_terms_from (const char *const *terms, const uint32_t *items, const float *
     return q;
 }
 
-query_terms_t *
-qt_builder_finish (qt_builder_t *self)
+//  A "key\titem" -> weight table as associations.
+static query_terms_t *
+s_finish (qt_builder_t *self, zhashx_t *table)
 {
-    size_t n = zhashx_size (self->pairs);
+    size_t n = zhashx_size (table);
     char **terms = calloc (n ? n : 1, sizeof *terms);
     uint32_t *items = malloc ((n ? n : 1) * sizeof *items);
     float *weights = malloc ((n ? n : 1) * sizeof *weights);
     query_terms_t *q = NULL;
     size_t i = 0;
-    for (float *w = zhashx_first (self->pairs); terms && items && weights && w; w = zhashx_next (self->pairs)) {
-        const char *key = zhashx_cursor (self->pairs);
+    for (float *w = zhashx_first (table); terms && items && weights && w; w = zhashx_next (table)) {
+        const char *key = zhashx_cursor (table);
         const char *tab = strrchr (key, '\t');
         terms[i] = strndup (key, (size_t) (tab - key));
         items[i] = (uint32_t) strtoul (tab + 1, NULL, 10);
@@ -182,6 +196,18 @@ qt_builder_finish (qt_builder_t *self)
     free (items);
     free (weights);
     return q;
+}
+
+query_terms_t *
+qt_builder_finish (qt_builder_t *self)
+{
+    return s_finish (self, self->pairs);
+}
+
+query_terms_t *
+qt_builder_choices (qt_builder_t *self)
+{
+    return s_finish (self, self->choices);
 }
 
 void

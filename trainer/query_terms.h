@@ -6,6 +6,7 @@
     within SEARCH_CREDIT_MS credits every term of the search's query (tokenize.h,
     stemmed). The weights are summed per (term, item). Terms rather than whole queries,
     so that what was learned carries over to queries never seen before that share words.
+    The same structure keyed by whole queries records the choices themselves.
 */
 #ifndef STRATA_QUERY_TERMS_H
 #define STRATA_QUERY_TERMS_H
@@ -35,6 +36,11 @@ int qt_builder_event (qt_builder_t *self, uint32_t user, const Strata__V1__Inter
 
 //  The associations so far (NULL on no memory); the builder may be destroyed after.
 query_terms_t *qt_builder_finish (qt_builder_t *self);
+
+//  The same credit per whole query (the search's text as typed) instead of per term:
+//  which items were chosen after which queries, what the learned search ranker is
+//  fitted to (search_rank.h). NULL on no memory.
+query_terms_t *qt_builder_choices (qt_builder_t *self);
 
 //  From arrays of n (term, item, weight) triples (terms in any order, repeats summed).
 query_terms_t *query_terms_from (const char *const *terms, const uint32_t *items, const float *weights, size_t n);

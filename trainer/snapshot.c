@@ -19,9 +19,11 @@ s_terms_bytes (const query_terms_t *t)
 }
 
 uint8_t *
-snapshot_build (model_t *m, uint64_t version, const float *popularity, const query_terms_t *terms, json_t *meta,
+snapshot_build (model_t *m, uint64_t version, const float *popularity, const snapshot_search_t *search, json_t *meta,
                 size_t *len)
 {
+    const query_terms_t *terms = search ? search->terms : NULL;
+    const float *conversions = search ? search->conversions : NULL;
     const model_config_t *c = model_config (m);
     const float *vectors = model_item_vectors (m);
     if (!vectors)
@@ -38,13 +40,21 @@ snapshot_build (model_t *m, uint64_t version, const float *popularity, const que
                            c->rank_negatives, "rank_widths", widths, "items", (json_int_t) items, "dense",
                            (json_int_t) dense, "feature_rows", (json_int_t) frows, "terms_bytes", (json_int_t) tbytes,
                            "meta", meta ? meta : json_object ());
+    if (h && conversions)
+        json_object_set_new (h, "conversions", json_true ());
+    if (h && search && search->ranker) {
+        json_t *w = json_array ();
+        for (int k = 0; k < SEARCH_FEATURES; k++)
+            json_array_append_new (w, json_real (search->ranker[k]));
+        json_object_set_new (h, "search_ranker", w);
+    }
     char *text = h ? json_dumps (h, JSON_COMPACT) : NULL;
     json_decref (h);
     if (!text)
         return NULL;
     uint32_t hlen = (uint32_t) strlen (text);
     size_t head = MAGIC_LEN + 4 + ((hlen + 3) & ~3u);
-    size_t floats = dense + (size_t) items * c->dim + items + (size_t) frows * c->dim;
+    size_t floats = dense + (size_t) items * c->dim + items + (size_t) frows * c->dim + (conversions ? items : 0);
     uint8_t *blob = calloc (1, head + floats * sizeof (float) + tbytes);
     if (!blob) {
         free (text);
@@ -62,6 +72,9 @@ snapshot_build (model_t *m, uint64_t version, const float *popularity, const que
     if (frows)
         memcpy (f + dense + (size_t) items * (c->dim + 1), model_feature_weights (m, NULL),
                 (size_t) frows * c->dim * sizeof (float));
+    if (conversions)
+        memcpy (f + dense + (size_t) items * (c->dim + 1) + (size_t) frows * c->dim, conversions,
+                items * sizeof (float));
     uint8_t *p = blob + head + floats * sizeof (float);
     for (uint32_t k = 0; terms && k < terms->n; k++) {
         size_t tl = strlen (terms->terms[k]);
@@ -234,7 +247,24 @@ snapshot_load (const uint8_t *blob, size_t len, int batch, snapshot_info_t *info
         }
         c.rank_widths[k] = (int) w;
     }
-    size_t floats = (size_t) dense + (size_t) items * (size_t) dim + (size_t) items + (size_t) frows * (size_t) dim;
+    bool conversions = json_is_true (json_object_get (h, "conversions"));
+    json_t *ranker = json_object_get (h, "search_ranker");
+    if (ranker && json_array_size (ranker) != SEARCH_FEATURES) {
+        //  A ranker over other features (another release): search goes without it.
+        ranker = NULL;
+    }
+    for (size_t k = 0; ranker && k < SEARCH_FEATURES; k++) {
+        json_t *v = json_array_get (ranker, k);
+        if (!json_is_number (v) || !isfinite (json_number_value (v))) {
+            snprintf (err, errlen, "snapshot search ranker weights are not numbers");
+            json_decref (h);
+            return NULL;
+        }
+        info->ranker[k] = (float) json_number_value (v);
+    }
+    info->has_ranker = ranker != NULL;
+    size_t floats = (size_t) dense + (size_t) items * (size_t) dim + (size_t) items + (size_t) frows * (size_t) dim
+                  + (conversions ? (size_t) items : 0);
     if (len - head != floats * sizeof (float) + (size_t) tbytes) {
         snprintf (err, errlen, "snapshot holds %zu bytes of weights and terms, its header says %zu", len - head,
                   floats * sizeof (float) + (size_t) tbytes);
@@ -273,12 +303,21 @@ snapshot_load (const uint8_t *blob, size_t len, int batch, snapshot_info_t *info
                 (size_t) frows * (size_t) dim * sizeof (float));
         info->feature_rows = (uint32_t) frows;
     }
+    if (conversions) {
+        info->conversions = malloc ((items ? (size_t) items : 1) * sizeof (float));
+        if (!info->conversions) {
+            snapshot_info_free (info);
+            model_destroy (&m);
+            json_decref (h);
+            snprintf (err, errlen, "out of memory");
+            return NULL;
+        }
+        memcpy (info->conversions, f + dense + (size_t) items * (size_t) (dim + 1) + (size_t) frows * (size_t) dim,
+                (size_t) items * sizeof (float));
+    }
     if (s_load_terms (blob + head + floats * sizeof (float), (size_t) tbytes, (uint32_t) items, &info->terms) < 0) {
         snprintf (err, errlen, "snapshot search terms are malformed");
-        free (info->popularity);
-        free (info->features);
-        info->popularity = NULL;
-        info->features = NULL;
+        snapshot_info_free (info);
         model_destroy (&m);
         json_decref (h);
         return NULL;
@@ -296,6 +335,7 @@ snapshot_info_free (snapshot_info_t *info)
 {
     free (info->popularity);
     free (info->features);
+    free (info->conversions);
     query_terms_destroy (&info->terms);
     json_decref (info->meta);
     memset (info, 0, sizeof *info);

@@ -10,27 +10,39 @@
     dim, already composed from its row and catalogue features), every item's
     popularity (items floats, the time-decayed event count that serves users with no
     history), and the item tower's feature table (feature_rows x dim; absent when 0:
-    what gives an item added after the version a vector, item_features.h);
-    then "terms_bytes" bytes of learned search associations (query_terms.h): per term,
-    a length byte, the term, a uint32 count and count (uint32 item, float weight).
+    what gives an item added after the version a vector, item_features.h), and, when
+    the header says "conversions": true, how often searchers chose each item (items
+    floats); then "terms_bytes" bytes of learned search associations (query_terms.h):
+    per term, a length byte, the term, a uint32 count and count (uint32 item, float
+    weight). The header's optional "search_ranker" holds the learned search ranker's
+    SEARCH_FEATURES weights (search_rank.h).
 */
 #ifndef STRATA_SNAPSHOT_H
 #define STRATA_SNAPSHOT_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "dataset.h"
 #include "model.h"
 #include "query_terms.h"
+#include "search.h"
 
 #define SNAPSHOT_MAGIC "STRATASNAP1\n"
 
+//  What a version carries for search, each part optional (NULL).
+typedef struct {
+    const query_terms_t *terms;   // learned (term, item) associations
+    const float *ranker;          // SEARCH_FEATURES weights of the search ranker
+    const float *conversions;     // model_rows floats: how often searchers chose each item
+} snapshot_search_t;
+
 //  The blob of model m (its features set, if any) as `version`, with popularity
-//  (model_rows floats), the learned search terms (may be NULL) and meta (borrowed,
+//  (model_rows floats), what it carries for search (may be NULL) and meta (borrowed,
 //  embedded as "meta"). malloc'd; NULL on no memory.
-uint8_t *snapshot_build (model_t *m, uint64_t version, const float *popularity, const query_terms_t *terms,
+uint8_t *snapshot_build (model_t *m, uint64_t version, const float *popularity, const snapshot_search_t *search,
                          json_t *meta, size_t *len);
 
 //  Time-decayed popularity from a dataset: each event counts 2^(-age / half_life),
@@ -46,6 +58,9 @@ typedef struct {
     float *features;     // the item tower's feature table, feature_rows x dim (owned; NULL: none)
     uint32_t feature_rows;
     query_terms_t *terms; // learned search terms (owned; empty when none)
+    float ranker[SEARCH_FEATURES]; // the search ranker's weights, when has_ranker
+    bool has_ranker;
+    float *conversions;  // items floats: how often searchers chose each item (owned; NULL: none)
     json_t *meta;        // the version's meta (owned)
 } snapshot_info_t;
 

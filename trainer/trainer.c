@@ -19,6 +19,7 @@
 #include "plan.h"
 #include "pool.h"
 #include "request.h"
+#include "search_rank.h"
 #include "snapshot.h"
 #include "step.h"
 #include "util.h"
@@ -118,6 +119,11 @@ typedef struct {
     int64_t last_ckpt, last_poll, last_update;
     step_tensors_t out;        // export scratch
     size_t out_rows, out_feats;
+    //  Search: the learned ranker and the choice counts it reads (none without choices).
+    search_ranker_t ranker;
+    bool has_ranker;
+    float *conversions;
+    uint32_t n_conversions;
     char message[320];
 } trainer_t;
 
@@ -357,6 +363,54 @@ s_build_plan (trainer_t *self, int shards)
 
 //  Fetches the broker's data; changed (when not NULL) receives the users whose
 //  histories grew since the previous fetch. 0 or -1 with self->message.
+//  The search index the ranker is fitted over, as the catalogue arrives.
+typedef struct {
+    search_index_t *index;
+} index_build_t;
+
+static int
+s_index_item (const Strata__V1__Item *item, void *arg)
+{
+    index_build_t *b = arg;
+    //  Indices the catalogue skips are empty items.
+    Strata__V1__Item empty = STRATA__V1__ITEM__INIT;
+    while (search_index_size (b->index) < item->item_index)
+        if (search_index_add (b->index, search_index_size (b->index), &empty) < 0)
+            return -1;
+    return search_index_add (b->index, item->item_index, item);
+}
+
+//  Counts the searchers' choices and fits the search ranker to them (search_rank.h);
+//  without choices, versions carry neither.
+static void
+s_fit_search (trainer_t *self, search_index_t *index)
+{
+    uint32_t n = self->all->n_items;
+    const query_terms_t *choices = self->all->choices;
+    free (self->conversions);
+    self->conversions = NULL;
+    self->n_conversions = 0;
+    self->has_ranker = false;
+    if (!index || !choices || !choices->n)
+        return;
+    self->conversions = malloc ((n ? n : 1) * sizeof *self->conversions);
+    if (!self->conversions) {
+        log_warn ("out of memory counting search choices");
+        return;
+    }
+    self->n_conversions = n;
+    search_conversions (choices, n, self->conversions);
+    int64_t t0 = util_mono_ms ();
+    if (search_ranker_fit (index, choices, self->conversions, n, &self->ranker) < 0) {
+        log_info ("search ranker: none of %u past queries has a chosen item among its candidates", choices->n);
+        return;
+    }
+    self->has_ranker = true;
+    log_info ("search ranker: fitted on %u of %u past queries in %.1fs, cross-entropy %.3f (text score alone %.3f)",
+              self->ranker.queries, choices->n, (double) (util_mono_ms () - t0) / 1000, self->ranker.loss,
+              self->ranker.base_loss);
+}
+
 static int
 s_load_data (trainer_t *self, uint32_t **changed, uint32_t *n_changed)
 {
@@ -395,16 +449,23 @@ s_load_data (trainer_t *self, uint32_t **changed, uint32_t *n_changed)
         return -1;
     }
     features_destroy (&self->features);
-    if (self->mc.feature_rows > 0) {
+    //  One pass over the catalogue gives the item tower its features and, when
+    //  searchers chose items, the search ranker its index.
+    index_build_t ib = { all->choices && all->choices->n ? search_index_new (NULL) : NULL };
+    if (self->mc.feature_rows > 0 || ib.index) {
         self->features = features_fetch (self->cfg->broker, (uint32_t) self->mc.feature_rows, all->n_items,
-                                         (int) self->cfg->timeout_ms, err, sizeof err);
+                                         (int) self->cfg->timeout_ms, ib.index ? s_index_item : NULL, &ib, err,
+                                         sizeof err);
         if (!self->features) {
             snprintf (self->message, sizeof self->message, "broker: %s", err);
+            search_index_destroy (&ib.index);
             return -1;
         }
         if (self->features->n_described == 0)
             features_destroy (&self->features);
     }
+    s_fit_search (self, ib.index);
+    search_index_destroy (&ib.index);
     if (self->master)
         model_set_features (self->master, self->features);
     if (self->master && model_rows (self->master) < all->n_items) {
@@ -496,7 +557,14 @@ s_publish (trainer_t *self)
     uint8_t *blob = NULL;
     if (meta && pop) {
         snapshot_popularity (self->all, items, self->cfg->popularity_half_life_days * 86400000.0, pop);
-        blob = snapshot_build (self->master, self->version, pop, self->all ? self->all->terms : NULL, meta, &len);
+        //  The choice counts, one per item of the table (items past the counts: none).
+        float *conv = self->conversions ? calloc (items ? items : 1, sizeof *conv) : NULL;
+        if (conv)
+            memcpy (conv, self->conversions, (self->n_conversions < items ? self->n_conversions : items) * sizeof *conv);
+        snapshot_search_t search = { self->all ? self->all->terms : NULL, self->has_ranker ? self->ranker.w : NULL,
+                                     conv };
+        blob = snapshot_build (self->master, self->version, pop, &search, meta, &len);
+        free (conv);
     }
     if (!blob || checkpoint_publish (self->store, self->version, blob, len, meta, (int) self->cfg->keep_versions) < 0)
         log_error ("cannot publish model version %llu", (unsigned long long) self->version);
@@ -1204,6 +1272,7 @@ out:
     dataset_destroy (&self.train);
     free (self.val_targets);
     features_destroy (&self.features);
+    free (self.conversions);
     step_tensors_free (&self.out);
     store_destroy (&self.store);
     return rc;

@@ -16,7 +16,7 @@
 #include "nn.h"
 #include "request.h"
 #include "score.h"
-#include "search.h"
+#include "search_rank.h"
 #include "snapshot.h"
 #include "store.h"
 #include "util.h"
@@ -1358,10 +1358,34 @@ s_similar (rank_worker_t *self, zsock_t *sock, req_t *r)
     s_reply (self, sock, r, items, out, got, s->ivf ? "item-ivf" : "item");
 }
 
+//  Re-ranks the best of m text candidates (in text order) with the version's learned
+//  search ranker: their scores become the ranker's, scaled to [0, 1] among them; any
+//  candidates past SEARCH_RANK_CANDIDATES stay below, in text order.
+static void
+s_search_rerank (rank_worker_t *self, const char *query, uint32_t *items, float *scores, int m)
+{
+    served_t *s = self->cur;
+    int n = m < SEARCH_RANK_CANDIDATES ? m : SEARCH_RANK_CANDIDATES;
+    float f[SEARCH_RANK_CANDIDATES * SEARCH_FEATURES], z[SEARCH_RANK_CANDIDATES];
+    search_index_features (self->index, query, items, scores, (uint32_t) n, s->info.conversions,
+                           s->info.conversions ? s->info.items : 0, f);
+    search_ranker_score (s->info.ranker, f, (uint32_t) n, z);
+    float lo = INFINITY, hi = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        lo = z[i] < lo ? z[i] : lo;
+        hi = z[i] > hi ? z[i] : hi;
+    }
+    for (int i = 0; i < n; i++)
+        scores[i] = hi > lo ? (z[i] - lo) / (hi - lo) : 1;
+    for (int i = n; i < m; i++)
+        scores[i] -= 1;   // text scores are in [0, 1]: below every re-ranked one
+}
+
 //  Text matches (BM25F, with the learned "queries" field unless text_only), scaled by
-//  the best; the best SEARCH_POOL that pass the filters are blended, when the request
-//  names a user with a history, with that user's retrieval score (scaled to [0, 1]
-//  among them).
+//  the best; the best SEARCH_POOL that pass the filters are re-ranked by the version's
+//  learned search ranker (unless text_only), then blended, when the request names a
+//  user with a history, with that user's retrieval score (scaled to [0, 1] among
+//  them).
 static void
 s_search (rank_worker_t *self, zsock_t *sock, req_t *r)
 {
@@ -1400,6 +1424,10 @@ s_search (rank_worker_t *self, zsock_t *sock, req_t *r)
         out_items[i] = items[self->top[i]];
         out[i] = text[self->top[i]];
     }
+    if (s && s->info.has_ranker && !r->text_only && m > 1) {
+        s_search_rerank (self, r->query, out_items, out, m);
+        source = strcmp (source, "text") ? "text+learned+ranker" : "text+ranker";
+    }
     float *uvec = s && r->n_hist && !r->text_only ? s_scratch (&self->uvec, (size_t) s->info.dim * sizeof *uvec) : NULL;
     if (uvec && model_user_vectors (s->m, r->hist, r->hist_types, &r->n_hist, 1, uvec) == 0 && m > 1) {
         //  The user's retrieval score of each candidate, scaled to [0, 1] among them.
@@ -1416,7 +1444,10 @@ s_search (rank_worker_t *self, zsock_t *sock, req_t *r)
         }
         for (int i = 0; i < m && hi > lo; i++)
             out[i] += (float) self->cfg.search_blend * (isnan (self->logits[i]) ? 0 : (self->logits[i] - lo) / (hi - lo));
-        source = strcmp (source, "text") ? "text+learned+model" : "text+model";
+        source = !strcmp (source, "text")           ? "text+model"
+               : !strcmp (source, "text+learned") ? "text+learned+model"
+               : !strcmp (source, "text+ranker")  ? "text+ranker+model"
+                                                  : "text+learned+ranker+model";
     }
     s_sort (out_items, out, m);
     s_reply (self, sock, r, out_items, out, m < (int) r->k ? m : (int) r->k, source);

@@ -72,6 +72,14 @@ s_write_shop (const char *dir)
         fprintf (f, "{\"event_id\":\"sp%d\",\"user_id\":\"s%d\",\"item_id\":\"A7\",\"type\":\"purchase\",\"timestamp\":%ld}\n",
                  u, u, ts + 60000L);
     }
+    //  Searchers of "winter hat" and of "crest hat" bought B5: what the search ranker
+    //  is fitted to (each query learns from the other's choices).
+    for (int u = 0; u < 12; u++) {
+        fprintf (f, "{\"event_id\":\"hq%d\",\"user_id\":\"h%d\",\"type\":\"search\",\"query\":\"%s\",\"timestamp\":%ld}\n",
+                 u, u, u % 2 ? "winter hat" : "crest hat", ts);
+        fprintf (f, "{\"event_id\":\"hp%d\",\"user_id\":\"h%d\",\"item_id\":\"B5\",\"type\":\"purchase\",\"timestamp\":%ld}\n",
+                 u, u, ts + 60000L);
+    }
     fclose (f);
 }
 
@@ -367,11 +375,20 @@ Test (serve, answers_filters_cold_start_and_errors)
     s_ask (WIRE_SEARCH, &q.base, &a);
     cr_assert_not_null (a.rec, "%s", a.err ? a.err->message : a.type);
     cr_expect_str_eq (a.type, WIRE_SEARCH_REPLY);
-    cr_expect_str_eq (a.rec->source, "text+learned", "the version's learned terms are in use");
+    cr_expect_str_eq (a.rec->source, "text+learned+ranker", "the version's learned terms and ranker are in use");
     cr_expect_eq (a.rec->n_items, 5u);
     for (size_t i = 0; i < a.rec->n_items; i++)
         cr_expect_eq (a.rec->items[i]->item[0], 'B', "'winter hats' found %s", a.rec->items[i]->item);
+    cr_expect_str_eq (a.rec->items[0]->item, "B5", "what hat searchers bought comes first");
     s_answer_free (&a);
+    //  Text alone: neither; the hats tie.
+    q.text_only = true;
+    s_ask (WIRE_SEARCH, &q.base, &a);
+    cr_assert_not_null (a.rec);
+    cr_expect_str_eq (a.rec->source, "text");
+    cr_expect_eq (a.rec->n_items, 5u);
+    s_answer_free (&a);
+    q.text_only = false;
     char *cands[] = { "B1", "A2", "Z", "no-such-item" };
     q.query = "running";
     q.candidates = cands;
@@ -388,7 +405,7 @@ Test (serve, answers_filters_cold_start_and_errors)
     q.k = 3;
     s_ask (WIRE_SEARCH, &q.base, &a);
     cr_assert_not_null (a.rec);
-    cr_expect_str_eq (a.rec->source, "text+learned+model");
+    cr_expect_str_eq (a.rec->source, "text+learned+ranker+model");
     for (size_t i = 0; i < a.rec->n_items; i++)
         cr_expect (a.rec->items[i]->item[0] == 'A' || a.rec->items[i]->item[0] == 'Z');
     s_answer_free (&a);

@@ -209,7 +209,7 @@ Test (quality, homedepot_search_full_catalogue, .fini = s_cleanup, .timeout = 36
     hcluster_add_worker (&s_c);
     hcluster_add_worker (&s_c);
     //  Training queries' relevant products as search -> purchase events.
-    char events[700], queries[700], judged[700], out_text[700], out_blend[700], out_judged[700];
+    char events[700], queries[700], judged[700], out_text[700], out_blend[700], out_judged[700], out_jtext[700];
     snprintf (events, sizeof events, "%s/events.jsonl", s_c.dir);
     snprintf (queries, sizeof queries, "%s/queries.txt", s_c.dir);
     snprintf (judged, sizeof judged, "%s/judged.txt", s_c.dir);
@@ -268,33 +268,37 @@ Test (quality, homedepot_search_full_catalogue, .fini = s_cleanup, .timeout = 36
     snprintf (out_text, sizeof out_text, "%s/text.tsv", s_c.dir);
     snprintf (out_blend, sizeof out_blend, "%s/blend.tsv", s_c.dir);
     snprintf (out_judged, sizeof out_judged, "%s/judged.tsv", s_c.dir);
+    snprintf (out_jtext, sizeof out_jtext, "%s/judged-text.tsv", s_c.dir);
     s_search (queries, out_text, true, "100");
     s_search (queries, out_blend, false, "100");
     s_search (judged, out_judged, false, "10");
+    s_search (judged, out_jtext, true, "10");
     zhashx_t *a_text = s_answers (out_text), *a_blend = s_answers (out_blend), *a_judged = s_answers (out_judged);
-    metrics_t mt, mb, mj;
+    zhashx_t *a_jtext = s_answers (out_jtext);
+    metrics_t mt, mb, mj, mjt;
     s_score (r.by_term, a_text, &mt);
     s_score (r.by_term, a_blend, &mb);
     s_score (r.by_term, a_judged, &mj);
-    char report[600];
+    s_score (r.by_term, a_jtext, &mjt);
+    char report[800];
     snprintf (report, sizeof report,
               "Home Depot, %d test queries, full catalogue:\n"
               "  BM25F alone           NDCG@10 %.4f  Recall@100 %.4f\n"
-              "  blended (learned)     NDCG@10 %.4f  Recall@100 %.4f  (x%.3f)\n"
-              "  judged products only  NDCG@10 %.4f (informative)\n",
-              mt.queries, mt.ndcg, mt.recall, mb.ndcg, mb.recall, mb.ndcg / (mt.ndcg > 0 ? mt.ndcg : 1), mj.ndcg);
+              "  learned (ranker)      NDCG@10 %.4f  Recall@100 %.4f  (x%.3f)\n"
+              "  judged products only  NDCG@10 %.4f learned, %.4f BM25F alone (informative; products that match\n"
+              "                        no query term are left out of either)\n",
+              mt.queries, mt.ndcg, mt.recall, mb.ndcg, mb.recall, mb.ndcg / (mt.ndcg > 0 ? mt.ndcg : 1), mj.ndcg,
+              mjt.ndcg);
     fprintf (stderr, "%s", report);
     cr_log_info ("%s", report);
     cr_expect_gt (mt.ndcg, 0.38, "BM25F over titles fell below a plain BM25's 0.38");
     cr_expect_gt (mt.recall, 0.77, "BM25F recall fell below a plain BM25's 0.77");
-    cr_expect_geq (mb.recall, mt.recall, "the learned field lost recall");
-    //  The learned field does not yet lift NDCG@10 here (most products were judged for
-    //  one query only, so a test query's products were rarely bought by training
-    //  searchers); the issue's +5%% is not asserted until it does.
-    cr_expect_gt (mb.ndcg, 0.97 * mt.ndcg, "the learned field cost more than 3%% of NDCG@10");
+    cr_expect_geq (mb.recall, mt.recall, "the learned part lost recall");
+    cr_expect_geq (mb.ndcg, 1.05 * mt.ndcg, "the learned ranking gained less than 5%% NDCG@10 over BM25F alone");
     zhashx_destroy (&a_text);
     zhashx_destroy (&a_blend);
     zhashx_destroy (&a_judged);
+    zhashx_destroy (&a_jtext);
     for (query_t *q = zhashx_first (r.by_term); q; q = zhashx_next (r.by_term)) {
         for (size_t i = 0; i < q->n; i++)
             free (q->j[i].uid);

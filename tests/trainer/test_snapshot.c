@@ -29,9 +29,9 @@ s_cycles (uint32_t users, uint32_t len)
 typedef struct {
     dataset_t *d;
     step_session_t ss;
-    uint8_t *blob;
-    size_t len;
-    float pop[12];
+    uint8_t *blob, *plain;
+    size_t len, plain_len;
+    float pop[12], conv[12], ranker[SEARCH_FEATURES];
     features_t *fs;
 } fixture_t;
 
@@ -66,7 +66,15 @@ s_setup (fixture_t *f)
     float weights[] = { 3, 1, 2, 1 };
     query_terms_t *qt = query_terms_from (terms, items, weights, 4);
     cr_assert_not_null (qt);
-    f->blob = snapshot_build (f->ss.master, 7, f->pop, qt, meta, &f->len);
+    for (int k = 0; k < SEARCH_FEATURES; k++)
+        f->ranker[k] = 0.25f * (float) (k + 1);
+    for (int i = 0; i < 12; i++)
+        f->conv[i] = (float) (i % 3);
+    snapshot_search_t search = { qt, f->ranker, f->conv };
+    f->blob = snapshot_build (f->ss.master, 7, f->pop, &search, meta, &f->len);
+    //  As a version without the search ranker's parts was written.
+    snapshot_search_t terms_only = { qt, NULL, NULL };
+    f->plain = snapshot_build (f->ss.master, 8, f->pop, &terms_only, meta, &f->plain_len);
     query_terms_destroy (&qt);
     json_decref (meta);
     cr_assert_not_null (f->blob);
@@ -76,6 +84,7 @@ static void
 s_teardown (fixture_t *f)
 {
     free (f->blob);
+    free (f->plain);
     step_session_fini (&f->ss);
     features_destroy (&f->fs);
     dataset_destroy (&f->d);
@@ -103,6 +112,20 @@ Test (snapshot, serving_model_answers_like_the_trained_one)
     cr_expect_eq (query_terms_find (info.terms, "saw"), -1);
     for (int i = 0; i < 12; i++)
         cr_expect_eq (info.popularity[i], f.pop[i]);
+    //  So do the search ranker's weights and the choice counts.
+    cr_expect (info.has_ranker);
+    cr_expect_eq (memcmp (info.ranker, f.ranker, sizeof f.ranker), 0, "ranker weights differ");
+    cr_assert_not_null (info.conversions);
+    cr_expect_eq (memcmp (info.conversions, f.conv, sizeof f.conv), 0, "conversions differ");
+    snapshot_info_t plain;
+    model_t *pm = snapshot_load (f.plain, f.plain_len, 4, &plain, err, sizeof err);
+    cr_assert_not_null (pm, "%s", err);
+    cr_expect (!plain.has_ranker);
+    cr_expect_null (plain.conversions);
+    cr_expect_eq (memcmp (model_row_weights (pm, NULL), model_item_vectors (f.ss.master), 12 * 16 * sizeof (float)),
+                  0, "item vectors differ without the ranker");
+    model_destroy (&pm);
+    snapshot_info_free (&plain);
     //  The newest events weigh most: popularity is not a plain count.
     double total = 0;
     for (int i = 0; i < 12; i++)

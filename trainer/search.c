@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "tokenize.h"
+#include "util.h"
 
 typedef struct {
     uint32_t *items;
@@ -28,6 +29,10 @@ struct _search_index_t {
     const query_terms_t *learned;
     float *qlen;           // per item: length of its queries field
     double sum_qlen;
+    //  Every item's title as a sequence of token hashes (for the ranker's bigrams).
+    uint32_t *title_off;   // n + 1
+    uint32_t *title_tok;
+    size_t n_tok, cap_tok;
     uint32_t qlen_n;
 };
 
@@ -87,6 +92,8 @@ search_index_destroy (search_index_t **self_p)
     free (self->touched);
     free (self->allowed);
     free (self->qlen);
+    free (self->title_off);
+    free (self->title_tok);
     free (self);
     *self_p = NULL;
 }
@@ -105,12 +112,31 @@ typedef struct {
     int field;
     uint16_t len[SEARCH_FIELDS];
     int failed;
+    search_index_t *index; // whose title sequence grows with the title's tokens
 } bag_t;
+
+//  Appends a title token's hash to the index's title sequences.
+static int
+s_title_token (search_index_t *self, const char *tok, size_t len)
+{
+    if (self->n_tok == self->cap_tok) {
+        size_t cap = self->cap_tok ? self->cap_tok * 2 : 4096;
+        uint32_t *t = realloc (self->title_tok, cap * sizeof *t);
+        if (!t)
+            return -1;
+        self->title_tok = t;
+        self->cap_tok = cap;
+    }
+    self->title_tok[self->n_tok++] = util_fnv1a32 (tok, len);
+    return 0;
+}
 
 static void
 s_bag_add (const char *tok, size_t len, void *arg)
 {
     bag_t *b = arg;
+    if (b->field == SEARCH_TITLE && s_title_token (b->index, tok, len) < 0)
+        b->failed = 1;
     if (b->len[b->field] < UINT16_MAX)
         b->len[b->field]++;
     for (uint32_t i = 0; i < b->n; i++)
@@ -155,12 +181,18 @@ search_index_add (search_index_t *self, uint32_t index, const Strata__V1__Item *
     if (self->n == self->cap) {
         uint32_t cap = self->cap ? self->cap * 2 : 1024;
         uint16_t *len = realloc (self->len, (size_t) cap * SEARCH_FIELDS * sizeof *len);
-        if (!len)
+        if (len)
+            self->len = len;
+        uint32_t *off = len ? realloc (self->title_off, ((size_t) cap + 1) * sizeof *off) : NULL;
+        if (off)
+            self->title_off = off;
+        if (!off)
             return -1;
-        self->len = len;
+        if (self->n == 0)
+            self->title_off[0] = 0;
         self->cap = cap;
     }
-    bag_t b = { 0 };
+    bag_t b = { .index = self };
     s_bag_text (&b, SEARCH_TITLE, item->title);
     s_bag_text (&b, SEARCH_BRAND, item->brand);
     for (size_t k = 0; k < item->n_category; k++)
@@ -199,6 +231,7 @@ search_index_add (search_index_t *self, uint32_t index, const Strata__V1__Item *
         p->n++;
     }
     memcpy (self->len + (size_t) index * SEARCH_FIELDS, b.len, sizeof b.len);
+    self->title_off[index + 1] = (uint32_t) self->n_tok;
     for (int f = 0; f < SEARCH_FIELDS; f++)
         self->sum_len[f] += b.len[f];
     self->n++;
@@ -348,4 +381,104 @@ search_index_query (search_index_t *self, const char *query, const uint32_t *onl
         if (only[i] < self->n)
             self->allowed[only[i]] = 0;
     return found;
+}
+
+// ---------------------------------------------------------------- ranker features
+
+//  Whether an item has a term in a text field: postings list items in index order.
+static bool
+s_has (const posting_t *p, uint32_t item)
+{
+    uint32_t lo = 0, hi = p ? p->n : 0;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (p->items[mid] == item)
+            return true;
+        if (p->items[mid] < item)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+typedef struct {
+    uint32_t hash[64];
+    uint32_t n;
+} seq_t;
+
+static void
+s_seq_token (const char *tok, size_t len, void *arg)
+{
+    seq_t *q = arg;
+    if (q->n < 64)
+        q->hash[q->n++] = util_fnv1a32 (tok, len);
+}
+
+const char *const search_feature_names[SEARCH_FEATURES] = { "text",      "coverage",      "idf_coverage",
+                                                            "all_terms", "title_bigrams", "first_term",
+                                                            "last_term", "title_length",  "conversions" };
+
+void
+search_index_features (search_index_t *self, const char *query, const uint32_t *items, const float *scores,
+                       uint32_t n, const float *conversions, uint32_t n_conv, float *out)
+{
+    //  The query's distinct terms that some item has, in query order, with their idf.
+    char buf[64][TOKENIZE_MAX_TOKEN + 1];
+    terms_t t = { buf, 0, 64 };
+    if (query)
+        tokenize (query, strlen (query), TOKENIZE_STEM, s_query_term, &t);
+    const posting_t *post[64];
+    float idf[64], idf_sum = 0;
+    uint32_t known = 0;
+    for (uint32_t q = 0; q < t.n; q++) {
+        posting_t *p = zhashx_lookup (self->terms, t.term[q]);
+        if (!p)
+            continue;
+        post[known] = p;
+        idf[known] = logf (1.0f + ((float) self->n - (float) p->n + 0.5f) / ((float) p->n + 0.5f));
+        idf_sum += idf[known++];
+    }
+    //  Its adjacent token pairs, for phrase matches in titles.
+    seq_t seq = { { 0 }, 0 };
+    if (query)
+        tokenize (query, strlen (query), TOKENIZE_STEM, s_seq_token, &seq);
+    uint32_t pairs = seq.n > 1 ? seq.n - 1 : 0;
+    float top = 0;
+    for (uint32_t i = 0; i < n; i++)
+        top = scores[i] > top ? scores[i] : top;
+    for (uint32_t i = 0; i < n; i++) {
+        float *f = out + (size_t) i * SEARCH_FEATURES;
+        uint32_t it = items[i];
+        memset (f, 0, SEARCH_FEATURES * sizeof *f);
+        f[0] = top > 0 ? scores[i] / top : 0;
+        if (it >= self->n)
+            continue;
+        uint32_t matched = 0;
+        float idf_matched = 0;
+        bool first = false, last = false;
+        for (uint32_t k = 0; k < known; k++)
+            if (s_has (post[k], it)) {
+                matched++;
+                idf_matched += idf[k];
+                first |= k == 0;
+                last |= k == known - 1;
+            }
+        const uint32_t *title = self->title_tok + self->title_off[it];
+        uint32_t tl = self->title_off[it + 1] - self->title_off[it], phrase = 0;
+        for (uint32_t k = 0; k < pairs; k++)
+            for (uint32_t j = 0; j + 1 < tl; j++)
+                if (title[j] == seq.hash[k] && title[j + 1] == seq.hash[k + 1]) {
+                    phrase++;
+                    break;
+                }
+        f[1] = known ? (float) matched / (float) known : 0;
+        f[2] = idf_sum > 0 ? idf_matched / idf_sum : 0;
+        f[3] = known && matched == known;
+        f[4] = pairs ? (float) phrase / (float) pairs : 0;
+        f[5] = first;
+        f[6] = last;
+        f[7] = logf (1.0f + (float) tl);
+        f[8] = conversions && it < n_conv && conversions[it] > 0 ? logf (1.0f + conversions[it]) : 0;
+    }
 }

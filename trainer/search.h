@@ -58,4 +58,22 @@ void search_index_set_learned (search_index_t *self, const query_terms_t *terms)
 uint32_t search_index_query (search_index_t *self, const char *query, const uint32_t *only, uint32_t n_only,
                              bool text_only, uint32_t *items, float *scores, uint32_t cap);
 
+//  The learned ranker's view of n candidates of a query (search_rank.h): for each, in
+//  out[i * SEARCH_FEATURES ..]:
+//    text           its score (as retrieved) over the best candidate's;
+//    coverage       the fraction of the query's terms (those some item has) it has in
+//                   any text field;
+//    idf_coverage   the same weighted by the terms' idf;
+//    all_terms      1 when it has them all;
+//    title_bigrams  the fraction of the query's adjacent token pairs found adjacent,
+//                   in the same order, in its title;
+//    first_term, last_term   whether it has the query's first, last term;
+//    title_length   ln (1 + its title's tokens);
+//    conversions    ln (1 + how often searchers chose it: conversions[item], n_conv
+//                   items; NULL: none).
+#define SEARCH_FEATURES 9
+extern const char *const search_feature_names[SEARCH_FEATURES];
+void search_index_features (search_index_t *self, const char *query, const uint32_t *items, const float *scores,
+                            uint32_t n, const float *conversions, uint32_t n_conv, float *out);
+
 #endif
