@@ -7,7 +7,10 @@
 #include <string.h>
 
 #define F SEARCH_FEATURES
-#define L2 1e-4
+//  The prior: the text score alone (w = e0), worth PRIOR_QUERIES past queries of
+//  evidence. Little data moves the ranker little; it cannot turn text relevance upside
+//  down on a handful of queries that say nothing about it.
+#define PRIOR_QUERIES 1.0
 
 void
 search_conversions (const query_terms_t *choices, uint32_t n_items, float *out)
@@ -98,8 +101,8 @@ s_credit (const query_terms_t *c, uint32_t k, uint32_t item)
     return 0;
 }
 
-//  Mean cross-entropy over the groups (plus the L2 term), and with grad/hess non-NULL
-//  their gradient and Hessian (F, F x F).
+//  Mean cross-entropy over the groups plus the prior's pull towards e0, and with
+//  grad/hess non-NULL their gradient and Hessian (F, F x F).
 static double
 s_objective (const fitset_t *s, const double *w, double *grad, double *hess)
 {
@@ -146,19 +149,19 @@ s_objective (const fitset_t *s, const double *w, double *grad, double *hess)
                 hess[k * F + l] -= mu[k] * mu[l];
     }
     free (z);
-    double G = s->groups ? s->groups : 1, reg = 0;
+    double G = s->groups ? s->groups : 1, lambda = PRIOR_QUERIES / G, reg = 0;
     for (int k = 0; k < F; k++)
-        reg += w[k] * w[k];
+        reg += (w[k] - (k == 0)) * (w[k] - (k == 0));
     if (grad) {
         for (int k = 0; k < F; k++) {
-            grad[k] = grad[k] / G + L2 * w[k];
+            grad[k] = grad[k] / G + lambda * (w[k] - (k == 0));
             for (int l = 0; l <= k; l++) {
-                hess[k * F + l] = hess[k * F + l] / G + (k == l ? L2 : 0);
+                hess[k * F + l] = hess[k * F + l] / G + (k == l ? lambda : 0);
                 hess[l * F + k] = hess[k * F + l];
             }
         }
     }
-    return loss / G + 0.5 * L2 * reg;
+    return loss / G + 0.5 * lambda * reg;
 }
 
 //  Solves H d = g for a symmetric positive definite H (Cholesky). 0, or -1 when H is
@@ -256,7 +259,6 @@ search_ranker_fit (search_index_t *index, const query_terms_t *choices, float *c
     if (rc == 0) {
         double w[F] = { 1 }, grad[F], hess[F * F], d[F];
         double base = s_objective (&s, w, NULL, NULL);
-        memset (w, 0, sizeof w);
         double cur = s_objective (&s, w, grad, hess);
         for (int it = 0; it < 30; it++) {
             if (s_solve (hess, grad, d) < 0)

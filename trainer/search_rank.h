@@ -6,8 +6,10 @@
     the trainer by listwise maximum likelihood: for every past query after which
     searchers chose items (query_terms.h, whole queries), the softmax of the scores
     over its candidates should put the chosen items' share of the credit where the
-    searchers put it. Newton's method with a line search on the L2-regularised
-    log-likelihood, which is concave: deterministic, and a few iterations suffice.
+    searchers put it. The prior is the text score alone (w = (1, 0, ...)), with the
+    weight of one past query, so that a handful of queries cannot turn text relevance
+    upside down. Newton's method with a line search on the log-posterior, which is
+    concave: deterministic, and a few iterations suffice.
 
     The conversions feature counts choices, and a query's own choices would teach the
     ranker to trust it blindly: while fitting, each query sees the counts without its
@@ -27,7 +29,7 @@ typedef struct {
     float w[SEARCH_FEATURES];
     uint32_t queries;     // past queries fitted (with a chosen item among the candidates)
     double loss;          // their mean cross-entropy after fitting
-    double base_loss;     // the same with the text score alone (w = (1, 0, ...))
+    double base_loss;     // the same with the text score alone (the prior)
 } search_ranker_t;
 
 //  How often searchers chose each item (summed credit): out has n_items floats.

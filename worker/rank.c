@@ -114,7 +114,7 @@ struct _rank_worker_t {
     //  Scratch, grown as needed and kept: serving allocates nothing per request.
     scratch_t scores;         // batch x items
     scratch_t uvec;           // batch x dim
-    scratch_t s_items, s_text, s_drop;   // search: per catalogue item
+    scratch_t s_items, s_text, s_drop, s_seen;   // search: per catalogue item
     scratch_t failed;         // items a filter leaves out
     scratch_t cand_items, cand_scores;   // approximate retrieval: per query, its candidates
     scratch_t cand_drop;      // per candidate: excluded for the request at hand
@@ -137,6 +137,18 @@ s_scratch (scratch_t *s, size_t bytes)
     if (s->cap < bytes || !s->p) {
         free (s->p);
         s->p = malloc (bytes ? bytes : 1);
+        s->cap = s->p ? bytes : 0;
+    }
+    return s->p;
+}
+
+//  The same, zero when first allocated: the caller keeps it zero between uses.
+static void *
+s_scratch_zeroed (scratch_t *s, size_t bytes)
+{
+    if (s->cap < bytes || !s->p) {
+        free (s->p);
+        s->p = calloc (bytes ? bytes : 1, 1);
         s->cap = s->p ? bytes : 0;
     }
     return s->p;
@@ -853,7 +865,7 @@ rank_worker_destroy (rank_worker_t **self_p)
     search_index_destroy (&self->index);
     zsock_destroy (&self->trainer);
     store_destroy (&self->store);
-    scratch_t *scr[] = { &self->scores,     &self->uvec,        &self->s_items,   &self->s_text, &self->s_drop,
+    scratch_t *scr[] = { &self->scores,     &self->uvec,        &self->s_items,   &self->s_text, &self->s_drop, &self->s_seen,
                          &self->failed,     &self->cand_items,  &self->cand_scores, &self->cand_drop, &self->exact,
                          &self->sel,        &self->sel_scores };
     for (size_t i = 0; i < sizeof scr / sizeof scr[0]; i++)
@@ -1401,6 +1413,27 @@ s_search (rank_worker_t *self, zsock_t *sock, req_t *r)
         return;
     }
     uint32_t found = search_index_query (self->index, r->query, r->only, r->n_only, r->text_only, items, text, n);
+    if (r->only) {
+        //  Re-ranking a given set: every candidate comes back, those that match no term
+        //  of the query after those that do, in the order given.
+        uint8_t *seen = s_scratch_zeroed (&self->s_seen, n);
+        if (!seen) {
+            r->error = "out of memory";
+            r->code = STRATA__V1__ERROR_CODE__INTERNAL;
+            s_reply (self, sock, r, NULL, NULL, 0, "");
+            return;
+        }
+        for (uint32_t i = 0; i < found; i++)
+            seen[items[i]] = 1;
+        for (uint32_t i = 0; i < r->n_only && found < n; i++)
+            if (r->only[i] < n && !seen[r->only[i]]) {
+                seen[r->only[i]] = 1;
+                items[found] = r->only[i];
+                text[found++] = 0;
+            }
+        for (uint32_t i = 0; i < found; i++)
+            seen[items[i]] = 0;
+    }
     uint32_t n_model = s ? s->rows : 0;
     const char *source = !r->text_only && s && s->info.terms && s->info.terms->n ? "text+learned" : "text";
     float tmax = 0;
