@@ -198,6 +198,49 @@ s_solve (const double *H, const double *g, double *d)
     return 0;
 }
 
+//  Queries by credit, most first (then in query order).
+typedef struct {
+    double credit;
+    uint32_t k;
+} ranked_query_t;
+
+static int
+s_query_cmp (const void *a, const void *b)
+{
+    const ranked_query_t *x = a, *y = b;
+    if (x->credit != y->credit)
+        return x->credit > y->credit ? -1 : 1;
+    return x->k < y->k ? -1 : x->k > y->k;
+}
+
+//  The past queries to fit on: all of them, or the SEARCH_RANK_MAX_QUERIES most
+//  credited, in query order. NULL on no memory.
+static uint32_t *
+s_queries (const query_terms_t *choices, uint32_t *n)
+{
+    ranked_query_t *q = malloc ((choices->n ? choices->n : 1) * sizeof *q);
+    uint32_t *out = malloc ((choices->n ? choices->n : 1) * sizeof *out);
+    if (!q || !out) {
+        free (q);
+        free (out);
+        return NULL;
+    }
+    for (uint32_t k = 0; k < choices->n; k++) {
+        q[k] = (ranked_query_t) { 0, k };
+        for (uint32_t j = choices->off[k]; j < choices->off[k + 1]; j++)
+            q[k].credit += choices->weights[j];
+    }
+    *n = choices->n;
+    if (*n > SEARCH_RANK_MAX_QUERIES) {
+        qsort (q, choices->n, sizeof *q, s_query_cmp);
+        *n = SEARCH_RANK_MAX_QUERIES;
+    }
+    for (uint32_t i = 0; i < *n; i++)
+        out[i] = q[i].k;
+    free (q);
+    return out;
+}
+
 //  Builds the fitting data: each past query's candidates, features and credit shares.
 static int
 s_collect (search_index_t *index, const query_terms_t *choices, float *conversions, uint32_t n_items, fitset_t *s)
@@ -208,8 +251,10 @@ s_collect (search_index_t *index, const query_terms_t *choices, float *conversio
     cand_t *cand = malloc ((cap ? cap : 1) * sizeof *cand);
     uint32_t top_items[SEARCH_RANK_CANDIDATES];
     float top_scores[SEARCH_RANK_CANDIDATES];
-    int rc = items && scores && cand ? 0 : -1;
-    for (uint32_t k = 0; rc == 0 && choices && k < choices->n; k++) {
+    uint32_t n_queries = 0, *queries = choices ? s_queries (choices, &n_queries) : NULL;
+    int rc = items && scores && cand && queries ? 0 : -1;
+    for (uint32_t qi = 0; rc == 0 && qi < n_queries; qi++) {
+        uint32_t k = queries[qi];
         uint32_t found = search_index_query (index, choices->terms[k], NULL, 0, true, items, scores, cap);
         for (uint32_t i = 0; i < found; i++)
             cand[i] = (cand_t) { scores[i], items[i] };
@@ -245,6 +290,7 @@ s_collect (search_index_t *index, const query_terms_t *choices, float *conversio
     free (items);
     free (scores);
     free (cand);
+    free (queries);
     return rc;
 }
 

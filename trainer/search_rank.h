@@ -24,6 +24,9 @@
 #include "search.h"
 
 #define SEARCH_RANK_CANDIDATES 100
+//  Past queries fitted on at most (the most credited): enough for nine weights, and it
+//  bounds the fit's time on a long search log.
+#define SEARCH_RANK_MAX_QUERIES 50000
 
 typedef struct {
     float w[SEARCH_FEATURES];
