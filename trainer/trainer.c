@@ -122,6 +122,7 @@ typedef struct {
     //  Search: the learned ranker and the choice counts it reads (none without choices).
     search_ranker_t ranker;
     bool has_ranker;
+    uint64_t ranker_fnv;       // hash of the choices it was fitted on
     float *conversions;
     uint32_t n_conversions;
     char message[320];
@@ -380,18 +381,42 @@ s_index_item (const Strata__V1__Item *item, void *arg)
     return search_index_add (b->index, item->item_index, item);
 }
 
-//  Counts the searchers' choices and fits the search ranker to them (search_rank.h);
-//  without choices, versions carry neither.
+//  A hash of the searchers' choices (0: none).
+static uint64_t
+s_choices_fnv (const query_terms_t *c)
+{
+    if (!c || !c->n)
+        return 0;
+    uint64_t h = util_fnv1a64 (&c->n, sizeof c->n);
+    for (uint32_t k = 0; k < c->n; k++)
+        h = util_fnv1a64_add (h, c->terms[k], strlen (c->terms[k]) + 1);
+    h = util_fnv1a64_add (h, c->off, ((size_t) c->n + 1) * sizeof *c->off);
+    h = util_fnv1a64_add (h, c->items, c->off[c->n] * sizeof *c->items);
+    return util_fnv1a64_add (h, c->weights, c->off[c->n] * sizeof *c->weights);
+}
+
+//  Whether the ranker fitted last still describes the choices (no new searches since):
+//  an update on new events then keeps it instead of fitting again.
+static bool
+s_ranker_current (trainer_t *self)
+{
+    return self->has_ranker && self->ranker_fnv == s_choices_fnv (self->all->choices);
+}
+
+//  Counts the searchers' choices and fits the search ranker to them (search_rank.h),
+//  unless the one fitted last still describes them; without choices, versions carry
+//  neither.
 static void
 s_fit_search (trainer_t *self, search_index_t *index)
 {
     uint32_t n = self->all->n_items;
     const query_terms_t *choices = self->all->choices;
+    bool keep = s_ranker_current (self);
     free (self->conversions);
     self->conversions = NULL;
     self->n_conversions = 0;
     self->has_ranker = false;
-    if (!index || !choices || !choices->n)
+    if ((!keep && !index) || !choices || !choices->n)
         return;
     self->conversions = malloc ((n ? n : 1) * sizeof *self->conversions);
     if (!self->conversions) {
@@ -400,12 +425,18 @@ s_fit_search (trainer_t *self, search_index_t *index)
     }
     self->n_conversions = n;
     search_conversions (choices, n, self->conversions);
+    if (keep) {
+        self->has_ranker = true;
+        log_debug ("search ranker: no new searches since it was fitted; kept");
+        return;
+    }
     int64_t t0 = util_mono_ms ();
     if (search_ranker_fit (index, choices, self->conversions, n, &self->ranker) < 0) {
         log_info ("search ranker: none of %u past queries has a chosen item among its candidates", choices->n);
         return;
     }
     self->has_ranker = true;
+    self->ranker_fnv = s_choices_fnv (choices);
     log_info ("search ranker: fitted on %u of %u past queries in %.1fs, cross-entropy %.3f (text score alone %.3f)",
               self->ranker.queries, choices->n, (double) (util_mono_ms () - t0) / 1000, self->ranker.loss,
               self->ranker.base_loss);
@@ -451,7 +482,8 @@ s_load_data (trainer_t *self, uint32_t **changed, uint32_t *n_changed)
     features_destroy (&self->features);
     //  One pass over the catalogue gives the item tower its features and, when
     //  searchers chose items, the search ranker its index.
-    index_build_t ib = { all->choices && all->choices->n ? search_index_new (NULL) : NULL };
+    bool fit = all->choices && all->choices->n && !s_ranker_current (self);
+    index_build_t ib = { fit ? search_index_new (NULL) : NULL };
     if (self->mc.feature_rows > 0 || ib.index) {
         self->features = features_fetch (self->cfg->broker, (uint32_t) self->mc.feature_rows, all->n_items,
                                          (int) self->cfg->timeout_ms, ib.index ? s_index_item : NULL, &ib, err,
@@ -1089,6 +1121,7 @@ s_poll (trainer_t *self)
         && now - self->last_update < self->cfg->retrain_secs * 1000)
         return;
     uint32_t *changed = NULL, n_changed = 0;
+    uint64_t fresh = events - self->broker_events;
     if (s_load_data (self, &changed, &n_changed) < 0) {
         log_warn ("incremental update: %s", self->message);
         free (changed);
@@ -1099,8 +1132,7 @@ s_poll (trainer_t *self)
         self->last_update = now;
         return;
     }
-    log_info ("%llu new events: updating the model on %u users", (unsigned long long) (events - self->broker_events),
-              n_changed);
+    log_info ("%llu new events: updating the model on %u users", (unsigned long long) fresh, n_changed);
     s_start_run (self, true, (uint32_t) self->cfg->incremental_epochs, self->mode ? self->mode : STRATA__V1__TRAIN_MODE__SYNC,
                  changed, n_changed);
     free (changed);
