@@ -319,7 +319,7 @@ s_stop_ranker (int pid)
 static int
 s_new_dir (void)
 {
-    snprintf (s_dir, sizeof s_dir, "/tmp/strata-serve-bench-%s", "XXXXXX");
+    snprintf (s_dir, sizeof s_dir, "/tmp/strata-serve-bench-XXXXXX");   // mkdtemp's template
     return mkdtemp (s_dir) ? 0 : -1;
 }
 

@@ -402,15 +402,18 @@ s_has (const posting_t *p, uint32_t item)
     return false;
 }
 
+//  A query read once for the ranker: its distinct terms and its token hashes in order.
 typedef struct {
+    terms_t terms;
     uint32_t hash[64];
     uint32_t n;
-} seq_t;
+} query_view_t;
 
 static void
-s_seq_token (const char *tok, size_t len, void *arg)
+s_view_token (const char *tok, size_t len, void *arg)
 {
-    seq_t *q = arg;
+    query_view_t *q = arg;
+    s_query_term (tok, len, &q->terms);
     if (q->n < 64)
         q->hash[q->n++] = util_fnv1a32 (tok, len);
 }
@@ -425,14 +428,15 @@ search_index_features (search_index_t *self, const char *query, const uint32_t *
 {
     //  The query's distinct terms that some item has, in query order, with their idf.
     char buf[64][TOKENIZE_MAX_TOKEN + 1];
-    terms_t t = { buf, 0, 64 };
+    query_view_t seq = { { buf, 0, 64 }, { 0 }, 0 };
     if (query)
-        tokenize (query, strlen (query), TOKENIZE_STEM, s_query_term, &t);
+        tokenize (query, strlen (query), TOKENIZE_STEM, s_view_token, &seq);
+    const terms_t *t = &seq.terms;
     const posting_t *post[64];
     float idf[64], idf_sum = 0;
     uint32_t known = 0;
-    for (uint32_t q = 0; q < t.n; q++) {
-        posting_t *p = zhashx_lookup (self->terms, t.term[q]);
+    for (uint32_t q = 0; q < t->n; q++) {
+        posting_t *p = zhashx_lookup (self->terms, t->term[q]);
         if (!p)
             continue;
         post[known] = p;
@@ -440,9 +444,6 @@ search_index_features (search_index_t *self, const char *query, const uint32_t *
         idf_sum += idf[known++];
     }
     //  Its adjacent token pairs, for phrase matches in titles.
-    seq_t seq = { { 0 }, 0 };
-    if (query)
-        tokenize (query, strlen (query), TOKENIZE_STEM, s_seq_token, &seq);
     uint32_t pairs = seq.n > 1 ? seq.n - 1 : 0;
     float top = 0;
     for (uint32_t i = 0; i < n; i++)

@@ -69,7 +69,7 @@ s_grow (fitset_t *s, size_t rows)
     return 0;
 }
 
-//  Candidate order: score descending, then item ascending (the order serving gives).
+//  Candidate order: score descending, then item ascending (deterministic).
 typedef struct {
     float score;
     uint32_t item;

@@ -395,23 +395,14 @@ s_choices_fnv (const query_terms_t *c)
     return util_fnv1a64_add (h, c->weights, c->off[c->n] * sizeof *c->weights);
 }
 
-//  Whether the ranker fitted last still describes the choices (no new searches since):
-//  an update on new events then keeps it instead of fitting again.
-static bool
-s_ranker_current (trainer_t *self)
-{
-    return self->has_ranker && self->ranker_fnv == s_choices_fnv (self->all->choices);
-}
-
-//  Counts the searchers' choices and fits the search ranker to them (search_rank.h),
-//  unless the one fitted last still describes them; without choices, versions carry
-//  neither.
+//  Counts the searchers' choices and fits the search ranker to them (search_rank.h)
+//  over index; with keep, the ranker fitted last still describes them (no new
+//  searches since) and stays. Without choices, versions carry neither.
 static void
-s_fit_search (trainer_t *self, search_index_t *index)
+s_fit_search (trainer_t *self, search_index_t *index, bool keep, uint64_t choices_fnv)
 {
     uint32_t n = self->all->n_items;
     const query_terms_t *choices = self->all->choices;
-    bool keep = s_ranker_current (self);
     free (self->conversions);
     self->conversions = NULL;
     self->n_conversions = 0;
@@ -436,7 +427,7 @@ s_fit_search (trainer_t *self, search_index_t *index)
         return;
     }
     self->has_ranker = true;
-    self->ranker_fnv = s_choices_fnv (choices);
+    self->ranker_fnv = choices_fnv;
     log_info ("search ranker: fitted on %u of %u past queries in %.1fs, cross-entropy %.3f (text score alone %.3f)",
               self->ranker.queries, choices->n, (double) (util_mono_ms () - t0) / 1000, self->ranker.loss,
               self->ranker.base_loss);
@@ -482,8 +473,9 @@ s_load_data (trainer_t *self, uint32_t **changed, uint32_t *n_changed)
     features_destroy (&self->features);
     //  One pass over the catalogue gives the item tower its features and, when
     //  searchers chose items, the search ranker its index.
-    bool fit = all->choices && all->choices->n && !s_ranker_current (self);
-    index_build_t ib = { fit ? search_index_new (NULL) : NULL };
+    uint64_t choices_fnv = s_choices_fnv (all->choices);
+    bool keep = self->has_ranker && self->ranker_fnv == choices_fnv;
+    index_build_t ib = { choices_fnv && !keep ? search_index_new (NULL) : NULL };
     if (self->mc.feature_rows > 0 || ib.index) {
         self->features = features_fetch (self->cfg->broker, (uint32_t) self->mc.feature_rows, all->n_items,
                                          (int) self->cfg->timeout_ms, ib.index ? s_index_item : NULL, &ib, err,
@@ -496,7 +488,7 @@ s_load_data (trainer_t *self, uint32_t **changed, uint32_t *n_changed)
         if (self->features->n_described == 0)
             features_destroy (&self->features);
     }
-    s_fit_search (self, ib.index);
+    s_fit_search (self, ib.index, keep, choices_fnv);
     search_index_destroy (&ib.index);
     if (self->master)
         model_set_features (self->master, self->features);
