@@ -57,7 +57,10 @@ typedef struct {
 static void
 s_add (qt_builder_t *b, zhashx_t *table, const char *key, size_t len, uint32_t item, float weight)
 {
-    char *k = zsys_sprintf ("%.*s\t%u", (int) len, key, item);
+    //  Terms and most queries fit the stack; a longer query takes the heap.
+    char buf[256];
+    int need = snprintf (buf, sizeof buf, "%.*s\t%u", (int) len, key, item);
+    char *k = need >= 0 && (size_t) need < sizeof buf ? buf : zsys_sprintf ("%.*s\t%u", (int) len, key, item);
     if (!k) {
         b->failed = 1;
         return;
@@ -71,7 +74,8 @@ s_add (qt_builder_t *b, zhashx_t *table, const char *key, size_t len, uint32_t i
     }
     else
         b->failed = 1;
-    zstr_free (&k);
+    if (k != buf)
+        zstr_free (&k);
 }
 
 static void

@@ -138,9 +138,17 @@ Test (search_rank, choices_are_kept_per_whole_query)
     cr_assert_eq (qt_builder_event (b, 2, &s), 0);
     x.item = 5;
     cr_assert_eq (qt_builder_event (b, 2, &x), 0);
+    //  A query longer than the keys' stack buffer is kept whole.
+    char long_query[301];
+    memset (long_query, 'q', 300);
+    long_query[300] = 0;
+    s.query = long_query;
+    cr_assert_eq (qt_builder_event (b, 3, &s), 0);
+    cr_assert_eq (qt_builder_event (b, 3, &x), 0);
     query_terms_t *c = qt_builder_choices (b);
     cr_assert_not_null (c);
-    cr_assert_eq (c->n, 1u);
+    cr_assert_eq (c->n, 2u);
+    cr_expect_eq (query_terms_find (c, long_query), 1, "the long query, sorted after \"Red Shoes\"");
     cr_expect_str_eq (c->terms[0], "Red Shoes");
     cr_assert_eq (c->off[1], 2u);
     cr_expect_eq (c->items[0], 5u);
