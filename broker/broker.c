@@ -530,8 +530,8 @@ s_handle_workers (broker_t *self)
             if (!w)
                 wire_send (self->workers, msg.routing, WIRE_DISCONNECT, NULL);
         }
-        else if (!strcmp (msg.type, WIRE_SERVED)) {
-            serve_result (self->serve, msg.payload);
+        else if (!strcmp (msg.type, WIRE_SERVE_RESULTS)) {
+            serve_results (self->serve, msg.payload);
             if (!w)
                 wire_send (self->workers, msg.routing, WIRE_DISCONNECT, NULL);
         }

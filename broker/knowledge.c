@@ -677,53 +677,99 @@ knowledge_item_index (knowledge_t *self, const char *id, uint32_t *index)
     return s_dict_index (&self->items, id, index);
 }
 
+//  A stored event as an Interaction (in arena): 1, 0 for an event without an item (a
+//  search), -1 when it does not decode or memory runs out.
+static int
+s_interaction (arena_t *arena, ProtobufCAllocator *alloc, rocksdb_iterator_t *it, Strata__V1__Interaction **out)
+{
+    size_t vlen;
+    const char *v = rocksdb_iter_value (it, &vlen);
+    Strata__V1__Event *e = strata__v1__event__unpack (alloc, vlen, (const uint8_t *) v);
+    if (!e)
+        return -1;
+    if (e->item_index == UINT32_MAX)
+        return 0;
+    Strata__V1__Interaction *x = arena_alloc (arena, sizeof *x);
+    if (!x)
+        return -1;
+    strata__v1__interaction__init (x);
+    x->item = e->item_index;
+    x->type = e->type;
+    x->timestamp_ms = e->timestamp_ms;
+    x->value = (float) e->value;
+    *out = x;
+    return 1;
+}
+
+//  Whether the iterator is on one of user's events.
+static bool
+s_user_event (rocksdb_iterator_t *it, uint32_t user)
+{
+    size_t klen;
+    const unsigned char *k = (const unsigned char *) rocksdb_iter_key (it, &klen);
+    return klen == 20 && util_get_be32 (k) == user;
+}
+
+//  A user with more events than this many times the history asked for is read from its
+//  newest event backwards instead.
+#define RECENT_FORWARD_FACTOR 4
+
 int
 knowledge_user_recent (knowledge_t *self, uint32_t user, uint32_t max, arena_t *arena, Strata__V1__Interaction ***out)
 {
+    Strata__V1__Interaction **ring = arena_calloc (arena, max + 1, sizeof *ring);
     *out = arena_calloc (arena, max + 1, sizeof **out);
-    if (!*out)
+    if (!ring || !*out)
         return -1;
+    if (max == 0)
+        return 0;
     ProtobufCAllocator alloc = arena_protobuf (arena);
-    //  Newest first from the end of the user's key range, then reversed.
-    unsigned char end[4];
-    util_put_be32 (end, user + 1);
+    //  Forwards from the user's first event, the newest max kept in a ring: a step
+    //  forwards is cheap, where a step back in a memtable searches its skiplist from the
+    //  head again. Most users have a few events.
+    unsigned char key[4];
+    util_put_be32 (key, user);
     rocksdb_iterator_t *it = store_iter (self->store, KCF_EVENTS);
-    if (user == UINT32_MAX)
-        rocksdb_iter_seek_to_last (it);
-    else {
-        rocksdb_iter_seek (it, (const char *) end, 4);
-        if (rocksdb_iter_valid (it))
-            rocksdb_iter_prev (it);
-        else
-            rocksdb_iter_seek_to_last (it);
+    rocksdb_iter_seek (it, (const char *) key, 4);
+    uint64_t seen = 0, budget = (uint64_t) max * RECENT_FORWARD_FACTOR;
+    int rc = 0;
+    for (; rocksdb_iter_valid (it) && s_user_event (it, user) && budget; rocksdb_iter_next (it), budget--) {
+        Strata__V1__Interaction *x = NULL;
+        rc = s_interaction (arena, &alloc, it, &x);
+        if (rc < 0)
+            break;
+        if (rc)
+            ring[seen++ % max] = x;
     }
-    int n = 0, rc = 0;
-    for (; rocksdb_iter_valid (it) && (uint32_t) n < max; rocksdb_iter_prev (it)) {
-        size_t klen, vlen;
-        const unsigned char *k = (const unsigned char *) rocksdb_iter_key (it, &klen);
-        if (klen != 20 || util_get_be32 (k) != user)
-            break;
-        const char *v = rocksdb_iter_value (it, &vlen);
-        Strata__V1__Event *e = strata__v1__event__unpack (&alloc, vlen, (const uint8_t *) v);
-        Strata__V1__Interaction *x = arena_alloc (arena, sizeof *x);
-        if (!e || !x) {
-            rc = -1;
-            break;
+    int n = 0;
+    if (rc >= 0 && rocksdb_iter_valid (it) && s_user_event (it, user)) {
+        //  A long history: backwards from its end, then into time order.
+        if (user == UINT32_MAX)
+            rocksdb_iter_seek_to_last (it);
+        else {
+            util_put_be32 (key, user + 1);
+            rocksdb_iter_seek_for_prev (it, (const char *) key, 4);
         }
-        if (e->item_index == UINT32_MAX)
-            continue;   // a search without an item
-        strata__v1__interaction__init (x);
-        x->item = e->item_index;
-        x->type = e->type;
-        x->timestamp_ms = e->timestamp_ms;
-        x->value = (float) e->value;
-        (*out)[n++] = x;
+        for (; rocksdb_iter_valid (it) && s_user_event (it, user) && (uint32_t) n < max; rocksdb_iter_prev (it)) {
+            Strata__V1__Interaction *x = NULL;
+            rc = s_interaction (arena, &alloc, it, &x);
+            if (rc < 0)
+                break;
+            if (rc)
+                (*out)[n++] = x;
+        }
+        for (int i = 0; i < n / 2; i++) {
+            Strata__V1__Interaction *t = (*out)[i];
+            (*out)[i] = (*out)[n - 1 - i];
+            (*out)[n - 1 - i] = t;
+        }
+    }
+    else if (rc >= 0) {
+        //  The ring, oldest first.
+        uint64_t first = seen > max ? seen - max : 0;
+        for (uint64_t i = first; i < seen; i++)
+            (*out)[n++] = ring[i % max];
     }
     rocksdb_iter_destroy (it);
-    for (int i = 0; i < n / 2; i++) {
-        Strata__V1__Interaction *t = (*out)[i];
-        (*out)[i] = (*out)[n - 1 - i];
-        (*out)[n - 1 - i] = t;
-    }
     return rc < 0 ? -1 : n;
 }

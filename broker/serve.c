@@ -13,7 +13,7 @@
 typedef struct {
     uint64_t key;          // job id | SERVE_KEY_BIT
     zframe_t *routing;     // the client's
-    char type[24];         // RECOMMEND or SIMILAR
+    char type[24];         // RECOMMEND, SIMILAR, SEARCH or PING
     char *request_id;      // the client's, named in an Error
     uint8_t *job;          // the packed ServeJob, sent as is to each worker tried
     size_t len;
@@ -198,29 +198,31 @@ serve_request (serve_t *self, zframe_t *routing, const char *type, zframe_t *pay
     s_key_text (j->key, k);
     zhashx_insert (self->jobs, k, j);
     zlistx_add_end (self->waiting, (void *) (uintptr_t) j->key);
-    serve_dispatch (self);
     return 0;
 }
 
 void
-serve_result (serve_t *self, zframe_t *payload)
+serve_results (serve_t *self, zframe_t *payload)
 {
-    arena_reset (self->arena);
-    ProtobufCAllocator alloc = arena_protobuf (self->arena);
-    Strata__V1__ServeResult *r = (Strata__V1__ServeResult *) wire_unpack (&strata__v1__serve_result__descriptor,
-                                                                          payload, &alloc);
-    if (!r) {
-        log_warn ("SERVED payload does not decode; ignored");
+    Strata__V1__ServeResults *rs = (Strata__V1__ServeResults *) wire_unpack (&strata__v1__serve_results__descriptor,
+                                                                              payload, NULL);
+    if (!rs) {
+        log_warn ("SERVE_RESULTS payload does not decode; ignored");
         return;
     }
-    uint64_t key = r->job_id | SERVE_KEY_BIT;
-    pool_complete (self->pool, key);
-    job_t *j = s_job (self, key);
-    if (!j)
-        return;   // answered already by another worker (it was presumed lost)
-    wire_send_bytes (self->api, j->routing, r->type && *r->type ? r->type : WIRE_ERROR, r->reply.data, r->reply.len);
-    self->n.served++;
-    s_drop (self, j);
+    for (size_t i = 0; i < rs->n_results; i++) {
+        const Strata__V1__ServeResult *r = rs->results[i];
+        uint64_t key = r->job_id | SERVE_KEY_BIT;
+        pool_complete (self->pool, key);
+        job_t *j = s_job (self, key);
+        if (!j)
+            continue;   // answered already by another worker (it was presumed lost)
+        wire_send_bytes (self->api, j->routing, r->type && *r->type ? r->type : WIRE_ERROR, r->reply.data,
+                         r->reply.len);
+        self->n.served++;
+        s_drop (self, j);
+    }
+    strata__v1__serve_results__free_unpacked (rs, NULL);
 }
 
 void
@@ -236,10 +238,48 @@ serve_requeue (serve_t *self, uint64_t key)
     zlistx_add_start (self->waiting, (void *) (uintptr_t) key);
 }
 
+//  The jobs one worker gets from one dispatch, sent as one message.
+#define OUTBOX_JOBS 64
+#define OUTBOXES 8
+
+typedef struct {
+    pool_worker_t *w;
+    size_t n;
+    job_t *jobs[OUTBOX_JOBS];
+} outbox_t;
+
+//  Sends an outbox's jobs to its worker. If the socket refuses them, they wait again at
+//  the head of the queue, their slots freed, and -1 says so.
+static int
+s_flush (serve_t *self, outbox_t *o)
+{
+    if (!o->n)
+        return 0;
+    ProtobufCBinaryData jobs[OUTBOX_JOBS];
+    for (size_t i = 0; i < o->n; i++)
+        jobs[i] = (ProtobufCBinaryData) { o->jobs[i]->len, o->jobs[i]->job };
+    Strata__V1__ServeJobs m = STRATA__V1__SERVE_JOBS__INIT;
+    m.n_jobs = o->n;
+    m.jobs = jobs;
+    int rc = wire_send (self->workers, o->w->identity, WIRE_SERVE_JOBS, &m.base);
+    if (rc < 0)
+        for (size_t i = o->n; i-- > 0;) {
+            job_t *j = o->jobs[i];
+            pool_complete (self->pool, j->key);
+            j->assigned = false;
+            j->attempts--;
+            zlistx_add_start (self->waiting, (void *) (uintptr_t) j->key);
+        }
+    o->n = 0;
+    return rc;
+}
+
 void
 serve_dispatch (serve_t *self)
 {
     int64_t now = zclock_mono ();
+    outbox_t out[OUTBOXES];
+    size_t nout = 0;
     while (zlistx_size (self->waiting)) {
         uint64_t key = (uint64_t) (uintptr_t) zlistx_first (self->waiting);
         job_t *j = s_job (self, key);
@@ -259,17 +299,36 @@ serve_dispatch (serve_t *self)
                 s_fail (self, j, STRATA__V1__ERROR_CODE__UNAVAILABLE, "no rank worker took the request in time");
                 continue;
             }
-            return;   // all busy: wait for a result or the next heartbeat
+            break;   // all busy: wait for a result or the next heartbeat
         }
         zlistx_delete (self->waiting, zlistx_cursor (self->waiting));
-        if (wire_send_bytes (self->workers, w->identity, WIRE_SERVE, j->job, j->len) == 0) {
-            pool_assign (self->pool, w, key);
-            j->attempts++;
-            j->assigned = true;
+        outbox_t *o = NULL;
+        for (size_t i = 0; i < nout && !o; i++)
+            if (out[i].w == w)
+                o = &out[i];
+        if (!o) {
+            int rc = 0;
+            for (size_t i = 0; nout == OUTBOXES && i < nout; i++)
+                rc |= s_flush (self, &out[i]);
+            if (nout == OUTBOXES)
+                nout = 0;
+            o = &out[nout++];
+            o->w = w;
+            o->n = 0;
+            if (rc < 0) {
+                zlistx_add_start (self->waiting, (void *) (uintptr_t) key);
+                break;   // a socket refuses: try again on the next call
+            }
         }
-        else
-            zlistx_add_start (self->waiting, (void *) (uintptr_t) key);
+        pool_assign (self->pool, w, key);
+        j->attempts++;
+        j->assigned = true;
+        o->jobs[o->n++] = j;
+        if (o->n == OUTBOX_JOBS && s_flush (self, o) < 0)
+            break;
     }
+    for (size_t i = 0; i < nout; i++)
+        s_flush (self, &out[i]);
 }
 
 void

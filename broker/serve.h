@@ -1,9 +1,13 @@
 /*  serve: the broker's routing of RECOMMEND, SIMILAR and SEARCH requests to rank workers.
 
     A request from a client on the api endpoint is checked (it must decode), becomes a
-    SERVE job (for RECOMMEND, and SEARCH naming a user, with the user's stored recent behaviour attached, so rank
-    workers need no access to the store) and goes to the rank worker with the fewest
-    jobs. The worker's SERVED result goes back to the client as the reply it carries. A
+    ServeJob (for RECOMMEND, and SEARCH naming a user, with the user's stored recent
+    behaviour attached, so rank workers need no access to the store) and goes to the
+    rank worker with the fewest jobs. Jobs given out together travel together: one
+    SERVE_JOBS message per worker, and a worker sends the results of the jobs it
+    answered together in one SERVE_RESULTS; each result goes back to its client as the
+    reply it carries. Under load, when requests arrive faster than one at a time, a
+    message carries many, and the cost per request falls as the load rises. A
     job held by a worker that leaves or misses its heartbeats is given to another
     worker, up to `attempts` times; a job that no worker takes within `timeout_ms`, or
     a request when no rank worker is connected, gets an UNAVAILABLE Error. PING takes
@@ -36,17 +40,19 @@ typedef struct {
 serve_t *serve_new (const serve_config_t *cfg, knowledge_t *kb, pool_t *pool, zsock_t *api, zsock_t *workers);
 void serve_destroy (serve_t **self_p);
 
-//  A RECOMMEND, SIMILAR or SEARCH from a client. Returns 0, or -1 when it was refused (an
-//  Error was sent).
+//  A RECOMMEND, SIMILAR or SEARCH from a client, queued for serve_dispatch. Returns 0,
+//  or -1 when it was refused (an Error was sent).
 int serve_request (serve_t *self, zframe_t *routing, const char *type, zframe_t *payload);
 
-//  A SERVED message from a rank worker.
-void serve_result (serve_t *self, zframe_t *payload);
+//  A SERVE_RESULTS message from a rank worker: each result goes to its client.
+void serve_results (serve_t *self, zframe_t *payload);
 
 //  A job key handed back by the pool (a lost worker's): give it to another.
 void serve_requeue (serve_t *self, uint64_t key);
 
-//  Gives waiting jobs to rank workers with free slots; fails jobs that waited too long.
+//  Gives waiting jobs to rank workers with free slots, those for one worker in one
+//  SERVE_JOBS message (under load, many requests arrive between two calls); fails jobs
+//  that waited too long. Call it after each round of requests and results.
 void serve_dispatch (serve_t *self);
 
 //  Requests answered, failed, retried on another worker.

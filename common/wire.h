@@ -54,8 +54,8 @@
 #define WIRE_SEARCH_REPLY "SEARCH_REPLY"  // Recommendations   broker -> client
 #define WIRE_PING         "PING"          // (empty)           client -> broker -> rank worker: the serving path's floor
 #define WIRE_PING_REPLY   "PING_REPLY"    // (empty)
-#define WIRE_SERVE        "SERVE"         // ServeJob          broker -> rank worker
-#define WIRE_SERVED       "SERVED"        // ServeResult       rank worker -> broker
+#define WIRE_SERVE_JOBS   "SERVE_JOBS"    // ServeJobs         broker -> rank worker
+#define WIRE_SERVE_RESULTS "SERVE_RESULTS" // ServeResults     rank worker -> broker
 
 //  Receive errors.
 #define WIRE_EFRAMING  -1   // wrong number of frames or wrong protocol frame

@@ -125,6 +125,10 @@ struct _rank_worker_t {
     int32_t *top;
     float *logits;
     uint64_t served_jobs;
+    //  The results of the jobs being answered, sent together when all are done.
+    Strata__V1__ServeResult *results;
+    Strata__V1__ServeResult **result_ptrs;
+    size_t n_results;
 };
 
 static void s_extend (rank_worker_t *self, served_t *s);
@@ -1221,9 +1225,22 @@ s_mark (rank_worker_t *self, const req_t *r, uint8_t v)
         self->mark[r->item] = v;
 }
 
+//  Keeps a job's result (taking its reply buffer) to send with the batch's. A reply
+//  that could not be packed for want of memory is left out: the broker tries the job
+//  on another worker when this one's slot times out.
 static void
-s_reply (rank_worker_t *self, zsock_t *sock, const req_t *r, const uint32_t *items, const float *scores, int n,
-         const char *source)
+s_result_add (rank_worker_t *self, const Strata__V1__ServeResult *res)
+{
+    if (!res->reply.data && res->reply.len)
+        return;
+    self->results[self->n_results] = *res;
+    self->result_ptrs[self->n_results] = &self->results[self->n_results];
+    self->n_results++;
+    self->served_jobs++;
+}
+
+static void
+s_reply (rank_worker_t *self, const req_t *r, const uint32_t *items, const float *scores, int n, const char *source)
 {
     Strata__V1__ServeResult res = STRATA__V1__SERVE_RESULT__INIT;
     res.job_id = r->job_id;
@@ -1265,10 +1282,7 @@ s_reply (rank_worker_t *self, zsock_t *sock, const req_t *r, const uint32_t *ite
         free (sp);
     }
     res.reply.data = buf;
-    if (buf)
-        wire_send (sock, NULL, WIRE_SERVED, &res.base);
-    free (buf);
-    self->served_jobs++;
+    s_result_add (self, &res);
 }
 
 //  Sorts items by score, best first (insertion: n is small).
@@ -1292,7 +1306,7 @@ s_sort (uint32_t *items, float *scores, int n)
 //  Answers a RECOMMEND: from its retrieval candidates (its user vector vec, row `slot`
 //  of the last batch), or from popularity when slot < 0.
 static void
-s_recommend (rank_worker_t *self, zsock_t *sock, req_t *r, const cands_t *c, const float *vec)
+s_recommend (rank_worker_t *self, req_t *r, const cands_t *c, const float *vec)
 {
     served_t *s = self->cur;
     s_mark (self, r, 1);
@@ -1334,11 +1348,11 @@ s_recommend (rank_worker_t *self, zsock_t *sock, req_t *r, const cands_t *c, con
         source = s->ivf ? "model-ivf" : "model";
     }
     s_mark (self, r, 0);
-    s_reply (self, sock, r, items, out, got, source);
+    s_reply (self, r, items, out, got, source);
 }
 
 static void
-s_similar (rank_worker_t *self, zsock_t *sock, req_t *r)
+s_similar (rank_worker_t *self, req_t *r)
 {
     served_t *s = self->cur;
     uint32_t n = s->rows;
@@ -1359,7 +1373,7 @@ s_similar (rank_worker_t *self, zsock_t *sock, req_t *r)
     if (!c.scores) {
         r->error = "out of memory";
         r->code = STRATA__V1__ERROR_CODE__INTERNAL;
-        s_reply (self, sock, r, NULL, NULL, 0, "");
+        s_reply (self, r, NULL, NULL, 0, "");
         return;
     }
     s_mark (self, r, 1);
@@ -1367,7 +1381,7 @@ s_similar (rank_worker_t *self, zsock_t *sock, req_t *r)
     float out[MAX_K];
     int got = s_pick (self, r, &c, vec, (int) r->k, items, out);
     s_mark (self, r, 0);
-    s_reply (self, sock, r, items, out, got, s->ivf ? "item-ivf" : "item");
+    s_reply (self, r, items, out, got, s->ivf ? "item-ivf" : "item");
 }
 
 //  Re-ranks the best of m text candidates (in text order) with the version's learned
@@ -1399,7 +1413,7 @@ s_search_rerank (rank_worker_t *self, const char *query, uint32_t *items, float 
 //  user with a history, with that user's retrieval score (scaled to [0, 1] among
 //  them).
 static void
-s_search (rank_worker_t *self, zsock_t *sock, req_t *r)
+s_search (rank_worker_t *self, req_t *r)
 {
     served_t *s = self->cur;
     uint32_t n = self->cat.n;
@@ -1409,7 +1423,7 @@ s_search (rank_worker_t *self, zsock_t *sock, req_t *r)
     if (!items || !text || !drop) {
         r->error = "out of memory";
         r->code = STRATA__V1__ERROR_CODE__INTERNAL;
-        s_reply (self, sock, r, NULL, NULL, 0, "");
+        s_reply (self, r, NULL, NULL, 0, "");
         return;
     }
     uint32_t found = search_index_query (self->index, r->query, r->only, r->n_only, r->text_only, items, text, n);
@@ -1420,7 +1434,7 @@ s_search (rank_worker_t *self, zsock_t *sock, req_t *r)
         if (!seen) {
             r->error = "out of memory";
             r->code = STRATA__V1__ERROR_CODE__INTERNAL;
-            s_reply (self, sock, r, NULL, NULL, 0, "");
+            s_reply (self, r, NULL, NULL, 0, "");
             return;
         }
         for (uint32_t i = 0; i < found; i++)
@@ -1483,7 +1497,7 @@ s_search (rank_worker_t *self, zsock_t *sock, req_t *r)
                                                   : "text+learned+ranker+model";
     }
     s_sort (out_items, out, m);
-    s_reply (self, sock, r, out_items, out, m < (int) r->k ? m : (int) r->k, source);
+    s_reply (self, r, out_items, out, m < (int) r->k ? m : (int) r->k, source);
 }
 
 //  Decodes a job into r (allocations in the arena-free way: owned by the unpacked
@@ -1642,15 +1656,22 @@ s_parse (rank_worker_t *self, const Strata__V1__ServeJob *job, req_t *r, void **
 }
 
 void
-rank_worker_serve (rank_worker_t *self, zframe_t **jobs, size_t n, zsock_t *sock)
+rank_worker_serve (rank_worker_t *self, const ProtobufCBinaryData *jobs, size_t n, zsock_t *sock)
 {
     req_t *reqs = calloc (n ? n : 1, sizeof *reqs);
     void **inner = calloc (n ? n : 1, sizeof *inner);
     Strata__V1__ServeJob **outer = calloc (n ? n : 1, sizeof *outer);
-    if (!reqs || !inner || !outer) {
+    self->results = calloc (n ? n : 1, sizeof *self->results);
+    self->result_ptrs = calloc (n ? n : 1, sizeof *self->result_ptrs);
+    self->n_results = 0;
+    if (!reqs || !inner || !outer || !self->results || !self->result_ptrs) {
         free (reqs);
         free (inner);
         free (outer);
+        free (self->results);
+        free (self->result_ptrs);
+        self->results = NULL;
+        self->result_ptrs = NULL;
         log_error ("out of memory for %zu jobs; the broker will retry them", n);
         return;
     }
@@ -1663,17 +1684,22 @@ rank_worker_serve (rank_worker_t *self, zframe_t **jobs, size_t n, zsock_t *sock
         self->mark_cap = self->mark ? items : 0;
     }
     for (size_t i = 0; i < n; i++) {
-        outer[i] = (Strata__V1__ServeJob *) wire_unpack (&strata__v1__serve_job__descriptor, jobs[i], NULL);
+        outer[i] = strata__v1__serve_job__unpack (NULL, jobs[i].len, jobs[i].data);
         if (!outer[i]) {
-            log_warn ("SERVE payload does not decode; ignored");
+            log_warn ("a SERVE_JOBS job does not decode; ignored");
             continue;
         }
         if (outer[i]->type && !strcmp (outer[i]->type, WIRE_PING)) {
+            //  The request is echoed (the client matches it); its buffer is the job's,
+            //  so the job is kept until the results are sent.
             Strata__V1__ServeResult res = STRATA__V1__SERVE_RESULT__INIT;
             res.job_id = outer[i]->job_id;
             res.type = WIRE_PING_REPLY;
-            res.reply = outer[i]->request;   // echoed: the client matches it
-            wire_send (sock, NULL, WIRE_SERVED, &res.base);
+            res.reply.len = outer[i]->request.len;
+            res.reply.data = malloc (res.reply.len ? res.reply.len : 1);
+            if (res.reply.data && res.reply.len)
+                memcpy (res.reply.data, outer[i]->request.data, res.reply.len);
+            s_result_add (self, &res);
             strata__v1__serve_job__free_unpacked (outer[i], NULL);
             outer[i] = NULL;
             continue;
@@ -1694,13 +1720,13 @@ rank_worker_serve (rank_worker_t *self, zframe_t **jobs, size_t n, zsock_t *sock
         if (!outer[i])
             continue;
         if (r->error)
-            s_reply (self, sock, r, NULL, NULL, 0, "");
+            s_reply (self, r, NULL, NULL, 0, "");
         else if (r->similar)
-            s_similar (self, sock, r);
+            s_similar (self, r);
         else if (r->search)
-            s_search (self, sock, r);
+            s_search (self, r);
         else if (r->n_hist == 0)
-            s_recommend (self, sock, r, NULL, NULL);
+            s_recommend (self, r, NULL, NULL);
         else if (pending)
             pending[np++] = i;
     }
@@ -1738,13 +1764,13 @@ rank_worker_serve (rank_worker_t *self, zframe_t **jobs, size_t n, zsock_t *sock
                 if (!ok) {
                     r->error = "out of memory";
                     r->code = STRATA__V1__ERROR_CODE__INTERNAL;
-                    s_reply (self, sock, r, NULL, NULL, 0, "");
+                    s_reply (self, r, NULL, NULL, 0, "");
                     continue;
                 }
                 r->slot = (int) b;
                 cands_t c = s->ivf ? (cands_t) { ci + b * stride, scores + b * stride, counts[b] }
                                    : (cands_t) { NULL, scores + b * items, items };
-                s_recommend (self, sock, r, &c, uvec + b * (size_t) d);
+                s_recommend (self, r, &c, uvec + b * (size_t) d);
             }
             free (all);
             free (types);
@@ -1764,4 +1790,17 @@ rank_worker_serve (rank_worker_t *self, zframe_t **jobs, size_t n, zsock_t *sock
     free (reqs);
     free (inner);
     free (outer);
+    //  Every result of the batch in one message.
+    Strata__V1__ServeResults out = STRATA__V1__SERVE_RESULTS__INIT;
+    out.n_results = self->n_results;
+    out.results = self->result_ptrs;
+    if (self->n_results)
+        wire_send (sock, NULL, WIRE_SERVE_RESULTS, &out.base);
+    for (size_t i = 0; i < self->n_results; i++)
+        free (self->results[i].reply.data);
+    free (self->results);
+    free (self->result_ptrs);
+    self->results = NULL;
+    self->result_ptrs = NULL;
+    self->n_results = 0;
 }

@@ -30,6 +30,7 @@
 #define STRATA_RANK_H
 
 #include <czmq.h>
+#include <protobuf-c/protobuf-c.h>
 #include <stdint.h>
 
 typedef struct {
@@ -67,8 +68,9 @@ void rank_worker_model_input (rank_worker_t *self);
 //  every poll-ms.
 void rank_worker_tick (rank_worker_t *self);
 
-//  Answers n SERVE payloads, sending each ServeResult (SERVED) on sock.
-void rank_worker_serve (rank_worker_t *self, zframe_t **jobs, size_t n, zsock_t *sock);
+//  Answers n jobs (each a packed ServeJob), sending their results together, one
+//  ServeResults (SERVE_RESULTS), on sock.
+void rank_worker_serve (rank_worker_t *self, const ProtobufCBinaryData *jobs, size_t n, zsock_t *sock);
 
 //  The version being served (0: none).
 uint64_t rank_worker_version (rank_worker_t *self);

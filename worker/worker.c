@@ -155,35 +155,43 @@ s_handle_task (worker_t *self, zframe_t *payload)
     strata__v1__train_task__free_unpacked (task, NULL);
 }
 
-//  Answers a SERVE job and every other one already waiting (up to the capacity), so
-//  that users who arrive together are scored together. Other messages met on the way
-//  are handled as they come.
+//  Answers a SERVE_JOBS message's jobs and those of every other one already waiting
+//  (up to the capacity), so that users who arrive together are scored together and
+//  their results travel together. A heartbeat met on the way needs no answer; a
+//  DISCONNECT ends the gathering (the loop registers again when heartbeats stop).
 static void
 s_handle_serve (worker_t *self, wire_msg_t *first)
 {
-    zframe_t *jobs[256];
-    size_t n = 0;
-    jobs[n++] = first->payload;
-    first->payload = NULL;
-    while (n < sizeof jobs / sizeof jobs[0] && n < self->capacity && (zsock_events (self->sock) & ZMQ_POLLIN)) {
-        wire_msg_t msg;
+    enum { MESSAGES = 64, JOBS = 256 };
+    Strata__V1__ServeJobs *batches[MESSAGES];
+    ProtobufCBinaryData jobs[JOBS];
+    size_t nb = 0, n = 0;
+    wire_msg_t msg = *first;
+    first->routing = first->payload = NULL;
+    for (;;) {
+        if (!strcmp (msg.type, WIRE_SERVE_JOBS)) {
+            Strata__V1__ServeJobs *b = (Strata__V1__ServeJobs *) wire_unpack (&strata__v1__serve_jobs__descriptor,
+                                                                               msg.payload, NULL);
+            if (!b)
+                log_warn ("SERVE_JOBS payload does not decode; ignored");
+            else {
+                batches[nb++] = b;
+                for (size_t i = 0; i < b->n_jobs && n < JOBS; i++)
+                    jobs[n++] = b->jobs[i];
+            }
+        }
+        bool leave = !strcmp (msg.type, WIRE_DISCONNECT);
+        wire_msg_reset (&msg);
+        if (leave || nb == MESSAGES || n >= self->capacity || n == JOBS || !(zsock_events (self->sock) & ZMQ_POLLIN))
+            break;
         int r = wire_recv (self->sock, false, (size_t) self->cfg->max_frame, &msg);
         if (r == WIRE_EINTR)
             break;
-        if (r == 0 && !strcmp (msg.type, WIRE_SERVE)) {
-            jobs[n++] = msg.payload;
-            msg.payload = NULL;
-        }
-        else if (r == 0 && !strcmp (msg.type, WIRE_DISCONNECT)) {
-            wire_msg_reset (&msg);
-            break;   // the loop re-registers on the next heartbeat it misses
-        }
-        wire_msg_reset (&msg);
     }
     rank_worker_serve (self->rank, jobs, n, self->sock);
     self->jobs_done += n;
-    for (size_t i = 0; i < n; i++)
-        zframe_destroy (&jobs[i]);
+    for (size_t i = 0; i < nb; i++)
+        strata__v1__serve_jobs__free_unpacked (batches[i], NULL);
 }
 
 int
@@ -298,7 +306,7 @@ worker_run (const worker_config_t *cfg)
                 s_handle_job (&self, msg.payload);
             else if (!strcmp (msg.type, WIRE_TASK) && self.role == STRATA__V1__ROLE__TRAIN)
                 s_handle_task (&self, msg.payload);
-            else if (!strcmp (msg.type, WIRE_SERVE) && self.role == STRATA__V1__ROLE__RANK) {
+            else if (!strcmp (msg.type, WIRE_SERVE_JOBS) && self.role == STRATA__V1__ROLE__RANK) {
                 s_handle_serve (&self, &msg);
                 last_heard = util_mono_ms ();
             }

@@ -3,8 +3,9 @@
     Paranoid-Pirate style: the worker connects a DEALER to the broker's worker endpoint
     (roles preprocess and rank) or the trainer's (role train), announces itself (READY
     with role and capacity), and then answers JOBs with RESULTs (TASKs with GRADIENTs,
-    SERVE jobs with SERVED results, see rank.h) while heartbeats flow both ways. If the broker goes silent for `liveness` heartbeats
-    the worker drops its socket and reconnects with backoff, so a broker restart needs no
+    SERVE_JOBS with SERVE_RESULTS, see rank.h) while heartbeats flow both ways. If the
+    broker goes silent for `liveness` heartbeats the worker drops its socket and
+    reconnects with backoff, so a broker restart needs no
     operator. The worker holds no state between jobs: kill it at any time and the broker
     gives its jobs to another.
 */

@@ -273,3 +273,70 @@ Test (knowledge, open_fails_cleanly_on_a_bad_path)
 {
     cr_expect_null (knowledge_open ("/proc/strata-cannot-be-here"));
 }
+
+//  The newest `max` events of a user that name an item, in time order: for a short
+//  history (read forwards), one that wraps the forward reader's ring, and one long
+//  enough to be read backwards from its end; searches without an item are skipped.
+Test (knowledge, user_recent_is_the_newest_in_time_order)
+{
+    knowledge_t *kb = knowledge_open (s_dir);
+    cr_assert_not_null (kb);
+    enum { N = 40, MAX = 5 };
+    static const struct {
+        const char *user;
+        int events;
+    } users[] = { { "short", 3 }, { "ring", 12 }, { "long", 30 } };
+    Strata__V1__Event ev[N], *evp[N];
+    char ids[N][16], items[N][16];
+    arena_t *arena = arena_new (1 << 16);
+    cr_assert_not_null (arena);
+    for (size_t u = 0; u < sizeof users / sizeof users[0]; u++) {
+        size_t n = (size_t) users[u].events + 1;
+        for (size_t i = 0; i < n; i++) {
+            strata__v1__event__init (&ev[i]);
+            snprintf (ids[i], sizeof ids[i], "%s-%zu", users[u].user, i);
+            snprintf (items[i], sizeof items[i], "item-%zu", i);
+            ev[i].event_id = ids[i];
+            ev[i].user_id = (char *) users[u].user;
+            //  Sent newest first: the store orders by time, not by arrival.
+            ev[i].timestamp_ms = 1700000000000 + (int64_t) (n - i) * 1000;
+            ev[i].type = STRATA__V1__EVENT_TYPE__VIEW;
+            ev[i].item_id = items[n - 1 - i];
+            if (i == 0) {
+                //  The newest event: a search without an item.
+                ev[i].type = STRATA__V1__EVENT_TYPE__SEARCH;
+                ev[i].item_id = "";
+                ev[i].query = "shampoo";
+            }
+            evp[i] = &ev[i];
+        }
+        Strata__V1__JobResult res = STRATA__V1__JOB_RESULT__INIT;
+        res.sequence = s_journal (kb, users[u].user);
+        res.batch_id = (char *) users[u].user;
+        res.n_events = n;
+        res.events = evp;
+        Strata__V1__Ack ack;
+        Strata__V1__ReasonCount rc[8], *rcp[8];
+        cr_assert_eq (knowledge_apply (kb, &res, &ack, rc, rcp, 8), 0);
+        cr_assert_eq (ack.accepted, n);
+    }
+    for (size_t u = 0; u < sizeof users / sizeof users[0]; u++) {
+        uint32_t index;
+        cr_assert_eq (knowledge_user_index (kb, users[u].user, &index), 0);
+        arena_reset (arena);
+        Strata__V1__Interaction **h = NULL;
+        int n = knowledge_user_recent (kb, index, MAX, arena, &h);
+        int want = users[u].events < MAX ? users[u].events : MAX;
+        cr_assert_eq (n, want, "%s: %d events, want %d", users[u].user, n, want);
+        for (int i = 0; i < n; i++) {
+            //  Items item-(events - n) .. item-(events - 1), oldest first.
+            char expect[16];
+            snprintf (expect, sizeof expect, "item-%d", users[u].events - n + i);
+            cr_expect_str_eq (knowledge_item_id (kb, h[i]->item), expect, "%s, position %d", users[u].user, i);
+            if (i)
+                cr_expect_lt (h[i - 1]->timestamp_ms, h[i]->timestamp_ms);
+        }
+    }
+    arena_destroy (&arena);
+    knowledge_destroy (&kb);
+}
