@@ -33,6 +33,8 @@ const config_key_t broker_config_keys[] = {
       "journal entries waiting for workers before producers are told to back off" },
     { "history-len", CONFIG_INT, OFF (history_len), "50", 1, 10000,
       "stored events of a user sent with each recommend request to the rank workers" },
+    { "history-cache", CONFIG_INT, OFF (history_cache), "65536", 0, 1 << 26,
+      "users whose recent history is kept in memory (0: read every request's from the store)" },
     { "serve-attempts", CONFIG_INT, OFF (serve_attempts), "3", 1, 100,
       "rank workers tried for one request before it fails" },
     { "serve-timeout-ms", CONFIG_INT, OFF (serve_timeout_ms), "2000", 10, 600000,
@@ -108,6 +110,14 @@ s_send_stats (broker_t *self, zsock_t *sock, zframe_t *routing)
     st.journal_inflight = pool_inflight (self->pool);
     st.protocol_errors = self->protocol_errors;
     st.uptime_ms = (uint64_t) (util_now_ms () - self->started_ms);
+    serve_counts_t sc;
+    serve_counts (self->serve, &sc);
+    Strata__V1__ServingStats serving = STRATA__V1__SERVING_STATS__INIT;
+    serving.served = sc.served;
+    serving.failed = sc.failed;
+    serving.retried = sc.retried;
+    knowledge_history_cache_counts (self->kb, &serving.history_cache_hits, &serving.history_cache_misses);
+    st.serving = &serving;
 
     size_t nw = pool_size (self->pool);
     Strata__V1__WorkerInfo *infos = calloc (nw + 1, sizeof *infos);
@@ -572,6 +582,8 @@ broker_run (const broker_config_t *cfg)
     self.started_ms = util_now_ms ();
     int rc = -1;
     self.kb = knowledge_open (cfg->dir);
+    if (self.kb && knowledge_history_cache (self.kb, (uint32_t) cfg->history_cache) < 0)
+        knowledge_destroy (&self.kb);
     self.pool = pool_new (cfg->heartbeat_ms, cfg->liveness);
     self.pending = zlistx_new ();
     self.arena = arena_new (4 << 20);

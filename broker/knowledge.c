@@ -8,6 +8,7 @@
 
 #include "dedupe.h"
 #include "log.h"
+#include "recent.h"
 #include "util.h"
 
 static const char *const s_cf_names[KCF_COUNT] = {
@@ -32,6 +33,7 @@ struct _knowledge_t {
     uint64_t journal_pending;
     zhashx_t *reasons;  // reason class -> (void *) count
     dedupe_t *seen;     // every stored event id, by hash
+    recent_t *recent;   // users' recent histories (none until knowledge_history_cache)
 };
 
 static int
@@ -147,6 +149,11 @@ knowledge_open (const char *dir)
     self->users.index = zhashx_new ();
     self->items.index = zhashx_new ();
     self->reasons = zhashx_new ();
+    self->recent = recent_new (0);
+    if (!self->recent) {
+        knowledge_destroy (&self);
+        return NULL;
+    }
     s_load_dicts (self);
     for (size_t i = 0; i < COUNTERS; i++)
         *s_counter (self, i) = store_get_u64 (self->store, KCF_STATS, s_counter_keys[i]);
@@ -202,6 +209,7 @@ knowledge_destroy (knowledge_t **self_p)
     s_dict_free (&self->users);
     s_dict_free (&self->items);
     dedupe_destroy (&self->seen);
+    recent_destroy (&self->recent);
     zhashx_destroy (&self->reasons);
     store_destroy (&self->store);
     free (self);
@@ -390,6 +398,7 @@ knowledge_apply (knowledge_t *self, const Strata__V1__JobResult *res, Strata__V1
         util_put_be64 (key + 4, (uint64_t) e->timestamp_ms);
         util_put_be64 (key + 12, hash);
         s_pack_put (wb, store_cf (self->store, KCF_EVENTS), key, sizeof key, &stored.base, &buf, &cap);
+        recent_drop (self->recent, (uint32_t) user);
         //  Workers drop in-batch duplicates, and results are applied one at a time, so
         //  the index (updated now, written below) sees every earlier event. If the write
         //  fails the broker stops, and the index is rebuilt from the store at restart.
@@ -715,8 +724,28 @@ s_user_event (rocksdb_iterator_t *it, uint32_t user)
 #define RECENT_FORWARD_FACTOR 4
 
 int
+knowledge_history_cache (knowledge_t *self, uint32_t users)
+{
+    recent_t *r = recent_new (users);
+    if (!r)
+        return -1;
+    recent_destroy (&self->recent);
+    self->recent = r;
+    return 0;
+}
+
+void
+knowledge_history_cache_counts (knowledge_t *self, uint64_t *hits, uint64_t *misses)
+{
+    recent_counts (self->recent, hits, misses);
+}
+
+int
 knowledge_user_recent (knowledge_t *self, uint32_t user, uint32_t max, arena_t *arena, Strata__V1__Interaction ***out)
 {
+    int cached = recent_get (self->recent, user, max, arena, out);
+    if (cached >= 0)
+        return cached;
     Strata__V1__Interaction **ring = arena_calloc (arena, max + 1, sizeof *ring);
     *out = arena_calloc (arena, max + 1, sizeof **out);
     if (!ring || !*out)
@@ -771,5 +800,8 @@ knowledge_user_recent (knowledge_t *self, uint32_t user, uint32_t max, arena_t *
             (*out)[n++] = ring[i % max];
     }
     rocksdb_iter_destroy (it);
-    return rc < 0 ? -1 : n;
+    if (rc < 0)
+        return -1;
+    recent_put (self->recent, user, max, *out, n);
+    return n;
 }

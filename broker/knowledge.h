@@ -17,7 +17,8 @@
     makes re-sent batches and re-dispatched jobs harmless.
 
     Dictionaries, counters and the event-id index (dedupe.h) are cached in memory and
-    rebuilt at open; RocksDB is the truth. One thread owns a knowledge_t.
+    rebuilt at open, and recent user histories may be (recent.h, dropped as events are
+    stored); RocksDB is the truth. One thread owns a knowledge_t.
 */
 #ifndef STRATA_KNOWLEDGE_H
 #define STRATA_KNOWLEDGE_H
@@ -115,7 +116,14 @@ int knowledge_user_index (knowledge_t *self, const char *id, uint32_t *index);
 int knowledge_item_index (knowledge_t *self, const char *id, uint32_t *index);
 
 //  The user's last (at most) max events that name an item, oldest first, into out
-//  (allocated in arena). Returns how many, or -1 (no memory).
+//  (allocated in arena). Returns how many, or -1 (no memory). Answered from the history
+//  cache when the user is in it.
+//  Keeps the histories of up to `users` users in memory (recent.h); 0 keeps none (the
+//  default). Returns 0, or -1 on no memory (the cache is left as it was).
+int knowledge_history_cache (knowledge_t *self, uint32_t users);
+//  Histories answered from the cache, and read from the store, since it was set.
+void knowledge_history_cache_counts (knowledge_t *self, uint64_t *hits, uint64_t *misses);
+
 int knowledge_user_recent (knowledge_t *self, uint32_t user, uint32_t max, arena_t *arena,
                            Strata__V1__Interaction ***out);
 

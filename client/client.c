@@ -76,7 +76,12 @@ strata_stats_json (const char *endpoint, int timeout_ms, char *err, size_t errle
     json_t *reasons = json_object ();
     for (size_t i = 0; i < st->n_reject_reasons; i++)
         json_object_set_new (reasons, st->reject_reasons[i]->reason, json_integer ((json_int_t) st->reject_reasons[i]->count));
-    json_t *j = json_pack ("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o}",
+    Strata__V1__ServingStats none = STRATA__V1__SERVING_STATS__INIT, *sv = st->serving ? st->serving : &none;
+    json_t *serving = json_pack ("{s:I, s:I, s:I, s:I, s:I}", "served", (json_int_t) sv->served, "failed",
+                                 (json_int_t) sv->failed, "retried", (json_int_t) sv->retried, "history_cache_hits",
+                                 (json_int_t) sv->history_cache_hits, "history_cache_misses",
+                                 (json_int_t) sv->history_cache_misses);
+    json_t *j = json_pack ("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o}",
                            "events", (json_int_t) st->events, "users", (json_int_t) st->users, "items",
                            (json_int_t) st->items, "catalogue_items", (json_int_t) st->catalogue_items,
                            "duplicates", (json_int_t) st->duplicates, "rejected", (json_int_t) st->rejected,
@@ -84,7 +89,7 @@ strata_stats_json (const char *endpoint, int timeout_ms, char *err, size_t errle
                            (json_int_t) st->journal_inflight, "batches", (json_int_t) st->batches,
                            "protocol_errors", (json_int_t) st->protocol_errors, "uptime_ms",
                            (json_int_t) st->uptime_ms, "workers", workers, "worker_list", list,
-                           "reject_reasons", reasons);
+                           "reject_reasons", reasons, "serving", serving);
     strata__v1__stats__free_unpacked (st, NULL);
     char *out = j ? json_dumps (j, JSON_INDENT (2) | JSON_SORT_KEYS) : NULL;
     json_decref (j);

@@ -340,3 +340,58 @@ Test (knowledge, user_recent_is_the_newest_in_time_order)
     arena_destroy (&arena);
     knowledge_destroy (&kb);
 }
+
+//  With the history cache on, a history asked for again comes from memory and is the
+//  same; storing an event of the user's drops it (the next read has the event); a user
+//  on the same slot, or another length, is a miss.
+Test (knowledge, history_cache_is_dropped_when_the_user_acts)
+{
+    knowledge_t *kb = knowledge_open (s_dir);
+    cr_assert_not_null (kb);
+    cr_assert_eq (knowledge_history_cache (kb, 4), 0);
+    const char *const first[][3] = { { "u0", "i1", "e1" }, { "u0", "i2", "e2" }, { "u1", "i3", "e3" },
+                                     { "u2", "i1", "e4" }, { "u3", "i1", "e5" }, { "u4", "i2", "e6" } };
+    result_t r;
+    Strata__V1__Ack ack;
+    s_result (&r, s_journal (kb, "a"), "a", first, 6);
+    cr_assert_eq (s_apply (kb, &r, &ack), 0);
+    arena_t *arena = arena_new (1 << 16);
+    Strata__V1__Interaction **h = NULL;
+    uint32_t u0, u4;
+    cr_assert_eq (knowledge_user_index (kb, "u0", &u0), 0);
+    cr_assert_eq (knowledge_user_index (kb, "u4", &u4), 0);
+    cr_assert_eq (u4 % 4, u0 % 4, "u4 shares u0's slot");
+    uint64_t hits, misses;
+    cr_assert_eq (knowledge_user_recent (kb, u0, 10, arena, &h), 2);
+    knowledge_history_cache_counts (kb, &hits, &misses);
+    cr_expect (hits == 0 && misses == 1);
+    cr_assert_eq (knowledge_user_recent (kb, u0, 10, arena, &h), 2);
+    cr_expect_str_eq (knowledge_item_id (kb, h[0]->item), "i1");
+    cr_expect_str_eq (knowledge_item_id (kb, h[1]->item), "i2");
+    cr_expect_eq (h[1]->timestamp_ms, 1700000000001);
+    cr_expect_eq (h[1]->type, STRATA__V1__EVENT_TYPE__VIEW);
+    knowledge_history_cache_counts (kb, &hits, &misses);
+    cr_expect (hits == 1 && misses == 1);
+    //  Another length is another history.
+    cr_assert_eq (knowledge_user_recent (kb, u0, 1, arena, &h), 1);
+    cr_expect_str_eq (knowledge_item_id (kb, h[0]->item), "i2");
+    knowledge_history_cache_counts (kb, &hits, &misses);
+    cr_expect (hits == 1 && misses == 2);
+    //  A new event of u0's: read again, with it.
+    cr_assert_eq (knowledge_user_recent (kb, u0, 10, arena, &h), 2);
+    const char *const second[][3] = { { "u1", "i1", "e7" }, { "u1", "i1", "e8" }, { "u1", "i1", "e9" },
+                                      { "u0", "i3", "e10" } };
+    s_result (&r, s_journal (kb, "b"), "b", second, 4);
+    cr_assert_eq (s_apply (kb, &r, &ack), 0);
+    cr_assert_eq (knowledge_user_recent (kb, u0, 10, arena, &h), 3, "the new event is in the history");
+    cr_expect_str_eq (knowledge_item_id (kb, h[2]->item), "i3");
+    //  u4 takes u0's slot; u0 is read from the store again.
+    cr_assert_eq (knowledge_user_recent (kb, u4, 10, arena, &h), 1);
+    knowledge_history_cache_counts (kb, &hits, &misses);
+    uint64_t before = misses;
+    cr_assert_eq (knowledge_user_recent (kb, u0, 10, arena, &h), 3);
+    knowledge_history_cache_counts (kb, &hits, &misses);
+    cr_expect_eq (misses, before + 1);
+    arena_destroy (&arena);
+    knowledge_destroy (&kb);
+}

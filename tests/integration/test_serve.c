@@ -496,6 +496,30 @@ Test (serve, answers_filters_cold_start_and_errors)
     cr_assert_not_null (a.rec);
     cr_expect_str_eq (a.rec->source, "model", "a session of one new item is read by the model");
     s_answer_free (&a);
+    //  t-a3's history was asked for many times: the broker holds it in memory. A new
+    //  event of theirs replaces it: after A4, the model says A5.
+    json_t *st = hcluster_stats (&s_c);
+    json_t *serving = json_object_get (st, "serving");
+    cr_expect_gt (json_integer_value (json_object_get (serving, "history_cache_hits")), 0);
+    cr_expect_gt (json_integer_value (json_object_get (serving, "history_cache_misses")), 0);
+    cr_expect_gt (json_integer_value (json_object_get (serving, "served")), 10);
+    cr_expect_gt (json_integer_value (json_object_get (serving, "failed")), 3, "the bad requests above");
+    json_decref (st);
+    uint64_t events = hcluster_stat (&s_c, "events");
+    char path[700];
+    snprintf (path, sizeof path, "%s/more.jsonl", s_c.dir);
+    FILE *mf = fopen (path, "w");
+    cr_assert_not_null (mf);
+    fprintf (mf, "{\"event_id\":\"ta4\",\"user_id\":\"t-a3\",\"item_id\":\"A4\",\"type\":\"view\",\"timestamp\":%ld}\n",
+             1700000000000L + 60000L * 4);
+    fclose (mf);
+    s_import ("more.jsonl", false);
+    cr_assert (hcluster_wait_stat (&s_c, "events", events + 1, 30000), "the new event was not stored");
+    s_recommend ("t-a3", 3, NULL, &a);
+    cr_assert_not_null (a.rec);
+    cr_expect_str_eq (a.rec->items[0]->item, "A5", "the history sent was not the newest (A4 viewed): %s",
+                      a.rec->items[0]->item);
+    s_answer_free (&a);
 }
 
 Test (serve, approximate_index_answers_and_falls_back_to_exact)
