@@ -280,7 +280,9 @@ s_send_catalogue (broker_t *self, zsock_t *sock, zframe_t *routing, zframe_t *pa
     }
     uint32_t n = req->max_items && req->max_items < CATALOGUE_ITEMS_MAX ? req->max_items : CATALOGUE_ITEMS_MAX;
     Strata__V1__CatalogueReply reply;
-    if (knowledge_catalogue_page (self->kb, req->start_item, n, self->arena, &reply) < 0)
+    int rc = req->changes ? knowledge_catalogue_changes (self->kb, req->after_change, n, self->arena, &reply)
+                          : knowledge_catalogue_page (self->kb, req->start_item, n, self->arena, &reply);
+    if (rc < 0)
         wire_send_error (sock, routing, NULL, STRATA__V1__ERROR_CODE__INTERNAL, "out of memory building the page");
     else
         wire_send (sock, routing, WIRE_CATALOGUE_REPLY, &reply.base);

@@ -12,7 +12,7 @@
 #include "util.h"
 
 static const char *const s_cf_names[KCF_COUNT] = {
-    "default", "journal", "batches", "events", "items", "dict", "stats", "rejects", "meta",
+    "default", "journal", "batches", "events", "items", "dict", "stats", "rejects", "meta", "changes",
 };
 
 #define SCHEMA_VERSION "1"
@@ -31,6 +31,7 @@ struct _knowledge_t {
     knowledge_counts_t n;
     uint64_t next_seq;
     uint64_t journal_pending;
+    uint64_t last_change;   // the newest catalogue change's sequence
     zhashx_t *reasons;  // reason class -> (void *) count
     dedupe_t *seen;     // every stored event id, by hash
     recent_t *recent;   // users' recent histories (none until knowledge_history_cache)
@@ -189,6 +190,7 @@ knowledge_open (const char *dir)
     //  Next journal sequence: one past the highest ever used (kept in stats, because
     //  the journal itself may be empty after everything was applied).
     self->next_seq = store_get_u64 (self->store, KCF_STATS, "journal_seq") + 1;
+    self->last_change = store_get_u64 (self->store, KCF_STATS, "catalogue_change");
     it = store_iter (self->store, KCF_JOURNAL);
     for (rocksdb_iter_seek_to_first (it); rocksdb_iter_valid (it); rocksdb_iter_next (it))
         self->journal_pending++;
@@ -347,6 +349,7 @@ knowledge_apply (knowledge_t *self, const Strata__V1__JobResult *res, Strata__V1
     free (journal);
 
     knowledge_counts_t before = self->n;
+    uint64_t change_before = self->last_change;
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create ();
     uint8_t *buf = NULL;
     size_t cap = 0;
@@ -425,8 +428,13 @@ knowledge_apply (knowledge_t *self, const Strata__V1__JobResult *res, Strata__V1
         Strata__V1__Item stored = *it;
         stored.item_index = (uint32_t) item;
         s_pack_put (wb, store_cf (self->store, KCF_ITEMS), key, 4, &stored.base, &buf, &cap);
+        //  The change log: rank workers follow it to update the records they hold.
+        unsigned char ckey[8];
+        util_put_be64 (ckey, ++self->last_change);
+        rocksdb_writebatch_put_cf (wb, store_cf (self->store, KCF_CHANGES), (const char *) ckey, 8, (const char *) key, 4);
         accepted++;
     }
+    store_batch_put_u64 (self->store, wb, KCF_STATS, "catalogue_change", self->last_change);
 
     size_t nreasons = 0;
     for (size_t i = 0; i < res->n_rejects; i++) {
@@ -489,6 +497,7 @@ fail:
     //  added to memory but not written are harmless only if we stop here, so the caller
     //  treats STORE_EIO as fatal and restarts from the store.
     self->n = before;
+    self->last_change = change_before;
     rocksdb_writebatch_destroy (wb);
     free (buf);
     return STORE_EIO;
@@ -615,12 +624,35 @@ knowledge_history_page (knowledge_t *self, uint32_t start_user, uint32_t max_use
     return rc;
 }
 
+//  Item i's record as stored (in arena), or its id alone when it was never described.
+static Strata__V1__Item *
+s_item_record (knowledge_t *self, uint32_t i, arena_t *arena)
+{
+    ProtobufCAllocator alloc = arena_protobuf (arena);
+    unsigned char key[4];
+    util_put_be32 (key, i);
+    size_t vlen = 0;
+    char *v = store_get (self->store, KCF_ITEMS, key, 4, &vlen, NULL);
+    Strata__V1__Item *it = v ? strata__v1__item__unpack (&alloc, vlen, (const uint8_t *) v) : NULL;
+    free (v);
+    if (!it) {
+        it = arena_alloc (arena, sizeof *it);
+        if (!it)
+            return NULL;
+        strata__v1__item__init (it);
+        it->item_id = arena_strdup (arena, knowledge_item_id (self, i) ? knowledge_item_id (self, i) : "");
+    }
+    it->item_index = i;
+    return it;
+}
+
 int
 knowledge_catalogue_page (knowledge_t *self, uint32_t start_item, uint32_t max_items, arena_t *arena,
                           Strata__V1__CatalogueReply *out)
 {
     strata__v1__catalogue_reply__init (out);
     out->item_count = (uint32_t) self->items.count;
+    out->last_change = self->last_change;
     uint32_t end = start_item + max_items;
     if (end > self->items.count || end < start_item)
         end = (uint32_t) self->items.count;
@@ -631,25 +663,47 @@ knowledge_catalogue_page (knowledge_t *self, uint32_t start_item, uint32_t max_i
     out->items = arena_calloc (arena, end - start_item, sizeof *out->items);
     if (!out->items)
         return -1;
-    ProtobufCAllocator alloc = arena_protobuf (arena);
-    for (uint32_t i = start_item; i < end; i++) {
-        unsigned char key[4];
-        util_put_be32 (key, i);
-        size_t vlen = 0;
-        char *v = store_get (self->store, KCF_ITEMS, key, 4, &vlen, NULL);
-        Strata__V1__Item *it = v ? strata__v1__item__unpack (&alloc, vlen, (const uint8_t *) v) : NULL;
-        free (v);
-        if (!it) {
-            it = arena_alloc (arena, sizeof *it);
-            if (!it)
-                return -1;
-            strata__v1__item__init (it);
-            it->item_id = arena_strdup (arena, knowledge_item_id (self, i) ? knowledge_item_id (self, i) : "");
-        }
-        it->item_index = i;
-        out->items[out->n_items++] = it;
-    }
+    for (uint32_t i = start_item; i < end; i++)
+        if (!(out->items[out->n_items++] = s_item_record (self, i, arena)))
+            return -1;
     return 0;
+}
+
+int
+knowledge_catalogue_changes (knowledge_t *self, uint64_t after, uint32_t max_items, arena_t *arena,
+                             Strata__V1__CatalogueReply *out)
+{
+    strata__v1__catalogue_reply__init (out);
+    out->item_count = (uint32_t) self->items.count;
+    out->last_change = after;
+    out->done = true;
+    out->items = arena_calloc (arena, max_items + 1, sizeof *out->items);
+    if (!out->items)
+        return -1;
+    unsigned char key[8];
+    util_put_be64 (key, after + 1);
+    rocksdb_iterator_t *it = store_iter (self->store, KCF_CHANGES);
+    int rc = 0;
+    for (rocksdb_iter_seek (it, (const char *) key, 8); rocksdb_iter_valid (it); rocksdb_iter_next (it)) {
+        size_t klen, vlen;
+        const unsigned char *k = (const unsigned char *) rocksdb_iter_key (it, &klen);
+        const unsigned char *v = (const unsigned char *) rocksdb_iter_value (it, &vlen);
+        if (klen != 8 || vlen != 4)
+            continue;
+        if (out->n_items == max_items) {
+            out->done = false;
+            break;
+        }
+        Strata__V1__Item *item = s_item_record (self, util_get_be32 (v), arena);
+        if (!item) {
+            rc = -1;
+            break;
+        }
+        out->items[out->n_items++] = item;
+        out->last_change = util_get_be64 (k);
+    }
+    rocksdb_iter_destroy (it);
+    return rc;
 }
 
 const char *

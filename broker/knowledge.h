@@ -10,6 +10,7 @@
       stats     counter name                      -> be64
       rejects   be64 seq, be32 n                  -> Reject (dead letter with reason)
       meta      schema version and such
+      changes   be64 change sequence              -> be32 item index (a record written)
     A batch is journaled and its batch id recorded in one synced write before the
     producer is acked. A cleaned result is applied in one WriteBatch that also deletes
     its journal entry, so after a crash every batch is either still in the journal or
@@ -41,6 +42,7 @@ enum {
     KCF_STATS,
     KCF_REJECTS,
     KCF_META,
+    KCF_CHANGES,
     KCF_COUNT
 };
 
@@ -106,10 +108,18 @@ size_t knowledge_rejects_each (knowledge_t *self, const void *after, size_t afte
 int knowledge_history_page (knowledge_t *self, uint32_t start_user, uint32_t max_users, uint32_t max_events,
                             bool with_ids, arena_t *arena, Strata__V1__HistoryReply *out);
 
-//  Fills a page of catalogue records for item indices [start_item, start_item + max).
-//  Items never described come with their id only. Allocated in arena. Returns 0 or -1.
+//  Fills a page of catalogue records for item indices [start_item, start_item + max),
+//  and the newest catalogue change's sequence (a reader that pages the whole catalogue
+//  and then follows the changes after it misses none). Items never described come
+//  with their id only. Allocated in arena. Returns 0 or -1.
 int knowledge_catalogue_page (knowledge_t *self, uint32_t start_item, uint32_t max_items, arena_t *arena,
                               Strata__V1__CatalogueReply *out);
+
+//  The records written after change `after` (new items and updated ones, oldest change
+//  first; an item written twice comes twice, as it stands now), at most max_items, and
+//  the sequence of the last one included. Allocated in arena. Returns 0 or -1.
+int knowledge_catalogue_changes (knowledge_t *self, uint64_t after, uint32_t max_items, arena_t *arena,
+                                 Strata__V1__CatalogueReply *out);
 
 //  The dense index of an external user or item id: 0, or -1 when unknown.
 int knowledge_user_index (knowledge_t *self, const char *id, uint32_t *index);

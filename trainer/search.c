@@ -10,9 +10,10 @@
 #include "util.h"
 
 typedef struct {
-    uint32_t *items;
+    uint32_t *items;       // in index order
     uint16_t *tf;          // SEARCH_FIELDS per entry
     uint32_t n, cap;
+    bool unsorted;         // entries were appended out of order (an update)
 } posting_t;
 
 struct _search_index_t {
@@ -29,8 +30,11 @@ struct _search_index_t {
     const query_terms_t *learned;
     float *qlen;           // per item: length of its queries field
     double sum_qlen;
-    //  Every item's title as a sequence of token hashes (for the ranker's bigrams).
-    uint32_t *title_off;   // n + 1
+    //  Every item's title as a sequence of token hashes (for the ranker's bigrams): item
+    //  i's are title_tok[title_at[i] .. title_at[i] + title_n[i]); an updated title's
+    //  are appended.
+    uint32_t *title_at;
+    uint16_t *title_n;
     uint32_t *title_tok;
     size_t n_tok, cap_tok;
     uint32_t qlen_n;
@@ -92,7 +96,8 @@ search_index_destroy (search_index_t **self_p)
     free (self->touched);
     free (self->allowed);
     free (self->qlen);
-    free (self->title_off);
+    free (self->title_at);
+    free (self->title_n);
     free (self->title_tok);
     free (self);
     *self_p = NULL;
@@ -173,6 +178,67 @@ s_bag_text (bag_t *b, int field, const char *text)
     tokenize (text, strlen (text), TOKENIZE_STEM, s_bag_add, b);
 }
 
+//  Item i's terms (its title's tokens appended to the title sequences) into b; 0 or -1.
+static int
+s_bag_item (search_index_t *self, uint32_t i, const Strata__V1__Item *item, bag_t *b)
+{
+    *b = (bag_t) { .index = self };
+    size_t first = self->n_tok;
+    s_bag_text (b, SEARCH_TITLE, item->title);
+    s_bag_text (b, SEARCH_BRAND, item->brand);
+    for (size_t k = 0; k < item->n_category; k++)
+        s_bag_text (b, SEARCH_CATEGORY, item->category[k]);
+    for (size_t k = 0; k < item->n_attributes; k++) {
+        s_bag_text (b, SEARCH_ATTRIBUTES, item->attributes[k]->key);
+        s_bag_text (b, SEARCH_ATTRIBUTES, item->attributes[k]->value);
+    }
+    self->title_at[i] = (uint32_t) first;
+    self->title_n[i] = (uint16_t) (self->n_tok - first < UINT16_MAX ? self->n_tok - first : UINT16_MAX);
+    return b->failed ? -1 : 0;
+}
+
+//  Posts a bag's terms for item i (at the end of each term's list); its lengths count.
+static int
+s_post (search_index_t *self, uint32_t i, bag_t *b)
+{
+    for (uint32_t t = 0; t < b->n; t++) {
+        posting_t *p = zhashx_lookup (self->terms, b->term[t]);
+        if (!p) {
+            p = calloc (1, sizeof *p);
+            if (!p)
+                return -1;
+            zhashx_insert (self->terms, b->term[t], p);
+        }
+        if (p->n == p->cap) {
+            uint32_t cap = p->cap ? p->cap * 2 : 4;
+            uint32_t *items = realloc (p->items, cap * sizeof *items);
+            uint16_t *tf = items ? realloc (p->tf, (size_t) cap * SEARCH_FIELDS * sizeof *tf) : NULL;
+            if (items)
+                p->items = items;
+            if (tf)
+                p->tf = tf;
+            if (!items || !tf)
+                return -1;
+            p->cap = cap;
+        }
+        p->unsorted |= p->n && p->items[p->n - 1] > i;
+        p->items[p->n] = i;
+        memcpy (p->tf + (size_t) p->n * SEARCH_FIELDS, b->tf[t], sizeof b->tf[t]);
+        p->n++;
+    }
+    memcpy (self->len + (size_t) i * SEARCH_FIELDS, b->len, sizeof b->len);
+    for (int f = 0; f < SEARCH_FIELDS; f++)
+        self->sum_len[f] += b->len[f];
+    return 0;
+}
+
+static void
+s_bag_free (bag_t *b)
+{
+    free (b->term);
+    free (b->tf);
+}
+
 int
 search_index_add (search_index_t *self, uint32_t index, const Strata__V1__Item *item)
 {
@@ -183,60 +249,107 @@ search_index_add (search_index_t *self, uint32_t index, const Strata__V1__Item *
         uint16_t *len = realloc (self->len, (size_t) cap * SEARCH_FIELDS * sizeof *len);
         if (len)
             self->len = len;
-        uint32_t *off = len ? realloc (self->title_off, ((size_t) cap + 1) * sizeof *off) : NULL;
-        if (off)
-            self->title_off = off;
-        if (!off)
+        uint32_t *at = len ? realloc (self->title_at, cap * sizeof *at) : NULL;
+        if (at)
+            self->title_at = at;
+        uint16_t *tn = at ? realloc (self->title_n, cap * sizeof *tn) : NULL;
+        if (tn)
+            self->title_n = tn;
+        if (!tn)
             return -1;
-        if (self->n == 0)
-            self->title_off[0] = 0;
         self->cap = cap;
     }
-    bag_t b = { .index = self };
-    s_bag_text (&b, SEARCH_TITLE, item->title);
-    s_bag_text (&b, SEARCH_BRAND, item->brand);
-    for (size_t k = 0; k < item->n_category; k++)
-        s_bag_text (&b, SEARCH_CATEGORY, item->category[k]);
-    for (size_t k = 0; k < item->n_attributes; k++) {
-        s_bag_text (&b, SEARCH_ATTRIBUTES, item->attributes[k]->key);
-        s_bag_text (&b, SEARCH_ATTRIBUTES, item->attributes[k]->value);
-    }
-    int rc = b.failed ? -1 : 0;
-    for (uint32_t i = 0; rc == 0 && i < b.n; i++) {
-        posting_t *p = zhashx_lookup (self->terms, b.term[i]);
-        if (!p) {
-            p = calloc (1, sizeof *p);
-            if (!p) {
-                rc = -1;
-                break;
-            }
-            zhashx_insert (self->terms, b.term[i], p);
-        }
-        if (p->n == p->cap) {
-            uint32_t cap = p->cap ? p->cap * 2 : 4;
-            uint32_t *items = realloc (p->items, cap * sizeof *items);
-            uint16_t *tf = items ? realloc (p->tf, (size_t) cap * SEARCH_FIELDS * sizeof *tf) : NULL;
-            if (items)
-                p->items = items;
-            if (tf)
-                p->tf = tf;
-            if (!items || !tf) {
-                rc = -1;
-                break;
-            }
-            p->cap = cap;
-        }
-        p->items[p->n] = index;
-        memcpy (p->tf + (size_t) p->n * SEARCH_FIELDS, b.tf[i], sizeof b.tf[i]);
-        p->n++;
-    }
-    memcpy (self->len + (size_t) index * SEARCH_FIELDS, b.len, sizeof b.len);
-    self->title_off[index + 1] = (uint32_t) self->n_tok;
-    for (int f = 0; f < SEARCH_FIELDS; f++)
-        self->sum_len[f] += b.len[f];
+    bag_t b;
+    int rc = s_bag_item (self, index, item, &b);
+    if (rc == 0)
+        rc = s_post (self, index, &b);
     self->n++;
-    free (b.term);
-    free (b.tf);
+    s_bag_free (&b);
+    return rc;
+}
+
+static int
+s_key_cmp (const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+    return x < y ? -1 : x > y;
+}
+
+//  Puts a list back in index order (entries appended by an update).
+static int
+s_posting_sort (posting_t *p)
+{
+    //  Sorted as (item << 32 | entry) keys, then both arrays permuted.
+    uint64_t *key = malloc ((size_t) (p->n ? p->n : 1) * sizeof *key);
+    uint16_t *tf = malloc ((size_t) (p->n ? p->n : 1) * SEARCH_FIELDS * sizeof *tf);
+    if (!key || !tf) {
+        free (key);
+        free (tf);
+        return -1;
+    }
+    for (uint32_t j = 0; j < p->n; j++)
+        key[j] = (uint64_t) p->items[j] << 32 | j;
+    qsort (key, p->n, sizeof *key, s_key_cmp);
+    memcpy (tf, p->tf, (size_t) p->n * SEARCH_FIELDS * sizeof *tf);
+    for (uint32_t j = 0; j < p->n; j++) {
+        uint32_t from = (uint32_t) key[j];
+        p->items[j] = (uint32_t) (key[j] >> 32);
+        memcpy (p->tf + (size_t) j * SEARCH_FIELDS, tf + (size_t) from * SEARCH_FIELDS, SEARCH_FIELDS * sizeof *tf);
+    }
+    p->unsorted = false;
+    free (key);
+    free (tf);
+    return 0;
+}
+
+int
+search_index_update (search_index_t *self, uint32_t n, const uint32_t *indices, const Strata__V1__Item *const *items)
+{
+    uint8_t *gone = calloc (self->n ? self->n : 1, 1);
+    if (!gone)
+        return -1;
+    for (uint32_t k = 0; k < n; k++)
+        if (indices[k] < self->n)
+            gone[indices[k]] = 1;
+    //  The items' entries out of every list, and their lengths out of the sums.
+    for (posting_t *p = zhashx_first (self->terms); p; p = zhashx_next (self->terms)) {
+        uint32_t w = 0;
+        for (uint32_t j = 0; j < p->n; j++) {
+            if (gone[p->items[j]])
+                continue;
+            if (w != j) {
+                p->items[w] = p->items[j];
+                memcpy (p->tf + (size_t) w * SEARCH_FIELDS, p->tf + (size_t) j * SEARCH_FIELDS,
+                        SEARCH_FIELDS * sizeof *p->tf);
+            }
+            w++;
+        }
+        p->n = w;
+    }
+    for (uint32_t i = 0; i < self->n; i++)
+        if (gone[i]) {
+            for (int f = 0; f < SEARCH_FIELDS; f++)
+                self->sum_len[f] -= self->len[(size_t) i * SEARCH_FIELDS + f];
+            memset (self->len + (size_t) i * SEARCH_FIELDS, 0, SEARCH_FIELDS * sizeof *self->len);
+            self->title_n[i] = 0;
+        }
+    //  Their new terms, each item once (the last record given wins).
+    int rc = 0;
+    for (uint32_t k = n; k-- > 0 && rc == 0;) {
+        uint32_t i = indices[k];
+        if (i >= self->n || !gone[i])
+            continue;
+        gone[i] = 0;
+        bag_t b;
+        rc = s_bag_item (self, i, items[k], &b);
+        if (rc == 0)
+            rc = s_post (self, i, &b);
+        s_bag_free (&b);
+    }
+    free (gone);
+    for (posting_t *p = zhashx_first (self->terms); rc == 0 && p; p = zhashx_next (self->terms))
+        if (p->unsorted)
+            rc = s_posting_sort (p);
     return rc;
 }
 
@@ -465,8 +578,8 @@ search_index_features (search_index_t *self, const char *query, const uint32_t *
                 first |= k == 0;
                 last |= k == known - 1;
             }
-        const uint32_t *title = self->title_tok + self->title_off[it];
-        uint32_t tl = self->title_off[it + 1] - self->title_off[it], phrase = 0;
+        const uint32_t *title = self->title_tok + self->title_at[it];
+        uint32_t tl = self->title_n[it], phrase = 0;
         for (uint32_t k = 0; k < pairs; k++)
             for (uint32_t j = 0; j + 1 < tl; j++)
                 if (title[j] == seq.hash[k] && title[j + 1] == seq.hash[k + 1]) {

@@ -9,7 +9,8 @@
         score = sum over query terms t of  idf (t) * tf~ * (k1 + 1) / (k1 + tf~)
 
     with idf (t) = ln (1 + (N - df + 0.5) / (df + 0.5)). Items are added in index order,
-    as the catalogue grows; a query touches only the postings of its terms.
+    as the catalogue grows, and their text may be replaced (a catalogue update); a
+    query touches only the postings of its terms.
 
     Learned relevance enters as one more field, the way click-through document
     expansion does: the terms of the queries whose searchers chose an item
@@ -43,6 +44,13 @@ void search_index_destroy (search_index_t **self_p);
 
 //  Indexes item number `index` (must be the next one: items come in order). 0 or -1.
 int search_index_add (search_index_t *self, uint32_t index, const Strata__V1__Item *item);
+
+//  Replaces the text of n items already indexed (indices[k] takes items[k]; an index
+//  given twice takes its last record): one pass over every posting list takes their
+//  old terms out, then their new ones go in. 0 or -1 (no memory: the index is left
+//  without some of these items' terms).
+int search_index_update (search_index_t *self, uint32_t n, const uint32_t *indices,
+                         const Strata__V1__Item *const *items);
 
 //  Items indexed.
 uint32_t search_index_size (search_index_t *self);

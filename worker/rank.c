@@ -30,6 +30,7 @@ static const char *const s_cfs[CF_COUNT] = { "default", "models" };
 #define WINDOW 4              // chunk requests in flight
 #define CHUNK_TIMEOUT_MS 5000
 #define MAX_K 1000
+#define CATALOGUE_PAGE 2000   // items per catalogue request
 #define POPULAR_KEPT 4096
 #define SEARCH_POOL 100       // text candidates a user's model score is blended into
 
@@ -56,9 +57,14 @@ typedef struct {
     char **titles;            // NULL entries: no title
     zhashx_t *index;          // id -> index + 1
     float *price;             // NAN: none
-    uint32_t *cat_off;        // n + 1: category-level hashes cat[cat_off[i] .. cat_off[i+1])
+    //  Item i's category-level hashes are cat[cat_at[i] .. cat_at[i] + cat_n[i]); an
+    //  updated item's are appended, its old ones left unused.
+    uint32_t *cat_at;
+    uint16_t *cat_n;
     uint32_t *cat;
     size_t n_cat, cap_cat;
+    uint64_t change;          // the last catalogue change applied (its sequence)
+    bool change_known;        // whether change is set (from the first page fetched)
     //  Feature hashes of the items from fh_base on (those the served version does not
     //  know): item i's are fh[fh_off[i - fh_base] .. fh_off[i - fh_base + 1]).
     uint32_t fh_base;
@@ -631,6 +637,32 @@ s_catalogue_trim (catalogue_t *c, uint32_t base)
     c->fh_base = base;
 }
 
+//  Sets item i's title, price and categories from its record.
+static int
+s_catalogue_describe (catalogue_t *c, uint32_t i, const Strata__V1__Item *it)
+{
+    if (c->n_cat + it->n_category > c->cap_cat) {
+        size_t cap = (c->cap_cat ? c->cap_cat * 2 : 4096) + it->n_category;
+        uint32_t *cat = realloc (c->cat, cap * sizeof *cat);
+        if (!cat)
+            return -1;
+        c->cat = cat;
+        c->cap_cat = cap;
+    }
+    char *title = it->title && *it->title ? strdup (it->title) : NULL;
+    if (it->title && *it->title && !title)
+        return -1;
+    free (c->titles[i]);
+    c->titles[i] = title;
+    c->price[i] = it->has_price ? (float) it->price : NAN;
+    size_t levels = it->n_category < UINT16_MAX ? it->n_category : UINT16_MAX;
+    c->cat_at[i] = (uint32_t) c->n_cat;
+    c->cat_n[i] = (uint16_t) levels;
+    for (size_t k = 0; k < levels; k++)
+        c->cat[c->n_cat++] = s_level_hash (it->category[k]);
+    return 0;
+}
+
 static int
 s_catalogue_add (catalogue_t *c, const Strata__V1__Item *it)
 {
@@ -642,37 +674,28 @@ s_catalogue_add (catalogue_t *c, const Strata__V1__Item *it)
         char **ids = realloc (c->ids, cap * sizeof *ids);
         char **titles = ids ? realloc (c->titles, cap * sizeof *titles) : NULL;
         float *price = titles ? realloc (c->price, cap * sizeof *price) : NULL;
-        uint32_t *off = price ? realloc (c->cat_off, (cap + 1) * sizeof *off) : NULL;
+        uint32_t *at = price ? realloc (c->cat_at, cap * sizeof *at) : NULL;
+        uint16_t *nc = at ? realloc (c->cat_n, cap * sizeof *nc) : NULL;
         if (ids)
             c->ids = ids;
         if (titles)
             c->titles = titles;
         if (price)
             c->price = price;
-        if (off)
-            c->cat_off = off;
-        if (!ids || !titles || !price || !off)
+        if (at)
+            c->cat_at = at;
+        if (nc)
+            c->cat_n = nc;
+        if (!nc)
             return -1;
         c->cap = cap;
     }
-    if (c->n_cat + it->n_category > c->cap_cat) {
-        size_t cap = (c->cap_cat ? c->cap_cat * 2 : 4096) + it->n_category;
-        uint32_t *cat = realloc (c->cat, cap * sizeof *cat);
-        if (!cat)
-            return -1;
-        c->cat = cat;
-        c->cap_cat = cap;
-    }
     c->ids[i] = strdup (it->item_id ? it->item_id : "");
-    c->titles[i] = it->title && *it->title ? strdup (it->title) : NULL;
-    if (!c->ids[i])
+    c->titles[i] = NULL;
+    if (!c->ids[i] || s_catalogue_describe (c, i, it) < 0) {
+        free (c->ids[i]);
         return -1;
-    c->price[i] = it->has_price ? (float) it->price : NAN;
-    if (c->n == 0)
-        c->cat_off[0] = 0;
-    for (size_t k = 0; k < it->n_category; k++)
-        c->cat[c->n_cat++] = s_level_hash (it->category[k]);
-    c->cat_off[i + 1] = (uint32_t) c->n_cat;
+    }
     if (i >= c->fh_base && s_catalogue_hashes (c, i, it) < 0)
         return -1;
     zhashx_insert (c->index, c->ids[i], (void *) (uintptr_t) (i + 1));
@@ -680,34 +703,86 @@ s_catalogue_add (catalogue_t *c, const Strata__V1__Item *it)
     return 0;
 }
 
-//  Fetches catalogue pages from the broker, starting after the items already known.
+//  One catalogue request to the broker: a page from start_item, or (changes) the
+//  records written after change `after`. NULL (logged) when the broker does not answer.
+static Strata__V1__CatalogueReply *
+s_catalogue_request (rank_worker_t *self, uint32_t start_item, bool changes, uint64_t after)
+{
+    Strata__V1__CatalogueRequest req = STRATA__V1__CATALOGUE_REQUEST__INIT;
+    req.start_item = start_item;
+    req.max_items = CATALOGUE_PAGE;
+    req.changes = changes;
+    req.after_change = after;
+    char err[256];
+    Strata__V1__CatalogueReply *r = (Strata__V1__CatalogueReply *) client_request (
+        self->cfg.broker_api, WIRE_CATALOGUE, &req.base, WIRE_CATALOGUE_REPLY, &strata__v1__catalogue_reply__descriptor,
+        5000, err, sizeof err);
+    if (!r)
+        log_warn ("catalogue from %s: %s", self->cfg.broker_api, err);
+    return r;
+}
+
+//  Fetches catalogue pages from the broker, starting after the items already known,
+//  then the records of known items written since the last change applied (a new price,
+//  title or category), which replace theirs here and in the search index.
 static void
 s_catalogue_fetch (rank_worker_t *self)
 {
+    catalogue_t *c = &self->cat;
     for (int pages = 0; pages < 1000; pages++) {
-        Strata__V1__CatalogueRequest req = STRATA__V1__CATALOGUE_REQUEST__INIT;
-        req.start_item = self->cat.n;
-        req.max_items = 2000;
-        char err[256];
-        Strata__V1__CatalogueReply *r = (Strata__V1__CatalogueReply *) client_request (
-            self->cfg.broker_api, WIRE_CATALOGUE, &req.base, WIRE_CATALOGUE_REPLY,
-            &strata__v1__catalogue_reply__descriptor, 5000, err, sizeof err);
-        if (!r) {
-            log_warn ("catalogue from %s: %s", self->cfg.broker_api, err);
+        Strata__V1__CatalogueReply *r = s_catalogue_request (self, c->n, false, 0);
+        if (!r)
             return;
+        if (!c->change_known) {
+            //  Every record written up to this change is in the pages (as it stands).
+            c->change = r->last_change;
+            c->change_known = true;
         }
         for (size_t i = 0; i < r->n_items; i++) {
-            uint32_t before = self->cat.n;
-            if (s_catalogue_add (&self->cat, r->items[i]) < 0)
+            uint32_t before = c->n;
+            if (s_catalogue_add (c, r->items[i]) < 0)
                 log_error ("out of memory for the catalogue");
-            else if (self->cat.n > before && search_index_add (self->index, before, r->items[i]) < 0)
+            else if (c->n > before && search_index_add (self->index, before, r->items[i]) < 0)
                 log_error ("out of memory for the search index");
         }
         bool done = r->done || r->n_items == 0;
         strata__v1__catalogue_reply__free_unpacked (r, NULL);
         if (done)
-            return;
+            break;
     }
+    uint64_t updated = 0;
+    for (int pages = 0; c->change_known && pages < 1000; pages++) {
+        Strata__V1__CatalogueReply *r = s_catalogue_request (self, 0, true, c->change);
+        if (!r)
+            return;
+        //  Items past the catalogue come with the next pages, as they stand then.
+        const Strata__V1__Item *known[CATALOGUE_PAGE];
+        uint32_t at[CATALOGUE_PAGE], n = 0;
+        for (size_t i = 0; i < r->n_items && n < CATALOGUE_PAGE; i++)
+            if (r->items[i]->item_index < c->n) {
+                known[n] = r->items[i];
+                at[n++] = r->items[i]->item_index;
+            }
+        int rc = 0;
+        for (uint32_t i = 0; i < n && rc == 0; i++)
+            rc = s_catalogue_describe (c, at[i], known[i]);
+        if (rc == 0 && n)
+            rc = search_index_update (self->index, n, at, known);
+        if (rc < 0) {
+            log_error ("out of memory applying catalogue changes; trying again later");
+            strata__v1__catalogue_reply__free_unpacked (r, NULL);
+            return;
+        }
+        updated += n;
+        c->change = r->last_change;
+        bool done = r->done || r->n_items == 0;
+        strata__v1__catalogue_reply__free_unpacked (r, NULL);
+        if (done)
+            break;
+    }
+    if (updated)
+        log_info ("catalogue: %llu records updated (up to change %llu)", (unsigned long long) updated,
+                  (unsigned long long) c->change);
 }
 
 //  Items the catalogue has beyond the served rows get vectors from their features (the
@@ -861,7 +936,8 @@ rank_worker_destroy (rank_worker_t **self_p)
     free (self->cat.ids);
     free (self->cat.titles);
     free (self->cat.price);
-    free (self->cat.cat_off);
+    free (self->cat.cat_at);
+    free (self->cat.cat_n);
     free (self->cat.cat);
     free (self->cat.fh);
     free (self->cat.fh_off);
@@ -1086,7 +1162,7 @@ s_passes (rank_worker_t *self, const Strata__V1__Filters *f, uint32_t item, uint
         return !(f->category && *f->category) && !f->has_min_price && !f->has_max_price;
     if (f->category && *f->category) {
         bool found = false;
-        for (uint32_t j = self->cat.cat_off[item]; j < self->cat.cat_off[item + 1] && !found; j++)
+        for (uint32_t j = self->cat.cat_at[item]; j < self->cat.cat_at[item] + self->cat.cat_n[item] && !found; j++)
             found = self->cat.cat[j] == cat_hash;
         if (!found)
             return false;

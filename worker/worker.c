@@ -26,7 +26,7 @@ const config_key_t worker_config_keys[] = {
     { "api", CONFIG_STRING, OFF (api), "tcp://127.0.0.1:7703", 0, -1, "broker api endpoint (rank: the catalogue)" },
     { "dir", CONFIG_STRING, OFF (dir), "strata-rank", 0, -1, "rank worker's own store (model versions)" },
     { "poll-ms", CONFIG_INT, OFF (poll_ms), "1000", 10, 3600000, "rank: how often to ask the trainer for a newer version" },
-    { "catalogue-ms", CONFIG_INT, OFF (catalogue_ms), "5000", 100, 86400000, "rank: how often to look for new items" },
+    { "catalogue-ms", CONFIG_INT, OFF (catalogue_ms), "5000", 100, 86400000, "rank: how often to look for new and changed catalogue records" },
     { "rerank-top", CONFIG_INT, OFF (rerank_top), "0", 0, 10000,
       "rank: items the ranking head re-ranks (0: retrieval order; the head does not beat it on Beauty yet)" },
     { "rerank-blend", CONFIG_DOUBLE, OFF (rerank_blend), "1", 0, 1000,

@@ -395,3 +395,71 @@ Test (knowledge, history_cache_is_dropped_when_the_user_acts)
     arena_destroy (&arena);
     knowledge_destroy (&kb);
 }
+
+//  Every record written is a catalogue change: a page tells the newest change, and the
+//  changes after it are the records written since, as they stand, in order; the log
+//  survives a restart.
+Test (knowledge, catalogue_changes_follow_every_record_written)
+{
+    knowledge_t *kb = knowledge_open (s_dir);
+    cr_assert_not_null (kb);
+    arena_t *arena = arena_new (1 << 16);
+    Strata__V1__CatalogueReply page;
+    cr_assert_eq (knowledge_catalogue_page (kb, 0, 10, arena, &page), 0);
+    cr_expect_eq (page.last_change, 0);
+    //  Three items, then one of them again with a new price.
+    Strata__V1__Item it[3], *itp[3];
+    const char *ids[3] = { "shoe", "hat", "coat" };
+    for (int i = 0; i < 3; i++) {
+        strata__v1__item__init (&it[i]);
+        it[i].item_id = (char *) ids[i];
+        it[i].title = (char *) ids[i];
+        it[i].has_price = true;
+        it[i].price = 10 + i;
+        itp[i] = &it[i];
+    }
+    result_t r;
+    Strata__V1__Ack ack;
+    s_result (&r, s_journal (kb, "a"), "a", NULL, 0);
+    r.res.n_items = 3;
+    r.res.items = itp;
+    cr_assert_eq (s_apply (kb, &r, &ack), 0);
+    arena_reset (arena);
+    cr_assert_eq (knowledge_catalogue_page (kb, 0, 10, arena, &page), 0);
+    uint64_t after_three = page.last_change;
+    cr_expect_eq (after_three, 3);
+    it[1].price = 99;
+    s_result (&r, s_journal (kb, "b"), "b", NULL, 0);
+    r.res.n_items = 1;
+    r.res.items = &itp[1];
+    cr_assert_eq (s_apply (kb, &r, &ack), 0);
+    knowledge_destroy (&kb);
+    kb = knowledge_open (s_dir);
+    cr_assert_not_null (kb);
+    arena_reset (arena);
+    Strata__V1__CatalogueReply ch;
+    cr_assert_eq (knowledge_catalogue_changes (kb, after_three, 10, arena, &ch), 0);
+    cr_assert_eq (ch.n_items, 1);
+    cr_expect_str_eq (ch.items[0]->item_id, "hat");
+    cr_expect_eq (ch.items[0]->item_index, 1);
+    cr_expect_float_eq (ch.items[0]->price, 99.0, 1e-9);
+    cr_expect_eq (ch.last_change, 4);
+    cr_expect (ch.done);
+    //  From the start, two at a time: shoe, hat; then coat, hat (as it stands: 99).
+    arena_reset (arena);
+    cr_assert_eq (knowledge_catalogue_changes (kb, 0, 2, arena, &ch), 0);
+    cr_assert_eq (ch.n_items, 2);
+    cr_expect (!ch.done);
+    cr_expect_str_eq (ch.items[0]->item_id, "shoe");
+    cr_expect_float_eq (ch.items[1]->price, 99.0, 1e-9);
+    cr_assert_eq (knowledge_catalogue_changes (kb, ch.last_change, 2, arena, &ch), 0);
+    cr_assert_eq (ch.n_items, 2);
+    cr_expect_str_eq (ch.items[0]->item_id, "coat");
+    cr_expect_str_eq (ch.items[1]->item_id, "hat");
+    cr_assert_eq (knowledge_catalogue_changes (kb, ch.last_change, 2, arena, &ch), 0);
+    cr_expect_eq (ch.n_items, 0);
+    cr_expect (ch.done);
+    cr_expect_eq (ch.last_change, 4, "nothing after: it stays where it was asked from");
+    arena_destroy (&arena);
+    knowledge_destroy (&kb);
+}

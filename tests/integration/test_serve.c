@@ -95,6 +95,19 @@ s_import (const char *file, bool items)
     json_decref (sum);
 }
 
+//  Writes text as the file `name` in the cluster's directory and imports it.
+static void
+s_import_text (const char *name, bool items, const char *text)
+{
+    char path[700];
+    snprintf (path, sizeof path, "%s/%s", s_c.dir, name);
+    FILE *f = fopen (path, "w");
+    cr_assert_not_null (f);
+    fputs (text, f);
+    fclose (f);
+    s_import (name, items);
+}
+
 static void
 s_train (const char *epochs)
 {
@@ -233,14 +246,9 @@ static void
 s_new_item (const char *source, int min_shoes)
 {
     answer_t a;
-    char path[700];
-    snprintf (path, sizeof path, "%s/new-items.jsonl", s_c.dir);
-    FILE *nf = fopen (path, "w");
-    cr_assert_not_null (nf);
-    fprintf (nf, "{\"item_id\":\"Z2\",\"title\":\"Fleet running shoe\",\"brand\":\"Fleet\",\"category\":"
-                 "\"Shoes > Running\",\"price\":\"58.00\"}\n");
-    fclose (nf);
-    s_import ("new-items.jsonl", true);
+    s_import_text ("new-items.jsonl", true,
+                   "{\"item_id\":\"Z2\",\"title\":\"Fleet running shoe\",\"brand\":\"Fleet\",\"category\":"
+                   "\"Shoes > Running\",\"price\":\"58.00\"}\n");
     Strata__V1__Similar sim2 = STRATA__V1__SIMILAR__INIT;
     sim2.item = "Z2";
     sim2.k = 6;
@@ -506,19 +514,57 @@ Test (serve, answers_filters_cold_start_and_errors)
     cr_expect_gt (json_integer_value (json_object_get (serving, "failed")), 3, "the bad requests above");
     json_decref (st);
     uint64_t events = hcluster_stat (&s_c, "events");
-    char path[700];
-    snprintf (path, sizeof path, "%s/more.jsonl", s_c.dir);
-    FILE *mf = fopen (path, "w");
-    cr_assert_not_null (mf);
-    fprintf (mf, "{\"event_id\":\"ta4\",\"user_id\":\"t-a3\",\"item_id\":\"A4\",\"type\":\"view\",\"timestamp\":%ld}\n",
-             1700000000000L + 60000L * 4);
-    fclose (mf);
-    s_import ("more.jsonl", false);
+    s_import_text ("more.jsonl", false,
+                   "{\"event_id\":\"ta4\",\"user_id\":\"t-a3\",\"item_id\":\"A4\",\"type\":\"view\","
+                   "\"timestamp\":1700000240000}\n");
     cr_assert (hcluster_wait_stat (&s_c, "events", events + 1, 30000), "the new event was not stored");
     s_recommend ("t-a3", 3, NULL, &a);
     cr_assert_not_null (a.rec);
     cr_expect_str_eq (a.rec->items[0]->item, "A5", "the history sent was not the newest (A4 viewed): %s",
                       a.rec->items[0]->item);
+    s_answer_free (&a);
+    //  A catalogue update: A2 is now a trail boot at 99. The rank worker follows the
+    //  broker's change log: the price filter and the search index see the new record.
+    s_import_text ("update.jsonl", true,
+                   "{\"item_id\":\"A2\",\"title\":\"Fleet trail boot 2\",\"brand\":\"Fleet\",\"category\":"
+                   "\"Shoes > Trail\",\"price\":\"99.00\"}\n");
+    Strata__V1__Search boot = STRATA__V1__SEARCH__INIT;
+    boot.query = "trail boot";
+    boot.k = 3;
+    bool updated = false;
+    for (int i = 0; i < 100 && !updated; i++) {
+        s_ask (WIRE_SEARCH, &boot.base, &a);
+        updated = a.rec && a.rec->n_items && !strcmp (a.rec->items[0]->item, "A2");
+        if (updated)
+            cr_expect_str_eq (a.rec->items[0]->title, "Fleet trail boot 2");
+        s_answer_free (&a);
+        if (!updated)
+            zclock_sleep (100);
+    }
+    cr_assert (updated, "the updated record never reached the rank worker's search index");
+    strata__v1__filters__init (&f);
+    f.has_min_price = f.has_max_price = true;
+    f.min_price = 52;
+    f.max_price = 55.5;
+    s_recommend ("t-a3", 10, &f, &a);
+    cr_assert_not_null (a.rec);
+    cr_expect (!s_has (a.rec, "A2"), "A2 costs 99 now");
+    cr_expect_eq (a.rec->n_items, 3u, "A3..A5 are the items priced 52..55 now");
+    s_answer_free (&a);
+    strata__v1__filters__init (&f);
+    f.category = "trail";
+    s_recommend ("t-a3", 10, &f, &a);
+    cr_assert_not_null (a.rec);
+    cr_expect (a.rec->n_items == 1 && s_has (a.rec, "A2"), "only A2 is in Shoes > Trail");
+    s_answer_free (&a);
+    Strata__V1__Search old = STRATA__V1__SEARCH__INIT;
+    old.query = "running shoe 2";
+    old.k = 20;
+    s_ask (WIRE_SEARCH, &old.base, &a);
+    cr_assert_not_null (a.rec);
+    for (size_t i = 0; i < a.rec->n_items; i++)
+        if (!strcmp (a.rec->items[i]->item, "A2"))
+            cr_expect_lt (a.rec->items[i]->score, a.rec->items[0]->score, "A2 still matches its old title best");
     s_answer_free (&a);
 }
 

@@ -89,3 +89,65 @@ Test (search, bm25f_by_hand_and_what_matches)
     query_terms_destroy (&qt);
     search_index_destroy (&ix);
 }
+
+//  An index whose items' text was replaced answers every query as an index built from
+//  the new records does: same items, same scores, same ranker features.
+Test (search, update_is_as_if_built_from_the_new_records)
+{
+    static const char *titles[] = { "red running shoe",     "blue running shorts", "winter hat",
+                                    "wool winter hat",      "trail running shoe",  "rain jacket",
+                                    "running jacket light", "hat for the rain" };
+    static const char *brands[] = { "Fleet", "Dune", "Crest", "Crest", "Fleet", "Dune", "Fleet", "Crest" };
+    enum { N = 8 };
+    search_index_t *old = search_index_new (NULL), *fresh = search_index_new (NULL);
+    //  Items 1, 4 and 6 change (6 twice: the last record counts); item 2 loses its brand.
+    const char *now[N];
+    memcpy (now, titles, sizeof now);
+    now[1] = "blue swim shorts";
+    now[4] = "trail boot waterproof";
+    now[6] = "running vest";
+    for (uint32_t i = 0; i < N; i++) {
+        s_add (old, i, titles[i], brands[i], i % 2 ? "Clothing" : "Shoes");
+        s_add (fresh, i, now[i], i == 2 ? "" : brands[i], i % 2 ? "Clothing" : "Shoes");
+    }
+    Strata__V1__Item it[5];
+    char *cat[5][1];
+    const char *what[5] = { now[1], now[4], "running jacket heavy", now[6], now[2] };
+    uint32_t at[5] = { 1, 4, 6, 6, 2 };
+    for (int k = 0; k < 5; k++) {
+        strata__v1__item__init (&it[k]);
+        it[k].title = (char *) what[k];
+        it[k].brand = at[k] == 2 ? "" : (char *) brands[at[k]];
+        cat[k][0] = at[k] % 2 ? "Clothing" : "Shoes";
+        it[k].category = cat[k];
+        it[k].n_category = 1;
+    }
+    const Strata__V1__Item *items[5] = { &it[0], &it[1], &it[2], &it[3], &it[4] };
+    cr_assert_eq (search_index_update (old, 5, at, items), 0);
+    const char *queries[] = { "running shoe", "shorts", "swim", "trail boot", "running vest", "jacket",
+                              "hat", "crest hat", "fleet running", "blue" };
+    for (size_t q = 0; q < sizeof queries / sizeof queries[0]; q++) {
+        uint32_t ia[N], ib[N];
+        float sa[N], sb[N];
+        uint32_t na = search_index_query (old, queries[q], NULL, 0, false, ia, sa, N);
+        uint32_t nb = search_index_query (fresh, queries[q], NULL, 0, false, ib, sb, N);
+        cr_assert_eq (na, nb, "'%s': %u items after the update, %u built fresh", queries[q], na, nb);
+        for (uint32_t i = 0; i < nb; i++) {
+            float found = -1;
+            for (uint32_t j = 0; j < na; j++)
+                if (ia[j] == ib[i])
+                    found = sa[j];
+            cr_expect_float_eq (found, sb[i], 1e-5, "'%s', item %u: %f after the update, %f built fresh", queries[q],
+                                ib[i], found, sb[i]);
+        }
+        float fa[N * SEARCH_FEATURES], fb[N * SEARCH_FEATURES];
+        search_index_features (old, queries[q], ib, sb, nb, NULL, 0, fa);
+        search_index_features (fresh, queries[q], ib, sb, nb, NULL, 0, fb);
+        for (uint32_t i = 0; i < nb * SEARCH_FEATURES; i++)
+            cr_expect_float_eq (fa[i], fb[i], 1e-5, "'%s': feature %u differs", queries[q], i % SEARCH_FEATURES);
+    }
+    cr_expect_eq (s_score_of (old, "boot", 4) > 0, 1, "the new title is found");
+    cr_expect_eq (s_score_of (old, "running", 4), 0.0f, "the old title is gone");
+    search_index_destroy (&old);
+    search_index_destroy (&fresh);
+}
