@@ -1,8 +1,9 @@
 /*  bench/score: the rank worker's exact retrieval loop, the whole catalogue scored
-    against a batch of user vectors, with the packed scorer (worker/score.c) and with
-    OpenBLAS sgemm (the reference, measured in the same run), on Beauty's shape (12,101
-    items, d=64) by default. Prints the median of --runs runs of each, per query, and
-    the ratio.
+    against a batch of user vectors, with the packed 8-bit scan (worker/score.c: scores
+    within a bound of exact; the worker then rescores the few items near the top) and
+    with OpenBLAS sgemm (the reference, measured in the same run), on Beauty's shape
+    (12,101 items, d=64) by default. Prints the median of --runs runs of each, per
+    query, and the ratio.
 
     Usage: score [--items N] [--dim D] [--runs R]
 */

@@ -126,6 +126,7 @@ struct _rank_worker_t {
     scratch_t cand_drop;      // per candidate: excluded for the request at hand
     scratch_t exact;          // one query's scores over the catalogue (fallbacks)
     scratch_t sel, sel_scores; // one request's selected items and their retrieval scores
+    scratch_t refine_items, refine_scores;   // exact retrieval: the items scored exactly
     uint8_t *mark;            // per item: excluded for the request at hand
     size_t mark_cap;
     int32_t *top;
@@ -755,6 +756,11 @@ s_catalogue_fetch (rank_worker_t *self)
         Strata__V1__CatalogueReply *r = s_catalogue_request (self, 0, true, c->change);
         if (!r)
             return;
+        if (r->n_items && r->last_change <= c->change) {
+            //  Not a list of changes (a broker without a change log answers with a page).
+            strata__v1__catalogue_reply__free_unpacked (r, NULL);
+            break;
+        }
         //  Items past the catalogue come with the next pages, as they stand then.
         const Strata__V1__Item *known[CATALOGUE_PAGE];
         uint32_t at[CATALOGUE_PAGE], n = 0;
@@ -947,7 +953,7 @@ rank_worker_destroy (rank_worker_t **self_p)
     store_destroy (&self->store);
     scratch_t *scr[] = { &self->scores,     &self->uvec,        &self->s_items,   &self->s_text, &self->s_drop, &self->s_seen,
                          &self->failed,     &self->cand_items,  &self->cand_scores, &self->cand_drop, &self->exact,
-                         &self->sel,        &self->sel_scores };
+                         &self->sel,        &self->sel_scores, &self->refine_items, &self->refine_scores };
     for (size_t i = 0; i < sizeof scr / sizeof scr[0]; i++)
         free (scr[i]->p);
     free (self->mark);
@@ -1202,7 +1208,8 @@ s_select (rank_worker_t *self, const req_t *r, const float *scores, uint32_t n, 
 }
 
 //  Every row's score for nq queries (nq x dim) into scores (nq x rows): the packed
-//  table for the rows it holds, then the rows added since (items new to the version).
+//  table's scan for the rows it holds (within its bound of exact: s_refine finishes
+//  the job), then the rows added since (items new to the version), exactly.
 static void
 s_exact_scores (served_t *s, const float *q, uint32_t nq, float *scores)
 {
@@ -1249,10 +1256,61 @@ typedef struct {
     uint32_t m;
 } cands_t;
 
+//  Exact retrieval's last step. The scan's scores are within the table's bound of the
+//  exact inner products, and self->top holds the best `got` eligible items by scanned
+//  score (`want` asked). When got == want, their lowest scanned score less twice the
+//  bound is a bar every item of the exact best `want` clears; the eligible items that
+//  clear it (all of them when fewer than want are eligible) are scored exactly against
+//  vec, and the best `want` of them go to sel / sel_scores. Returns how many.
+static int
+s_refine (rank_worker_t *self, const req_t *r, const float *scanned, uint32_t n, const float *vec, int want, int got,
+          uint32_t *sel, float *sel_scores)
+{
+    served_t *s = self->cur;
+    int d = s->info.dim;
+    uint32_t m = 0, cap = (uint32_t) got;
+    uint32_t *items;
+    if (got < want || !s->table) {
+        //  Every eligible item is among them (or the scores were exact already).
+        items = s_scratch (&self->refine_items, (size_t) (got ? got : 1) * sizeof *items);
+        for (int i = 0; items && i < got; i++)
+            items[m++] = (uint32_t) self->top[i];
+    }
+    else {
+        float bar = scanned[self->top[got - 1]] - 2 * score_table_bound (s->table, vec);
+        const Strata__V1__Filters *f = r->filters;
+        uint32_t h = f && f->category && *f->category ? s_level_hash (f->category) : 0;
+        //  The items that clear the bar, without a branch per item (most do not), then
+        //  those of them that are eligible.
+        items = s_scratch (&self->refine_items, ((size_t) n + 1) * sizeof *items);
+        uint32_t k = 0;
+        for (uint32_t i = 0; items && i < n; i++) {
+            items[k] = i;
+            k += scanned[i] >= bar;
+        }
+        for (uint32_t j = 0; items && j < k; j++)
+            if (!self->mark[items[j]] && s_passes (self, f, items[j], h))
+                items[m++] = items[j];
+        cap = m;
+    }
+    float *exact = s_scratch (&self->refine_scores, (size_t) (cap ? cap : 1) * sizeof *exact);
+    if (!items || !exact)
+        return 0;
+    for (uint32_t i = 0; i < m; i++)
+        exact[i] = nn_dot (vec, s->vectors + (size_t) items[i] * d, d);
+    got = nn_top_k (exact, (int) m, -1, NULL, self->top, want);
+    for (int i = 0; i < got; i++) {
+        sel[i] = items[self->top[i]];
+        sel_scores[i] = exact[self->top[i]];
+    }
+    return got;
+}
+
 //  The best `want` of the candidates that pass the filters and are not marked, best
-//  first, into sel / sel_scores; returns how many. An approximate candidate list that
-//  leaves fewer than want (tight filters, many exclusions) gives way to exact search
-//  for this query (vec: the query vector).
+//  first, into sel / sel_scores; returns how many. Candidates are the whole catalogue's
+//  scan (items NULL), refined to exact scores against vec, the query vector; or an
+//  approximate index's list, which gives way to exact search for this query when it
+//  leaves fewer than want (tight filters, many exclusions).
 static int
 s_pick (rank_worker_t *self, const req_t *r, const cands_t *c, const float *vec, int want, uint32_t *sel,
         float *sel_scores)
@@ -1268,7 +1326,7 @@ s_pick (rank_worker_t *self, const req_t *r, const cands_t *c, const float *vec,
         for (uint32_t i = 0; i < c->m; i++)
             drop[i] = self->mark[c->items[i]] || !s_passes (self, f, c->items[i], h);
         got = nn_top_k (c->scores, (int) c->m, -1, drop, self->top, want);
-        if (got == want || !vec) {
+        if (got == want) {
             for (int i = 0; i < got; i++) {
                 sel[i] = c->items[self->top[i]];
                 sel_scores[i] = c->scores[self->top[i]];
@@ -1280,14 +1338,10 @@ s_pick (rank_worker_t *self, const req_t *r, const cands_t *c, const float *vec,
             return 0;
         s_exact_scores (s, vec, 1, all);
         cands_t exact = { NULL, all, s->rows };
-        return s_pick (self, r, &exact, NULL, want, sel, sel_scores);
+        return s_pick (self, r, &exact, vec, want, sel, sel_scores);
     }
     got = s_select (self, r, c->scores, c->m, want);
-    for (int i = 0; i < got; i++) {
-        sel[i] = (uint32_t) self->top[i];
-        sel_scores[i] = c->scores[self->top[i]];
-    }
-    return got;
+    return got ? s_refine (self, r, c->scores, c->m, vec, want, got, sel, sel_scores) : 0;
 }
 
 static void

@@ -10,6 +10,14 @@
     scores of 16 items while the block is read once for several queries. The kernel is
     compiled for AVX-512, AVX2 + FMA and baseline x86-64, chosen at load time by the
     CPU (GCC function multi-versioning).
+
+    The table holds each value in 8 bits (item i's value k is its code c_ik times the
+    item's scale s_i = max_k |v_ik| / 127): a scan reads a quarter of the bytes of the
+    float vectors, so more of the table stays in cache beside the rest of the process,
+    and a large catalogue's scan is bound by memory four times less. A scanned score is
+    within score_table_bound of the exact inner product; the caller rescores exactly
+    the few items whose scanned scores come within twice that of the best (exact
+    retrieval stays exact).
 */
 #ifndef STRATA_SCORE_H
 #define STRATA_SCORE_H
@@ -25,7 +33,11 @@ void score_table_destroy (score_table_t **self_p);
 uint32_t score_table_size (const score_table_t *self);
 
 //  Scores every item against nq queries (nq x d, row-major): out[q * ld + i] (ld >= n)
-//  is query q's inner product with item i.
+//  is query q's inner product with item i, within score_table_bound (q) of exact.
 void score_table_run (const score_table_t *self, const float *queries, uint32_t nq, float *out, uint32_t ld);
+
+//  The largest difference between a scanned score of query q (d floats) and its exact
+//  inner product (that is, as computed in float).
+float score_table_bound (const score_table_t *self, const float *q);
 
 #endif
