@@ -287,15 +287,15 @@ Test (knowledge, user_recent_is_the_newest_in_time_order)
         int events;
     } users[] = { { "short", 3 }, { "ring", 12 }, { "long", 30 } };
     Strata__V1__Event ev[N], *evp[N];
-    char ids[N][16], items[N][16];
+    char ids[N][32], items[N][32];
     arena_t *arena = arena_new (1 << 16);
     cr_assert_not_null (arena);
     for (size_t u = 0; u < sizeof users / sizeof users[0]; u++) {
         size_t n = (size_t) users[u].events + 1;
         for (size_t i = 0; i < n; i++) {
             strata__v1__event__init (&ev[i]);
-            snprintf (ids[i], sizeof ids[i], "%s-%zu", users[u].user, i);
-            snprintf (items[i], sizeof items[i], "item-%zu", i);
+            snprintf (ids[i], sizeof ids[i], "%s-%d", users[u].user, (int) i);
+            snprintf (items[i], sizeof items[i], "item-%d", (int) i);
             ev[i].event_id = ids[i];
             ev[i].user_id = (char *) users[u].user;
             //  Sent newest first: the store orders by time, not by arrival.
@@ -330,7 +330,7 @@ Test (knowledge, user_recent_is_the_newest_in_time_order)
         cr_assert_eq (n, want, "%s: %d events, want %d", users[u].user, n, want);
         for (int i = 0; i < n; i++) {
             //  Items item-(events - n) .. item-(events - 1), oldest first.
-            char expect[16];
+            char expect[32];
             snprintf (expect, sizeof expect, "item-%d", users[u].events - n + i);
             cr_expect_str_eq (knowledge_item_id (kb, h[i]->item), expect, "%s, position %d", users[u].user, i);
             if (i)
