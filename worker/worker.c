@@ -176,8 +176,11 @@ s_handle_serve (worker_t *self, wire_msg_t *first)
                 log_warn ("SERVE_JOBS payload does not decode; ignored");
             else {
                 batches[nb++] = b;
-                for (size_t i = 0; i < b->n_jobs && n < JOBS; i++)
+                size_t take = b->n_jobs < JOBS - n ? b->n_jobs : JOBS - n;
+                for (size_t i = 0; i < take; i++)
                     jobs[n++] = b->jobs[i];
+                if (take < b->n_jobs)   // a broker never sends more than the capacity announced
+                    log_warn ("%zu jobs past %d at once ignored", b->n_jobs - take, JOBS);
             }
         }
         bool leave = !strcmp (msg.type, WIRE_DISCONNECT);
