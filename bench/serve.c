@@ -38,6 +38,7 @@
 #include "cluster.h"
 #include "model.h"
 #include "snapshot.h"
+#include "strata.h"
 #include "strata.pb-c.h"
 #include "util.h"
 #include "wire.h"
@@ -54,7 +55,24 @@ s_run (const char *cmd)
 typedef struct {
     double p50, p99, p999;
     uint64_t sent, answered, errors;
+    double per_message;   // requests per SERVE_JOBS message the broker sent (its stats), 0: unknown
 } result_t;
+
+//  The broker's serving counters: requests served and SERVE_JOBS messages sent.
+static int
+s_serving_counts (const char *api, double *served, double *messages)
+{
+    char err[256];
+    char *text = strata_stats_json (api, 5000, err, sizeof err);
+    json_t *j = text ? json_loads (text, 0, NULL) : NULL;
+    free (text);
+    json_t *sv = json_object_get (j, "serving");
+    *served = (double) json_integer_value (json_object_get (sv, "served"));
+    *messages = (double) json_integer_value (json_object_get (sv, "messages"));
+    int rc = sv ? 0 : -1;
+    json_decref (j);
+    return rc;
+}
 
 static int
 s_cmp (const void *a, const void *b)
@@ -68,6 +86,8 @@ static void
 s_load (const char *api, const char *type, char **users, size_t n_users, double rate, double seconds, result_t *out)
 {
     memset (out, 0, sizeof *out);
+    double served0 = 0, messages0 = 0, served1 = 0, messages1 = 0;
+    int counted = s_serving_counts (api, &served0, &messages0);
     zsock_t *s = zsock_new_dealer (api);
     zsock_set_sndhwm (s, 0);
     zsock_set_rcvhwm (s, 0);
@@ -145,15 +165,18 @@ s_load (const char *api, const char *type, char **users, size_t n_users, double 
     free (lat);
     free (done);
     zsock_destroy (&s);
+    if (counted == 0 && s_serving_counts (api, &served1, &messages1) == 0 && messages1 > messages0)
+        out->per_message = (served1 - served0) / (messages1 - messages0);
 }
 
 static void
 s_print (const char *label, double rate, const result_t *r, const result_t *floor_r)
 {
-    printf ("  %-34s %7.0f/s  p50 %6.2f ms (x%4.1f)  p99 %6.2f ms (x%4.1f)  p99.9 %6.2f ms  %llu/%llu answered\n",
+    printf ("  %-34s %7.0f/s  p50 %6.2f ms (x%4.1f)  p99 %6.2f ms (x%4.1f)  p99.9 %6.2f ms  %llu/%llu answered"
+            "  %.1f req/msg\n",
             label, rate, r->p50, floor_r && floor_r->p50 > 0 ? r->p50 / floor_r->p50 : 1.0, r->p99,
             floor_r && floor_r->p99 > 0 ? r->p99 / floor_r->p99 : 1.0, r->p999, (unsigned long long) r->answered,
-            (unsigned long long) r->sent);
+            (unsigned long long) r->sent, r->per_message);
     fflush (stdout);
 }
 

@@ -39,6 +39,9 @@ const config_key_t broker_config_keys[] = {
       "rank workers tried for one request before it fails" },
     { "serve-timeout-ms", CONFIG_INT, OFF (serve_timeout_ms), "2000", 10, 600000,
       "longest a request waits for a free rank worker" },
+    { "serve-pipeline", CONFIG_INT, OFF (serve_pipeline), "2", 0, 64,
+      "messages of requests a rank worker may hold unanswered; requests arriving meanwhile wait and go "
+      "together in the next (0: send each at once)" },
     { "journal-sync", CONFIG_BOOL, OFF (journal_sync), "true", 0, -1,
       "fsync the journal before acking (off: survive process crashes, not power loss)" },
     { "log-level", CONFIG_STRING, OFF (log_level), "info", 0, -1, "error, warn, info or debug" },
@@ -116,6 +119,7 @@ s_send_stats (broker_t *self, zsock_t *sock, zframe_t *routing)
     serving.served = sc.served;
     serving.failed = sc.failed;
     serving.retried = sc.retried;
+    serving.messages = sc.messages;
     knowledge_history_cache_counts (self->kb, &serving.history_cache_hits, &serving.history_cache_misses);
     st.serving = &serving;
 
@@ -543,7 +547,7 @@ s_handle_workers (broker_t *self)
                 wire_send (self->workers, msg.routing, WIRE_DISCONNECT, NULL);
         }
         else if (!strcmp (msg.type, WIRE_SERVE_RESULTS)) {
-            serve_results (self->serve, msg.payload);
+            serve_results (self->serve, w, msg.payload);
             if (!w)
                 wire_send (self->workers, msg.routing, WIRE_DISCONNECT, NULL);
         }
@@ -596,7 +600,8 @@ broker_run (const broker_config_t *cfg)
     self.api = wire_bind_router (cfg->api, cfg->max_frame);
     if (!self.ingest || !self.workers || !self.api)
         goto out;
-    serve_config_t sc = { (uint32_t) cfg->history_len, (int) cfg->serve_attempts, cfg->serve_timeout_ms };
+    serve_config_t sc = { (uint32_t) cfg->history_len, (int) cfg->serve_attempts, cfg->serve_timeout_ms,
+                          (uint32_t) cfg->serve_pipeline };
     self.serve = serve_new (&sc, self.kb, self.pool, self.api, self.workers);
     if (!self.serve)
         goto out;

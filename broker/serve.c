@@ -202,7 +202,7 @@ serve_request (serve_t *self, zframe_t *routing, const char *type, zframe_t *pay
 }
 
 void
-serve_results (serve_t *self, zframe_t *payload)
+serve_results (serve_t *self, pool_worker_t *w, zframe_t *payload)
 {
     Strata__V1__ServeResults *rs = (Strata__V1__ServeResults *) wire_unpack (&strata__v1__serve_results__descriptor,
                                                                               payload, NULL);
@@ -210,6 +210,8 @@ serve_results (serve_t *self, zframe_t *payload)
         log_warn ("SERVE_RESULTS payload does not decode; ignored");
         return;
     }
+    if (w)
+        w->messages -= rs->messages < w->messages ? rs->messages : w->messages;
     for (size_t i = 0; i < rs->n_results; i++) {
         const Strata__V1__ServeResult *r = rs->results[i];
         uint64_t key = r->job_id | SERVE_KEY_BIT;
@@ -262,7 +264,11 @@ s_flush (serve_t *self, outbox_t *o)
     m.n_jobs = o->n;
     m.jobs = jobs;
     int rc = wire_send (self->workers, o->w->identity, WIRE_SERVE_JOBS, &m.base);
-    if (rc < 0)
+    if (rc == 0) {
+        o->w->messages++;
+        self->n.messages++;
+    }
+    else
         for (size_t i = o->n; i-- > 0;) {
             job_t *j = o->jobs[i];
             pool_complete (self->pool, j->key);
@@ -292,14 +298,14 @@ serve_dispatch (serve_t *self)
             s_fail (self, j, STRATA__V1__ERROR_CODE__UNAVAILABLE, "the rank workers tried were lost; retry");
             continue;
         }
-        pool_worker_t *w = pool_least_loaded (self->pool, STRATA__V1__ROLE__RANK);
+        pool_worker_t *w = pool_least_loaded_within (self->pool, STRATA__V1__ROLE__RANK, self->cfg.pipeline);
         if (!w) {
             if (now - j->since > self->cfg.timeout_ms || !pool_count (self->pool, STRATA__V1__ROLE__RANK)) {
                 zlistx_delete (self->waiting, zlistx_cursor (self->waiting));
                 s_fail (self, j, STRATA__V1__ERROR_CODE__UNAVAILABLE, "no rank worker took the request in time");
                 continue;
             }
-            break;   // all busy: wait for a result or the next heartbeat
+            break;   // all busy or their pipelines full: wait for a result or the next heartbeat
         }
         zlistx_delete (self->waiting, zlistx_cursor (self->waiting));
         outbox_t *o = NULL;

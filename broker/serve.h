@@ -6,8 +6,11 @@
     rank worker with the fewest jobs. Jobs given out together travel together: one
     SERVE_JOBS message per worker, and a worker sends the results of the jobs it
     answered together in one SERVE_RESULTS; each result goes back to its client as the
-    reply it carries. Under load, when requests arrive faster than one at a time, a
-    message carries many, and the cost per request falls as the load rises. A
+    reply it carries. A worker holds at most `pipeline` SERVE_JOBS messages unanswered
+    (one it works on, one waiting for it, with the default 2): requests that arrive
+    meanwhile wait here and go together in the next message. At low load a message
+    carries one request and adds no wait; under load, many, and the cost per request
+    (messages, context switches, the workers' scans) falls as the load rises. A
     job held by a worker that leaves or misses its heartbeats is given to another
     worker, up to `attempts` times; a job that no worker takes within `timeout_ms`, or
     a request when no rank worker is connected, gets an UNAVAILABLE Error. PING takes
@@ -34,6 +37,7 @@ typedef struct {
     uint32_t history_len;   // stored events attached to a RECOMMEND
     int attempts;           // workers tried before giving up
     int64_t timeout_ms;     // longest wait for a free rank worker
+    uint32_t pipeline;      // SERVE_JOBS messages a worker may hold unanswered (0: no limit)
 } serve_config_t;
 
 //  Borrows everything: the store, the pool, the api (clients) and workers sockets.
@@ -44,8 +48,9 @@ void serve_destroy (serve_t **self_p);
 //  or -1 when it was refused (an Error was sent).
 int serve_request (serve_t *self, zframe_t *routing, const char *type, zframe_t *payload);
 
-//  A SERVE_RESULTS message from a rank worker: each result goes to its client.
-void serve_results (serve_t *self, zframe_t *payload);
+//  A SERVE_RESULTS message from rank worker w (NULL: one the pool does not know): each
+//  result goes to its client.
+void serve_results (serve_t *self, pool_worker_t *w, zframe_t *payload);
 
 //  A job key handed back by the pool (a lost worker's): give it to another.
 void serve_requeue (serve_t *self, uint64_t key);
@@ -55,9 +60,9 @@ void serve_requeue (serve_t *self, uint64_t key);
 //  that waited too long. Call it after each round of requests and results.
 void serve_dispatch (serve_t *self);
 
-//  Requests answered, failed, retried on another worker.
+//  Requests answered, failed, retried on another worker; SERVE_JOBS messages sent.
 typedef struct {
-    uint64_t served, failed, retried;
+    uint64_t served, failed, retried, messages;
 } serve_counts_t;
 void serve_counts (serve_t *self, serve_counts_t *out);
 

@@ -78,6 +78,7 @@ s_requeue_all (pool_worker_t *w, pool_requeue_fn *requeue, void *arg)
             w->slots[i] = 0;
         }
     w->inflight = 0;
+    w->messages = 0;
 }
 
 pool_worker_t *
@@ -119,15 +120,27 @@ pool_touch (pool_t *self, pool_worker_t *w)
 }
 
 pool_worker_t *
-pool_least_loaded (pool_t *self, Strata__V1__Role role)
+pool_least_loaded_within (pool_t *self, Strata__V1__Role role, uint32_t max_messages)
 {
     pool_worker_t *best = NULL;
-    for (pool_worker_t *w = zhashx_first (self->workers); w; w = zhashx_next (self->workers))
-        if (w->role == role && w->inflight < w->capacity
-            && (!best || w->inflight < best->inflight
-                || (w->inflight == best->inflight && w->last_assigned < best->last_assigned)))
+    for (pool_worker_t *w = zhashx_first (self->workers); w; w = zhashx_next (self->workers)) {
+        if (w->role != role || w->inflight >= w->capacity)
+            continue;
+        if (!w->inflight)
+            w->messages = 0;
+        if (max_messages && w->messages >= max_messages)
+            continue;
+        if (!best || w->inflight < best->inflight
+            || (w->inflight == best->inflight && w->last_assigned < best->last_assigned))
             best = w;   // ties: the one served longest ago, so idle workers take turns
+    }
     return best;
+}
+
+pool_worker_t *
+pool_least_loaded (pool_t *self, Strata__V1__Role role)
+{
+    return pool_least_loaded_within (self, role, 0);
 }
 
 void

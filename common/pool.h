@@ -28,6 +28,7 @@ typedef struct {
     int64_t expiry;         // monotonic ms after which it is presumed dead
     uint64_t *slots;        // capacity entries; 0 = free
     uint64_t last_assigned; // the pool's assignment count when it last got a job
+    uint32_t messages;      // messages holding its jobs not answered yet (its owner counts them)
 } pool_worker_t;
 
 //  Called with each job key a departing worker held.
@@ -49,6 +50,11 @@ void pool_touch (pool_t *self, pool_worker_t *w);
 //  The worker of this role with the fewest jobs and a free slot (ties: the one given a
 //  job longest ago, so idle workers take turns), or NULL.
 pool_worker_t *pool_least_loaded (pool_t *self, Strata__V1__Role role);
+
+//  The same among workers holding fewer than max_messages unanswered messages (0: no
+//  limit). A worker with no job in flight is taken whatever its count says: nothing of
+//  its can be unanswered, and the count starts again from 0.
+pool_worker_t *pool_least_loaded_within (pool_t *self, Strata__V1__Role role, uint32_t max_messages);
 
 void pool_assign (pool_t *self, pool_worker_t *w, uint64_t seq);
 

@@ -1786,7 +1786,8 @@ s_parse (rank_worker_t *self, const Strata__V1__ServeJob *job, req_t *r, void **
 }
 
 void
-rank_worker_serve (rank_worker_t *self, const ProtobufCBinaryData *jobs, size_t n, zsock_t *sock)
+rank_worker_serve (rank_worker_t *self, const ProtobufCBinaryData *jobs, size_t n, uint32_t messages,
+                   zsock_t *sock)
 {
     req_t *reqs = calloc (n ? n : 1, sizeof *reqs);
     void **inner = calloc (n ? n : 1, sizeof *inner);
@@ -1802,7 +1803,10 @@ rank_worker_serve (rank_worker_t *self, const ProtobufCBinaryData *jobs, size_t 
         free (self->result_ptrs);
         self->results = NULL;
         self->result_ptrs = NULL;
-        log_error ("out of memory for %zu jobs; the broker will retry them", n);
+        log_error ("out of memory for %zu jobs; they are lost (their clients time out)", n);
+        Strata__V1__ServeResults none = STRATA__V1__SERVE_RESULTS__INIT;
+        none.messages = messages;   // the broker's count of what this worker holds stays right
+        wire_send (sock, NULL, WIRE_SERVE_RESULTS, &none.base);
         return;
     }
     s_loader_poll (self, false);
@@ -1924,7 +1928,8 @@ rank_worker_serve (rank_worker_t *self, const ProtobufCBinaryData *jobs, size_t 
     Strata__V1__ServeResults out = STRATA__V1__SERVE_RESULTS__INIT;
     out.n_results = self->n_results;
     out.results = self->result_ptrs;
-    if (self->n_results)
+    out.messages = messages;
+    if (self->n_results || messages)
         wire_send (sock, NULL, WIRE_SERVE_RESULTS, &out.base);
     for (size_t i = 0; i < self->n_results; i++)
         free (self->results[i].reply.data);

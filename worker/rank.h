@@ -68,9 +68,11 @@ void rank_worker_model_input (rank_worker_t *self);
 //  every poll-ms.
 void rank_worker_tick (rank_worker_t *self);
 
-//  Answers n jobs (each a packed ServeJob), sending their results together, one
-//  ServeResults (SERVE_RESULTS), on sock.
-void rank_worker_serve (rank_worker_t *self, const ProtobufCBinaryData *jobs, size_t n, zsock_t *sock);
+//  Answers n jobs (each a packed ServeJob), from `messages` SERVE_JOBS messages, sending
+//  their results together, one ServeResults (SERVE_RESULTS) that says it answers those
+//  messages, on sock.
+void rank_worker_serve (rank_worker_t *self, const ProtobufCBinaryData *jobs, size_t n, uint32_t messages,
+                        zsock_t *sock);
 
 //  The version being served (0: none).
 uint64_t rank_worker_version (rank_worker_t *self);

@@ -157,19 +157,24 @@ s_handle_task (worker_t *self, zframe_t *payload)
 
 //  Answers a SERVE_JOBS message's jobs and those of every other one already waiting
 //  (up to the capacity), so that users who arrive together are scored together and
-//  their results travel together. A heartbeat met on the way needs no answer; a
-//  DISCONNECT ends the gathering (the loop registers again when heartbeats stop).
-static void
+//  their results travel together, in one SERVE_RESULTS that tells the broker how many
+//  messages it answers (undecodable ones too: the broker counts what it sent). A
+//  heartbeat met on the way needs no answer. Returns true when a DISCONNECT was met:
+//  the caller registers again.
+static bool
 s_handle_serve (worker_t *self, wire_msg_t *first)
 {
     enum { MESSAGES = 64, JOBS = 256 };
     Strata__V1__ServeJobs *batches[MESSAGES];
     ProtobufCBinaryData jobs[JOBS];
     size_t nb = 0, n = 0;
+    uint32_t messages = 0;
+    bool disconnect = false;
     wire_msg_t msg = *first;
     first->routing = first->payload = NULL;
     for (;;) {
         if (!strcmp (msg.type, WIRE_SERVE_JOBS)) {
+            messages++;
             Strata__V1__ServeJobs *b = (Strata__V1__ServeJobs *) wire_unpack (&strata__v1__serve_jobs__descriptor,
                                                                                msg.payload, NULL);
             if (!b)
@@ -183,18 +188,20 @@ s_handle_serve (worker_t *self, wire_msg_t *first)
                     log_warn ("%zu jobs past %d at once ignored", b->n_jobs - take, JOBS);
             }
         }
-        bool leave = !strcmp (msg.type, WIRE_DISCONNECT);
+        disconnect = !strcmp (msg.type, WIRE_DISCONNECT);
         wire_msg_reset (&msg);
-        if (leave || nb == MESSAGES || n >= self->capacity || n == JOBS || !(zsock_events (self->sock) & ZMQ_POLLIN))
+        if (disconnect || messages == MESSAGES || n >= self->capacity || n == JOBS
+            || !(zsock_events (self->sock) & ZMQ_POLLIN))
             break;
         int r = wire_recv (self->sock, false, (size_t) self->cfg->max_frame, &msg);
         if (r == WIRE_EINTR)
             break;
     }
-    rank_worker_serve (self->rank, jobs, n, self->sock);
+    rank_worker_serve (self->rank, jobs, n, messages, self->sock);
     self->jobs_done += n;
     for (size_t i = 0; i < nb; i++)
         strata__v1__serve_jobs__free_unpacked (batches[i], NULL);
+    return disconnect;
 }
 
 int
@@ -301,6 +308,7 @@ worker_run (const worker_config_t *cfg)
             int r = wire_recv (self.sock, false, (size_t) cfg->max_frame, &msg);
             if (r == WIRE_EINTR)
                 break;
+            bool reregister = false;
             last_heard = now;
             reconnect_delay = interval;
             if (r < 0)
@@ -310,19 +318,11 @@ worker_run (const worker_config_t *cfg)
             else if (!strcmp (msg.type, WIRE_TASK) && self.role == STRATA__V1__ROLE__TRAIN)
                 s_handle_task (&self, msg.payload);
             else if (!strcmp (msg.type, WIRE_SERVE_JOBS) && self.role == STRATA__V1__ROLE__RANK) {
-                s_handle_serve (&self, &msg);
+                reregister = s_handle_serve (&self, &msg);
                 last_heard = util_mono_ms ();
             }
-            else if (!strcmp (msg.type, WIRE_DISCONNECT)) {
-                //  The broker does not know us (it restarted): register again.
-                log_info ("%s asked us to re-register", self.endpoint);
-                wire_msg_reset (&msg);
-                zsock_destroy (&self.sock);
-                self.sock = s_connect (&self);
-                if (!self.sock)
-                    break;
-                continue;
-            }
+            else if (!strcmp (msg.type, WIRE_DISCONNECT))
+                reregister = true;
             else if (!strcmp (msg.type, WIRE_ERROR)) {
                 Strata__V1__Error *e = (Strata__V1__Error *) wire_unpack (&strata__v1__error__descriptor, msg.payload, NULL);
                 log_warn ("error from %s: %s", self.endpoint, e ? e->message : "(undecodable)");
@@ -330,6 +330,15 @@ worker_run (const worker_config_t *cfg)
                     strata__v1__error__free_unpacked (e, NULL);
             }
             wire_msg_reset (&msg);
+            if (reregister) {
+                //  The broker does not know us (it restarted) or is stopping: register again.
+                log_info ("%s asked us to re-register", self.endpoint);
+                zsock_destroy (&self.sock);
+                self.sock = s_connect (&self);
+                if (!self.sock)
+                    break;
+                continue;
+            }
         }
         else if (now - last_heard > interval * cfg->liveness) {
             log_warn ("%s silent for %lld ms; reconnecting in %lld ms", self.endpoint, (long long) (now - last_heard),

@@ -68,3 +68,34 @@ Test (pool, least_loaded_then_turns)
     cr_expect_eq (pool_least_loaded (p, STRATA__V1__ROLE__RANK), a);
     pool_destroy (&p);
 }
+
+Test (pool, unanswered_messages_hold_a_worker_back)
+{
+    pool_t *p = pool_new (1000, 3);
+    pool_worker_t *a = s_add (p, "rank-a", STRATA__V1__ROLE__RANK, 8);
+    pool_worker_t *b = s_add (p, "rank-b", STRATA__V1__ROLE__RANK, 8);
+    //  a holds two unanswered messages: with a limit of 2 only b is open to more.
+    pool_assign (p, a, 1);
+    pool_assign (p, a, 2);
+    a->messages = 2;
+    pool_assign (p, b, 3);
+    pool_assign (p, b, 4);
+    pool_assign (p, b, 5);
+    b->messages = 1;
+    cr_expect_eq (pool_least_loaded (p, STRATA__V1__ROLE__RANK), a, "no limit: the fewest jobs");
+    cr_expect_eq (pool_least_loaded_within (p, STRATA__V1__ROLE__RANK, 2), b, "a's pipeline is full");
+    b->messages = 2;
+    cr_expect_null (pool_least_loaded_within (p, STRATA__V1__ROLE__RANK, 2), "both pipelines full");
+    cr_expect_eq (pool_least_loaded_within (p, STRATA__V1__ROLE__RANK, 3), a, "a higher limit opens them");
+    //  A worker with nothing in flight is open whatever its count says, and the count
+    //  starts again.
+    cr_expect_eq (pool_complete (p, 1), a);
+    cr_expect_eq (pool_complete (p, 2), a);
+    cr_expect_eq (pool_least_loaded_within (p, STRATA__V1__ROLE__RANK, 2), a);
+    cr_expect_eq (a->messages, 0u);
+    //  A worker that goes and comes back starts with no messages counted.
+    pool_remove (p, b, s_requeue, NULL);
+    b = s_add (p, "rank-b", STRATA__V1__ROLE__RANK, 8);
+    cr_expect_eq (b->messages, 0u);
+    pool_destroy (&p);
+}

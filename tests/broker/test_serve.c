@@ -1,0 +1,214 @@
+/*  Unit: the broker's serving dispatch (broker/serve.c) over real ZeroMQ sockets.
+
+    A test plays the broker's loop (requests in, dispatch, results in) and a rank worker
+    on a DEALER, so it sees every message that passes: jobs ready together travel in one
+    SERVE_JOBS; a worker holds at most `pipeline` of them unanswered, and requests that
+    arrive meanwhile wait and go together in the next one once results come back; with
+    no limit every dispatch sends at once.
+*/
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "harness.h"
+#include "knowledge.h"
+#include "pool.h"
+#include "serve.h"
+#include "wire.h"
+
+static char *s_dir;
+static knowledge_t *s_kb;
+static pool_t *s_pool;
+static zsock_t *s_api, *s_workers, *s_client, *s_worker;
+static pool_worker_t *s_w;
+
+static void
+s_setup (void)
+{
+    s_dir = harness_tmpdir ();
+    cr_assert_not_null (s_dir);
+    s_kb = knowledge_open (s_dir);
+    cr_assert_not_null (s_kb);
+    s_pool = pool_new (1000, 3);
+    s_api = wire_bind_router ("inproc://test-serve-api", 1 << 20);
+    s_workers = wire_bind_router ("inproc://test-serve-workers", 1 << 20);
+    cr_assert (s_api && s_workers);
+    s_client = zsock_new_dealer (">inproc://test-serve-api");
+    s_worker = zsock_new_dealer (">inproc://test-serve-workers");
+    cr_assert (s_client && s_worker);
+    //  The worker registers as a rank worker, as strata-worker --role rank does.
+    Strata__V1__WorkerHello hello = STRATA__V1__WORKER_HELLO__INIT;
+    hello.worker_id = "rank-1";
+    hello.role = STRATA__V1__ROLE__RANK;
+    hello.capacity = 64;
+    cr_assert_eq (wire_send (s_worker, NULL, WIRE_READY, &hello.base), 0);
+    wire_msg_t msg;
+    cr_assert_eq (wire_recv (s_workers, true, 0, &msg), 0);
+    s_w = pool_register (s_pool, msg.routing, &hello, NULL, NULL);
+    wire_msg_reset (&msg);
+    cr_assert_not_null (s_w);
+}
+
+static void
+s_teardown (void)
+{
+    zsock_destroy (&s_client);
+    zsock_destroy (&s_worker);
+    zsock_destroy (&s_api);
+    zsock_destroy (&s_workers);
+    pool_destroy (&s_pool);
+    knowledge_destroy (&s_kb);
+    harness_rmtree (s_dir);
+    free (s_dir);
+}
+
+TestSuite (serve_dispatch, .init = s_setup, .fini = s_teardown);
+
+//  n PINGs from the client, taken in by the broker's side as its loop would.
+static void
+s_requests (serve_t *serve, int n)
+{
+    for (int i = 0; i < n; i++)
+        cr_assert_eq (wire_send (s_client, NULL, WIRE_PING, NULL), 0);
+    for (int i = 0; i < n; i++) {
+        wire_msg_t msg;
+        cr_assert_eq (wire_recv (s_api, true, 0, &msg), 0);
+        cr_assert_eq (serve_request (serve, msg.routing, msg.type, msg.payload), 0);
+        wire_msg_reset (&msg);
+    }
+}
+
+//  The jobs of the next SERVE_JOBS the worker gets (their ids appended to ids), or -1
+//  when none comes within 200 ms.
+static int
+s_worker_takes (uint64_t *ids, size_t *n_ids)
+{
+    zpoller_t *poller = zpoller_new (s_worker, NULL);
+    bool ready = zpoller_wait (poller, 200) != NULL;
+    zpoller_destroy (&poller);
+    if (!ready)
+        return -1;
+    wire_msg_t msg;
+    cr_assert_eq (wire_recv (s_worker, false, 0, &msg), 0);
+    cr_assert_str_eq (msg.type, WIRE_SERVE_JOBS);
+    Strata__V1__ServeJobs *b = (Strata__V1__ServeJobs *) wire_unpack (&strata__v1__serve_jobs__descriptor,
+                                                                       msg.payload, NULL);
+    cr_assert_not_null (b);
+    int n = (int) b->n_jobs;
+    for (size_t i = 0; i < b->n_jobs; i++) {
+        Strata__V1__ServeJob *j = strata__v1__serve_job__unpack (NULL, b->jobs[i].len, b->jobs[i].data);
+        cr_assert_not_null (j);
+        cr_assert_str_eq (j->type, WIRE_PING);
+        ids[(*n_ids)++] = j->job_id;
+        strata__v1__serve_job__free_unpacked (j, NULL);
+    }
+    strata__v1__serve_jobs__free_unpacked (b, NULL);
+    wire_msg_reset (&msg);
+    return n;
+}
+
+//  The worker answers the jobs ids[0..n) in one SERVE_RESULTS closing `messages`
+//  messages; the broker's side takes it in and the client gets each reply.
+static void
+s_worker_answers (serve_t *serve, const uint64_t *ids, size_t n, uint32_t messages)
+{
+    Strata__V1__ServeResult *rp[64], r[64];
+    for (size_t i = 0; i < n; i++) {
+        r[i] = (Strata__V1__ServeResult) STRATA__V1__SERVE_RESULT__INIT;
+        r[i].job_id = ids[i];
+        r[i].type = WIRE_PING_REPLY;
+        rp[i] = &r[i];
+    }
+    Strata__V1__ServeResults out = STRATA__V1__SERVE_RESULTS__INIT;
+    out.n_results = n;
+    out.results = rp;
+    out.messages = messages;
+    cr_assert_eq (wire_send (s_worker, NULL, WIRE_SERVE_RESULTS, &out.base), 0);
+    wire_msg_t msg;
+    cr_assert_eq (wire_recv (s_workers, true, 0, &msg), 0);
+    serve_results (serve, pool_lookup (s_pool, msg.routing), msg.payload);
+    wire_msg_reset (&msg);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq (wire_recv (s_client, false, 0, &msg), 0);
+        cr_expect_str_eq (msg.type, WIRE_PING_REPLY);
+        wire_msg_reset (&msg);
+    }
+}
+
+Test (serve_dispatch, requests_wait_while_the_worker_pipeline_is_full)
+{
+    serve_config_t cfg = { 50, 3, 2000, 2 };
+    serve_t *serve = serve_new (&cfg, s_kb, s_pool, s_api, s_workers);
+    cr_assert_not_null (serve);
+    uint64_t ids[64];
+    size_t n_ids = 0;
+    //  Ready together: one message. A second message may follow while the first is
+    //  worked on.
+    s_requests (serve, 3);
+    serve_dispatch (serve);
+    cr_assert_eq (s_worker_takes (ids, &n_ids), 3, "three requests ready together travel together");
+    s_requests (serve, 2);
+    serve_dispatch (serve);
+    cr_assert_eq (s_worker_takes (ids, &n_ids), 2);
+    cr_expect_eq (s_w->messages, 2u);
+    //  The pipeline is full: what arrives now waits at the broker, over several rounds.
+    s_requests (serve, 3);
+    serve_dispatch (serve);
+    s_requests (serve, 1);
+    serve_dispatch (serve);
+    cr_assert_eq (s_worker_takes (ids, &n_ids), -1, "a third message was sent past the pipeline of 2");
+    //  The worker answers both messages at once: everything that waited goes in one.
+    s_worker_answers (serve, ids, n_ids, 2);
+    cr_expect_eq (s_w->messages, 0u);
+    serve_dispatch (serve);
+    n_ids = 0;
+    cr_assert_eq (s_worker_takes (ids, &n_ids), 4, "the four that waited travel together");
+    s_worker_answers (serve, ids, n_ids, 1);
+    serve_counts_t c;
+    serve_counts (serve, &c);
+    cr_expect_eq (c.served, 9u);
+    cr_expect_eq (c.messages, 3u, "9 requests in 3 messages");
+    cr_expect_eq (c.failed, 0u);
+    serve_destroy (&serve);
+}
+
+Test (serve_dispatch, without_a_limit_each_round_sends_at_once)
+{
+    serve_config_t cfg = { 50, 3, 2000, 0 };
+    serve_t *serve = serve_new (&cfg, s_kb, s_pool, s_api, s_workers);
+    cr_assert_not_null (serve);
+    uint64_t ids[64];
+    size_t n_ids = 0;
+    for (int round = 0; round < 4; round++) {
+        s_requests (serve, 1);
+        serve_dispatch (serve);
+        cr_assert_eq (s_worker_takes (ids, &n_ids), 1, "round %d", round);
+    }
+    s_worker_answers (serve, ids, n_ids, 4);
+    serve_counts_t c;
+    serve_counts (serve, &c);
+    cr_expect_eq (c.served, 4u);
+    cr_expect_eq (c.messages, 4u);
+    serve_destroy (&serve);
+}
+
+Test (serve_dispatch, a_miscounted_worker_is_not_held_forever)
+{
+    //  Results that do not say which messages they answer (0) leave the count high;
+    //  with nothing in flight the worker is open again.
+    serve_config_t cfg = { 50, 3, 2000, 1 };
+    serve_t *serve = serve_new (&cfg, s_kb, s_pool, s_api, s_workers);
+    cr_assert_not_null (serve);
+    uint64_t ids[64];
+    size_t n_ids = 0;
+    s_requests (serve, 2);
+    serve_dispatch (serve);
+    cr_assert_eq (s_worker_takes (ids, &n_ids), 2);
+    s_worker_answers (serve, ids, n_ids, 0);
+    cr_expect_eq (s_w->messages, 1u);
+    n_ids = 0;
+    s_requests (serve, 1);
+    serve_dispatch (serve);
+    cr_assert_eq (s_worker_takes (ids, &n_ids), 1, "held back by a count nothing will lower");
+    s_worker_answers (serve, ids, n_ids, 1);
+    serve_destroy (&serve);
+}
