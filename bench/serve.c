@@ -11,6 +11,15 @@
     takes the same path (client -> broker -> rank worker -> broker -> client) and is
     answered at once, and prints every latency as a ratio of the floor's.
 
+    Beside each window it prints the requests per SERVE_JOBS message (the broker's
+    stats: batching under load) and the steal: the share of the machine's CPU time the
+    host of this virtual machine took during the window (/proc/stat). A rate that
+    misses in a window where steal passed 10% is measured again, up to three windows.
+    On a nested virtual machine each switch between processes costs the host work
+    that shows as steal (a bare ping-pong of two processes over pipes: about 8%), and
+    this cluster's own load stays within a few percent; beyond 10%, the window mostly
+    measures the host's other tenants.
+
     Then the same on a synthetic catalogue of --items items (1,000,000), d=64: items
     scattered around 2,000 "product type" centres (norms varying by a factor of 3, as
     learned vectors do), users who viewed a few items of one or two types. The model
@@ -28,6 +37,7 @@
 #include <czmq.h>
 #include <jansson.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,7 +66,27 @@ typedef struct {
     double p50, p99, p999;
     uint64_t sent, answered, errors;
     double per_message;   // requests per SERVE_JOBS message the broker sent (its stats), 0: unknown
+    double steal;         // share of the machine's CPU time the host took (virtual machines), in %
 } result_t;
+
+//  The machine's CPU time so far, and the part of it its host took from this virtual
+//  machine (steal), in ticks, from /proc/stat.
+static void
+s_cpu_ticks (double *total, double *steal)
+{
+    *total = *steal = 0;
+    FILE *f = fopen ("/proc/stat", "r");
+    unsigned long long v[8] = { 0 };
+    if (f && fscanf (f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+                     &v[6], &v[7])
+                 == 8) {
+        for (int i = 0; i < 8; i++)
+            *total += (double) v[i];
+        *steal = (double) v[7];
+    }
+    if (f)
+        fclose (f);
+}
 
 //  The broker's serving counters: requests served and SERVE_JOBS messages sent.
 static int
@@ -88,6 +118,8 @@ s_load (const char *api, const char *type, char **users, size_t n_users, double 
     memset (out, 0, sizeof *out);
     double served0 = 0, messages0 = 0, served1 = 0, messages1 = 0;
     int counted = s_serving_counts (api, &served0, &messages0);
+    double ticks0, steal0, ticks1, steal1;
+    s_cpu_ticks (&ticks0, &steal0);
     zsock_t *s = zsock_new_dealer (api);
     zsock_set_sndhwm (s, 0);
     zsock_set_rcvhwm (s, 0);
@@ -122,22 +154,20 @@ s_load (const char *api, const char *type, char **users, size_t n_users, double 
             next++;
             out->sent++;
         }
-        zmq_pollitem_t item = { zsock_resolve (s), 0, ZMQ_POLLIN, 0 };
-        int64_t wait_us = next < total ? start + (int64_t) ((double) next * 1e6 / rate) - zclock_usecs () : 10000;
-        //  Sleep until the next send or a reply, never spin: on two cores a busy client
-        //  would take a core from the cluster it measures. Below a millisecond (poll's
-        //  unit), a short nap; latency is timed from the actual send either way.
-        if (wait_us >= 1000)
-            zmq_poll (&item, 1, (long) (wait_us / 1000));
-        else if (zmq_poll (&item, 1, 0) == 0 && wait_us > 0)
-            usleep ((useconds_t) (wait_us < 200 ? wait_us : 200));
-        while (zsock_events (s) & ZMQ_POLLIN) {
+        //  Every reply waiting (until the socket has none: its signal is then armed),
+        //  then sleep until the next send or a reply on the socket's signal descriptor,
+        //  to the microsecond: never spin (on two cores a busy client would take a core
+        //  from the cluster it measures), never oversleep a reply.
+        size_t got = 0;
+        for (;;) {
             wire_msg_t msg;
-            if (wire_recv (s, false, 64 << 20, &msg) != 0)
+            int rc = wire_recv_ready (s, false, 64 << 20, &msg);
+            if (rc == WIRE_EAGAIN || rc == WIRE_EINTR)
                 break;
+            got++;
             int64_t t = zclock_usecs ();
             size_t i = total;
-            if (!strcmp (msg.type, WIRE_RECOMMEND_REPLY)) {
+            if (rc == 0 && !strcmp (msg.type, WIRE_RECOMMEND_REPLY)) {
                 Strata__V1__Recommendations *r = (Strata__V1__Recommendations *) wire_unpack (
                     &strata__v1__recommendations__descriptor, msg.payload, NULL);
                 if (r) {
@@ -145,7 +175,7 @@ s_load (const char *api, const char *type, char **users, size_t n_users, double 
                     strata__v1__recommendations__free_unpacked (r, NULL);
                 }
             }
-            else if (!strcmp (msg.type, WIRE_PING_REPLY) && zframe_size (msg.payload) == sizeof i)
+            else if (rc == 0 && !strcmp (msg.type, WIRE_PING_REPLY) && zframe_size (msg.payload) == sizeof i)
                 memcpy (&i, zframe_data (msg.payload), sizeof i);   // the echoed request number
             else
                 out->errors++;
@@ -156,6 +186,12 @@ s_load (const char *api, const char *type, char **users, size_t n_users, double 
             }
             wire_msg_reset (&msg);
         }
+        int64_t wait_us = next < total ? start + (int64_t) ((double) next * 1e6 / rate) - zclock_usecs () : 10000;
+        if (!got && wait_us > 0) {
+            struct pollfd pfd = { zsock_fd (s), POLLIN, 0 };
+            struct timespec ts = { (time_t) (wait_us / 1000000), (long) (wait_us % 1000000) * 1000 };
+            ppoll (&pfd, 1, &ts, NULL);
+        }
     }
     qsort (lat, nl, sizeof *lat, s_cmp);
     out->p50 = nl ? lat[nl / 2] : 0;
@@ -165,6 +201,8 @@ s_load (const char *api, const char *type, char **users, size_t n_users, double 
     free (lat);
     free (done);
     zsock_destroy (&s);
+    s_cpu_ticks (&ticks1, &steal1);
+    out->steal = ticks1 > ticks0 ? 100.0 * (steal1 - steal0) / (ticks1 - ticks0) : 0;
     if (counted == 0 && s_serving_counts (api, &served1, &messages1) == 0 && messages1 > messages0)
         out->per_message = (served1 - served0) / (messages1 - messages0);
 }
@@ -173,22 +211,34 @@ static void
 s_print (const char *label, double rate, const result_t *r, const result_t *floor_r)
 {
     printf ("  %-34s %7.0f/s  p50 %6.2f ms (x%4.1f)  p99 %6.2f ms (x%4.1f)  p99.9 %6.2f ms  %llu/%llu answered"
-            "  %.1f req/msg\n",
+            "  %.1f req/msg  steal %.0f%%\n",
             label, rate, r->p50, floor_r && floor_r->p50 > 0 ? r->p50 / floor_r->p50 : 1.0, r->p99,
             floor_r && floor_r->p99 > 0 ? r->p99 / floor_r->p99 : 1.0, r->p999, (unsigned long long) r->answered,
-            (unsigned long long) r->sent, r->per_message);
+            (unsigned long long) r->sent, r->per_message, r->steal);
     fflush (stdout);
 }
+
+//  A window in which the host took more than this share of the machine's CPU (steal,
+//  in %) says little about the engine: a rate that misses in one is measured again, up
+//  to WINDOWS in all, and every window is printed with its steal.
+#define STEAL_MAX 10.0
+#define WINDOWS 3
 
 //  Whether RECOMMENDs at `rate` are all answered with p99 under 10 ms (printed).
 static bool
 s_rate_holds (const char *api, char **users, size_t n, double rate, double seconds, const char *label,
               const result_t *floor_r)
 {
-    result_t r;
-    s_load (api, WIRE_RECOMMEND, users, n, rate, seconds, &r);
-    s_print (label, rate, &r, floor_r);
-    return r.answered == r.sent && r.p99 < 10.0;
+    for (int w = 0; w < WINDOWS; w++) {
+        result_t r;
+        s_load (api, WIRE_RECOMMEND, users, n, rate, seconds, &r);
+        s_print (label, rate, &r, floor_r);
+        if (r.answered == r.sent && r.p99 < 10.0)
+            return true;
+        if (r.steal <= STEAL_MAX)
+            return false;
+    }
+    return false;
 }
 
 //  The serving sweep for the rank workers running now: the floor, then doubling rates.
@@ -196,7 +246,11 @@ static void
 s_sweep (const char *api, char **users, size_t n, const char *what, int rankers, double seconds, double start_rate)
 {
     result_t fl;
-    s_load (api, WIRE_PING, users, n, 1000, seconds, &fl);
+    for (int w = 0; w < WINDOWS; w++) {
+        s_load (api, WIRE_PING, users, n, 1000, seconds, &fl);
+        if (fl.steal <= STEAL_MAX)
+            break;
+    }
     char label[160], who[40];
     if (rankers > 0)
         snprintf (who, sizeof who, "%d rank worker%s", rankers, rankers > 1 ? "s" : "");

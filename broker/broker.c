@@ -365,10 +365,10 @@ s_serve (broker_t *self, zsock_t *sock)
 {
     pending_batch_t group[GROUP_MAX];
     size_t n = 0;
-    while (n < GROUP_MAX && (zsock_events (sock) & ZMQ_POLLIN)) {
+    while (n < GROUP_MAX) {
         wire_msg_t msg;
-        int rc = wire_recv (sock, true, (size_t) self->cfg->max_frame, &msg);
-        if (rc == WIRE_EINTR)
+        int rc = wire_recv_ready (sock, true, (size_t) self->cfg->max_frame, &msg);
+        if (rc == WIRE_EINTR || rc == WIRE_EAGAIN)
             break;
         if (rc == WIRE_EFRAMING)
             s_bad_input (self, sock, msg.routing, NULL, STRATA__V1__ERROR_CODE__BAD_FRAMING,
@@ -510,10 +510,10 @@ s_handle_result (broker_t *self, pool_worker_t *w, zframe_t *routing, zframe_t *
 static void
 s_handle_workers (broker_t *self)
 {
-    for (int i = 0; i < 256 && (zsock_events (self->workers) & ZMQ_POLLIN); i++) {
+    for (int i = 0; i < 256; i++) {
         wire_msg_t msg;
-        int rc = wire_recv (self->workers, true, 0, &msg);
-        if (rc == WIRE_EINTR)
+        int rc = wire_recv_ready (self->workers, true, 0, &msg);
+        if (rc == WIRE_EINTR || rc == WIRE_EAGAIN)
             break;
         if (rc < 0) {
             s_bad_input (self, self->workers, msg.routing, NULL, STRATA__V1__ERROR_CODE__BAD_FRAMING,
@@ -615,21 +615,24 @@ broker_run (const broker_config_t *cfg)
               zsock_endpoint (self.ingest), zsock_endpoint (self.workers), zsock_endpoint (self.api), cfg->dir,
               zlistx_size (self.pending));
 
-    zpoller_t *poller = zpoller_new (self.ingest, self.workers, self.api, NULL);
+    //  zmq_poll's answer says which sockets have messages; each is drained until it has
+    //  none (wire_recv_ready), with no further question to the sockets.
+    zmq_pollitem_t items[3] = { { zsock_resolve (self.workers), 0, ZMQ_POLLIN, 0 },
+                                { zsock_resolve (self.ingest), 0, ZMQ_POLLIN, 0 },
+                                { zsock_resolve (self.api), 0, ZMQ_POLLIN, 0 } };
     int64_t next_beat = zclock_mono () + cfg->heartbeat_ms;
     while (!zsys_interrupted && !self.fatal) {
         int64_t now = zclock_mono ();
-        int timeout = (int) (next_beat > now ? next_beat - now : 0);
-        void *which = zpoller_wait (poller, timeout);
-        if (zpoller_terminated (poller))
-            break;
+        long timeout = (long) (next_beat > now ? next_beat - now : 0);
+        if (zmq_poll (items, 3, timeout) < 0)
+            break;   // interrupted
         //  Serve everything that is ready on every socket, workers first: applying
         //  results frees capacity and shortens the journal.
-        (void) which;
-        s_handle_workers (&self);
-        if (zsock_events (self.ingest) & ZMQ_POLLIN)
+        if (items[0].revents & ZMQ_POLLIN)
+            s_handle_workers (&self);
+        if (items[1].revents & ZMQ_POLLIN)
             s_serve (&self, self.ingest);
-        if (zsock_events (self.api) & ZMQ_POLLIN)
+        if (items[2].revents & ZMQ_POLLIN)
             s_serve (&self, self.api);
         s_dispatch (&self);
         serve_dispatch (self.serve);
@@ -640,7 +643,6 @@ broker_run (const broker_config_t *cfg)
             next_beat = zclock_mono () + cfg->heartbeat_ms;
         }
     }
-    zpoller_destroy (&poller);
     //  Tell workers we are going so they reconnect at once to the next broker.
     for (pool_worker_t *w = pool_first (self.pool); w; w = pool_next (self.pool))
         wire_send (self.workers, w->identity, WIRE_DISCONNECT, NULL);

@@ -233,9 +233,12 @@ s_pump (strata_producer_t *self, int wait_ms, Strata__V1__BatchStatusReply **sta
 {
     zmq_pollitem_t item = { zsock_resolve (self->sock), 0, ZMQ_POLLIN, 0 };
     if (zmq_poll (&item, 1, wait_ms) > 0) {
-        while (zsock_events (self->sock) & ZMQ_POLLIN) {
+        for (;;) {
             wire_msg_t msg;
-            if (wire_recv (self->sock, false, 0, &msg) == 0)
+            int rc = wire_recv_ready (self->sock, false, 0, &msg);
+            if (rc == WIRE_EAGAIN || rc == WIRE_EINTR)
+                break;
+            if (rc == 0)
                 s_handle (self, &msg, status_reply);
             wire_msg_reset (&msg);
             if (status_reply && *status_reply)

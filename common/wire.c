@@ -2,6 +2,7 @@
 #define LOG_MODULE "wire"
 #include "wire.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
@@ -16,13 +17,10 @@ wire_msg_reset (wire_msg_t *msg)
     msg->type[0] = 0;
 }
 
-int
-wire_recv (zsock_t *sock, bool router, size_t max_payload, wire_msg_t *msg)
+//  Splits a received message into msg (see wire_recv); takes m.
+static int
+s_parse (zmsg_t *m, bool router, size_t max_payload, wire_msg_t *msg)
 {
-    memset (msg, 0, sizeof *msg);
-    zmsg_t *m = zmsg_recv (sock);
-    if (!m)
-        return WIRE_EINTR;
     if (router)
         msg->routing = zmsg_pop (m);
     int rc = 0;
@@ -47,6 +45,43 @@ wire_recv (zsock_t *sock, bool router, size_t max_payload, wire_msg_t *msg)
     zframe_destroy (&type);
     zmsg_destroy (&m);
     return rc;
+}
+
+int
+wire_recv (zsock_t *sock, bool router, size_t max_payload, wire_msg_t *msg)
+{
+    memset (msg, 0, sizeof *msg);
+    zmsg_t *m = zmsg_recv (sock);
+    if (!m)
+        return WIRE_EINTR;
+    return s_parse (m, router, max_payload, msg);
+}
+
+int
+wire_recv_ready (zsock_t *sock, bool router, size_t max_payload, wire_msg_t *msg)
+{
+    memset (msg, 0, sizeof *msg);
+    zmq_msg_t first;
+    zmq_msg_init (&first);
+    if (zmq_msg_recv (&first, zsock_resolve (sock), ZMQ_DONTWAIT) < 0) {
+        int e = errno;
+        zmq_msg_close (&first);
+        return e == EAGAIN ? WIRE_EAGAIN : WIRE_EINTR;
+    }
+    zmsg_t *m = zmsg_new ();
+    zframe_t *f = zframe_new (zmq_msg_data (&first), zmq_msg_size (&first));
+    bool more = zmq_msg_more (&first);
+    zmq_msg_close (&first);
+    zmsg_append (m, &f);
+    //  The rest of a multipart message is there with its first frame.
+    while (more) {
+        zframe_t *g = zframe_recv (sock);
+        if (!g)
+            break;
+        more = zframe_more (g);
+        zmsg_append (m, &g);
+    }
+    return s_parse (m, router, max_payload, msg);
 }
 
 int

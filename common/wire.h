@@ -61,6 +61,7 @@
 #define WIRE_EFRAMING  -1   // wrong number of frames or wrong protocol frame
 #define WIRE_ETOOLARGE -2   // payload over the limit
 #define WIRE_EINTR     -3   // interrupted (no message)
+#define WIRE_EAGAIN    -4   // wire_recv_ready: no message waiting
 
 typedef struct {
     zframe_t *routing;   // ROUTER identity, or NULL
@@ -72,6 +73,12 @@ typedef struct {
 //  On a framing or size error returns WIRE_EFRAMING / WIRE_ETOOLARGE with msg->routing
 //  still set (when router) so the caller can reply. max_payload 0 means no limit.
 int wire_recv (zsock_t *sock, bool router, size_t max_payload, wire_msg_t *msg);
+
+//  The same without waiting: WIRE_EAGAIN when no message is there. Loops that drain a
+//  socket call it until WIRE_EAGAIN rather than asking the socket first whether a
+//  message waits (each such question is a pair of system calls; a receive that finds
+//  one costs none).
+int wire_recv_ready (zsock_t *sock, bool router, size_t max_payload, wire_msg_t *msg);
 
 void wire_msg_reset (wire_msg_t *msg);
 

@@ -859,12 +859,14 @@ s_handle_gradient (trainer_t *self, pool_worker_t *w, zframe_t *payload)
 
 // ---------------------------------------------------------------- sockets
 
-//  Receives one message from a ROUTER; a bad frame gets an Error reply (rc < 0, msg
-//  reset). WIRE_EINTR: nothing to do.
+//  Receives one message waiting on a ROUTER; a bad frame gets an Error reply (rc < 0,
+//  msg reset). WIRE_EINTR: nothing (more) to do.
 static int
 s_recv (zsock_t *sock, size_t max, const char *what, wire_msg_t *msg)
 {
-    int rc = wire_recv (sock, true, max, msg);
+    int rc = wire_recv_ready (sock, true, max, msg);
+    if (rc == WIRE_EAGAIN)
+        rc = WIRE_EINTR;
     if (rc < 0 && rc != WIRE_EINTR) {
         wire_send_error (sock, msg->routing, NULL,
                          rc == WIRE_ETOOLARGE ? STRATA__V1__ERROR_CODE__TOO_LARGE : STRATA__V1__ERROR_CODE__BAD_FRAMING,
@@ -877,7 +879,7 @@ s_recv (zsock_t *sock, size_t max, const char *what, wire_msg_t *msg)
 static void
 s_handle_workers (trainer_t *self)
 {
-    for (int i = 0; i < 64 && (zsock_events (self->workers) & ZMQ_POLLIN); i++) {
+    for (int i = 0; i < 64; i++) {
         wire_msg_t msg;
         int rc = s_recv (self->workers, (size_t) self->cfg->max_frame, "worker", &msg);
         if (rc == WIRE_EINTR)
@@ -1010,7 +1012,7 @@ s_model_chunk (trainer_t *self, wire_msg_t *msg)
 static void
 s_handle_api (trainer_t *self)
 {
-    for (int i = 0; i < 64 && (zsock_events (self->api) & ZMQ_POLLIN); i++) {
+    for (int i = 0; i < 64; i++) {
         wire_msg_t msg;
         int rc = s_recv (self->api, 1 << 20, "api", &msg);
         if (rc == WIRE_EINTR)

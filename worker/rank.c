@@ -1060,10 +1060,10 @@ s_on_chunk (rank_worker_t *self, const Strata__V1__ModelChunk *c)
 void
 rank_worker_model_input (rank_worker_t *self)
 {
-    for (int i = 0; i < 64 && (zsock_events (self->trainer) & ZMQ_POLLIN); i++) {
+    for (int i = 0; i < 64; i++) {
         wire_msg_t msg;
-        int rc = wire_recv (self->trainer, false, 64 << 20, &msg);
-        if (rc == WIRE_EINTR)
+        int rc = wire_recv_ready (self->trainer, false, 64 << 20, &msg);
+        if (rc == WIRE_EINTR || rc == WIRE_EAGAIN)
             return;
         if (rc < 0) {
             log_warn ("bad message from the trainer (%d)", rc);

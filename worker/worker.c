@@ -190,11 +190,10 @@ s_handle_serve (worker_t *self, wire_msg_t *first)
         }
         disconnect = !strcmp (msg.type, WIRE_DISCONNECT);
         wire_msg_reset (&msg);
-        if (disconnect || messages == MESSAGES || n >= self->capacity || n == JOBS
-            || !(zsock_events (self->sock) & ZMQ_POLLIN))
+        if (disconnect || messages == MESSAGES || n >= self->capacity || n == JOBS)
             break;
-        int r = wire_recv (self->sock, false, (size_t) self->cfg->max_frame, &msg);
-        if (r == WIRE_EINTR)
+        int r = wire_recv_ready (self->sock, false, (size_t) self->cfg->max_frame, &msg);
+        if (r == WIRE_EINTR || r == WIRE_EAGAIN)
             break;
     }
     rank_worker_serve (self->rank, jobs, n, messages, self->sock);
