@@ -42,6 +42,9 @@ const config_key_t broker_config_keys[] = {
     { "serve-pipeline", CONFIG_INT, OFF (serve_pipeline), "2", 0, 64,
       "messages of requests a rank worker may hold unanswered; requests arriving meanwhile wait and go "
       "together in the next (0: send each at once)" },
+    { "catalogue-changes", CONFIG_INT, OFF (catalogue_changes), "1000000", 1, 1LL << 40,
+      "catalogue changes the change log keeps for rank workers (12 bytes each); one behind them reads the "
+      "whole catalogue again" },
     { "journal-sync", CONFIG_BOOL, OFF (journal_sync), "true", 0, -1,
       "fsync the journal before acking (off: survive process crashes, not power loss)" },
     { "log-level", CONFIG_STRING, OFF (log_level), "info", 0, -1, "error, warn, info or debug" },
@@ -590,6 +593,8 @@ broker_run (const broker_config_t *cfg)
     self.kb = knowledge_open (cfg->dir);
     if (self.kb && knowledge_history_cache (self.kb, (uint32_t) cfg->history_cache) < 0)
         knowledge_destroy (&self.kb);
+    if (self.kb)
+        knowledge_change_log_limit (self.kb, (uint64_t) cfg->catalogue_changes);
     self.pool = pool_new (cfg->heartbeat_ms, cfg->liveness);
     self.pending = zlistx_new ();
     self.arena = arena_new (4 << 20);

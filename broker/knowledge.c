@@ -32,6 +32,8 @@ struct _knowledge_t {
     uint64_t next_seq;
     uint64_t journal_pending;
     uint64_t last_change;   // the newest catalogue change's sequence
+    uint64_t first_change;  // the oldest the change log keeps (last_change + 1: it is empty)
+    uint64_t change_limit;  // changes the log keeps at most (0: every one)
     zhashx_t *reasons;  // reason class -> (void *) count
     dedupe_t *seen;     // every stored event id, by hash
     recent_t *recent;   // users' recent histories (none until knowledge_history_cache)
@@ -191,6 +193,16 @@ knowledge_open (const char *dir)
     //  the journal itself may be empty after everything was applied).
     self->next_seq = store_get_u64 (self->store, KCF_STATS, "journal_seq") + 1;
     self->last_change = store_get_u64 (self->store, KCF_STATS, "catalogue_change");
+    self->first_change = self->last_change + 1;
+    it = store_iter (self->store, KCF_CHANGES);
+    rocksdb_iter_seek_to_first (it);
+    if (rocksdb_iter_valid (it)) {
+        size_t klen;
+        const char *k = rocksdb_iter_key (it, &klen);
+        if (klen == 8)
+            self->first_change = util_get_be64 ((const unsigned char *) k);
+    }
+    rocksdb_iter_destroy (it);
     it = store_iter (self->store, KCF_JOURNAL);
     for (rocksdb_iter_seek_to_first (it); rocksdb_iter_valid (it); rocksdb_iter_next (it))
         self->journal_pending++;
@@ -349,7 +361,7 @@ knowledge_apply (knowledge_t *self, const Strata__V1__JobResult *res, Strata__V1
     free (journal);
 
     knowledge_counts_t before = self->n;
-    uint64_t change_before = self->last_change;
+    uint64_t change_before = self->last_change, first_before = self->first_change;
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create ();
     uint8_t *buf = NULL;
     size_t cap = 0;
@@ -435,6 +447,16 @@ knowledge_apply (knowledge_t *self, const Strata__V1__JobResult *res, Strata__V1
         accepted++;
     }
     store_batch_put_u64 (self->store, wb, KCF_STATS, "catalogue_change", self->last_change);
+    if (self->change_limit && self->last_change >= self->first_change
+        && self->last_change - self->first_change + 1 > self->change_limit) {
+        //  The oldest changes go: a reader behind them is told to read every page again.
+        unsigned char from[8], to[8];
+        util_put_be64 (from, self->first_change);
+        self->first_change = self->last_change - self->change_limit + 1;
+        util_put_be64 (to, self->first_change);
+        rocksdb_writebatch_delete_range_cf (wb, store_cf (self->store, KCF_CHANGES), (const char *) from, 8,
+                                            (const char *) to, 8);
+    }
 
     size_t nreasons = 0;
     for (size_t i = 0; i < res->n_rejects; i++) {
@@ -498,6 +520,7 @@ fail:
     //  treats STORE_EIO as fatal and restarts from the store.
     self->n = before;
     self->last_change = change_before;
+    self->first_change = first_before;
     rocksdb_writebatch_destroy (wb);
     free (buf);
     return STORE_EIO;
@@ -680,6 +703,10 @@ knowledge_catalogue_changes (knowledge_t *self, uint64_t after, uint32_t max_ite
     out->items = arena_calloc (arena, max_items + 1, sizeof *out->items);
     if (!out->items)
         return -1;
+    if (after < self->last_change && after + 1 < self->first_change) {
+        out->changes_lost = true;
+        return 0;
+    }
     unsigned char key[8];
     util_put_be64 (key, after + 1);
     rocksdb_iterator_t *it = store_iter (self->store, KCF_CHANGES);
@@ -776,6 +803,12 @@ s_user_event (rocksdb_iterator_t *it, uint32_t user)
 //  A user with more events than this many times the history asked for is read from its
 //  newest event backwards instead.
 #define RECENT_FORWARD_FACTOR 4
+
+void
+knowledge_change_log_limit (knowledge_t *self, uint64_t changes)
+{
+    self->change_limit = changes;
+}
 
 int
 knowledge_history_cache (knowledge_t *self, uint32_t users)

@@ -117,23 +117,29 @@ int knowledge_catalogue_page (knowledge_t *self, uint32_t start_item, uint32_t m
 
 //  The records written after change `after` (new items and updated ones, oldest change
 //  first; an item written twice comes twice, as it stands now), at most max_items, and
-//  the sequence of the last one included. Allocated in arena. Returns 0 or -1.
+//  the sequence of the last one included; or, when changes after `after` were dropped
+//  from the log (knowledge_change_log_limit), none and changes_lost set. Allocated in
+//  arena. Returns 0 or -1.
 int knowledge_catalogue_changes (knowledge_t *self, uint64_t after, uint32_t max_items, arena_t *arena,
                                  Strata__V1__CatalogueReply *out);
+
+//  The change log keeps the newest `changes` changes (0, the default: every one); older
+//  ones are dropped as new ones are written.
+void knowledge_change_log_limit (knowledge_t *self, uint64_t changes);
 
 //  The dense index of an external user or item id: 0, or -1 when unknown.
 int knowledge_user_index (knowledge_t *self, const char *id, uint32_t *index);
 int knowledge_item_index (knowledge_t *self, const char *id, uint32_t *index);
 
-//  The user's last (at most) max events that name an item, oldest first, into out
-//  (allocated in arena). Returns how many, or -1 (no memory). Answered from the history
-//  cache when the user is in it.
 //  Keeps the histories of up to `users` users in memory (recent.h); 0 keeps none (the
 //  default). Returns 0, or -1 on no memory (the cache is left as it was).
 int knowledge_history_cache (knowledge_t *self, uint32_t users);
 //  Histories answered from the cache, and read from the store, since it was set.
 void knowledge_history_cache_counts (knowledge_t *self, uint64_t *hits, uint64_t *misses);
 
+//  The user's last (at most) max events that name an item, oldest first, into out
+//  (allocated in arena). Returns how many, or -1 (no memory). Answered from the history
+//  cache when the user is in it.
 int knowledge_user_recent (knowledge_t *self, uint32_t user, uint32_t max, arena_t *arena,
                            Strata__V1__Interaction ***out);
 

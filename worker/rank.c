@@ -31,6 +31,7 @@ static const char *const s_cfs[CF_COUNT] = { "default", "models" };
 #define CHUNK_TIMEOUT_MS 5000
 #define MAX_K 1000
 #define CATALOGUE_PAGE 2000   // items per catalogue request
+#define CATALOGUE_TIMEOUT_MS 5000   // longest wait for the broker's answer to one
 #define POPULAR_KEPT 4096
 #define SEARCH_POOL 100       // text candidates a user's model score is blended into
 
@@ -49,6 +50,11 @@ typedef struct {
     float ivf_recall;         // its recall@10 on the probe queries
     bool ivf_built;           // built or tuned here, not read back as it was: worth storing
 } served_t;
+
+//  Where a catalogue refresh stands: idle, reading pages of items past those known,
+//  reading the records written since the last change applied, or reading every page
+//  again (the broker's change log no longer reaches back to the last change applied).
+typedef enum { SYNC_IDLE, SYNC_PAGES, SYNC_CHANGES, SYNC_RELOAD } sync_t;
 
 //  What the broker's catalogue says about each item index.
 typedef struct {
@@ -117,6 +123,14 @@ struct _rank_worker_t {
     download_t dl;
     loader_t loader;
     int64_t next_poll, next_catalogue;
+    //  Catalogue refreshes, never waited on: one request out at a time on its own socket
+    //  to the broker's api endpoint, each reply applied as it comes.
+    zsock_t *broker;
+    sync_t sync;              // what the request out asks for
+    int64_t sync_sent;        // when it went
+    uint64_t sync_updated;    // records updated in this refresh
+    uint32_t reload_at;       // SYNC_RELOAD: the next page's first item
+    bool reload_due;          // the next refresh reads every page again
     //  Scratch, grown as needed and kept: serving allocates nothing per request.
     scratch_t scores;         // batch x items
     scratch_t uvec;           // batch x dim
@@ -704,6 +718,22 @@ s_catalogue_add (catalogue_t *c, const Strata__V1__Item *it)
     return 0;
 }
 
+//  A socket for catalogue requests to the broker's api endpoint, or NULL (logged).
+static zsock_t *
+s_broker_socket (const char *endpoint)
+{
+    zsock_t *sock = zsock_new (ZMQ_DEALER);
+    if (!sock)
+        return NULL;
+    zsock_set_linger (sock, 0);
+    zsock_set_maxmsgsize (sock, 256 << 20);
+    if (zsock_connect (sock, "%s", endpoint) < 0) {
+        log_error ("cannot connect to the broker at %s", endpoint);
+        zsock_destroy (&sock);
+    }
+    return sock;
+}
+
 //  One catalogue request to the broker: a page from start_item, or (changes) the
 //  records written after change `after`. NULL (logged) when the broker does not answer.
 static Strata__V1__CatalogueReply *
@@ -723,72 +753,215 @@ s_catalogue_request (rank_worker_t *self, uint32_t start_item, bool changes, uin
     return r;
 }
 
-//  Fetches catalogue pages from the broker, starting after the items already known,
-//  then the records of known items written since the last change applied (a new price,
-//  title or category), which replace theirs here and in the search index.
-static void
-s_catalogue_fetch (rank_worker_t *self)
+//  Adds a page's items past those known. Returns whether the pages are done.
+static bool
+s_catalogue_page (rank_worker_t *self, const Strata__V1__CatalogueReply *r)
 {
     catalogue_t *c = &self->cat;
-    for (int pages = 0; pages < 1000; pages++) {
-        Strata__V1__CatalogueReply *r = s_catalogue_request (self, c->n, false, 0);
-        if (!r)
-            return;
-        if (!c->change_known) {
-            //  Every record written up to this change is in the pages (as it stands).
-            c->change = r->last_change;
-            c->change_known = true;
-        }
-        for (size_t i = 0; i < r->n_items; i++) {
-            uint32_t before = c->n;
-            if (s_catalogue_add (c, r->items[i]) < 0)
-                log_error ("out of memory for the catalogue");
-            else if (c->n > before && search_index_add (self->index, before, r->items[i]) < 0)
-                log_error ("out of memory for the search index");
-        }
-        bool done = r->done || r->n_items == 0;
-        strata__v1__catalogue_reply__free_unpacked (r, NULL);
-        if (done)
-            break;
-    }
-    uint64_t updated = 0;
-    for (int pages = 0; c->change_known && pages < 1000; pages++) {
-        Strata__V1__CatalogueReply *r = s_catalogue_request (self, 0, true, c->change);
-        if (!r)
-            return;
-        if (r->n_items && r->last_change <= c->change) {
-            //  Not a list of changes (a broker without a change log answers with a page).
-            strata__v1__catalogue_reply__free_unpacked (r, NULL);
-            break;
-        }
-        //  Items past the catalogue come with the next pages, as they stand then.
-        const Strata__V1__Item *known[CATALOGUE_PAGE];
-        uint32_t at[CATALOGUE_PAGE], n = 0;
-        for (size_t i = 0; i < r->n_items && n < CATALOGUE_PAGE; i++)
-            if (r->items[i]->item_index < c->n) {
-                known[n] = r->items[i];
-                at[n++] = r->items[i]->item_index;
-            }
-        int rc = 0;
-        for (uint32_t i = 0; i < n && rc == 0; i++)
-            rc = s_catalogue_describe (c, at[i], known[i]);
-        if (rc == 0 && n)
-            rc = search_index_update (self->index, n, at, known);
-        if (rc < 0) {
-            log_error ("out of memory applying catalogue changes; trying again later");
-            strata__v1__catalogue_reply__free_unpacked (r, NULL);
-            return;
-        }
-        updated += n;
+    if (!c->change_known) {
+        //  Every record written up to this change is in the pages (as it stands).
         c->change = r->last_change;
-        bool done = r->done || r->n_items == 0;
+        c->change_known = true;
+    }
+    for (size_t i = 0; i < r->n_items; i++) {
+        uint32_t before = c->n;
+        if (s_catalogue_add (c, r->items[i]) < 0)
+            log_error ("out of memory for the catalogue");
+        else if (c->n > before && search_index_add (self->index, before, r->items[i]) < 0)
+            log_error ("out of memory for the search index");
+    }
+    return r->done || r->n_items == 0;
+}
+
+//  The records in r of items already known replace theirs here and in the search
+//  index; *known says how many there were. 0, or -1 when memory ran out.
+static int
+s_catalogue_replace (rank_worker_t *self, const Strata__V1__CatalogueReply *r, uint32_t *known)
+{
+    const Strata__V1__Item *items[CATALOGUE_PAGE];
+    uint32_t at[CATALOGUE_PAGE], n = 0;
+    for (size_t i = 0; i < r->n_items && n < CATALOGUE_PAGE; i++)
+        if (r->items[i]->item_index < self->cat.n) {
+            items[n] = r->items[i];
+            at[n++] = r->items[i]->item_index;
+        }
+    int rc = 0;
+    for (uint32_t i = 0; i < n && rc == 0; i++)
+        rc = s_catalogue_describe (&self->cat, at[i], items[i]);
+    if (rc == 0 && n)
+        rc = search_index_update (self->index, n, at, items);
+    if (rc < 0) {
+        log_error ("out of memory applying catalogue records; trying again later");
+        return -1;
+    }
+    self->sync_updated += n;
+    *known = n;
+    return 0;
+}
+
+//  Applies a reply of changes: the records of known items written since the last
+//  change applied (a new price, title or category) replace theirs; items past the
+//  catalogue come with the next pages, as they stand then. Returns 1 when no more
+//  changes wait, 0 when more do, -1 when the reply is not a list of changes (a broker
+//  without a change log answers with a page) or memory ran out (the changes are asked
+//  for again by the next refresh).
+static int
+s_catalogue_changes (rank_worker_t *self, const Strata__V1__CatalogueReply *r)
+{
+    uint32_t known;
+    if ((r->n_items && r->last_change <= self->cat.change) || s_catalogue_replace (self, r, &known) < 0)
+        return -1;
+    self->cat.change = r->last_change;
+    return r->done || r->n_items == 0 ? 1 : 0;
+}
+
+//  Applies a page read again (SYNC_RELOAD): its known items' records replace theirs,
+//  the others are added. Every record written up to the first page's change is in the
+//  pages, as it stands. Returns whether the pages are done, or -1 when memory ran out.
+static int
+s_catalogue_reload_page (rank_worker_t *self, const Strata__V1__CatalogueReply *r)
+{
+    if (self->reload_at == 0)
+        self->cat.change = r->last_change;
+    uint32_t known;
+    if (s_catalogue_replace (self, r, &known) < 0)
+        return -1;
+    Strata__V1__CatalogueReply rest = *r;
+    rest.n_items = r->n_items - known;
+    rest.items = r->items + known;   // pages are in item order: the known items come first
+    rest.done = false;
+    s_catalogue_page (self, &rest);
+    self->reload_at = r->next_item;
+    return r->done || r->n_items == 0;
+}
+
+//  The whole catalogue at start-up, waiting for each reply: pages, then the changes
+//  written meanwhile.
+static void
+s_catalogue_load (rank_worker_t *self)
+{
+    for (int pages = 0; pages < 100000; pages++) {
+        Strata__V1__CatalogueReply *r = s_catalogue_request (self, self->cat.n, false, 0);
+        if (!r)
+            return;
+        bool done = s_catalogue_page (self, r);
         strata__v1__catalogue_reply__free_unpacked (r, NULL);
         if (done)
             break;
     }
-    if (updated)
-        log_info ("catalogue: %llu records updated (up to change %llu)", (unsigned long long) updated,
-                  (unsigned long long) c->change);
+    for (int pages = 0; self->cat.change_known && pages < 100000; pages++) {
+        Strata__V1__CatalogueReply *r = s_catalogue_request (self, 0, true, self->cat.change);
+        if (!r)
+            return;
+        self->reload_due = r->changes_lost;   // trimmed since the pages: the first refresh reads them again
+        int rc = r->changes_lost ? 1 : s_catalogue_changes (self, r);
+        strata__v1__catalogue_reply__free_unpacked (r, NULL);
+        if (rc != 0)
+            break;
+    }
+}
+
+//  Sends the request for where the refresh stands (sync: pages or changes).
+static void
+s_sync_send (rank_worker_t *self, sync_t sync)
+{
+    Strata__V1__CatalogueRequest req = STRATA__V1__CATALOGUE_REQUEST__INIT;
+    req.max_items = CATALOGUE_PAGE;
+    if (sync == SYNC_PAGES)
+        req.start_item = self->cat.n;
+    else if (sync == SYNC_RELOAD)
+        req.start_item = self->reload_at;
+    else {
+        req.changes = true;
+        req.after_change = self->cat.change;
+    }
+    self->sync = sync;
+    self->sync_sent = zclock_mono ();
+    if (wire_send (self->broker, NULL, WIRE_CATALOGUE, &req.base) < 0)
+        self->sync_sent = 0;   // refused: the timeout starts the refresh again
+}
+
+static void s_extend (rank_worker_t *self, served_t *s);
+
+//  Ends a refresh (the next one after catalogue-ms).
+static void
+s_sync_end (rank_worker_t *self)
+{
+    if (self->sync_updated)
+        log_info ("catalogue: %llu records updated (up to change %llu)", (unsigned long long) self->sync_updated,
+                  (unsigned long long) self->cat.change);
+    self->sync_updated = 0;
+    self->sync = SYNC_IDLE;
+    s_extend (self, self->cur);
+    self->next_catalogue = zclock_mono () + self->cfg.catalogue_ms;
+}
+
+//  A reply from the broker's api endpoint: applied, and the next request sent.
+static void
+s_sync_reply (rank_worker_t *self, wire_msg_t *msg)
+{
+    Strata__V1__CatalogueReply *r = NULL;
+    if (strcmp (msg->type, WIRE_CATALOGUE_REPLY)
+        || !(r = (Strata__V1__CatalogueReply *) wire_unpack (&strata__v1__catalogue_reply__descriptor, msg->payload,
+                                                             NULL))) {
+        log_warn ("catalogue from %s: unexpected reply '%s'", self->cfg.broker_api, msg->type);
+        s_sync_end (self);
+        return;
+    }
+    if (self->sync == SYNC_PAGES) {
+        if (!s_catalogue_page (self, r))
+            s_sync_send (self, SYNC_PAGES);
+        else if (self->cat.change_known)
+            s_sync_send (self, SYNC_CHANGES);
+        else
+            s_sync_end (self);
+    }
+    else if (self->sync == SYNC_CHANGES && r->changes_lost) {
+        log_warn ("catalogue: changes after %llu are no longer in the broker's log; reading every page again",
+                  (unsigned long long) self->cat.change);
+        self->reload_at = 0;
+        s_sync_send (self, SYNC_RELOAD);
+    }
+    else if (self->sync == SYNC_CHANGES) {
+        if (s_catalogue_changes (self, r) == 0)
+            s_sync_send (self, SYNC_CHANGES);
+        else
+            s_sync_end (self);
+    }
+    else if (self->sync == SYNC_RELOAD) {
+        int rc = s_catalogue_reload_page (self, r);
+        if (rc == 0)
+            s_sync_send (self, SYNC_RELOAD);
+        else if (rc == 1)
+            s_sync_send (self, SYNC_CHANGES);
+        else {
+            self->reload_due = true;   // out of memory: again next time
+            s_sync_end (self);
+        }
+    }
+    strata__v1__catalogue_reply__free_unpacked (r, NULL);
+}
+
+//  Starts a refresh when one is due; gives up on a request the broker has not answered
+//  in time (a new socket: its answer, if it comes, is not taken for a later one's).
+static void
+s_sync_tick (rank_worker_t *self, int64_t now)
+{
+    if (self->sync == SYNC_IDLE && now >= self->next_catalogue) {
+        self->reload_at = 0;
+        s_sync_send (self, self->reload_due ? SYNC_RELOAD : SYNC_PAGES);
+        self->reload_due = false;
+    }
+    else if (self->sync != SYNC_IDLE && now - self->sync_sent > CATALOGUE_TIMEOUT_MS) {
+        log_warn ("catalogue from %s: no answer in %d ms; trying again later", self->cfg.broker_api,
+                  CATALOGUE_TIMEOUT_MS);
+        zsock_t *fresh = s_broker_socket (self->cfg.broker_api);
+        if (fresh) {
+            zsock_destroy (&self->broker);
+            self->broker = fresh;
+        }
+        s_sync_end (self);
+    }
 }
 
 //  Items the catalogue has beyond the served rows get vectors from their features (the
@@ -905,7 +1078,9 @@ rank_worker_new (const rank_config_t *cfg)
     self->logits = malloc ((size_t) (self->cfg.rerank_top > MAX_K ? self->cfg.rerank_top : MAX_K) * sizeof (float));
     self->store = store_open (cfg->dir, s_cfs, CF_COUNT);
     self->trainer = zsock_new (ZMQ_DEALER);
-    if (!self->cat.index || !self->index || !self->top || !self->logits || !self->store || !self->trainer) {
+    self->broker = s_broker_socket (cfg->broker_api);
+    if (!self->cat.index || !self->index || !self->top || !self->logits || !self->store || !self->trainer
+        || !self->broker) {
         log_error ("cannot start the rank worker (store %s)", cfg->dir);
         rank_worker_destroy (&self);
         return NULL;
@@ -920,8 +1095,9 @@ rank_worker_new (const rank_config_t *cfg)
     served_t *s = s_load_stored (self);
     if (s)
         s_swap (self, s);
-    s_catalogue_fetch (self);
+    s_catalogue_load (self);
     s_extend (self, self->cur);
+    self->next_catalogue = zclock_mono () + self->cfg.catalogue_ms;
     log_info ("catalogue: %u items", self->cat.n);
     return self;
 }
@@ -950,6 +1126,7 @@ rank_worker_destroy (rank_worker_t **self_p)
     zhashx_destroy (&self->cat.index);
     search_index_destroy (&self->index);
     zsock_destroy (&self->trainer);
+    zsock_destroy (&self->broker);
     store_destroy (&self->store);
     scratch_t *scr[] = { &self->scores,     &self->uvec,        &self->s_items,   &self->s_text, &self->s_drop, &self->s_seen,
                          &self->failed,     &self->cand_items,  &self->cand_scores, &self->cand_drop, &self->exact,
@@ -963,10 +1140,31 @@ rank_worker_destroy (rank_worker_t **self_p)
     *self_p = NULL;
 }
 
-zsock_t *
-rank_worker_model_socket (rank_worker_t *self)
+static void s_model_input (rank_worker_t *self);
+
+void
+rank_worker_poll_items (rank_worker_t *self, zmq_pollitem_t *items)
 {
-    return self->trainer;
+    items[0] = (zmq_pollitem_t) { zsock_resolve (self->trainer), 0, ZMQ_POLLIN, 0 };
+    items[1] = (zmq_pollitem_t) { zsock_resolve (self->broker), 0, ZMQ_POLLIN, 0 };
+}
+
+void
+rank_worker_input (rank_worker_t *self, const zmq_pollitem_t *items)
+{
+    if (items[0].revents & ZMQ_POLLIN)
+        s_model_input (self);
+    for (int i = 0; i < 64 && (items[1].revents & ZMQ_POLLIN); i++) {
+        wire_msg_t msg;
+        int rc = wire_recv_ready (self->broker, false, 0, &msg);
+        if (rc == WIRE_EAGAIN || rc == WIRE_EINTR)
+            break;
+        if (rc < 0)
+            log_warn ("bad message from the broker (%d)", rc);
+        else if (self->sync != SYNC_IDLE)
+            s_sync_reply (self, &msg);
+        wire_msg_reset (&msg);
+    }
 }
 
 uint64_t
@@ -1057,8 +1255,8 @@ s_on_chunk (rank_worker_t *self, const Strata__V1__ModelChunk *c)
     }
 }
 
-void
-rank_worker_model_input (rank_worker_t *self)
+static void
+s_model_input (rank_worker_t *self)
 {
     for (int i = 0; i < 64; i++) {
         wire_msg_t msg;
@@ -1127,11 +1325,7 @@ rank_worker_tick (rank_worker_t *self)
         }
         self->next_poll = now + self->cfg.poll_ms;
     }
-    if (now >= self->next_catalogue) {
-        s_catalogue_fetch (self);
-        s_extend (self, self->cur);
-        self->next_catalogue = zclock_mono () + self->cfg.catalogue_ms;
-    }
+    s_sync_tick (self, now);
 }
 
 // ---------------------------------------------------------------- serving

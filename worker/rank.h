@@ -60,9 +60,12 @@ typedef struct _rank_worker_t rank_worker_t;
 rank_worker_t *rank_worker_new (const rank_config_t *cfg);
 void rank_worker_destroy (rank_worker_t **self_p);
 
-//  The socket to the trainer: poll it, and call rank_worker_model_input when readable.
-zsock_t *rank_worker_model_socket (rank_worker_t *self);
-void rank_worker_model_input (rank_worker_t *self);
+//  The rank worker's own sockets (the trainer's, for model versions; the broker's api
+//  endpoint, for catalogue refreshes, which never make serving wait): fills
+//  RANK_POLL_ITEMS poll items; after a poll, rank_worker_input reads what came.
+#define RANK_POLL_ITEMS 2
+void rank_worker_poll_items (rank_worker_t *self, zmq_pollitem_t *items);
+void rank_worker_input (rank_worker_t *self, const zmq_pollitem_t *items);
 
 //  Periodic work (version polls, catalogue refresh, download timeouts); call at least
 //  every poll-ms.

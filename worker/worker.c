@@ -264,11 +264,11 @@ worker_run (const worker_config_t *cfg)
     if (self.rank && !rank_worker_version (self.rank))
         log_info ("rank worker %s waiting for a model version from %s", self.id, cfg->trainer_api);
     while (self.rank && !rank_worker_version (self.rank) && !zsys_interrupted) {
-        zmq_pollitem_t item = { zsock_resolve (rank_worker_model_socket (self.rank)), 0, ZMQ_POLLIN, 0 };
-        if (zmq_poll (&item, 1, 100) < 0)
+        zmq_pollitem_t items[RANK_POLL_ITEMS];
+        rank_worker_poll_items (self.rank, items);
+        if (zmq_poll (items, RANK_POLL_ITEMS, 100) < 0)
             break;
-        if (item.revents & ZMQ_POLLIN)
-            rank_worker_model_input (self.rank);
+        rank_worker_input (self.rank, items);
         rank_worker_tick (self.rank);
     }
     self.sock = zsys_interrupted ? NULL : s_connect (&self);
@@ -285,20 +285,19 @@ worker_run (const worker_config_t *cfg)
     int64_t last_heard = util_mono_ms ();
     int64_t next_beat = last_heard + interval;
     while (!zsys_interrupted) {
-        zmq_pollitem_t items[2] = { { zsock_resolve (self.sock), 0, ZMQ_POLLIN, 0 },
-                                    { self.rank ? zsock_resolve (rank_worker_model_socket (self.rank)) : NULL, 0,
-                                      ZMQ_POLLIN, 0 } };
+        zmq_pollitem_t items[1 + RANK_POLL_ITEMS] = { { zsock_resolve (self.sock), 0, ZMQ_POLLIN, 0 } };
+        if (self.rank)
+            rank_worker_poll_items (self.rank, items + 1);
         int64_t now = util_mono_ms ();
         long timeout = (long) (next_beat > now ? next_beat - now : 0);
         if (self.rank && timeout > 100)
-            timeout = 100;   // model downloads and version polls need the loop to turn
-        int rc = zmq_poll (items, self.rank ? 2 : 1, timeout);
+            timeout = 100;   // model downloads, version polls and catalogue refreshes need the loop to turn
+        int rc = zmq_poll (items, self.rank ? 1 + RANK_POLL_ITEMS : 1, timeout);
         if (rc < 0)
             break;   // interrupted
         now = util_mono_ms ();
         if (self.rank) {
-            if (items[1].revents & ZMQ_POLLIN)
-                rank_worker_model_input (self.rank);
+            rank_worker_input (self.rank, items + 1);
             rank_worker_tick (self.rank);
         }
         zmq_pollitem_t item = items[0];

@@ -463,3 +463,65 @@ Test (knowledge, catalogue_changes_follow_every_record_written)
     arena_destroy (&arena);
     knowledge_destroy (&kb);
 }
+
+Test (knowledge, change_log_keeps_the_newest_and_tells_who_fell_behind)
+{
+    knowledge_t *kb = knowledge_open (s_dir);
+    cr_assert_not_null (kb);
+    knowledge_change_log_limit (kb, 3);
+    arena_t *arena = arena_new (1 << 16);
+    Strata__V1__Item it[5], *itp[5];
+    const char *ids[5] = { "a", "b", "c", "d", "e" };
+    for (int i = 0; i < 5; i++) {
+        strata__v1__item__init (&it[i]);
+        it[i].item_id = (char *) ids[i];
+        it[i].title = (char *) ids[i];
+        itp[i] = &it[i];
+    }
+    result_t r;
+    Strata__V1__Ack ack;
+    //  Two records, then three more: changes 1..5, of which the log keeps 3..5.
+    s_result (&r, s_journal (kb, "x"), "x", NULL, 0);
+    r.res.n_items = 2;
+    r.res.items = itp;
+    cr_assert_eq (s_apply (kb, &r, &ack), 0);
+    Strata__V1__CatalogueReply ch;
+    cr_assert_eq (knowledge_catalogue_changes (kb, 0, 10, arena, &ch), 0);
+    cr_expect (!ch.changes_lost && ch.n_items == 2, "two changes, under the limit");
+    s_result (&r, s_journal (kb, "y"), "y", NULL, 0);
+    r.res.n_items = 3;
+    r.res.items = itp + 2;
+    cr_assert_eq (s_apply (kb, &r, &ack), 0);
+    for (int reopen = 0; reopen < 2; reopen++) {
+        arena_reset (arena);
+        cr_assert_eq (knowledge_catalogue_changes (kb, 1, 10, arena, &ch), 0);
+        cr_expect (ch.changes_lost, "change 2 was dropped: a reader at 1 must read the pages again");
+        cr_expect_eq (ch.n_items, 0);
+        cr_assert_eq (knowledge_catalogue_changes (kb, 2, 10, arena, &ch), 0);
+        cr_expect (!ch.changes_lost, "a reader at 2 misses nothing");
+        cr_assert_eq (ch.n_items, 3);
+        cr_expect_str_eq (ch.items[0]->item_id, "c");
+        cr_expect_str_eq (ch.items[2]->item_id, "e");
+        cr_assert_eq (knowledge_catalogue_changes (kb, 5, 10, arena, &ch), 0);
+        cr_expect (!ch.changes_lost && ch.n_items == 0 && ch.done, "up to date");
+        //  The log's first change is read back from the store.
+        knowledge_destroy (&kb);
+        kb = knowledge_open (s_dir);
+        cr_assert_not_null (kb);
+    }
+    //  A lower limit trims on the next write.
+    knowledge_change_log_limit (kb, 1);
+    it[0].title = "a again";
+    s_result (&r, s_journal (kb, "z"), "z", NULL, 0);
+    r.res.n_items = 1;
+    r.res.items = itp;
+    cr_assert_eq (s_apply (kb, &r, &ack), 0);
+    arena_reset (arena);
+    cr_assert_eq (knowledge_catalogue_changes (kb, 4, 10, arena, &ch), 0);
+    cr_expect (ch.changes_lost, "change 5 went when the limit became 1");
+    cr_assert_eq (knowledge_catalogue_changes (kb, 5, 10, arena, &ch), 0);
+    cr_assert_eq (ch.n_items, 1);
+    cr_expect_str_eq (ch.items[0]->title, "a again");
+    arena_destroy (&arena);
+    knowledge_destroy (&kb);
+}

@@ -121,10 +121,12 @@ s_train (const char *epochs)
 //  Waits until a RECOMMEND is answered from a model version >= v.
 static void s_wait_version (uint64_t v);
 
+//  The shop in a cluster, trained, with `rankers` rank workers serving it; broker_flag
+//  (NULL: none) is one more setting for the broker.
 static void
-s_shop (int rankers)
+s_shop_with (int rankers, const char *broker_flag)
 {
-    const char *bflags[] = { "--heartbeat-ms=250", "--max-frame=65536", NULL };
+    const char *bflags[] = { "--heartbeat-ms=250", "--max-frame=65536", broker_flag, NULL };
     cr_assert_eq (hcluster_start (&s_c, bflags), 0);
     hcluster_add_worker (&s_c);
     s_write_shop (s_c.dir);
@@ -140,6 +142,12 @@ s_shop (int rankers)
         hcluster_add_rank_worker (&s_c, k);
     if (rankers)
         s_wait_version (1);
+}
+
+static void
+s_shop (int rankers)
+{
+    s_shop_with (rankers, NULL);
 }
 
 // ---------------------------------------------------------------- requests
@@ -566,6 +574,50 @@ Test (serve, answers_filters_cold_start_and_errors)
         if (!strcmp (a.rec->items[i]->item, "A2"))
             cr_expect_lt (a.rec->items[i]->score, a.rec->items[0]->score, "A2 still matches its old title best");
     s_answer_free (&a);
+}
+
+Test (serve, a_rank_worker_behind_the_change_log_reads_the_catalogue_again)
+{
+    //  The broker's change log keeps 2 changes. One import writes 3 records: the first
+    //  change (B3 becomes a trail boot) is gone from the log before the rank worker asks
+    //  for it, and only reading every page again brings it.
+    s_shop_with (1, "--catalogue-changes=2");
+    s_import_text ("updates.jsonl", true,
+                   "{\"item_id\":\"B3\",\"title\":\"Crest trail boot 3\",\"brand\":\"Crest\",\"category\":"
+                   "\"Shoes > Trail\",\"price\":\"80.00\"}\n"
+                   "{\"item_id\":\"B4\",\"title\":\"Crest winter hat 4\",\"brand\":\"Crest\",\"category\":"
+                   "\"Hats > Winter\",\"price\":\"15.00\"}\n"
+                   "{\"item_id\":\"B5\",\"title\":\"Crest winter hat 5\",\"brand\":\"Crest\",\"category\":"
+                   "\"Hats > Winter\",\"price\":\"16.00\"}\n");
+    Strata__V1__Search boot = STRATA__V1__SEARCH__INIT;
+    boot.query = "trail boot";
+    boot.k = 3;
+    answer_t a;
+    bool found = false;
+    for (int i = 0; i < 100 && !found; i++) {
+        s_ask (WIRE_SEARCH, &boot.base, &a);
+        found = a.rec && a.rec->n_items && !strcmp (a.rec->items[0]->item, "B3");
+        s_answer_free (&a);
+        if (!found)
+            zclock_sleep (100);
+    }
+    cr_assert (found, "the record dropped from the change log never reached the rank worker");
+    Strata__V1__Filters f = STRATA__V1__FILTERS__INIT;
+    f.category = "trail";
+    s_recommend ("t-a3", 10, &f, &a);
+    cr_assert_not_null (a.rec);
+    cr_expect (a.rec->n_items == 1 && s_has (a.rec, "B3"), "only B3 is in Shoes > Trail");
+    s_answer_free (&a);
+    //  Serving went on throughout, and the worker's log says why it read the pages.
+    char log[700], line[1024];
+    snprintf (log, sizeof log, "%s/worker-%d.log", s_c.dir, s_c.nworkers);   // the rank worker's
+    bool said = false;
+    FILE *lf = fopen (log, "r");
+    cr_assert_not_null (lf);
+    while (fgets (line, sizeof line, lf))
+        said |= strstr (line, "no longer in the broker's log") != NULL;
+    fclose (lf);
+    cr_expect (said, "the rank worker did not say it read the catalogue again (see %s)", log);
 }
 
 Test (serve, approximate_index_answers_and_falls_back_to_exact)
