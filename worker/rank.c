@@ -72,11 +72,13 @@ typedef struct {
     uint64_t change;          // the last catalogue change applied (its sequence)
     bool change_known;        // whether change is set (from the first page fetched)
     //  Feature hashes of the items from fh_base on (those the served version does not
-    //  know): item i's are fh[fh_off[i - fh_base] .. fh_off[i - fh_base + 1]).
+    //  know): item i's are fh[fh_at[k] .. fh_at[k] + fh_n[k]), k = i - fh_base. A record
+    //  written again appends its hashes, its old ones left unused until the next trim.
     uint32_t fh_base;
     uint64_t *fh;
-    uint32_t *fh_off;
-    size_t n_fh, cap_fh, cap_fh_off;
+    uint32_t *fh_at;
+    uint8_t *fh_n;
+    size_t n_fh, cap_fh, cap_fh_items;
 } catalogue_t;
 
 //  A version being fetched.
@@ -603,20 +605,25 @@ s_level_hash (const char *s)
     return util_fnv1a32 (buf, n);
 }
 
-//  Keeps item i's feature hashes (i >= fh_base, items in order).
+//  Keeps item i's feature hashes (i >= fh_base: the next item, or one known whose
+//  record was written again).
 static int
 s_catalogue_hashes (catalogue_t *c, uint32_t i, const Strata__V1__Item *it)
 {
     uint64_t h[2 * FEATURES_PER_ITEM];
     int n = features_hashes (it, h, 2 * FEATURES_PER_ITEM);
+    n = n < UINT8_MAX ? n : UINT8_MAX;
     size_t k = i - c->fh_base;
-    if (k + 2 > c->cap_fh_off) {
-        size_t cap = (k + 2) * 2;
-        uint32_t *off = realloc (c->fh_off, cap * sizeof *off);
-        if (!off)
+    if (k >= c->cap_fh_items) {
+        size_t cap = (k + 1) * 2;
+        uint32_t *at = realloc (c->fh_at, cap * sizeof *at);
+        if (at)
+            c->fh_at = at;
+        uint8_t *nn = at ? realloc (c->fh_n, cap * sizeof *nn) : NULL;
+        if (!nn)
             return -1;
-        c->fh_off = off;
-        c->cap_fh_off = cap;
+        c->fh_n = nn;
+        c->cap_fh_items = cap;
     }
     if (c->n_fh + (size_t) n > c->cap_fh) {
         size_t cap = (c->n_fh + (size_t) n) * 2;
@@ -626,15 +633,15 @@ s_catalogue_hashes (catalogue_t *c, uint32_t i, const Strata__V1__Item *it)
         c->fh = fh;
         c->cap_fh = cap;
     }
-    if (k == 0)
-        c->fh_off[0] = 0;
     memcpy (c->fh + c->n_fh, h, (size_t) n * sizeof *h);
+    c->fh_at[k] = (uint32_t) c->n_fh;
+    c->fh_n[k] = (uint8_t) n;
     c->n_fh += (size_t) n;
-    c->fh_off[k + 1] = (uint32_t) c->n_fh;
     return 0;
 }
 
-//  Forgets the feature hashes of items below base (a version knows them now).
+//  Forgets the feature hashes of items below base (a version knows them now), and those
+//  of records written again since. Left as it was when memory runs out.
 static void
 s_catalogue_trim (catalogue_t *c, uint32_t base)
 {
@@ -642,13 +649,22 @@ s_catalogue_trim (catalogue_t *c, uint32_t base)
         return;
     uint32_t have = c->n > c->fh_base ? c->n - c->fh_base : 0;
     uint32_t drop = base - c->fh_base < have ? base - c->fh_base : have;
-    if (drop) {
-        uint32_t cut = c->fh_off[drop];
-        memmove (c->fh, c->fh + cut, (c->n_fh - cut) * sizeof *c->fh);
-        c->n_fh -= cut;
-        for (uint32_t k = 0; k + drop <= have; k++)
-            c->fh_off[k] = c->fh_off[k + drop] - cut;
+    size_t live = 0;
+    for (uint32_t k = drop; k < have; k++)
+        live += c->fh_n[k];
+    uint64_t *fh = malloc ((live ? live : 1) * sizeof *fh);
+    if (!fh)
+        return;
+    size_t w = 0;
+    for (uint32_t k = drop; k < have; k++) {
+        memcpy (fh + w, c->fh + c->fh_at[k], c->fh_n[k] * sizeof *fh);
+        c->fh_at[k - drop] = (uint32_t) w;
+        c->fh_n[k - drop] = c->fh_n[k];
+        w += c->fh_n[k];
     }
+    free (c->fh);
+    c->fh = fh;
+    c->n_fh = c->cap_fh = live;
     c->fh_base = base;
 }
 
@@ -773,8 +789,24 @@ s_catalogue_page (rank_worker_t *self, const Strata__V1__CatalogueReply *r)
     return r->done || r->n_items == 0;
 }
 
+//  Item i's vector (an item the version does not know, i >= fh_base) from its features:
+//  the mean of their rows in the version's feature table.
+static void
+s_feature_vector (rank_worker_t *self, served_t *s, uint32_t i)
+{
+    catalogue_t *c = &self->cat;
+    int d = s->info.dim;
+    float *v = model_row_weights (s->m, NULL) + (size_t) i * d;   // s->vectors, writable
+    memset (v, 0, (size_t) d * sizeof *v);
+    uint32_t k = i - c->fh_base, rows[FEATURES_PER_ITEM];
+    int m = features_rows_of (c->fh + c->fh_at[k], c->fh_n[k], s->info.feature_rows, rows);
+    for (int j = 0; j < m; j++)
+        nn_axpy (d, 1.0f / (float) m, s->info.features + (size_t) rows[j] * d, v);
+}
+
 //  The records in r of items already known replace theirs here and in the search
-//  index; *known says how many there were. 0, or -1 when memory ran out.
+//  index (and, for items the served version does not know, their feature vectors);
+//  *known says how many there were. 0, or -1 when memory ran out.
 static int
 s_catalogue_replace (rank_worker_t *self, const Strata__V1__CatalogueReply *r, uint32_t *known)
 {
@@ -786,8 +818,16 @@ s_catalogue_replace (rank_worker_t *self, const Strata__V1__CatalogueReply *r, u
             at[n++] = r->items[i]->item_index;
         }
     int rc = 0;
-    for (uint32_t i = 0; i < n && rc == 0; i++)
+    served_t *s = self->cur;
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
         rc = s_catalogue_describe (&self->cat, at[i], items[i]);
+        if (rc == 0 && at[i] >= self->cat.fh_base) {
+            //  An item the version does not know: its vector follows its features.
+            rc = s_catalogue_hashes (&self->cat, at[i], items[i]);
+            if (rc == 0 && s && s->info.features && at[i] < s->rows && s->rows >= self->cat.fh_base)
+                s_feature_vector (self, s, at[i]);
+        }
+    }
     if (rc == 0 && n)
         rc = search_index_update (self->index, n, at, items);
     if (rc < 0) {
@@ -975,21 +1015,13 @@ s_extend (rank_worker_t *self, served_t *s)
     if (!s || !s->info.features || c->n <= s->rows || s->rows < c->fh_base)
         return;
     uint32_t from = s->rows, to = c->n;
-    int d = s->info.dim;
     if (model_resize_rows (s->m, to) < 0) {
         log_error ("no memory for %u new items' vectors", to - from);
         return;
     }
-    float *w = model_row_weights (s->m, NULL);
-    for (uint32_t i = from; i < to; i++) {
-        float *v = w + (size_t) i * d;
-        memset (v, 0, (size_t) d * sizeof *v);
-        uint32_t a = c->fh_off[i - c->fh_base], b = c->fh_off[i - c->fh_base + 1], rows[FEATURES_PER_ITEM];
-        int m = features_rows_of (c->fh + a, (int) (b - a), s->info.feature_rows, rows);
-        for (int k = 0; k < m; k++)
-            nn_axpy (d, 1.0f / (float) m, s->info.features + (size_t) rows[k] * d, v);
-    }
-    s->vectors = w;
+    s->vectors = model_row_weights (s->m, NULL);
+    for (uint32_t i = from; i < to; i++)
+        s_feature_vector (self, s, i);
     s->rows = to;
     log_info ("items added since model version %llu: %u, with vectors from their features",
               (unsigned long long) s->info.version, to - s->info.items);
@@ -1122,7 +1154,8 @@ rank_worker_destroy (rank_worker_t **self_p)
     free (self->cat.cat_n);
     free (self->cat.cat);
     free (self->cat.fh);
-    free (self->cat.fh_off);
+    free (self->cat.fh_at);
+    free (self->cat.fh_n);
     zhashx_destroy (&self->cat.index);
     search_index_destroy (&self->index);
     zsock_destroy (&self->trainer);

@@ -512,6 +512,26 @@ Test (serve, answers_filters_cold_start_and_errors)
     cr_assert_not_null (a.rec);
     cr_expect_str_eq (a.rec->source, "model", "a session of one new item is read by the model");
     s_answer_free (&a);
+    //  Z2's record written again, as a winter hat: its vector follows its new features
+    //  (before, it kept those of its first record until the next version).
+    s_import_text ("z2-hat.jsonl", true,
+                   "{\"item_id\":\"Z2\",\"title\":\"Crest winter hat\",\"brand\":\"Crest\",\"category\":"
+                   "\"Hats > Winter\",\"price\":\"12.00\"}\n");
+    Strata__V1__Similar z2 = STRATA__V1__SIMILAR__INIT;
+    z2.item = "Z2";
+    z2.k = 6;
+    int hats = 0;
+    for (int i = 0; i < 100 && hats < 5; i++) {
+        s_ask (WIRE_SIMILAR, &z2.base, &a);
+        cr_assert_not_null (a.rec);
+        hats = 0;
+        for (size_t j = 0; j < a.rec->n_items; j++)
+            hats += a.rec->items[j]->item[0] == 'B';
+        s_answer_free (&a);
+        if (hats < 5)
+            zclock_sleep (100);
+    }
+    cr_expect_geq (hats, 5, "Z2, a hat now, has %d hats among its 6 nearest items", hats);
     //  t-a3's history was asked for many times: the broker holds it in memory. A new
     //  event of theirs replaces it: after A4, the model says A5.
     json_t *st = hcluster_stats (&s_c);
