@@ -39,6 +39,8 @@ const config_key_t broker_config_keys[] = {
       "rank workers tried for one request before it fails" },
     { "serve-timeout-ms", CONFIG_INT, OFF (serve_timeout_ms), "2000", 10, 600000,
       "longest a request waits for a free rank worker" },
+    { "serve-hedge-ms", CONFIG_INT, OFF (serve_hedge_ms), "500", 0, 600000,
+      "a request a rank worker has held this long, silent all that time, goes to another one too (0: never)" },
     { "serve-pipeline", CONFIG_INT, OFF (serve_pipeline), "2", 0, 64,
       "messages of requests a rank worker may hold unanswered; requests arriving meanwhile wait and go "
       "together in the next (0: send each at once)" },
@@ -123,6 +125,7 @@ s_send_stats (broker_t *self, zsock_t *sock, zframe_t *routing)
     serving.failed = sc.failed;
     serving.retried = sc.retried;
     serving.messages = sc.messages;
+    serving.hedged = sc.hedged;
     knowledge_history_cache_counts (self->kb, &serving.history_cache_hits, &serving.history_cache_misses);
     st.serving = &serving;
 
@@ -606,7 +609,7 @@ broker_run (const broker_config_t *cfg)
     if (!self.ingest || !self.workers || !self.api)
         goto out;
     serve_config_t sc = { (uint32_t) cfg->history_len, (int) cfg->serve_attempts, cfg->serve_timeout_ms,
-                          (uint32_t) cfg->serve_pipeline };
+                          (uint32_t) cfg->serve_pipeline, cfg->serve_hedge_ms };
     self.serve = serve_new (&sc, self.kb, self.pool, self.api, self.workers);
     if (!self.serve)
         goto out;
@@ -627,8 +630,9 @@ broker_run (const broker_config_t *cfg)
                                 { zsock_resolve (self.api), 0, ZMQ_POLLIN, 0 } };
     int64_t next_beat = zclock_mono () + cfg->heartbeat_ms;
     while (!zsys_interrupted && !self.fatal) {
-        int64_t now = zclock_mono ();
-        long timeout = (long) (next_beat > now ? next_beat - now : 0);
+        int64_t now = zclock_mono (), wake = serve_next_wake (self.serve);
+        wake = wake < next_beat ? wake : next_beat;
+        long timeout = (long) (wake > now ? wake - now : 0);
         if (zmq_poll (items, 3, timeout) < 0)
             break;   // interrupted
         //  Serve everything that is ready on every socket, workers first: applying

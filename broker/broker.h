@@ -29,7 +29,7 @@ typedef struct {
     int64_t max_frame;
     int64_t max_batch;
     int64_t max_pending;
-    int64_t history_len, history_cache, serve_attempts, serve_timeout_ms, serve_pipeline;
+    int64_t history_len, history_cache, serve_attempts, serve_timeout_ms, serve_pipeline, serve_hedge_ms;
     int64_t catalogue_changes;
     bool journal_sync;
     char *log_level;

@@ -17,10 +17,18 @@ typedef struct {
     char *request_id;      // the client's, named in an Error
     uint8_t *job;          // the packed ServeJob, sent as is to each worker tried
     size_t len;
-    int attempts;
+    int attempts;          // workers it was sent to
+    int holders;           // workers holding it now (two while hedged)
+    bool hedged;           // sent to a second worker for taking too long on the first
     int64_t since;         // monotonic ms it started waiting
-    bool assigned;
+    int64_t sent;          // monotonic ms it was last sent
 } job_t;
+
+//  A send, in the order sent: hedging looks at the oldest.
+typedef struct {
+    uint64_t key;
+    int64_t sent;
+} sent_t;
 
 struct _serve_t {
     serve_config_t cfg;
@@ -29,6 +37,7 @@ struct _serve_t {
     zsock_t *api, *workers;
     zhashx_t *jobs;        // key (hex) -> job_t
     zlistx_t *waiting;     // keys, oldest first
+    zlistx_t *sent;        // sent_t, oldest first
     arena_t *arena;
     uint64_t next_id;
     serve_counts_t n;
@@ -47,6 +56,13 @@ s_job_free (void **item)
     }
 }
 
+static void
+s_sent_free (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
 serve_t *
 serve_new (const serve_config_t *cfg, knowledge_t *kb, pool_t *pool, zsock_t *api, zsock_t *workers)
 {
@@ -60,12 +76,14 @@ serve_new (const serve_config_t *cfg, knowledge_t *kb, pool_t *pool, zsock_t *ap
     self->workers = workers;
     self->jobs = zhashx_new ();
     self->waiting = zlistx_new ();
+    self->sent = zlistx_new ();
     self->arena = arena_new (1 << 20);
-    if (!self->jobs || !self->waiting || !self->arena) {
+    if (!self->jobs || !self->waiting || !self->sent || !self->arena) {
         serve_destroy (&self);
         return NULL;
     }
     zhashx_set_destructor (self->jobs, s_job_free);
+    zlistx_set_destructor (self->sent, s_sent_free);
     return self;
 }
 
@@ -77,6 +95,7 @@ serve_destroy (serve_t **self_p)
     serve_t *self = *self_p;
     zhashx_destroy (&self->jobs);
     zlistx_destroy (&self->waiting);
+    zlistx_destroy (&self->sent);
     arena_destroy (&self->arena);
     free (self);
     *self_p = NULL;
@@ -215,10 +234,13 @@ serve_results (serve_t *self, pool_worker_t *w, zframe_t *payload)
     for (size_t i = 0; i < rs->n_results; i++) {
         const Strata__V1__ServeResult *r = rs->results[i];
         uint64_t key = r->job_id | SERVE_KEY_BIT;
-        pool_complete (self->pool, key);
+        if (w)
+            pool_complete_on (self->pool, w, key);
+        else
+            pool_complete (self->pool, key);
         job_t *j = s_job (self, key);
         if (!j)
-            continue;   // answered already by another worker (it was presumed lost)
+            continue;   // answered already by another worker (it was hedged, or presumed lost)
         wire_send_bytes (self->api, j->routing, r->type && *r->type ? r->type : WIRE_ERROR, r->reply.data,
                          r->reply.len);
         self->n.served++;
@@ -231,9 +253,8 @@ void
 serve_requeue (serve_t *self, uint64_t key)
 {
     job_t *j = s_job (self, key);
-    if (!j)
-        return;
-    j->assigned = false;
+    if (!j || --j->holders > 0)
+        return;   // answered, or another worker holds it (hedged)
     self->n.retried++;
     log_info ("%s job %llu lost with its worker; trying another", j->type,
               (unsigned long long) (key & ~SERVE_KEY_BIT));
@@ -271,8 +292,8 @@ s_flush (serve_t *self, outbox_t *o)
     else
         for (size_t i = o->n; i-- > 0;) {
             job_t *j = o->jobs[i];
-            pool_complete (self->pool, j->key);
-            j->assigned = false;
+            pool_complete_on (self->pool, o->w, j->key);
+            j->holders--;
             j->attempts--;
             zlistx_add_start (self->waiting, (void *) (uintptr_t) j->key);
         }
@@ -280,10 +301,44 @@ s_flush (serve_t *self, outbox_t *o)
     return rc;
 }
 
+//  Jobs sent hedge_ms ago or more to a worker that has been silent as long (dead, or
+//  stuck) go back to the head of the queue, once each, for another worker to answer
+//  too: the first answer is the reply. Entries for jobs answered, lost or sent again
+//  since are dropped on the way.
+static void
+s_hedge (serve_t *self, int64_t now)
+{
+    while (self->cfg.hedge_ms > 0 && zlistx_size (self->sent)) {
+        sent_t *e = zlistx_first (self->sent);
+        job_t *j = s_job (self, e->key);
+        if (j && j->holders && !j->hedged && j->sent == e->sent) {
+            if (now - e->sent < self->cfg.hedge_ms)
+                break;
+            pool_worker_t *holder = pool_holder (self->pool, e->key);
+            if (holder && now - holder->heard < self->cfg.hedge_ms)
+                break;   // it answers other jobs: this one comes in its turn
+            j->hedged = true;
+            self->n.hedged++;
+            log_info ("%s job %llu: no answer in %lld ms from a silent worker; asking another too", j->type,
+                      (unsigned long long) (e->key & ~SERVE_KEY_BIT), (long long) (now - e->sent));
+            zlistx_add_start (self->waiting, (void *) (uintptr_t) e->key);
+        }
+        zlistx_delete (self->sent, zlistx_cursor (self->sent));
+    }
+}
+
+int64_t
+serve_next_wake (serve_t *self)
+{
+    sent_t *e = self->cfg.hedge_ms > 0 ? zlistx_first (self->sent) : NULL;
+    return e ? e->sent + self->cfg.hedge_ms : INT64_MAX;
+}
+
 void
 serve_dispatch (serve_t *self)
 {
     int64_t now = zclock_mono ();
+    s_hedge (self, now);
     outbox_t out[OUTBOXES];
     size_t nout = 0;
     while (zlistx_size (self->waiting)) {
@@ -293,12 +348,20 @@ serve_dispatch (serve_t *self)
             zlistx_delete (self->waiting, zlistx_cursor (self->waiting));
             continue;
         }
+        //  A hedge goes to another worker than the one holding the job, or nowhere: that
+        //  one answers, or its loss brings the job back.
+        pool_worker_t *holder = j->holders ? pool_holder (self->pool, key) : NULL;
         if (j->attempts >= self->cfg.attempts) {
             zlistx_delete (self->waiting, zlistx_cursor (self->waiting));
-            s_fail (self, j, STRATA__V1__ERROR_CODE__UNAVAILABLE, "the rank workers tried were lost; retry");
+            if (!j->holders)
+                s_fail (self, j, STRATA__V1__ERROR_CODE__UNAVAILABLE, "the rank workers tried were lost; retry");
             continue;
         }
-        pool_worker_t *w = pool_least_loaded_within (self->pool, STRATA__V1__ROLE__RANK, self->cfg.pipeline);
+        pool_worker_t *w = pool_least_loaded_within (self->pool, STRATA__V1__ROLE__RANK, self->cfg.pipeline, holder);
+        if (!w && j->holders) {
+            zlistx_delete (self->waiting, zlistx_cursor (self->waiting));
+            continue;
+        }
         if (!w) {
             if (now - j->since > self->cfg.timeout_ms || !pool_count (self->pool, STRATA__V1__ROLE__RANK)) {
                 zlistx_delete (self->waiting, zlistx_cursor (self->waiting));
@@ -328,7 +391,13 @@ serve_dispatch (serve_t *self)
         }
         pool_assign (self->pool, w, key);
         j->attempts++;
-        j->assigned = true;
+        j->holders++;
+        j->sent = now;
+        sent_t *e = malloc (sizeof *e);
+        if (e) {
+            *e = (sent_t) { key, now };
+            zlistx_add_end (self->sent, e);
+        }
         o->jobs[o->n++] = j;
         if (o->n == OUTBOX_JOBS && s_flush (self, o) < 0)
             break;

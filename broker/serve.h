@@ -12,10 +12,13 @@
     carries one request and adds no wait; under load, many, and the cost per request
     (messages, context switches, the workers' scans) falls as the load rises. A
     job held by a worker that leaves or misses its heartbeats is given to another
-    worker, up to `attempts` times; a job that no worker takes within `timeout_ms`, or
-    a request when no rank worker is connected, gets an UNAVAILABLE Error. PING takes
-    the same path with an empty payload, answered at once by the rank worker: the
-    floor that serving latencies are measured against.
+    worker, up to `attempts` times; one that a worker has held for `hedge_ms` while
+    saying nothing at all (dead before its heartbeats tell, or stuck) is given to
+    another as well, without waiting for the heartbeats, and the first answer wins; a
+    job that no worker takes within `timeout_ms`, or a request when no rank worker is
+    connected, gets an UNAVAILABLE Error. PING takes the same path with an empty
+    payload, answered at once by the rank worker: the floor that serving latencies are
+    measured against.
 
     Job keys in the shared worker pool carry SERVE_KEY_BIT, which tells them from
     journal sequences when the pool hands back a lost worker's jobs.
@@ -38,6 +41,7 @@ typedef struct {
     int attempts;           // workers tried before giving up
     int64_t timeout_ms;     // longest wait for a free rank worker
     uint32_t pipeline;      // SERVE_JOBS messages a worker may hold unanswered (0: no limit)
+    int64_t hedge_ms;       // a job unanswered this long by a worker silent this long goes to another too (0: never)
 } serve_config_t;
 
 //  Borrows everything: the store, the pool, the api (clients) and workers sockets.
@@ -60,9 +64,14 @@ void serve_requeue (serve_t *self, uint64_t key);
 //  that waited too long. Call it after each round of requests and results.
 void serve_dispatch (serve_t *self);
 
-//  Requests answered, failed, retried on another worker; SERVE_JOBS messages sent.
+//  When serve_dispatch has a job to hedge next (monotonic ms; INT64_MAX: none): the
+//  caller's poll wakes by then.
+int64_t serve_next_wake (serve_t *self);
+
+//  Requests answered, failed, retried on another worker (theirs lost), hedged (sent to
+//  a second worker while the first was silent); SERVE_JOBS messages sent.
 typedef struct {
-    uint64_t served, failed, retried, messages;
+    uint64_t served, failed, retried, hedged, messages;
 } serve_counts_t;
 void serve_counts (serve_t *self, serve_counts_t *out);
 

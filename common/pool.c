@@ -74,7 +74,8 @@ s_requeue_all (pool_worker_t *w, pool_requeue_fn *requeue, void *arg)
 {
     for (uint32_t i = 0; i < w->capacity; i++)
         if (w->slots[i]) {
-            requeue (w->slots[i], arg);
+            if (requeue)
+                requeue (w->slots[i], arg);
             w->slots[i] = 0;
         }
     w->inflight = 0;
@@ -92,6 +93,18 @@ pool_register (pool_t *self, zframe_t *identity, const Strata__V1__WorkerHello *
         s_requeue_all (old, requeue, arg);
         zhashx_delete (self->workers, key);
     }
+    //  The same process on a new connection (it reconnected): what it held on the old
+    //  one will not be answered there, and need not wait for the old one to expire.
+    zlist_t *stale = zlist_new ();
+    for (pool_worker_t *w = zhashx_first (self->workers); w && stale; w = zhashx_next (self->workers))
+        if (hello->pid && w->pid == hello->pid && !strcmp (w->id, hello->worker_id ? hello->worker_id : ""))
+            zlist_append (stale, w);
+    for (pool_worker_t *w = stale ? zlist_first (stale) : NULL; w; w = zlist_next (stale)) {
+        log_info ("worker %s (pid %u) reconnected; requeueing the %u jobs of its old connection", w->id, w->pid,
+                  w->inflight);
+        pool_remove (self, w, requeue, arg);
+    }
+    zlist_destroy (&stale);
     pool_worker_t *w = calloc (1, sizeof *w);
     if (!w)
         return NULL;
@@ -116,15 +129,16 @@ pool_register (pool_t *self, zframe_t *identity, const Strata__V1__WorkerHello *
 void
 pool_touch (pool_t *self, pool_worker_t *w)
 {
-    w->expiry = zclock_mono () + self->heartbeat_ms * self->liveness;
+    w->heard = zclock_mono ();
+    w->expiry = w->heard + self->heartbeat_ms * self->liveness;
 }
 
 pool_worker_t *
-pool_least_loaded_within (pool_t *self, Strata__V1__Role role, uint32_t max_messages)
+pool_least_loaded_within (pool_t *self, Strata__V1__Role role, uint32_t max_messages, const pool_worker_t *except)
 {
     pool_worker_t *best = NULL;
     for (pool_worker_t *w = zhashx_first (self->workers); w; w = zhashx_next (self->workers)) {
-        if (w->role != role || w->inflight >= w->capacity)
+        if (w->role != role || w->inflight >= w->capacity || w == except)
             continue;
         if (!w->inflight)
             w->messages = 0;
@@ -140,7 +154,7 @@ pool_least_loaded_within (pool_t *self, Strata__V1__Role role, uint32_t max_mess
 pool_worker_t *
 pool_least_loaded (pool_t *self, Strata__V1__Role role)
 {
-    return pool_least_loaded_within (self, role, 0);
+    return pool_least_loaded_within (self, role, 0, NULL);
 }
 
 void
@@ -166,6 +180,30 @@ pool_complete (pool_t *self, uint64_t seq)
                 w->jobs_done++;
                 return w;
             }
+    return NULL;
+}
+
+bool
+pool_complete_on (pool_t *self, pool_worker_t *w, uint64_t seq)
+{
+    (void) self;
+    for (uint32_t i = 0; i < w->capacity; i++)
+        if (w->slots[i] == seq) {
+            w->slots[i] = 0;
+            w->inflight--;
+            w->jobs_done++;
+            return true;
+        }
+    return false;
+}
+
+pool_worker_t *
+pool_holder (pool_t *self, uint64_t seq)
+{
+    for (pool_worker_t *w = zhashx_first (self->workers); w; w = zhashx_next (self->workers))
+        for (uint32_t i = 0; i < w->capacity; i++)
+            if (w->slots[i] == seq)
+                return w;
     return NULL;
 }
 

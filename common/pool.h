@@ -26,6 +26,7 @@ typedef struct {
     uint32_t pid;
     uint64_t jobs_done;
     int64_t expiry;         // monotonic ms after which it is presumed dead
+    int64_t heard;          // monotonic ms it was last heard from
     uint64_t *slots;        // capacity entries; 0 = free
     uint64_t last_assigned; // the pool's assignment count when it last got a job
     uint32_t messages;      // messages holding its jobs not answered yet (its owner counts them)
@@ -52,14 +53,23 @@ void pool_touch (pool_t *self, pool_worker_t *w);
 pool_worker_t *pool_least_loaded (pool_t *self, Strata__V1__Role role);
 
 //  The same among workers holding fewer than max_messages unanswered messages (0: no
-//  limit). A worker with no job in flight is taken whatever its count says: nothing of
-//  its can be unanswered, and the count starts again from 0.
-pool_worker_t *pool_least_loaded_within (pool_t *self, Strata__V1__Role role, uint32_t max_messages);
+//  limit), other than except (NULL: any). A worker with no job in flight is taken
+//  whatever its count says: nothing of its can be unanswered, and the count starts
+//  again from 0.
+pool_worker_t *pool_least_loaded_within (pool_t *self, Strata__V1__Role role, uint32_t max_messages,
+                                         const pool_worker_t *except);
 
 void pool_assign (pool_t *self, pool_worker_t *w, uint64_t seq);
 
 //  Frees the slot holding seq, whichever worker has it. Returns that worker or NULL.
 pool_worker_t *pool_complete (pool_t *self, uint64_t seq);
+
+//  Frees w's slot holding seq (a job two workers hold: the one that answered). Returns
+//  whether w held it.
+bool pool_complete_on (pool_t *self, pool_worker_t *w, uint64_t seq);
+
+//  A worker holding seq, or NULL.
+pool_worker_t *pool_holder (pool_t *self, uint64_t seq);
 
 //  Removes a worker, requeueing its jobs.
 void pool_remove (pool_t *self, pool_worker_t *w, pool_requeue_fn *requeue, void *arg);

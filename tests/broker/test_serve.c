@@ -80,15 +80,15 @@ s_requests (serve_t *serve, int n)
 //  The jobs of the next SERVE_JOBS the worker gets (their ids appended to ids), or -1
 //  when none comes within 200 ms.
 static int
-s_worker_takes (uint64_t *ids, size_t *n_ids)
+s_takes (zsock_t *worker, uint64_t *ids, size_t *n_ids)
 {
-    zpoller_t *poller = zpoller_new (s_worker, NULL);
+    zpoller_t *poller = zpoller_new (worker, NULL);
     bool ready = zpoller_wait (poller, 200) != NULL;
     zpoller_destroy (&poller);
     if (!ready)
         return -1;
     wire_msg_t msg;
-    cr_assert_eq (wire_recv (s_worker, false, 0, &msg), 0);
+    cr_assert_eq (wire_recv (worker, false, 0, &msg), 0);
     cr_assert_str_eq (msg.type, WIRE_SERVE_JOBS);
     Strata__V1__ServeJobs *b = (Strata__V1__ServeJobs *) wire_unpack (&strata__v1__serve_jobs__descriptor,
                                                                        msg.payload, NULL);
@@ -106,10 +106,16 @@ s_worker_takes (uint64_t *ids, size_t *n_ids)
     return n;
 }
 
-//  The worker answers the jobs ids[0..n) in one SERVE_RESULTS closing `messages`
-//  messages; the broker's side takes it in and the client gets each reply.
+static int
+s_worker_takes (uint64_t *ids, size_t *n_ids)
+{
+    return s_takes (s_worker, ids, n_ids);
+}
+
+//  `worker` answers the jobs ids[0..n) in one SERVE_RESULTS closing `messages`
+//  messages; the broker's side takes it in and the client gets `replies` replies.
 static void
-s_worker_answers (serve_t *serve, const uint64_t *ids, size_t n, uint32_t messages)
+s_answers (zsock_t *worker, serve_t *serve, const uint64_t *ids, size_t n, uint32_t messages, size_t replies)
 {
     Strata__V1__ServeResult *rp[64], r[64];
     for (size_t i = 0; i < n; i++) {
@@ -122,21 +128,27 @@ s_worker_answers (serve_t *serve, const uint64_t *ids, size_t n, uint32_t messag
     out.n_results = n;
     out.results = rp;
     out.messages = messages;
-    cr_assert_eq (wire_send (s_worker, NULL, WIRE_SERVE_RESULTS, &out.base), 0);
+    cr_assert_eq (wire_send (worker, NULL, WIRE_SERVE_RESULTS, &out.base), 0);
     wire_msg_t msg;
     cr_assert_eq (wire_recv (s_workers, true, 0, &msg), 0);
     serve_results (serve, pool_lookup (s_pool, msg.routing), msg.payload);
     wire_msg_reset (&msg);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < replies; i++) {
         cr_assert_eq (wire_recv (s_client, false, 0, &msg), 0);
         cr_expect_str_eq (msg.type, WIRE_PING_REPLY);
         wire_msg_reset (&msg);
     }
 }
 
+static void
+s_worker_answers (serve_t *serve, const uint64_t *ids, size_t n, uint32_t messages)
+{
+    s_answers (s_worker, serve, ids, n, messages, n);
+}
+
 Test (serve_dispatch, requests_wait_while_the_worker_pipeline_is_full)
 {
-    serve_config_t cfg = { 50, 3, 2000, 2 };
+    serve_config_t cfg = { 50, 3, 2000, 2, 0 };
     serve_t *serve = serve_new (&cfg, s_kb, s_pool, s_api, s_workers);
     cr_assert_not_null (serve);
     uint64_t ids[64];
@@ -173,7 +185,7 @@ Test (serve_dispatch, requests_wait_while_the_worker_pipeline_is_full)
 
 Test (serve_dispatch, without_a_limit_each_round_sends_at_once)
 {
-    serve_config_t cfg = { 50, 3, 2000, 0 };
+    serve_config_t cfg = { 50, 3, 2000, 0, 0 };
     serve_t *serve = serve_new (&cfg, s_kb, s_pool, s_api, s_workers);
     cr_assert_not_null (serve);
     uint64_t ids[64];
@@ -195,7 +207,7 @@ Test (serve_dispatch, a_miscounted_worker_is_not_held_forever)
 {
     //  Results that do not say which messages they answer (0) leave the count high;
     //  with nothing in flight the worker is open again.
-    serve_config_t cfg = { 50, 3, 2000, 1 };
+    serve_config_t cfg = { 50, 3, 2000, 1, 0 };
     serve_t *serve = serve_new (&cfg, s_kb, s_pool, s_api, s_workers);
     cr_assert_not_null (serve);
     uint64_t ids[64];
@@ -211,4 +223,62 @@ Test (serve_dispatch, a_miscounted_worker_is_not_held_forever)
     cr_assert_eq (s_worker_takes (ids, &n_ids), 1, "held back by a count nothing will lower");
     s_worker_answers (serve, ids, n_ids, 1);
     serve_destroy (&serve);
+}
+
+Test (serve_dispatch, a_job_held_by_a_silent_worker_goes_to_another_too)
+{
+    //  A second rank worker.
+    zsock_t *w2 = zsock_new_dealer (">inproc://test-serve-workers");
+    cr_assert_not_null (w2);
+    Strata__V1__WorkerHello hello = STRATA__V1__WORKER_HELLO__INIT;
+    hello.worker_id = "rank-2";
+    hello.role = STRATA__V1__ROLE__RANK;
+    hello.capacity = 64;
+    cr_assert_eq (wire_send (w2, NULL, WIRE_READY, &hello.base), 0);
+    wire_msg_t msg;
+    cr_assert_eq (wire_recv (s_workers, true, 0, &msg), 0);
+    pool_worker_t *second = pool_register (s_pool, msg.routing, &hello, NULL, NULL);
+    wire_msg_reset (&msg);
+    cr_assert_not_null (second);
+    serve_config_t cfg = { 50, 3, 2000, 2, 100 };
+    serve_t *serve = serve_new (&cfg, s_kb, s_pool, s_api, s_workers);
+    cr_assert_not_null (serve);
+    uint64_t first_ids[8], second_ids[8];
+    size_t n1 = 0, n2 = 0;
+    s_requests (serve, 1);
+    serve_dispatch (serve);
+    zsock_t *holder = s_takes (s_worker, first_ids, &n1) == 1 ? s_worker : w2;
+    zsock_t *other = holder == s_worker ? w2 : s_worker;
+    pool_worker_t *holder_w = holder == s_worker ? s_w : second;
+    if (holder == w2)
+        cr_assert_eq (s_takes (w2, first_ids, &n1), 1);
+    cr_expect_leq (serve_next_wake (serve), zclock_mono () + 100, "the poll must wake for the hedge");
+    //  A worker heard from meanwhile is busy, not lost: its job waits for it.
+    zclock_sleep (150);
+    pool_touch (s_pool, holder_w);
+    serve_dispatch (serve);
+    cr_expect_eq (s_takes (other, second_ids, &n2), -1, "hedged a job of a worker that was heard from");
+    //  Silent for longer than hedge-ms: the other worker gets the same job.
+    zclock_sleep (150);
+    serve_dispatch (serve);
+    cr_assert_eq (s_takes (other, second_ids, &n2), 1, "the silent worker's job was not hedged");
+    cr_expect_eq (second_ids[0], first_ids[0]);
+    serve_counts_t c;
+    serve_counts (serve, &c);
+    cr_expect_eq (c.hedged, 1u);
+    //  The other answers: that is the reply. The first answers late: ignored.
+    s_answers (other, serve, second_ids, 1, 1, 1);
+    s_answers (holder, serve, first_ids, 1, 1, 0);
+    cr_expect_eq (s_w->inflight + second->inflight, 0u, "both slots freed");
+    zsock_set_rcvtimeo (s_client, 100);
+    cr_expect_neq (wire_recv (s_client, false, 0, &msg), 0, "a second reply to one request");
+    serve_counts (serve, &c);
+    cr_expect_eq (c.served, 1u);
+    cr_expect_eq (c.failed, 0u);
+    //  Answered: nothing more goes out.
+    zclock_sleep (150);
+    serve_dispatch (serve);
+    cr_expect_eq (s_takes (other, second_ids, &n2), -1);
+    serve_destroy (&serve);
+    zsock_destroy (&w2);
 }

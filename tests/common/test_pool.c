@@ -83,19 +83,53 @@ Test (pool, unanswered_messages_hold_a_worker_back)
     pool_assign (p, b, 5);
     b->messages = 1;
     cr_expect_eq (pool_least_loaded (p, STRATA__V1__ROLE__RANK), a, "no limit: the fewest jobs");
-    cr_expect_eq (pool_least_loaded_within (p, STRATA__V1__ROLE__RANK, 2), b, "a's pipeline is full");
+    cr_expect_eq (pool_least_loaded_within (p, STRATA__V1__ROLE__RANK, 2, NULL), b, "a's pipeline is full");
     b->messages = 2;
-    cr_expect_null (pool_least_loaded_within (p, STRATA__V1__ROLE__RANK, 2), "both pipelines full");
-    cr_expect_eq (pool_least_loaded_within (p, STRATA__V1__ROLE__RANK, 3), a, "a higher limit opens them");
+    cr_expect_null (pool_least_loaded_within (p, STRATA__V1__ROLE__RANK, 2, NULL), "both pipelines full");
+    cr_expect_eq (pool_least_loaded_within (p, STRATA__V1__ROLE__RANK, 3, NULL), a, "a higher limit opens them");
     //  A worker with nothing in flight is open whatever its count says, and the count
     //  starts again.
     cr_expect_eq (pool_complete (p, 1), a);
     cr_expect_eq (pool_complete (p, 2), a);
-    cr_expect_eq (pool_least_loaded_within (p, STRATA__V1__ROLE__RANK, 2), a);
+    cr_expect_eq (pool_least_loaded_within (p, STRATA__V1__ROLE__RANK, 2, NULL), a);
     cr_expect_eq (a->messages, 0u);
     //  A worker that goes and comes back starts with no messages counted.
     pool_remove (p, b, s_requeue, NULL);
     b = s_add (p, "rank-b", STRATA__V1__ROLE__RANK, 8);
     cr_expect_eq (b->messages, 0u);
+    pool_destroy (&p);
+}
+
+Test (pool, a_worker_that_reconnects_hands_back_its_old_jobs_at_once)
+{
+    pool_t *p = pool_new (1000, 3);
+    Strata__V1__WorkerHello h = STRATA__V1__WORKER_HELLO__INIT;
+    h.worker_id = "rank-1";
+    h.role = STRATA__V1__ROLE__RANK;
+    h.capacity = 4;
+    h.pid = 4242;
+    zframe_t *first = zframe_new ("conn-1", 6), *second = zframe_new ("conn-2", 6);
+    pool_worker_t *w = pool_register (p, first, &h, s_requeue, NULL);
+    cr_assert_not_null (w);
+    pool_assign (p, w, 7);
+    pool_assign (p, w, 8);
+    s_n_requeued = 0;
+    //  Another process with the same id is another worker; the same process on a new
+    //  connection replaces its old one.
+    h.pid = 4243;
+    cr_assert_not_null (pool_register (p, second, &h, s_requeue, NULL));
+    cr_expect_eq (s_n_requeued, 0);
+    cr_expect_eq (pool_size (p), 2u);
+    h.pid = 4242;
+    zframe_t *third = zframe_new ("conn-3", 6);
+    pool_worker_t *again = pool_register (p, third, &h, s_requeue, NULL);
+    cr_assert_not_null (again);
+    cr_expect_eq (s_n_requeued, 2, "the old connection's jobs were not handed back");
+    cr_expect (s_requeued[0] == 7 || s_requeued[1] == 7);
+    cr_expect_null (pool_lookup (p, first), "the old connection is still registered");
+    cr_expect_eq (pool_size (p), 2u);
+    zframe_destroy (&first);
+    zframe_destroy (&second);
+    zframe_destroy (&third);
     pool_destroy (&p);
 }

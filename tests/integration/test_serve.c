@@ -821,7 +821,10 @@ s_kill_victim (void)
 
 Test (serve, rank_worker_killed_under_load)
 {
-    s_shop (2);
+    //  The broker presumes a silent worker dead after 3 s (12 heartbeats of 250 ms), as
+    //  by default. The jobs the killed worker held go to the other once it has been
+    //  silent for serve-hedge-ms (500 by default), long before.
+    s_shop_with (2, "--liveness=12");
     s_victim = s_c.workers[s_c.nworkers - 1];
     load_t l;
     s_load (6000, s_kill_victim, &l);
@@ -832,6 +835,11 @@ Test (serve, rank_worker_killed_under_load)
     cr_expect_gt (l.by_second, 10u, "the worker killed had not been serving");
     cr_expect_eq (l.failed, 0u);
     cr_expect_eq (l.lost, 0u);
+    cr_expect_lt (l.worst_ms, 2500, "requests waited for the heartbeats (%lld ms) instead of going to the other "
+                                    "worker after serve-hedge-ms", (long long) l.worst_ms);
+    json_t *st = hcluster_stats (&s_c);
+    cr_expect_gt (json_integer_value (json_object_get (json_object_get (st, "serving"), "hedged")), 0);
+    json_decref (st);
     //  The survivor still answers afterwards.
     answer_t a;
     s_recommend ("t-a3", 3, NULL, &a);
