@@ -21,6 +21,23 @@ static pool_t *s_pool;
 static zsock_t *s_api, *s_workers, *s_client, *s_worker;
 static pool_worker_t *s_w;
 
+//  A worker on `dealer` registers as a rank worker, as strata-worker --role rank does.
+static pool_worker_t *
+s_register (zsock_t *dealer, const char *id)
+{
+    Strata__V1__WorkerHello hello = STRATA__V1__WORKER_HELLO__INIT;
+    hello.worker_id = (char *) id;
+    hello.role = STRATA__V1__ROLE__RANK;
+    hello.capacity = 64;
+    cr_assert_eq (wire_send (dealer, NULL, WIRE_READY, &hello.base), 0);
+    wire_msg_t msg;
+    cr_assert_eq (wire_recv (s_workers, true, 0, &msg), 0);
+    pool_worker_t *w = pool_register (s_pool, msg.routing, &hello, NULL, NULL);
+    wire_msg_reset (&msg);
+    cr_assert_not_null (w);
+    return w;
+}
+
 static void
 s_setup (void)
 {
@@ -35,17 +52,7 @@ s_setup (void)
     s_client = zsock_new_dealer (">inproc://test-serve-api");
     s_worker = zsock_new_dealer (">inproc://test-serve-workers");
     cr_assert (s_client && s_worker);
-    //  The worker registers as a rank worker, as strata-worker --role rank does.
-    Strata__V1__WorkerHello hello = STRATA__V1__WORKER_HELLO__INIT;
-    hello.worker_id = "rank-1";
-    hello.role = STRATA__V1__ROLE__RANK;
-    hello.capacity = 64;
-    cr_assert_eq (wire_send (s_worker, NULL, WIRE_READY, &hello.base), 0);
-    wire_msg_t msg;
-    cr_assert_eq (wire_recv (s_workers, true, 0, &msg), 0);
-    s_w = pool_register (s_pool, msg.routing, &hello, NULL, NULL);
-    wire_msg_reset (&msg);
-    cr_assert_not_null (s_w);
+    s_w = s_register (s_worker, "rank-1");
 }
 
 static void
@@ -230,16 +237,8 @@ Test (serve_dispatch, a_job_held_by_a_silent_worker_goes_to_another_too)
     //  A second rank worker.
     zsock_t *w2 = zsock_new_dealer (">inproc://test-serve-workers");
     cr_assert_not_null (w2);
-    Strata__V1__WorkerHello hello = STRATA__V1__WORKER_HELLO__INIT;
-    hello.worker_id = "rank-2";
-    hello.role = STRATA__V1__ROLE__RANK;
-    hello.capacity = 64;
-    cr_assert_eq (wire_send (w2, NULL, WIRE_READY, &hello.base), 0);
+    pool_worker_t *second = s_register (w2, "rank-2");
     wire_msg_t msg;
-    cr_assert_eq (wire_recv (s_workers, true, 0, &msg), 0);
-    pool_worker_t *second = pool_register (s_pool, msg.routing, &hello, NULL, NULL);
-    wire_msg_reset (&msg);
-    cr_assert_not_null (second);
     serve_config_t cfg = { 50, 3, 2000, 2, 100 };
     serve_t *serve = serve_new (&cfg, s_kb, s_pool, s_api, s_workers);
     cr_assert_not_null (serve);
