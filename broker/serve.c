@@ -38,6 +38,7 @@ struct _serve_t {
     zhashx_t *jobs;        // key (hex) -> job_t
     zlistx_t *waiting;     // keys, oldest first
     zlistx_t *sent;        // sent_t, oldest first
+    int64_t next_hedge;    // when s_hedge has something to look at again (INT64_MAX: nothing)
     arena_t *arena;
     uint64_t next_id;
     serve_counts_t n;
@@ -84,6 +85,7 @@ serve_new (const serve_config_t *cfg, knowledge_t *kb, pool_t *pool, zsock_t *ap
     }
     zhashx_set_destructor (self->jobs, s_job_free);
     zlistx_set_destructor (self->sent, s_sent_free);
+    self->next_hedge = INT64_MAX;
     return self;
 }
 
@@ -308,15 +310,22 @@ s_flush (serve_t *self, outbox_t *o)
 static void
 s_hedge (serve_t *self, int64_t now)
 {
+    self->next_hedge = INT64_MAX;
     while (self->cfg.hedge_ms > 0 && zlistx_size (self->sent)) {
         sent_t *e = zlistx_first (self->sent);
         job_t *j = s_job (self, e->key);
         if (j && j->holders && !j->hedged && j->sent == e->sent) {
-            if (now - e->sent < self->cfg.hedge_ms)
+            if (now - e->sent < self->cfg.hedge_ms) {
+                self->next_hedge = e->sent + self->cfg.hedge_ms;
                 break;
+            }
             pool_worker_t *holder = pool_holder (self->pool, e->key);
-            if (holder && now - holder->heard < self->cfg.hedge_ms)
-                break;   // it answers other jobs: this one comes in its turn
+            if (holder && now - holder->heard < self->cfg.hedge_ms) {
+                //  It answers other jobs: this one comes in its turn. Looked at again
+                //  when the worker could have been silent long enough.
+                self->next_hedge = holder->heard + self->cfg.hedge_ms;
+                break;
+            }
             j->hedged = true;
             self->n.hedged++;
             log_info ("%s job %llu: no answer in %lld ms from a silent worker; asking another too", j->type,
@@ -330,8 +339,7 @@ s_hedge (serve_t *self, int64_t now)
 int64_t
 serve_next_wake (serve_t *self)
 {
-    sent_t *e = self->cfg.hedge_ms > 0 ? zlistx_first (self->sent) : NULL;
-    return e ? e->sent + self->cfg.hedge_ms : INT64_MAX;
+    return self->next_hedge;
 }
 
 void
@@ -397,6 +405,8 @@ serve_dispatch (serve_t *self)
         if (e) {
             *e = (sent_t) { key, now };
             zlistx_add_end (self->sent, e);
+            if (self->cfg.hedge_ms > 0 && self->next_hedge == INT64_MAX)
+                self->next_hedge = now + self->cfg.hedge_ms;
         }
         o->jobs[o->n++] = j;
         if (o->n == OUTBOX_JOBS && s_flush (self, o) < 0)
