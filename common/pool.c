@@ -173,13 +173,8 @@ pool_worker_t *
 pool_complete (pool_t *self, uint64_t seq)
 {
     for (pool_worker_t *w = zhashx_first (self->workers); w; w = zhashx_next (self->workers))
-        for (uint32_t i = 0; i < w->capacity; i++)
-            if (w->slots[i] == seq) {
-                w->slots[i] = 0;
-                w->inflight--;
-                w->jobs_done++;
-                return w;
-            }
+        if (pool_complete_on (self, w, seq))
+            return w;
     return NULL;
 }
 

@@ -70,6 +70,16 @@ s_teardown (void)
 
 TestSuite (serve_dispatch, .init = s_setup, .fini = s_teardown);
 
+//  The broker's dispatch over the test's sockets: history 50, 3 attempts, 2 s timeout.
+static serve_t *
+s_serve (uint32_t pipeline, int64_t hedge_ms)
+{
+    serve_config_t cfg = { 50, 3, 2000, pipeline, hedge_ms };
+    serve_t *serve = serve_new (&cfg, s_kb, s_pool, s_api, s_workers);
+    cr_assert_not_null (serve);
+    return serve;
+}
+
 //  n PINGs from the client, taken in by the broker's side as its loop would.
 static void
 s_requests (serve_t *serve, int n)
@@ -155,9 +165,7 @@ s_worker_answers (serve_t *serve, const uint64_t *ids, size_t n, uint32_t messag
 
 Test (serve_dispatch, requests_wait_while_the_worker_pipeline_is_full)
 {
-    serve_config_t cfg = { 50, 3, 2000, 2, 0 };
-    serve_t *serve = serve_new (&cfg, s_kb, s_pool, s_api, s_workers);
-    cr_assert_not_null (serve);
+    serve_t *serve = s_serve (2, 0);
     uint64_t ids[64];
     size_t n_ids = 0;
     //  Ready together: one message. A second message may follow while the first is
@@ -192,9 +200,7 @@ Test (serve_dispatch, requests_wait_while_the_worker_pipeline_is_full)
 
 Test (serve_dispatch, without_a_limit_each_round_sends_at_once)
 {
-    serve_config_t cfg = { 50, 3, 2000, 0, 0 };
-    serve_t *serve = serve_new (&cfg, s_kb, s_pool, s_api, s_workers);
-    cr_assert_not_null (serve);
+    serve_t *serve = s_serve (0, 0);
     uint64_t ids[64];
     size_t n_ids = 0;
     for (int round = 0; round < 4; round++) {
@@ -214,9 +220,7 @@ Test (serve_dispatch, a_miscounted_worker_is_not_held_forever)
 {
     //  Results that do not say which messages they answer (0) leave the count high;
     //  with nothing in flight the worker is open again.
-    serve_config_t cfg = { 50, 3, 2000, 1, 0 };
-    serve_t *serve = serve_new (&cfg, s_kb, s_pool, s_api, s_workers);
-    cr_assert_not_null (serve);
+    serve_t *serve = s_serve (1, 0);
     uint64_t ids[64];
     size_t n_ids = 0;
     s_requests (serve, 2);
@@ -239,9 +243,7 @@ Test (serve_dispatch, a_job_held_by_a_silent_worker_goes_to_another_too)
     cr_assert_not_null (w2);
     pool_worker_t *second = s_register (w2, "rank-2");
     wire_msg_t msg;
-    serve_config_t cfg = { 50, 3, 2000, 2, 100 };
-    serve_t *serve = serve_new (&cfg, s_kb, s_pool, s_api, s_workers);
-    cr_assert_not_null (serve);
+    serve_t *serve = s_serve (2, 100);
     uint64_t first_ids[8], second_ids[8];
     size_t n1 = 0, n2 = 0;
     s_requests (serve, 1);
