@@ -367,6 +367,8 @@ serve_dispatch (serve_t *self)
         }
         pool_worker_t *w = pool_least_loaded_within (self->pool, STRATA__V1__ROLE__RANK, self->cfg.pipeline, holder);
         if (!w && j->holders) {
+            if (pool_count (self->pool, STRATA__V1__ROLE__RANK) > 1 && now - j->sent <= self->cfg.timeout_ms)
+                break;   // the others are busy: the hedge waits for room, as a new job would
             zlistx_delete (self->waiting, zlistx_cursor (self->waiting));
             continue;
         }
