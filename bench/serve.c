@@ -32,13 +32,14 @@
     answers' recall@10 against the exact ones is printed, then the sweeps, with 1 and 2
     rank workers.
 
-    Usage: serve --data Beauty.txt [--items N] [--seconds S] [--start-rate R] [--cluster DIR]
+    Usage: serve --data Beauty.txt [--items N] [--seconds S] [--start-rate R] [--cluster DIR] [--trace FILE]
 */
 #include <czmq.h>
 #include <jansson.h>
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,8 +53,10 @@
 #include "strata.pb-c.h"
 #include "util.h"
 #include "wire.h"
+#include "zmtp.h"
 
 static char s_cli[4096], s_dir[256];
+static FILE *s_trace;   // --trace: every request of every window, for finding stalls
 
 static int
 s_run (const char *cmd)
@@ -67,25 +70,39 @@ typedef struct {
     uint64_t sent, answered, errors;
     double per_message;   // requests per SERVE_JOBS message the broker sent (its stats), 0: unknown
     double steal;         // share of the machine's CPU time the host took (virtual machines), in %
+    double client_us;     // the load generator's CPU time per request
+    double machine_us;    // the machine's CPU time per request, the generator's included
 } result_t;
 
-//  The machine's CPU time so far, and the part of it its host took from this virtual
-//  machine (steal), in ticks, from /proc/stat.
+//  The machine's CPU time so far, the part of it its host took from this virtual
+//  machine (steal), and the part spent working (neither idle nor stolen), in seconds,
+//  from /proc/stat.
 static void
-s_cpu_ticks (double *total, double *steal)
+s_cpu_ticks (double *total, double *steal, double *busy)
 {
-    *total = *steal = 0;
+    *total = *steal = *busy = 0;
     FILE *f = fopen ("/proc/stat", "r");
     unsigned long long v[8] = { 0 };
     if (f && fscanf (f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
                      &v[6], &v[7])
                  == 8) {
+        double tick = 1.0 / (double) sysconf (_SC_CLK_TCK);
         for (int i = 0; i < 8; i++)
-            *total += (double) v[i];
-        *steal = (double) v[7];
+            *total += (double) v[i] * tick;
+        *steal = (double) v[7] * tick;
+        *busy = *total - *steal - (double) (v[3] + v[4]) * tick;   // less idle and iowait
     }
     if (f)
         fclose (f);
+}
+
+//  This process's CPU time so far, in seconds.
+static double
+s_self_cpu (void)
+{
+    struct rusage u;
+    getrusage (RUSAGE_SELF, &u);
+    return (double) (u.ru_utime.tv_sec + u.ru_stime.tv_sec) + (double) (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
 //  The broker's serving counters: requests served and SERVE_JOBS messages sent.
@@ -111,6 +128,108 @@ s_cmp (const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+//  The load generator's connection to the broker's api endpoint: by default a
+//  single-threaded ZMTP client (zmtp.h: no I/O thread to wake per request), or with
+//  --client zmq a libzmq DEALER, as the client library uses.
+static bool s_libzmq;
+
+typedef struct {
+    zsock_t *zs;
+    zmtp_t *raw;
+    wire_msg_t held;   // the libzmq reply last returned
+} client_t;
+
+//  A reply: its type and payload (valid until the next s_client_recv).
+typedef struct {
+    char type[32];
+    const uint8_t *data;
+    size_t len;
+} reply_t;
+
+static int
+s_client_open (client_t *c, const char *api)
+{
+    memset (c, 0, sizeof *c);
+    if (s_libzmq) {
+        c->zs = zsock_new_dealer (api);
+        if (c->zs) {
+            zsock_set_sndhwm (c->zs, 0);
+            zsock_set_rcvhwm (c->zs, 0);
+        }
+        return c->zs ? 0 : -1;
+    }
+    char err[256];
+    c->raw = zmtp_connect (api, 5000, err, sizeof err);
+    if (!c->raw)
+        fprintf (stderr, "serve: %s\n", err);
+    return c->raw ? 0 : -1;
+}
+
+static void
+s_client_close (client_t *c)
+{
+    wire_msg_reset (&c->held);
+    zsock_destroy (&c->zs);
+    zmtp_destroy (&c->raw);
+}
+
+static int
+s_client_send (client_t *c, const char *type, const void *data, size_t len)
+{
+    if (c->zs)
+        return wire_send_bytes (c->zs, NULL, type, data, len);
+    const void *frames[3] = { WIRE_PROTOCOL, type, data };
+    size_t lens[3] = { strlen (WIRE_PROTOCOL), strlen (type), len };
+    return zmtp_send (c->raw, frames, lens, 3);
+}
+
+//  The next reply without waiting: 1, 0 (none yet), -1 (a broken connection).
+//  Undecodable replies come back with an empty type.
+static int
+s_client_recv (client_t *c, reply_t *r)
+{
+    r->type[0] = 0;
+    r->data = NULL;
+    r->len = 0;
+    if (c->zs) {
+        wire_msg_reset (&c->held);
+        int rc = wire_recv_ready (c->zs, false, 64 << 20, &c->held);
+        if (rc == WIRE_EAGAIN || rc == WIRE_EINTR)
+            return rc == WIRE_EAGAIN ? 0 : -1;
+        if (rc == 0) {
+            snprintf (r->type, sizeof r->type, "%s", c->held.type);
+            r->data = zframe_data (c->held.payload);
+            r->len = zframe_size (c->held.payload);
+        }
+        return 1;
+    }
+    zmtp_msg_t m;
+    int rc = zmtp_recv (c->raw, &m);
+    if (rc <= 0)
+        return rc;
+    if (m.n == 3 && m.len[0] == strlen (WIRE_PROTOCOL) && !memcmp (m.data[0], WIRE_PROTOCOL, m.len[0])
+        && m.len[1] < sizeof r->type) {
+        memcpy (r->type, m.data[1], m.len[1]);
+        r->type[m.len[1]] = 0;
+        r->data = m.data[2];
+        r->len = m.len[2];
+    }
+    return 1;
+}
+
+//  Sleeps until a reply may be waiting or `us` have passed, to the microsecond.
+static void
+s_client_wait (client_t *c, int64_t us)
+{
+    struct pollfd pfd = { c->zs ? zsock_fd (c->zs) : zmtp_fd (c->raw), POLLIN, 0 };
+    if (c->raw && zmtp_pending (c->raw))
+        pfd.events |= POLLOUT;
+    struct timespec ts = { (time_t) (us / 1000000), (long) (us % 1000000) * 1000 };
+    ppoll (&pfd, 1, &ts, NULL);
+    if (c->raw && (pfd.revents & POLLOUT))
+        zmtp_flush (c->raw);
+}
+
 //  Sends `rate` requests per second for `seconds` and waits up to 2 s for stragglers.
 static void
 s_load (const char *api, const char *type, char **users, size_t n_users, double rate, double seconds, result_t *out)
@@ -118,19 +237,23 @@ s_load (const char *api, const char *type, char **users, size_t n_users, double 
     memset (out, 0, sizeof *out);
     double served0 = 0, messages0 = 0, served1 = 0, messages1 = 0;
     int counted = s_serving_counts (api, &served0, &messages0);
-    double ticks0, steal0, ticks1, steal1;
-    s_cpu_ticks (&ticks0, &steal0);
-    zsock_t *s = zsock_new_dealer (api);
-    zsock_set_sndhwm (s, 0);
-    zsock_set_rcvhwm (s, 0);
+    double ticks0, steal0, busy0, ticks1, steal1, busy1, self0 = s_self_cpu ();
+    s_cpu_ticks (&ticks0, &steal0, &busy0);
+    client_t c;
+    if (s_client_open (&c, api) < 0)
+        return;
     size_t total = (size_t) (rate * seconds);
     int64_t *sent_us = calloc (total + 1, sizeof *sent_us);
     double *lat = calloc (total + 1, sizeof *lat);
     uint8_t *done = calloc (total + 1, 1);
+    double *lat_of = s_trace ? calloc (total + 1, sizeof *lat_of) : NULL;   // by request, for the trace
     size_t nl = 0;
     int64_t start = zclock_usecs ();
     size_t next = 0;
-    while (next < total || (out->answered + out->errors < total && zclock_usecs () - start < (int64_t) ((seconds + 2) * 1e6))) {
+    bool broken = false;
+    while (!broken
+           && (next < total
+               || (out->answered + out->errors < total && zclock_usecs () - start < (int64_t) ((seconds + 2) * 1e6)))) {
         int64_t now = zclock_usecs ();
         while (next < total && now >= start + (int64_t) ((double) next * 1e6 / rate)) {
             char id[24];
@@ -150,48 +273,55 @@ s_load (const char *api, const char *type, char **users, size_t n_users, double 
                 len = sizeof next;
             }
             sent_us[next] = zclock_usecs ();
-            wire_send_bytes (s, NULL, type, buf, len);
+            if (s_client_send (&c, type, buf, len) < 0)
+                broken = true;
             next++;
             out->sent++;
         }
-        //  Every reply waiting (until the socket has none: its signal is then armed),
-        //  then sleep until the next send or a reply on the socket's signal descriptor,
-        //  to the microsecond: never spin (on two cores a busy client would take a core
-        //  from the cluster it measures), never oversleep a reply.
+        //  Every reply waiting, then sleep until the next send or a reply: never spin
+        //  (on two cores a busy client would take a core from the cluster it measures),
+        //  never oversleep a reply.
         size_t got = 0;
-        for (;;) {
-            wire_msg_t msg;
-            int rc = wire_recv_ready (s, false, 64 << 20, &msg);
-            if (rc == WIRE_EAGAIN || rc == WIRE_EINTR)
-                break;
+        reply_t r;
+        int rc;
+        while ((rc = s_client_recv (&c, &r)) == 1) {
             got++;
             int64_t t = zclock_usecs ();
             size_t i = total;
-            if (rc == 0 && !strcmp (msg.type, WIRE_RECOMMEND_REPLY)) {
-                Strata__V1__Recommendations *r = (Strata__V1__Recommendations *) wire_unpack (
-                    &strata__v1__recommendations__descriptor, msg.payload, NULL);
-                if (r) {
-                    i = strtoull (r->request_id, NULL, 10);
-                    strata__v1__recommendations__free_unpacked (r, NULL);
+            if (!strcmp (r.type, WIRE_RECOMMEND_REPLY)) {
+                Strata__V1__Recommendations *rec = (Strata__V1__Recommendations *) protobuf_c_message_unpack (
+                    &strata__v1__recommendations__descriptor, NULL, r.len, r.data);
+                if (rec) {
+                    i = strtoull (rec->request_id, NULL, 10);
+                    strata__v1__recommendations__free_unpacked (rec, NULL);
                 }
             }
-            else if (rc == 0 && !strcmp (msg.type, WIRE_PING_REPLY) && zframe_size (msg.payload) == sizeof i)
-                memcpy (&i, zframe_data (msg.payload), sizeof i);   // the echoed request number
+            else if (!strcmp (r.type, WIRE_PING_REPLY) && r.len == sizeof i)
+                memcpy (&i, r.data, sizeof i);   // the echoed request number
             else
                 out->errors++;
             if (i < total && !done[i]) {
                 done[i] = 1;
                 lat[nl++] = (double) (t - sent_us[i]) / 1000.0;
+                if (lat_of)
+                    lat_of[i] = lat[nl - 1];
                 out->answered++;
             }
-            wire_msg_reset (&msg);
         }
+        broken |= rc < 0;
         int64_t wait_us = next < total ? start + (int64_t) ((double) next * 1e6 / rate) - zclock_usecs () : 10000;
-        if (!got && wait_us > 0) {
-            struct pollfd pfd = { zsock_fd (s), POLLIN, 0 };
-            struct timespec ts = { (time_t) (wait_us / 1000000), (long) (wait_us % 1000000) * 1000 };
-            ppoll (&pfd, 1, &ts, NULL);
-        }
+        if (!got && wait_us > 0)
+            s_client_wait (&c, wait_us);
+    }
+    if (broken)
+        fprintf (stderr, "serve: the connection to %s broke\n", api);
+    if (s_trace) {
+        //  One line per request: the window's rate, its send time from the window's
+        //  start and its latency (ms; -1: unanswered).
+        for (size_t i = 0; i < total; i++)
+            fprintf (s_trace, "%s %.0f %.3f %.3f\n", type, rate, (double) (sent_us[i] - start) / 1000.0,
+                     done[i] ? lat_of[i] : -1.0);
+        fflush (s_trace);
     }
     qsort (lat, nl, sizeof *lat, s_cmp);
     out->p50 = nl ? lat[nl / 2] : 0;
@@ -200,9 +330,14 @@ s_load (const char *api, const char *type, char **users, size_t n_users, double 
     free (sent_us);
     free (lat);
     free (done);
-    zsock_destroy (&s);
-    s_cpu_ticks (&ticks1, &steal1);
+    free (lat_of);
+    s_client_close (&c);
+    s_cpu_ticks (&ticks1, &steal1, &busy1);
     out->steal = ticks1 > ticks0 ? 100.0 * (steal1 - steal0) / (ticks1 - ticks0) : 0;
+    if (out->sent) {
+        out->client_us = (s_self_cpu () - self0) * 1e6 / (double) out->sent;
+        out->machine_us = (busy1 - busy0) * 1e6 / (double) out->sent;
+    }
     if (counted == 0 && s_serving_counts (api, &served1, &messages1) == 0 && messages1 > messages0)
         out->per_message = (served1 - served0) / (messages1 - messages0);
 }
@@ -211,10 +346,10 @@ static void
 s_print (const char *label, double rate, const result_t *r, const result_t *floor_r)
 {
     printf ("  %-34s %7.0f/s  p50 %6.2f ms (x%4.1f)  p99 %6.2f ms (x%4.1f)  p99.9 %6.2f ms  %llu/%llu answered"
-            "  %.1f req/msg  steal %.0f%%\n",
+            "  %.1f req/msg  cpu/req %.0f us (client %.0f)  steal %.0f%%\n",
             label, rate, r->p50, floor_r && floor_r->p50 > 0 ? r->p50 / floor_r->p50 : 1.0, r->p99,
             floor_r && floor_r->p99 > 0 ? r->p99 / floor_r->p99 : 1.0, r->p999, (unsigned long long) r->answered,
-            (unsigned long long) r->sent, r->per_message, r->steal);
+            (unsigned long long) r->sent, r->per_message, r->machine_us, r->client_us, r->steal);
     fflush (stdout);
 }
 
@@ -698,10 +833,20 @@ main (int argc, char **argv)
             seconds = atof (argv[++i]);
         else if (!strcmp (argv[i], "--start-rate") && i + 1 < argc)
             start_rate = atof (argv[++i]);
+        else if (!strcmp (argv[i], "--client") && i + 1 < argc && (!strcmp (argv[i + 1], "zmtp") || !strcmp (argv[i + 1], "zmq")))
+            s_libzmq = !strcmp (argv[++i], "zmq");
+        else if (!strcmp (argv[i], "--trace") && i + 1 < argc) {
+            s_trace = fopen (argv[++i], "w");
+            if (!s_trace) {
+                fprintf (stderr, "serve: cannot write %s\n", argv[i]);
+                return 2;
+            }
+        }
         else {
-            fprintf (stderr, "usage: serve --data Beauty.txt [--items N] [--seconds S] [--start-rate R] [--cluster DIR]\n"
+            fprintf (stderr, "usage: serve --data Beauty.txt [--items N] [--seconds S] [--start-rate R] [--cluster DIR] [--trace FILE]\n"
                              "  --items 0 skips the synthetic catalogue; --data none skips Beauty;\n"
-                             "  --cluster DIR sweeps the running cluster of `strata up --dir DIR` (serving Beauty)\n");
+                             "  --cluster DIR sweeps the running cluster of `strata up --dir DIR` (serving Beauty);\n"
+                             "  --trace FILE writes every request: kind, rate, send time and latency (ms)\n");
             return 2;
         }
     }
