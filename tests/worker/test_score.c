@@ -2,7 +2,8 @@
     any number of queries and catalogue sizes that do not fill the last block; the bound
     is not loose (the largest error seen is a fair share of it) and an all-zero item
     scores exactly 0. Every version of the kernel is checked: the one this CPU gets, then
-    (where the CPU has them) AVX2 and portable C, by turning the wider ones off. */
+    (where the CPU has them) AVX-512 with float queries, AVX2 and portable C, by turning
+    the wider ones off. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -67,13 +68,17 @@ s_check_kernel (void)
 
 Test (score, agrees_with_inner_products_within_its_bound)
 {
+    unsetenv ("STRATA_SCAN_NO_VNNI");
     unsetenv ("STRATA_SCAN_NO_AVX512");
     unsetenv ("STRATA_SCAN_NO_AVX2");
+    s_check_kernel ();
+    setenv ("STRATA_SCAN_NO_VNNI", "1", 1);
     s_check_kernel ();
     setenv ("STRATA_SCAN_NO_AVX512", "1", 1);
     s_check_kernel ();
     setenv ("STRATA_SCAN_NO_AVX2", "1", 1);
     s_check_kernel ();
+    unsetenv ("STRATA_SCAN_NO_VNNI");
     unsetenv ("STRATA_SCAN_NO_AVX512");
     unsetenv ("STRATA_SCAN_NO_AVX2");
 }
