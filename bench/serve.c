@@ -251,6 +251,7 @@ s_load (const char *api, const char *type, char **users, size_t n_users, double 
     int64_t start = zclock_usecs ();
     size_t next = 0;
     bool broken = false;
+    uint64_t pick = 0x5E12E ^ (uint64_t) rate;   // users drawn at random, the same draws in every run
     while (!broken
            && (next < total
                || (out->answered + out->errors < total && zclock_usecs () - start < (int64_t) ((seconds + 2) * 1e6)))) {
@@ -263,7 +264,7 @@ s_load (const char *api, const char *type, char **users, size_t n_users, double 
             if (!strcmp (type, WIRE_RECOMMEND)) {
                 Strata__V1__Recommend q = STRATA__V1__RECOMMEND__INIT;
                 q.request_id = id;
-                q.user = users[next % n_users];
+                q.user = users[util_splitmix64 (&pick) % n_users];
                 q.k = 10;
                 len = strata__v1__recommend__pack (&q, buf);
             }

@@ -94,24 +94,53 @@ nn_relu_bwd (const float *Y, float *dY, size_t n)
         dY[i] = Y[i] > 0 ? dY[i] : 0;
 }
 
+//  Sums in 8 explicit lanes: float reductions only vectorise when written so (without
+//  -ffast-math, which this file must not use).
+static inline float
+s_sum8 (const float *x, int n)
+{
+    float lane[8] = { 0 };
+    int k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int l = 0; l < 8; l++)
+            lane[l] += x[k + l];
+    float s = 0;
+    for (; k < n; k++)
+        s += x[k];
+    for (int l = 0; l < 8; l++)
+        s += lane[l];
+    return s;
+}
+
+static inline float
+s_sq_dev8 (const float *x, int n, float mu)
+{
+    float lane[8] = { 0 };
+    int k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int l = 0; l < 8; l++)
+            lane[l] += (x[k + l] - mu) * (x[k + l] - mu);
+    float s = 0;
+    for (; k < n; k++)
+        s += (x[k] - mu) * (x[k] - mu);
+    for (int l = 0; l < 8; l++)
+        s += lane[l];
+    return s;
+}
+
 void
 nn_layernorm_fwd (const float *X, int n, int d, const float *g, const float *b, float *Y, float *mean, float *rstd)
 {
     for (int i = 0; i < n; i++) {
         const float *x = X + (size_t) i * d;
         float *y = Y + (size_t) i * d;
-        double mu = 0, var = 0;
-        for (int k = 0; k < d; k++)
-            mu += x[k];
-        mu /= d;
-        for (int k = 0; k < d; k++)
-            var += (x[k] - mu) * (x[k] - mu);
-        var /= d;
-        float r = (float) (1.0 / sqrt (var + 1e-5));
-        mean[i] = (float) mu;
+        float mu = s_sum8 (x, d) / (float) d;
+        float var = s_sq_dev8 (x, d, mu) / (float) d;
+        float r = 1.0f / sqrtf (var + 1e-5f);
+        mean[i] = mu;
         rstd[i] = r;
         for (int k = 0; k < d; k++)
-            y[k] = (x[k] - (float) mu) * r * g[k] + b[k];
+            y[k] = (x[k] - mu) * r * g[k] + b[k];
     }
 }
 
