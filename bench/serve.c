@@ -32,7 +32,8 @@
     answers' recall@10 against the exact ones is printed, then the sweeps, with 1 and 2
     rank workers.
 
-    Usage: serve --data Beauty.txt [--items N] [--seconds S] [--start-rate R] [--cluster DIR] [--trace FILE]
+    Usage: serve --data Beauty.txt [--items N] [--seconds S] [--start-rate R] [--cluster DIR] [--rate R]
+                 [--trace FILE]
 */
 #include <czmq.h>
 #include <jansson.h>
@@ -57,6 +58,7 @@
 
 static char s_cli[4096], s_dir[256];
 static FILE *s_trace;   // --trace: every request of every window, for finding stalls
+static double s_rate;   // --rate: windows at this rate instead of the sweep
 
 static int
 s_run (const char *cmd)
@@ -394,9 +396,18 @@ s_sweep (const char *api, char **users, size_t n, const char *what, int rankers,
         snprintf (who, sizeof who, "the cluster's rank workers");
     snprintf (label, sizeof label, "floor: PING, %s", who);
     s_print (label, 1000, &fl, NULL);
+    snprintf (label, sizeof label, "recommend k=10, %s, %s", what, who);
+    if (s_rate > 0) {
+        //  A fixed rate, WINDOWS windows: for comparing settings and for profiles.
+        for (int w = 0; w < WINDOWS; w++) {
+            result_t r;
+            s_load (api, WIRE_RECOMMEND, users, n, s_rate, seconds, &r);
+            s_print (label, s_rate, &r, &fl);
+        }
+        return;
+    }
     //  Doubling until p99 passes 10 ms, then two halvings of the last interval.
     double best = 0, bad = 0;
-    snprintf (label, sizeof label, "recommend k=10, %s, %s", what, who);
     for (double rate = start_rate; rate <= 64000 && !bad; rate *= 2)
         if (s_rate_holds (api, users, n, rate, seconds, label, &fl))
             best = rate;
@@ -834,6 +845,8 @@ main (int argc, char **argv)
             seconds = atof (argv[++i]);
         else if (!strcmp (argv[i], "--start-rate") && i + 1 < argc)
             start_rate = atof (argv[++i]);
+        else if (!strcmp (argv[i], "--rate") && i + 1 < argc)
+            s_rate = atof (argv[++i]);
         else if (!strcmp (argv[i], "--client") && i + 1 < argc && (!strcmp (argv[i + 1], "zmtp") || !strcmp (argv[i + 1], "zmq")))
             s_libzmq = !strcmp (argv[++i], "zmq");
         else if (!strcmp (argv[i], "--trace") && i + 1 < argc) {
@@ -844,9 +857,10 @@ main (int argc, char **argv)
             }
         }
         else {
-            fprintf (stderr, "usage: serve --data Beauty.txt [--items N] [--seconds S] [--start-rate R] [--cluster DIR] [--trace FILE]\n"
+            fprintf (stderr, "usage: serve --data Beauty.txt [--items N] [--seconds S] [--start-rate R] [--cluster DIR] [--rate R] [--trace FILE]\n"
                              "  --items 0 skips the synthetic catalogue; --data none skips Beauty;\n"
                              "  --cluster DIR sweeps the running cluster of `strata up --dir DIR` (serving Beauty);\n"
+                             "  --rate R measures three windows at R recommend/s instead of sweeping;\n"
                              "  --trace FILE writes every request: kind, rate, send time and latency (ms)\n");
             return 2;
         }

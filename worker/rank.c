@@ -16,6 +16,7 @@
 #include "nn.h"
 #include "request.h"
 #include "score.h"
+#include "user_cache.h"
 #include "search_rank.h"
 #include "snapshot.h"
 #include "store.h"
@@ -136,6 +137,8 @@ struct _rank_worker_t {
     //  Scratch, grown as needed and kept: serving allocates nothing per request.
     scratch_t scores;         // batch x items
     scratch_t uvec;           // batch x dim
+    scratch_t uvec_group;     // the user tower's output for one group of a batch
+    user_cache_t *ucache;     // user vectors by history
     scratch_t s_items, s_text, s_drop, s_seen;   // search: per catalogue item
     scratch_t failed;         // items a filter leaves out
     scratch_t cand_items, cand_scores;   // approximate retrieval: per query, its candidates
@@ -466,6 +469,7 @@ s_swap (rank_worker_t *self, served_t *next)
     search_index_set_learned (self->index, next->info.terms);
     s_served_free (&self->cur);
     self->cur = next;
+    user_cache_clear (self->ucache, next->info.dim);   // vectors of the previous version
     log_info ("serving model version %llu (%u items; was %llu)", (unsigned long long) next->info.version,
               next->info.items, (unsigned long long) was);
 }
@@ -802,6 +806,7 @@ s_feature_vector (rank_worker_t *self, served_t *s, uint32_t i)
     int m = features_rows_of (c->fh + c->fh_at[k], c->fh_n[k], s->info.feature_rows, rows);
     for (int j = 0; j < m; j++)
         nn_axpy (d, 1.0f / (float) m, s->info.features + (size_t) rows[j] * d, v);
+    user_cache_clear (self->ucache, d);   // a history with item i has a new vector
 }
 
 //  The records in r of items already known replace theirs here and in the search
@@ -1106,13 +1111,14 @@ rank_worker_new (const rank_config_t *cfg)
     search_params_default (&sp);
     sp.queries_weight = (float) cfg->search_learned;
     self->index = search_index_new (&sp);
+    self->ucache = user_cache_new ((uint32_t) (self->cfg.user_cache > 0 ? self->cfg.user_cache : 0), 0);
     self->top = malloc ((size_t) (self->cfg.rerank_top > MAX_K ? self->cfg.rerank_top : MAX_K) * sizeof *self->top);
     self->logits = malloc ((size_t) (self->cfg.rerank_top > MAX_K ? self->cfg.rerank_top : MAX_K) * sizeof (float));
     self->store = store_open (cfg->dir, s_cfs, CF_COUNT);
     self->trainer = zsock_new (ZMQ_DEALER);
     self->broker = s_broker_socket (cfg->broker_api);
-    if (!self->cat.index || !self->index || !self->top || !self->logits || !self->store || !self->trainer
-        || !self->broker) {
+    if (!self->cat.index || !self->index || !self->ucache || !self->top || !self->logits || !self->store
+        || !self->trainer || !self->broker) {
         log_error ("cannot start the rank worker (store %s)", cfg->dir);
         rank_worker_destroy (&self);
         return NULL;
@@ -1140,6 +1146,13 @@ rank_worker_destroy (rank_worker_t **self_p)
     if (!self_p || !*self_p)
         return;
     rank_worker_t *self = *self_p;
+    if (self->ucache) {
+        uint64_t hits, misses;
+        user_cache_counts (self->ucache, &hits, &misses);
+        if (hits + misses)
+            log_info ("user vectors: %llu from the cache, %llu from the user tower", (unsigned long long) hits,
+                      (unsigned long long) misses);
+    }
     s_loader_poll (self, true);
     s_served_free (&self->cur);
     s_download_reset (&self->dl);
@@ -1158,10 +1171,11 @@ rank_worker_destroy (rank_worker_t **self_p)
     free (self->cat.fh_n);
     zhashx_destroy (&self->cat.index);
     search_index_destroy (&self->index);
+    user_cache_destroy (&self->ucache);
     zsock_destroy (&self->trainer);
     zsock_destroy (&self->broker);
     store_destroy (&self->store);
-    scratch_t *scr[] = { &self->scores,     &self->uvec,        &self->s_items,   &self->s_text, &self->s_drop, &self->s_seen,
+    scratch_t *scr[] = { &self->scores,     &self->uvec,        &self->uvec_group, &self->s_items,   &self->s_text, &self->s_drop, &self->s_seen,
                          &self->failed,     &self->cand_items,  &self->cand_scores, &self->cand_drop, &self->exact,
                          &self->sel,        &self->sel_scores, &self->refine_items, &self->refine_scores };
     for (size_t i = 0; i < sizeof scr / sizeof scr[0]; i++)
@@ -2012,6 +2026,66 @@ s_parse (rank_worker_t *self, const Strata__V1__ServeJob *job, req_t *r, void **
     }
 }
 
+//  The user vectors of nb RECOMMENDs (reqs[idx[b]], each with a history) into uvec's
+//  rows: a history seen since the version came, from the cache; the others through
+//  the user tower, shortest first, in groups that waste at most half their rows on
+//  padding (a batch is as long as its longest history). With the ranking head on, all
+//  of them go through the tower in one batch, in order: the head reads the tower's
+//  state by row. 0, or -1 when memory ran out.
+static int
+s_user_vectors (rank_worker_t *self, served_t *s, req_t *reqs, const size_t *idx, size_t nb, float *uvec)
+{
+    int d = s->info.dim;
+    bool head = self->cfg.rerank_top > 0 && model_has_ranker (s->m);
+    uint64_t keys[256];
+    size_t miss[256], nm = 0;
+    for (size_t b = 0; b < nb; b++) {
+        const req_t *r = &reqs[idx[b]];
+        keys[b] = user_cache_key (r->hist, r->hist_types, r->n_hist);
+        if (head || !user_cache_get (self->ucache, keys[b], uvec + b * (size_t) d))
+            miss[nm++] = b;
+    }
+    for (size_t i = 1; !head && i < nm; i++)
+        for (size_t j = i; j > 0 && reqs[idx[miss[j - 1]]].n_hist > reqs[idx[miss[j]]].n_hist; j--) {
+            size_t t = miss[j];
+            miss[j] = miss[j - 1];
+            miss[j - 1] = t;
+        }
+    int rc = 0;
+    for (size_t g0 = 0, g1; rc == 0 && g0 < nm; g0 = g1) {
+        //  The group: while its rows (members x the newest, longest history) stay within
+        //  twice its events.
+        size_t events = reqs[idx[miss[g0]]].n_hist;
+        for (g1 = g0 + 1; g1 < nm; g1++) {
+            size_t len = reqs[idx[miss[g1]]].n_hist;
+            if (!head && (g1 - g0 + 1) * len > 2 * (events + len))
+                break;
+            events += len;
+        }
+        uint32_t lens[256];
+        uint32_t *all = malloc (events * sizeof *all);
+        uint8_t *types = malloc (events);
+        float *out = s_scratch (&self->uvec_group, (g1 - g0) * (size_t) d * sizeof *out);
+        size_t w = 0;
+        for (size_t m = g0; all && types && m < g1; m++) {
+            const req_t *r = &reqs[idx[miss[m]]];
+            lens[m - g0] = r->n_hist;
+            memcpy (all + w, r->hist, r->n_hist * sizeof *all);
+            memcpy (types + w, r->hist_types, r->n_hist);
+            w += r->n_hist;
+        }
+        if (!all || !types || !out || model_user_vectors (s->m, all, types, lens, (uint32_t) (g1 - g0), out) < 0)
+            rc = -1;
+        for (size_t m = g0; rc == 0 && m < g1; m++) {
+            memcpy (uvec + miss[m] * (size_t) d, out + (m - g0) * (size_t) d, (size_t) d * sizeof *out);
+            user_cache_put (self->ucache, keys[miss[m]], out + (m - g0) * (size_t) d);
+        }
+        free (all);
+        free (types);
+    }
+    return rc;
+}
+
 void
 rank_worker_serve (rank_worker_t *self, const ProtobufCBinaryData *jobs, size_t n, uint32_t messages,
                    zsock_t *sock)
@@ -2098,22 +2172,7 @@ rank_worker_serve (rank_worker_t *self, const ProtobufCBinaryData *jobs, size_t 
         uint32_t *ci = NULL, counts[256], stride = 0;
         for (size_t p0 = 0; p0 < np; p0 += B) {
             size_t nb = np - p0 < B ? np - p0 : B;
-            uint32_t lens[256];
-            size_t total = 0;
-            for (size_t b = 0; b < nb; b++)
-                total += reqs[pending[p0 + b]].n_hist;
-            uint32_t *all = malloc ((total ? total : 1) * sizeof *all);
-            uint8_t *types = malloc (total ? total : 1);
-            size_t w = 0;
-            for (size_t b = 0; all && types && b < nb; b++) {
-                req_t *r = &reqs[pending[p0 + b]];
-                lens[b] = r->n_hist;
-                memcpy (all + w, r->hist, r->n_hist * sizeof *all);
-                memcpy (types + w, r->hist_types, r->n_hist);
-                w += r->n_hist;
-            }
-            int ok = all && types && (scores || s->ivf) && uvec
-                     && model_user_vectors (s->m, all, types, lens, (uint32_t) nb, uvec) == 0;
+            int ok = (scores || s->ivf) && uvec && s_user_vectors (self, s, reqs, pending + p0, nb, uvec) == 0;
             //  Retrieval for the whole batch: one matrix product over the catalogue, or
             //  the approximate index's candidates.
             if (ok && s->ivf)
@@ -2133,8 +2192,6 @@ rank_worker_serve (rank_worker_t *self, const ProtobufCBinaryData *jobs, size_t 
                                    : (cands_t) { NULL, scores + b * items, items };
                 s_recommend (self, r, &c, uvec + b * (size_t) d);
             }
-            free (all);
-            free (types);
         }
     }
     for (size_t i = 0; i < n; i++) {

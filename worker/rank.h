@@ -14,7 +14,9 @@
 
     RECOMMEND: the user's history (sent by the broker) plus the request's recent events
     give the user vector (model_user_vectors, batched across the jobs that arrived
-    together); the whole catalogue is scored with one sgemm; the best items that pass
+    together, in groups of like history length; a history seen before since the last
+    version takes its vector from user_cache.h); the whole catalogue is scored at once
+    for the batch (score.h); the best items that pass
     the filters are returned, or, with rerank-top > 0, the best rerank-top of them are
     re-ranked by the ranking head (its logit plus rerank-blend times the retrieval
     score); a user with no usable history gets the
@@ -51,6 +53,7 @@ typedef struct {
     int64_t ivf_cells;         // 0: about sqrt(items)
     int64_t ivf_probe;         // cells scanned per query (0: the fewest reaching ivf_recall)
     double ivf_recall;         // recall@10 the automatic probe count must reach
+    int64_t user_cache;        // user vectors kept by history (user_cache.h); 0: none
 } rank_config_t;
 
 typedef struct _rank_worker_t rank_worker_t;

@@ -36,6 +36,8 @@ const config_key_t worker_config_keys[] = {
     { "search-learned", CONFIG_DOUBLE, OFF (search_learned), "0.3", 0, 1000,
       "rank: weight in search of what past searchers of the query's terms chose" },
     { "batch", CONFIG_INT, OFF (batch), "32", 1, 256, "rank: users whose vectors are computed together" },
+    { "user-cache", CONFIG_INT, OFF (user_cache), "65536", 0, 16777216,
+      "rank: user vectors kept by history, so a user who asks again skips the user tower (0: none)" },
     { "index", CONFIG_STRING, OFF (index), "auto", 0, -1,
       "rank: retrieval over the catalogue: exact, ivf (approximate: k-means cells), or auto (ivf from ivf-min-items)" },
     { "ivf-min-items", CONFIG_INT, OFF (ivf_min_items), "200000", 1, 1000000000,
@@ -250,7 +252,7 @@ worker_run (const worker_config_t *cfg)
         rank_config_t rc = { cfg->trainer_api, cfg->api, cfg->dir, self.id, cfg->poll_ms, cfg->catalogue_ms,
                              cfg->rerank_top, cfg->rerank_blend, cfg->batch, cfg->keep_versions, cfg->search_blend,
                              cfg->search_learned, cfg->index, cfg->ivf_min_items, cfg->ivf_cells,
-                             cfg->ivf_probe, cfg->ivf_recall };
+                             cfg->ivf_probe, cfg->ivf_recall, cfg->user_cache };
         self.rank = rank_worker_new (&rc);
         if (!self.rank) {
             arena_destroy (&self.arena);

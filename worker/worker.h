@@ -28,6 +28,7 @@ typedef struct {
     char *index;
     int64_t ivf_min_items, ivf_cells, ivf_probe;
     double ivf_recall;
+    int64_t user_cache;
     char *role;             // "preprocess", "train" or "rank"
     int64_t threads;        // OpenBLAS threads (train)
     char *id;               // worker id (default: host-pid)

@@ -283,6 +283,17 @@ s_new_item (const char *source, int min_shoes)
     s_answer_free (&a);
 }
 
+//  How many of the answer's items are of a kind: ids starting with A are running
+//  shoes, B winter hats.
+static int
+s_kind_count (const Strata__V1__Recommendations *rec, char kind)
+{
+    int n = 0;
+    for (size_t i = 0; i < rec->n_items; i++)
+        n += rec->items[i]->item[0] == kind;
+    return n;
+}
+
 // ---------------------------------------------------------------- tests
 
 Test (serve, answers_filters_cold_start_and_errors)
@@ -511,6 +522,9 @@ Test (serve, answers_filters_cold_start_and_errors)
     s_ask (WIRE_RECOMMEND, &r.base, &a);
     cr_assert_not_null (a.rec);
     cr_expect_str_eq (a.rec->source, "model", "a session of one new item is read by the model");
+    shoes = s_kind_count (a.rec, 'A');
+    cr_expect_gt (2 * shoes, (int) a.rec->n_items, "a session of Z2, a shoe, is recommended %d shoes of %zu", shoes,
+                  a.rec->n_items);
     s_answer_free (&a);
     //  Z2's record written again, as a winter hat: its vector follows its new features
     //  (before, it kept those of its first record until the next version).
@@ -524,14 +538,20 @@ Test (serve, answers_filters_cold_start_and_errors)
     for (int i = 0; i < 100 && hats < 5; i++) {
         s_ask (WIRE_SIMILAR, &z2.base, &a);
         cr_assert_not_null (a.rec);
-        hats = 0;
-        for (size_t j = 0; j < a.rec->n_items; j++)
-            hats += a.rec->items[j]->item[0] == 'B';
+        hats = s_kind_count (a.rec, 'B');
         s_answer_free (&a);
         if (hats < 5)
             zclock_sleep (100);
     }
     cr_expect_geq (hats, 5, "Z2, a hat now, has %d hats among its 6 nearest items", hats);
+    //  ... and a session of it is recommended hats: the rank worker's vector of that
+    //  history (cached since the first ask) was dropped with Z2's old vector.
+    s_ask (WIRE_RECOMMEND, &r.base, &a);
+    cr_assert_not_null (a.rec);
+    hats = s_kind_count (a.rec, 'B');
+    cr_expect_gt (2 * hats, (int) a.rec->n_items, "a session of Z2, a hat now, is recommended %d hats of %zu", hats,
+                  a.rec->n_items);
+    s_answer_free (&a);
     //  t-a3's history was asked for many times: the broker holds it in memory. A new
     //  event of theirs replaces it: after A4, the model says A5.
     json_t *st = hcluster_stats (&s_c);
