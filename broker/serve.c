@@ -225,8 +225,11 @@ serve_request (serve_t *self, zframe_t *routing, const char *type, zframe_t *pay
 void
 serve_results (serve_t *self, pool_worker_t *w, zframe_t *payload)
 {
+    //  Decoded into the arena: one reset instead of a free per result and per reply.
+    arena_reset (self->arena);
+    ProtobufCAllocator alloc = arena_protobuf (self->arena);
     Strata__V1__ServeResults *rs = (Strata__V1__ServeResults *) wire_unpack (&strata__v1__serve_results__descriptor,
-                                                                              payload, NULL);
+                                                                              payload, &alloc);
     if (!rs) {
         log_warn ("SERVE_RESULTS payload does not decode; ignored");
         return;
@@ -248,7 +251,6 @@ serve_results (serve_t *self, pool_worker_t *w, zframe_t *payload)
         self->n.served++;
         s_drop (self, j);
     }
-    strata__v1__serve_results__free_unpacked (rs, NULL);
 }
 
 void
