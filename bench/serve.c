@@ -362,6 +362,13 @@ s_print (const char *label, double rate, const result_t *r, const result_t *floo
 #define STEAL_MAX 10.0
 #define WINDOWS 3
 
+//  The aims: Beauty, 5,000 recommend/s with p99 at most 5 ms; the synthetic catalogue
+//  with the approximate index, 500/s with p99 at most 10 ms.
+#define BEAUTY_AIM_RATE 5000.0
+#define BEAUTY_AIM_P99 5.0
+#define SYN_AIM_RATE 500.0
+#define SYN_AIM_P99 10.0
+
 //  Whether RECOMMENDs at `rate` are all answered with p99 under 10 ms (printed).
 static bool
 s_rate_holds (const char *api, char **users, size_t n, double rate, double seconds, const char *label,
@@ -381,7 +388,8 @@ s_rate_holds (const char *api, char **users, size_t n, double rate, double secon
 
 //  The serving sweep for the rank workers running now: the floor, then doubling rates.
 static void
-s_sweep (const char *api, char **users, size_t n, const char *what, int rankers, double seconds, double start_rate)
+s_sweep (const char *api, char **users, size_t n, const char *what, int rankers, double seconds, double start_rate,
+         double target_rate, double target_p99)
 {
     result_t fl;
     for (int w = 0; w < WINDOWS; w++) {
@@ -422,6 +430,22 @@ s_sweep (const char *api, char **users, size_t n, const char *what, int rankers,
     }
     printf ("  highest rate with p99 under 10 ms, %s, %s: %.0f recommend/s\n", what, who, best);
     fflush (stdout);
+    if (target_rate > 0) {
+        //  The aim, measured at its own rate (the sweep's rates may pass it by), again
+        //  in a window with steal over 10%.
+        bool met = false;
+        for (int w = 0; w < WINDOWS && !met; w++) {
+            result_t r;
+            s_load (api, WIRE_RECOMMEND, users, n, target_rate, seconds, &r);
+            s_print (label, target_rate, &r, &fl);
+            met = r.answered == r.sent && r.p99 <= target_p99;
+            if (!met && r.steal <= STEAL_MAX)
+                break;
+        }
+        printf ("  aim, %s, %s: %.0f recommend/s with p99 <= %.0f ms: %s\n", what, who, target_rate, target_p99,
+                met ? "met" : "missed");
+        fflush (stdout);
+    }
 }
 
 //  One RECOMMEND k=10, answered: its items ("a,b,...") and the worker that answered,
@@ -616,16 +640,16 @@ s_beauty (const char *data, const char *cluster, double seconds, double start_ra
             "rate\n",
             n, seconds);
     if (cluster) {
-        s_sweep (eps.api, users, n, "as configured", 0, seconds, start_rate);
+        s_sweep (eps.api, users, n, "as configured", 0, seconds, start_rate, BEAUTY_AIM_RATE, BEAUTY_AIM_P99);
         return 0;
     }
-    s_sweep (eps.api, users, n, "exact", 1, seconds, start_rate);
+    s_sweep (eps.api, users, n, "exact", 1, seconds, start_rate, BEAUTY_AIM_RATE, BEAUTY_AIM_P99);
     //  A second rank worker beside the first.
     int pid = s_start_ranker (&eps, "2", "");
     if (!s_wait_worker (eps.api, users, n, "2", 60))
         printf ("  the second rank worker did not come up (see %s/logs/2.log)\n", s_dir);
     else
-        s_sweep (eps.api, users, n, "exact", 2, seconds, start_rate);
+        s_sweep (eps.api, users, n, "exact", 2, seconds, start_rate, BEAUTY_AIM_RATE, BEAUTY_AIM_P99);
     s_stop_ranker (pid);
     s_down ();
     for (size_t i = 0; i < n; i++)
@@ -789,7 +813,7 @@ s_synthetic (uint32_t n_items, double seconds)
     char **exact = s_answers (eps.api, users, ASKED);
     printf ("  exact retrieval: %d users answered one at a time in %.1f s\n", (int) ASKED,
             (double) (zclock_mono () - t1) / 1000.0);
-    s_sweep (eps.api, users, SYN_USERS, "exact", 1, seconds, 25);
+    s_sweep (eps.api, users, SYN_USERS, "exact", 1, seconds, 25, 0, 0);
     s_stop_ranker (pid);
     pid = s_start_ranker (&eps, "ivf-1", "--index=ivf");
     int pid2 = 0;
@@ -809,10 +833,10 @@ s_synthetic (uint32_t n_items, double seconds)
         for (size_t i = 0; i < ASKED; i++)
             free (approx[i]);
         free (approx);
-        s_sweep (eps.api, users, SYN_USERS, "ivf", 1, seconds, 125);
+        s_sweep (eps.api, users, SYN_USERS, "ivf", 1, seconds, 125, SYN_AIM_RATE, SYN_AIM_P99);
         pid2 = s_start_ranker (&eps, "ivf-2", "--index=ivf");
         if (s_wait_worker (eps.api, users, SYN_USERS, "ivf-2", 600))
-            s_sweep (eps.api, users, SYN_USERS, "ivf", 2, seconds, 125);
+            s_sweep (eps.api, users, SYN_USERS, "ivf", 2, seconds, 125, SYN_AIM_RATE, SYN_AIM_P99);
     }
     else
         printf ("  the approximate rank worker did not come up (see %s/logs/ivf-1.log)\n", s_dir);
