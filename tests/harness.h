@@ -12,7 +12,18 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/types.h>
+
+//  Learning tests run thousands of training steps: seconds natively, far past their
+//  timeouts under valgrind (its test setup sets STRATA_TEST_VALGRIND). The smaller tests
+//  beside them (gradient checks, single steps) run the same code under valgrind, and
+//  the learning tests run whole under ASan and UBSan. Use where criterion.h is included.
+#define SKIP_UNDER_VALGRIND()                                                                       \
+    do {                                                                                            \
+        if (getenv ("STRATA_TEST_VALGRIND"))                                                        \
+            cr_skip_test ("a learning test: too slow under valgrind (run whole under ASan/UBSan)"); \
+    } while (0)
 
 //  Path of a file under the shared data directory, or NULL if it is not there (the
 //  caller skips with a message). Returned string is static storage, valid until the

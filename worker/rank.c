@@ -1175,9 +1175,10 @@ rank_worker_destroy (rank_worker_t **self_p)
     zsock_destroy (&self->trainer);
     zsock_destroy (&self->broker);
     store_destroy (&self->store);
-    scratch_t *scr[] = { &self->scores,     &self->uvec,        &self->uvec_group, &self->s_items,   &self->s_text, &self->s_drop, &self->s_seen,
-                         &self->failed,     &self->cand_items,  &self->cand_scores, &self->cand_drop, &self->exact,
-                         &self->sel,        &self->sel_scores, &self->refine_items, &self->refine_scores };
+    scratch_t *scr[] = { &self->scores,      &self->uvec,       &self->uvec_group,  &self->s_items,
+                         &self->s_text,      &self->s_drop,     &self->s_seen,      &self->failed,
+                         &self->cand_items,  &self->cand_scores, &self->cand_drop,  &self->exact,
+                         &self->sel,         &self->sel_scores, &self->refine_items, &self->refine_scores };
     for (size_t i = 0; i < sizeof scr / sizeof scr[0]; i++)
         free (scr[i]->p);
     free (self->mark);
@@ -2053,8 +2054,8 @@ s_user_vectors (rank_worker_t *self, served_t *s, req_t *reqs, const size_t *idx
         }
     int rc = 0;
     for (size_t g0 = 0, g1; rc == 0 && g0 < nm; g0 = g1) {
-        //  The group: while its rows (members x the newest, longest history) stay within
-        //  twice its events.
+        //  The group grows while its rows (members x the longest history, the newest
+        //  member's) stay within twice its events.
         size_t events = reqs[idx[miss[g0]]].n_hist;
         for (g1 = g0 + 1; g1 < nm; g1++) {
             size_t len = reqs[idx[miss[g1]]].n_hist;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "evaluate.h"
+#include "harness.h"
 #include "model.h"
 #include "step.h"
 
@@ -188,6 +189,7 @@ Test (model, ranking_share_controls_what_reaches_the_towers)
 
 Test (model, learns_a_next_item_rule, .timeout = 120)
 {
+    SKIP_UNDER_VALGRIND ();
     model_config_t cfg;
     model_config_default (&cfg);
     cfg.dim = 16;
@@ -256,6 +258,7 @@ Test (model, learns_a_next_item_rule, .timeout = 120)
 
 Test (model, untouched_items_get_vectors_from_their_features, .timeout = 120)
 {
+    SKIP_UNDER_VALGRIND ();
     //  Items 0..19 are bought in a cycle; items 20..39 never appear, but item 20 + k
     //  shares its catalogue features with item k.
     enum { N = 20 };

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "evaluate.h"
+#include "harness.h"
 #include "model.h"
 #include "plan.h"
 #include "step.h"
@@ -321,6 +322,7 @@ Test (step, ranking_negatives_are_sampled_per_position)
 
 Test (step, sampled_softmax_learns_a_next_item_rule, .timeout = 120)
 {
+    SKIP_UNDER_VALGRIND ();
     model_config_t mc;
     plan_config_t pc;
     model_config_default (&mc);
@@ -354,6 +356,7 @@ Test (step, sampled_softmax_learns_a_next_item_rule, .timeout = 120)
 
 Test (step, event_types_change_the_prediction, .timeout = 120)
 {
+    SKIP_UNDER_VALGRIND ();
     //  After a purchase of item p the next item is p+1, after a view of p it is p+10:
     //  only a model that reads event types can get both right.
     enum { N = 20, USERS = 1200 };
