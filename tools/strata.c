@@ -332,9 +332,10 @@ s_detach (const cluster_opts_t *opts)
         char log[4200];
         snprintf (log, sizeof log, "%s/logs/supervisor.log", opts->dir);
         zsys_dir_create ("%s/logs", opts->dir);
-        FILE *f = freopen (log, "a", stderr);
-        (void) f;
-        if (!freopen ("/dev/null", "r", stdin))
+        //  No standard stream may stay on the caller's terminal or pipe:
+        //  a shell reading `strata up --detach | tail` waits for its end.
+        if (!freopen (log, "a", stderr) || dup2 (STDERR_FILENO, STDOUT_FILENO) < 0
+            || !freopen ("/dev/null", "r", stdin))
             _exit (1);
         zsys_init ();
         _exit (cluster_up (opts, fds[1]) == 0 ? 0 : 1);

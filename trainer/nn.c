@@ -1,8 +1,12 @@
 /*  nn: see nn.h. */
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 #include "nn.h"
 
 #include <cblas.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -374,68 +378,174 @@ s_heap_offer (const float *z, int32_t *top, int *n, int k, int32_t j)
     }
 }
 
-//  Groups of columns whose best scores bound the top k from below (at most this many,
-//  on the stack).
-#define TOP_K_GROUPS 2048
-#define TOP_K_GROUP_SIZE 16
+//  Blocks of consecutive columns whose best scores bound the top k from below: at
+//  least this many columns each, and at most this many blocks (on the stack).
+#define TOP_K_BLOCK 64
+#define TOP_K_BLOCKS 2048
 //  Columns at or above the bar that are ranked in a buffer on the stack.
 #define TOP_K_CANDIDATES 512
+
+//  The largest of z[0..n), 4 lanes at a time in four accumulators (four chains of
+//  dependent maxima run side by side).
+typedef float v4f __attribute__ ((vector_size (4 * sizeof (float))));
+
+static inline v4f
+s_max4 (v4f a, v4f b)
+{
+#if defined(__SSE__)
+    return (v4f) _mm_max_ps ((__m128) a, (__m128) b);   // a > b ? a : b, lane by lane
+#else
+    v4f r;
+    for (int k = 0; k < 4; k++)
+        r[k] = a[k] > b[k] ? a[k] : b[k];
+    return r;
+#endif
+}
+
+static inline float
+s_max_run (const float *z, int n)
+{
+    v4f m0 = { -INFINITY, -INFINITY, -INFINITY, -INFINITY }, m1 = m0, m2 = m0, m3 = m0;
+    int j;
+    for (j = 0; j + 16 <= n; j += 16) {
+        v4f a, b, c, d;
+        memcpy (&a, z + j, sizeof a);
+        memcpy (&b, z + j + 4, sizeof b);
+        memcpy (&c, z + j + 8, sizeof c);
+        memcpy (&d, z + j + 12, sizeof d);
+        m0 = s_max4 (a, m0);
+        m1 = s_max4 (b, m1);
+        m2 = s_max4 (c, m2);
+        m3 = s_max4 (d, m3);
+    }
+    m0 = s_max4 (s_max4 (m0, m1), s_max4 (m2, m3));
+    float best = -INFINITY;
+    for (int k = 0; k < 4; k++)
+        best = m0[k] > best ? m0[k] : best;
+    for (; j < n; j++)
+        best = z[j] > best ? z[j] : best;
+    return best;
+}
+
+//  Bit k set: z[k] >= bar, for k < n <= 4.
+static inline int
+s_at_least4 (const float *z, int n, float bar)
+{
+#if defined(__SSE__)
+    if (n == 4)
+        return _mm_movemask_ps (_mm_cmpge_ps (_mm_loadu_ps (z), _mm_set1_ps (bar)));
+#endif
+    int bits = 0;
+    for (int k = 0; k < n; k++)
+        bits |= (z[k] >= bar) << k;
+    return bits;
+}
+
+//  Whether any of z[0..16) >= bar.
+static inline bool
+s_any_at_least16 (const float *z, float bar)
+{
+#if defined(__SSE__)
+    __m128 b = _mm_set1_ps (bar);
+    __m128 x = _mm_or_ps (_mm_or_ps (_mm_cmpge_ps (_mm_loadu_ps (z), b), _mm_cmpge_ps (_mm_loadu_ps (z + 4), b)),
+                          _mm_or_ps (_mm_cmpge_ps (_mm_loadu_ps (z + 8), b), _mm_cmpge_ps (_mm_loadu_ps (z + 12), b)));
+    return _mm_movemask_ps (x) != 0;
+#else
+    bool any = false;
+    for (int k = 0; k < 16; k++)
+        any |= z[k] >= bar;
+    return any;
+#endif
+}
+
+uint32_t
+nn_at_least (const float *z, uint32_t m, float bar, uint32_t *out)
+{
+    //  Sixteen columns at a time are passed over with one test (most do not clear the
+    //  bar), then four at a time.
+    uint32_t n = 0;
+    for (uint32_t j0 = 0; j0 < m; j0 += 4) {
+        if (j0 % 16 == 0 && j0 + 16 <= m && !s_any_at_least16 (z + j0, bar)) {
+            j0 += 12;
+            continue;
+        }
+        for (int bits = s_at_least4 (z + j0, m - j0 < 4 ? (int) (m - j0) : 4, bar); bits; bits &= bits - 1)
+            out[n++] = j0 + (uint32_t) __builtin_ctz ((unsigned) bits);
+    }
+    return n;
+}
+
+//  Whether any of p[0..n) is not zero.
+static inline bool
+s_any (const uint8_t *p, int n)
+{
+    uint64_t acc = 0;
+    int j;
+    for (j = 0; j + 8 <= n; j += 8) {
+        uint64_t w;
+        memcpy (&w, p + j, sizeof w);
+        acc |= w;
+    }
+    for (; j < n; j++)
+        acc |= p[j];
+    return acc != 0;
+}
+
+//  The best eligible score of columns [lo, hi) (-inf: none).
+static float
+s_max_eligible (const float *z, int lo, int hi, int32_t skip, const uint8_t *exclude)
+{
+    float mx = -INFINITY;
+    for (int j = lo; j < hi; j++)
+        if (j != skip && (!exclude || !exclude[j]))
+            mx = z[j] > mx ? z[j] : mx;
+    return mx;
+}
 
 int
 nn_top_k (const float *z, int m, int32_t skip, const uint8_t *exclude, int32_t *top, int k)
 {
     //  A heap of the best k alone is O(m + insertions * log k), but insertions grow
     //  with m when the scores trend upwards along the row. So first a bar: with the
-    //  columns cut into g groups (column j in group j mod g, so that the group maxima
-    //  are an elementwise max of g-wide slices, which vectorises), the k-th best group
-    //  maximum over eligible columns is reached by at least k eligible columns, hence
-    //  by every one of the top k. Only the columns of groups at or above the bar are
-    //  looked at again.
+    //  columns cut into blocks, the k-th best block maximum over eligible columns is
+    //  reached by at least k eligible columns, hence by every one of the top k. Only
+    //  the blocks at or above the bar are looked at again.
     if (k <= 0 || m <= 0)
         return 0;
-    int g = (m + TOP_K_GROUP_SIZE - 1) / TOP_K_GROUP_SIZE;
-    g = g < TOP_K_GROUPS ? g : TOP_K_GROUPS;
-    float gmax[TOP_K_GROUPS];
-    uint64_t sel[TOP_K_GROUPS];
-    for (int c = 0; c < g; c++)
-        gmax[c] = -INFINITY;
-    for (int j0 = 0; j0 < m; j0 += g) {
-        int w = m - j0 < g ? m - j0 : g;
-        const float *row = z + j0;
-        if (exclude) {
-            const uint8_t *ex = exclude + j0;
-            for (int c = 0; c < w; c++) {
-                float v = ex[c] ? -INFINITY : row[c];
-                gmax[c] = v > gmax[c] ? v : gmax[c];
-            }
-        }
+    int size = (m + TOP_K_BLOCKS - 1) / TOP_K_BLOCKS;
+    size = size < TOP_K_BLOCK ? TOP_K_BLOCK : size;
+    int nb = (m + size - 1) / size;
+    float bmax[TOP_K_BLOCKS];
+    uint64_t sel[TOP_K_BLOCKS];
+    //  Each block's best: without a branch per column, unless the block holds a
+    //  left-out column (few do: a user's history), found eight bytes of the mask at
+    //  a time.
+    for (int b = 0; b < nb; b++) {
+        int lo = b * size, hi = lo + size < m ? lo + size : m;
+        if ((skip >= lo && skip < hi) || (exclude && s_any (exclude + lo, hi - lo)))
+            bmax[b] = s_max_eligible (z, lo, hi, skip, exclude);
         else
-            for (int c = 0; c < w; c++)
-                gmax[c] = row[c] > gmax[c] ? row[c] : gmax[c];
-    }
-    if (skip >= 0 && skip < m) {
-        //  The group of the skipped column: again without it.
-        int c = skip % g;
-        gmax[c] = -INFINITY;
-        for (int j = c; j < m; j += g)
-            if (j != skip && (!exclude || !exclude[j]))
-                gmax[c] = z[j] > gmax[c] ? z[j] : gmax[c];
+            bmax[b] = s_max_run (z + lo, hi - lo);
     }
     float bar = -INFINITY;
-    if (k < g) {
-        for (int c = 0; c < g; c++)
-            sel[c] = (uint64_t) s_score_key (gmax[c]) << 32;
-        bar = s_key_score ((uint32_t) (s_kth_largest (sel, g, k) >> 32));
+    if (k < nb) {
+        for (int b = 0; b < nb; b++)
+            sel[b] = (uint64_t) s_score_key (bmax[b]) << 32;
+        bar = s_key_score ((uint32_t) (s_kth_largest (sel, nb, k) >> 32));
     }
     //  The columns at or above the bar, as rank keys: the best k of them by a
     //  quickselect, sorted.
     uint64_t cand[TOP_K_CANDIDATES], tmp[TOP_K_CANDIDATES];
     int nc = 0;
-    for (int c = 0; c < g; c++) {
-        if (!(gmax[c] >= bar))
+    for (int b = 0; b < nb; b++) {
+        if (!(bmax[b] >= bar))
             continue;
-        for (int j = c; j < m; j += g)
-            if (j != skip && (!exclude || !exclude[j]) && z[j] >= bar) {
+        int hi = (b + 1) * size < m ? (b + 1) * size : m;
+        for (int j0 = b * size; j0 < hi; j0 += 4)
+            for (int bits = s_at_least4 (z + j0, hi - j0 < 4 ? hi - j0 : 4, bar); bits; bits &= bits - 1) {
+                int j = j0 + __builtin_ctz ((unsigned) bits);
+                if (j == skip || (exclude && exclude[j]))
+                    continue;
                 if (nc < TOP_K_CANDIDATES)
                     cand[nc] = s_rank_key (z, j);
                 nc++;
@@ -453,11 +563,12 @@ nn_top_k (const float *z, int m, int32_t skip, const uint8_t *exclude, int32_t *
     //  More than the buffer holds (a large k, or many ties at the bar): a heap of the
     //  best k, then a heap sort, the root (worst) to the end each time.
     int n = 0;
-    for (int c = 0; c < g; c++) {
-        if (!(gmax[c] >= bar))
+    for (int b = 0; b < nb; b++) {
+        if (!(bmax[b] >= bar))
             continue;
-        for (int j = c; j < m; j += g)
-            if (j != skip && (!exclude || !exclude[j]) && z[j] >= bar)
+        int hi = (b + 1) * size < m ? (b + 1) * size : m;
+        for (int j = b * size; j < hi; j++)
+            if (z[j] >= bar && j != skip && (!exclude || !exclude[j]))
                 s_heap_offer (z, top, &n, k, j);
     }
     for (int end = n - 1; end > 0; end--) {

@@ -89,6 +89,10 @@ double nn_bce_logits (const float *z, const float *y, int n, float scale, float 
 //  be NULL). Returns how many were found (fewer than k when m is short).
 int nn_top_k (const float *z, int m, int32_t skip, const uint8_t *exclude, int32_t *top, int k);
 
+//  The indices j of z[0..m) with z[j] >= bar, in order, into out (room for m);
+//  returns how many.
+uint32_t nn_at_least (const float *z, uint32_t m, float bar, uint32_t *out);
+
 //  out[i x d] = table[rows[i] x d]; rows[i] < 0 gives zeros.
 void nn_gather (const float *table, int d, const int32_t *rows, int n, float *out);
 //  dtable[rows[i]] += dout[i] (rows[i] < 0 skipped).

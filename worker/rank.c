@@ -1522,15 +1522,10 @@ s_refine (rank_worker_t *self, const req_t *r, const float *scanned, uint32_t n,
         float bar = scanned[self->top[got - 1]] - 2 * score_table_bound (s->table, vec);
         const Strata__V1__Filters *f = r->filters;
         uint32_t h = f && f->category && *f->category ? s_level_hash (f->category) : 0;
-        //  The items that clear the bar, without a branch per item (most do not), then
-        //  those of them that are eligible.
+        //  The items that clear the bar (few), then those of them that are eligible.
         items = s_scratch (&self->refine_items, ((size_t) n + 1) * sizeof *items);
-        uint32_t k = 0;
-        for (uint32_t i = 0; items && i < n; i++) {
-            items[k] = i;
-            k += scanned[i] >= bar;
-        }
-        for (uint32_t j = 0; items && j < k; j++)
+        uint32_t k = items ? nn_at_least (scanned, n, bar, items) : 0;
+        for (uint32_t j = 0; j < k; j++)
             if (!self->mark[items[j]] && s_passes (self, f, items[j], h))
                 items[m++] = items[j];
         cap = m;

@@ -407,6 +407,54 @@ Test (nn, top_k_on_long_rows)
     }
 }
 
+Test (nn, top_k_with_few_exclusions_and_wide_blocks)
+{
+    //  A user's history left out: a few columns, the best ones among them, so the
+    //  blocks that hold them are looked at again without them. Rows past 2048 blocks
+    //  of 64 get wider blocks, of a width that is not a multiple of 4.
+    int ms[] = { 12101, 200003 };
+    int ks[] = { 1, 10, 100 };
+    for (int t = 0; t < 2; t++) {
+        int m = ms[t];
+        float *z = malloc ((size_t) m * sizeof *z);
+        uint8_t *ex = calloc ((size_t) m, 1);
+        cr_assert (z && ex);
+        for (int j = 0; j < m; j++)
+            z[j] = s_rand ();
+        for (int i = 0; i < 20; i++) {
+            int j = (int) (((uint64_t) i * 2654435761u) % (uint64_t) m);
+            z[j] = 2.0f + (float) i;   // above every other column
+            ex[j] = 1;
+        }
+        ex[m - 1] = 1;   // in the last, short block
+        s_check_top_k (z, m, -1, ex, ks, 3);
+        s_check_top_k (z, m, m - 2, ex, ks, 3);
+        free (z);
+        free (ex);
+    }
+}
+
+Test (nn, at_least_lists_every_column_at_or_above_the_bar)
+{
+    //  Lengths that do and do not fill the last group of 4, a bar met exactly, and
+    //  -inf, which every column clears.
+    float z[23];
+    for (int j = 0; j < 23; j++)
+        z[j] = (float) ((j * 7) % 23);
+    uint32_t out[23];
+    for (uint32_t m = 0; m <= 23; m++)
+        for (float bar = -1; bar <= 23; bar += 3) {
+            uint32_t n = nn_at_least (z, m, bar, out), want = 0;
+            for (uint32_t j = 0; j < m; j++)
+                if (z[j] >= bar) {
+                    cr_assert (want < n && out[want] == j, "m=%u bar=%g: #%u", m, (double) bar, want);
+                    want++;
+                }
+            cr_expect_eq (n, want, "m=%u bar=%g", m, (double) bar);
+        }
+    cr_expect_eq (nn_at_least (z, 23, -INFINITY, out), 23);
+}
+
 Test (nn, softmax_xent_with_column_bias)
 {
     //  A per-column bias (the sampled softmax's log-Q correction) shifts the logits: the
