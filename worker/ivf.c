@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "nn.h"
+#include "score.h"
 #include "util.h"
 
 #define BLOCK 4096   // points assigned per matrix product
@@ -20,6 +21,8 @@ struct _ivf_t {
     uint32_t *off;       // cells + 1: cell c holds positions off[c] .. off[c+1]
     uint32_t *ids;       // position -> item
     float *vecs;         // position-ordered copy of the vectors
+    score_table_t *table;   // the same, packed, each cell from a block of its own
+    uint32_t *first;     // cells: the table row of each cell's first position
     uint32_t *sizes;     // cell sizes, largest first
     //  Search scratch.
     float *cell_scores;
@@ -155,6 +158,31 @@ s_desc (const void *a, const void *b)
     return (x < y) - (x > y);
 }
 
+//  The packed table searches scan: the positions in cell order, each cell padded to a
+//  whole number of blocks with zero rows. -1 on no memory.
+static int
+s_pack (ivf_t *self)
+{
+    uint64_t rows = 0;
+    self->first = malloc (self->cells * sizeof *self->first);
+    for (uint32_t c = 0; self->first && c < self->cells; c++) {
+        self->first[c] = (uint32_t) rows;
+        uint64_t len = self->off[c + 1] - self->off[c];
+        rows += (len + SCORE_TABLE_BLOCK - 1) / SCORE_TABLE_BLOCK * SCORE_TABLE_BLOCK;
+    }
+    int64_t *map = self->first && rows <= UINT32_MAX ? malloc ((rows ? rows : 1) * sizeof *map) : NULL;
+    if (!map)
+        return -1;
+    for (uint64_t r = 0; r < rows; r++)
+        map[r] = -1;
+    for (uint32_t c = 0; c < self->cells; c++)
+        for (uint32_t pos = self->off[c]; pos < self->off[c + 1]; pos++)
+            map[self->first[c] + (pos - self->off[c])] = pos;
+    self->table = score_table_new_rows (self->vecs, map, (uint32_t) rows, self->dim);
+    free (map);
+    return self->table ? 0 : -1;
+}
+
 ivf_t *
 ivf_build (const float *vectors, uint32_t n, int dim, const ivf_params_t *p)
 {
@@ -234,7 +262,7 @@ ivf_build (const float *vectors, uint32_t n, int dim, const ivf_params_t *p)
     free (perm);
     free (block);
     free (scores);
-    if (!ok)
+    if (!ok || s_pack (self) < 0)
         ivf_destroy (&self);
     return self;
 }
@@ -324,6 +352,8 @@ ivf_load (const uint8_t *bytes, size_t len, const float *vectors, uint32_t n, in
     for (size_t c = 0; c < k; c++)
         self->sizes[c] = self->off[c + 1] - self->off[c];
     qsort (self->sizes, k, sizeof *self->sizes, s_desc);
+    if (s_pack (self) < 0)
+        ivf_destroy (&self);
     return self;
 }
 
@@ -338,6 +368,8 @@ ivf_destroy (ivf_t **self_p)
     free (self->off);
     free (self->ids);
     free (self->vecs);
+    score_table_destroy (&self->table);
+    free (self->first);
     free (self->sizes);
     free (self->cell_scores);
     free (self->probe_cells);
@@ -408,13 +440,19 @@ ivf_search (ivf_t *self, const float *queries, uint32_t nq, uint32_t probe, uint
                 len = cap - w;
             if (!len)
                 continue;
-            nn_matvec (self->vecs + (size_t) lo * d, (int) len, d, queries + (size_t) q * d, sc + w);
+            score_table_run_range (self->table, queries + (size_t) q * d, self->first[c], len, sc + w);
             memcpy (it + w, self->ids + lo, len * sizeof *it);
             w += len;
         }
         counts[q] = w;
     }
     return 0;
+}
+
+float
+ivf_bound (const ivf_t *self, const float *q)
+{
+    return score_table_bound (self->table, q);
 }
 
 int

@@ -4,9 +4,12 @@
     The vectors are clustered by k-means (Euclidean, trained on a sample, seeded, so
     the same vectors give the same index) into cells; each cell's items are stored
     together, their vectors copied contiguously. A query scores every cell's centroid
-    by inner product, then scores exactly the items of its `probe` best cells: a
-    candidate list, from which the caller selects (filters, exclusions, top k). With
-    probe = cells the candidates are the whole catalogue, so the answer is exact.
+    by inner product, then scores the items of its `probe` best cells: a candidate
+    list, from which the caller selects (filters, exclusions, top k). The items are
+    scored by the packed 8-bit scan (score.h), each cell laid out from a block of its
+    own: within ivf_bound of the exact inner products, so the caller rescores exactly
+    the few near its top, as exact retrieval does. With probe = cells the candidates
+    are the whole catalogue.
 
     Not thread-safe: a search uses scratch kept in the index.
 */
@@ -50,10 +53,14 @@ uint32_t ivf_cell_size (const ivf_t *self, uint32_t c);
 uint32_t ivf_max_candidates (const ivf_t *self, uint32_t probe);
 
 //  For each of nq queries (nq x dim, row-major): the items of its probe best cells and
-//  their inner products with the query, into items/scores + q * cap (at most cap
-//  each), their count into counts[q]. 0, or -1 on no memory.
+//  their inner products with the query (within ivf_bound of exact), into items/scores
+//  + q * cap (at most cap each), their count into counts[q]. 0, or -1 on no memory.
 int ivf_search (ivf_t *self, const float *queries, uint32_t nq, uint32_t probe, uint32_t *items, float *scores,
                 uint32_t cap, uint32_t *counts);
+
+//  The largest difference between a search's score for query q (dim floats) and the
+//  exact inner product.
+float ivf_bound (const ivf_t *self, const float *q);
 
 //  The exact top k of each of nq queries over every item: out[q * k ..] item ids,
 //  best first (-1 past the catalogue's end): the truth ivf_recall measures against.

@@ -1465,9 +1465,10 @@ s_exact_scores (served_t *s, const float *q, uint32_t nq, float *scores)
                      (int) s->rows);
 }
 
-//  The approximate index's candidates for nq queries (nq x dim), and every row the
-//  index does not cover (items added since it was built), scored exactly: query k's
-//  are (*items, *scores) + k * *stride, counts[k] of them. 0, or -1 on no memory.
+//  The approximate index's candidates for nq queries (nq x dim), scored within
+//  ivf_bound of exact, and every row the index does not cover (items added since it
+//  was built), scored exactly: query k's are (*items, *scores) + k * *stride, counts[k]
+//  of them. 0, or -1 on no memory.
 static int
 s_ivf_candidates (rank_worker_t *self, served_t *s, const float *q, uint32_t nq, uint32_t **items, float **scores,
                   uint32_t *counts, uint32_t *stride)
@@ -1498,46 +1499,51 @@ typedef struct {
     uint32_t m;
 } cands_t;
 
-//  Exact retrieval's last step. The scan's scores are within the table's bound of the
-//  exact inner products, and self->top holds the best `got` eligible items by scanned
-//  score (`want` asked). When got == want, their lowest scanned score less twice the
-//  bound is a bar every item of the exact best `want` clears; the eligible items that
-//  clear it (all of them when fewer than want are eligible) are scored exactly against
-//  vec, and the best `want` of them go to sel / sel_scores. Returns how many.
+//  Retrieval's last step. scanned holds n candidates' scores, candidate i being item
+//  ids[i] (ids NULL: item i), each within bound of its exact inner product with vec
+//  (bound < 0: exact already), and self->top the best `got` eligible candidates by
+//  scanned score (`want` asked). When got == want, their lowest scanned score less
+//  twice the bound is a bar every item of the exact best `want` clears; the eligible
+//  candidates that clear it (all of them when fewer than want are eligible) are
+//  scored exactly, and the best `want` of them go to sel / sel_scores. Returns how
+//  many.
 static int
-s_refine (rank_worker_t *self, const req_t *r, const float *scanned, uint32_t n, const float *vec, int want, int got,
-          uint32_t *sel, float *sel_scores)
+s_refine (rank_worker_t *self, const req_t *r, const float *scanned, const uint32_t *ids, uint32_t n, float bound,
+          const float *vec, int want, int got, uint32_t *sel, float *sel_scores)
 {
     served_t *s = self->cur;
     int d = s->info.dim;
     uint32_t m = 0, cap = (uint32_t) got;
-    uint32_t *items;
-    if (got < want || !s->table) {
+    uint32_t *at;   // candidates, as indices into scanned
+    if (got < want || bound < 0) {
         //  Every eligible item is among them (or the scores were exact already).
-        items = s_scratch (&self->refine_items, (size_t) (got ? got : 1) * sizeof *items);
-        for (int i = 0; items && i < got; i++)
-            items[m++] = (uint32_t) self->top[i];
+        at = s_scratch (&self->refine_items, (size_t) (got ? got : 1) * sizeof *at);
+        for (int i = 0; at && i < got; i++)
+            at[m++] = (uint32_t) self->top[i];
     }
     else {
-        float bar = scanned[self->top[got - 1]] - 2 * score_table_bound (s->table, vec);
+        float bar = scanned[self->top[got - 1]] - 2 * bound;
         const Strata__V1__Filters *f = r->filters;
         uint32_t h = f && f->category && *f->category ? s_level_hash (f->category) : 0;
-        //  The items that clear the bar (few), then those of them that are eligible.
-        items = s_scratch (&self->refine_items, ((size_t) n + 1) * sizeof *items);
-        uint32_t k = items ? nn_at_least (scanned, n, bar, items) : 0;
-        for (uint32_t j = 0; j < k; j++)
-            if (!self->mark[items[j]] && s_passes (self, f, items[j], h))
-                items[m++] = items[j];
+        //  The candidates that clear the bar (few), then those of them that are eligible.
+        at = s_scratch (&self->refine_items, ((size_t) n + 1) * sizeof *at);
+        uint32_t k = at ? nn_at_least (scanned, n, bar, at) : 0;
+        for (uint32_t j = 0; j < k; j++) {
+            uint32_t item = ids ? ids[at[j]] : at[j];
+            if (!self->mark[item] && s_passes (self, f, item, h))
+                at[m++] = at[j];
+        }
         cap = m;
     }
     float *exact = s_scratch (&self->refine_scores, (size_t) (cap ? cap : 1) * sizeof *exact);
-    if (!items || !exact)
+    if (!at || !exact)
         return 0;
     for (uint32_t i = 0; i < m; i++)
-        exact[i] = nn_dot (vec, s->vectors + (size_t) items[i] * d, d);
+        exact[i] = nn_dot (vec, s->vectors + (size_t) (ids ? ids[at[i]] : at[i]) * d, d);
     got = nn_top_k (exact, (int) m, -1, NULL, self->top, want);
     for (int i = 0; i < got; i++) {
-        sel[i] = items[self->top[i]];
+        uint32_t j = at[self->top[i]];
+        sel[i] = ids ? ids[j] : j;
         sel_scores[i] = exact[self->top[i]];
     }
     return got;
@@ -1545,8 +1551,8 @@ s_refine (rank_worker_t *self, const req_t *r, const float *scanned, uint32_t n,
 
 //  The best `want` of the candidates that pass the filters and are not marked, best
 //  first, into sel / sel_scores; returns how many. Candidates are the whole catalogue's
-//  scan (items NULL), refined to exact scores against vec, the query vector; or an
-//  approximate index's list, which gives way to exact search for this query when it
+//  scan (items NULL) or an approximate index's list, refined to exact scores against
+//  vec, the query vector; the list gives way to exact search for this query when it
 //  leaves fewer than want (tight filters, many exclusions).
 static int
 s_pick (rank_worker_t *self, const req_t *r, const cands_t *c, const float *vec, int want, uint32_t *sel,
@@ -1563,13 +1569,9 @@ s_pick (rank_worker_t *self, const req_t *r, const cands_t *c, const float *vec,
         for (uint32_t i = 0; i < c->m; i++)
             drop[i] = self->mark[c->items[i]] || !s_passes (self, f, c->items[i], h);
         got = nn_top_k (c->scores, (int) c->m, -1, drop, self->top, want);
-        if (got == want) {
-            for (int i = 0; i < got; i++) {
-                sel[i] = c->items[self->top[i]];
-                sel_scores[i] = c->scores[self->top[i]];
-            }
-            return got;
-        }
+        if (got == want)
+            return s_refine (self, r, c->scores, c->items, c->m, ivf_bound (s->ivf, vec), vec, want, got, sel,
+                             sel_scores);
         float *all = s_scratch (&self->exact, (size_t) s->rows * sizeof *all);
         if (!all)
             return 0;
@@ -1578,7 +1580,8 @@ s_pick (rank_worker_t *self, const req_t *r, const cands_t *c, const float *vec,
         return s_pick (self, r, &exact, vec, want, sel, sel_scores);
     }
     got = s_select (self, r, c->scores, c->m, want);
-    return got ? s_refine (self, r, c->scores, c->m, vec, want, got, sel, sel_scores) : 0;
+    float bound = s->table ? score_table_bound (s->table, vec) : -1;
+    return got ? s_refine (self, r, c->scores, NULL, c->m, bound, vec, want, got, sel, sel_scores) : 0;
 }
 
 static void

@@ -264,8 +264,22 @@ struct _score_table_t {
     scan_fn *scan;    // the kernel for this CPU
 };
 
+//  A block's entries (of 16 codes) in t: one per dimension, or for VNNI, dimensions in
+//  groups of 4 with the last group padded.
+static int
+s_block_dims (const score_table_t *self)
+{
+    return self->vnni ? (self->d + 3) & ~3 : self->d;
+}
+
 score_table_t *
 score_table_new (const float *vectors, uint32_t n, int d)
+{
+    return score_table_new_rows (vectors, NULL, n, d);
+}
+
+score_table_t *
+score_table_new_rows (const float *vectors, const int64_t *rows, uint32_t n, int d)
 {
     score_table_t *self = calloc (1, sizeof *self);
     if (!self)
@@ -277,7 +291,7 @@ score_table_new (const float *vectors, uint32_t n, int d)
 #if defined(__x86_64__) && defined(__GNUC__)
     self->vnni = self->scan == s_scan_vnni;
 #endif
-    int dims = self->vnni ? (d + 3) & ~3 : d;   // VNNI: dimensions in groups of 4, the last padded
+    int dims = s_block_dims (self);
     size_t blocks = self->blocks ? self->blocks : 1, bytes = blocks * (size_t) dims * sizeof (v16b);
     self->t = aligned_alloc (sizeof (v16), (bytes + sizeof (v16) - 1) / sizeof (v16) * sizeof (v16));
     self->scale = aligned_alloc (sizeof (v16), blocks * sizeof (v16));
@@ -289,7 +303,9 @@ score_table_new (const float *vectors, uint32_t n, int d)
     memset (self->t, self->vnni ? 128 : 0, bytes);
     memset (self->scale, 0, blocks * sizeof (v16));
     for (uint32_t i = 0; i < n; i++) {
-        const float *v = vectors + (size_t) i * d;
+        if (rows && rows[i] < 0)
+            continue;   // zeros: codes 0 (stored as such), scale 0
+        const float *v = vectors + (size_t) (rows ? (uint64_t) rows[i] : i) * d;
         float top = 0;
         for (int k = 0; k < d; k++)
             top = fabsf (v[k]) > top ? fabsf (v[k]) : top;
@@ -358,4 +374,15 @@ void
 score_table_run (const score_table_t *self, const float *queries, uint32_t nq, float *out, uint32_t ld)
 {
     self->scan (self->t, (const float *) self->scale, self->blocks, self->n, self->d, queries, nq, out, ld);
+}
+
+void
+score_table_run_range (const score_table_t *self, const float *query, uint32_t first, uint32_t n, float *out)
+{
+    if (!n || first % LANES || first >= self->n)
+        return;
+    n = n < self->n - first ? n : self->n - first;
+    uint32_t block = first / LANES;
+    self->scan (self->t + (size_t) block * (size_t) s_block_dims (self), (const float *) (self->scale + block),
+                (n + LANES - 1) / LANES, n, self->d, query, 1, out, n);
 }

@@ -34,6 +34,11 @@ typedef struct _score_table_t score_table_t;
 
 //  The catalogue's n vectors of d floats (row-major), packed. NULL on no memory.
 score_table_t *score_table_new (const float *vectors, uint32_t n, int d);
+
+//  As score_table_new, with row i of the table vectors[rows[i]] (d floats), or all
+//  zeros where rows[i] < 0: a table laid out for score_table_run_range (runs of rows
+//  that each start on a block of 16).
+score_table_t *score_table_new_rows (const float *vectors, const int64_t *rows, uint32_t n, int d);
 void score_table_destroy (score_table_t **self_p);
 
 uint32_t score_table_size (const score_table_t *self);
@@ -41,6 +46,11 @@ uint32_t score_table_size (const score_table_t *self);
 //  Scores every item against nq queries (nq x d, row-major): out[q * ld + i] (ld >= n)
 //  is query q's inner product with item i, within score_table_bound (q) of exact.
 void score_table_run (const score_table_t *self, const float *queries, uint32_t nq, float *out, uint32_t ld);
+
+//  Scores rows first .. first + n - 1 (first a multiple of SCORE_TABLE_BLOCK) against
+//  one query: out[i] is row first + i's, within score_table_bound (query) of exact.
+#define SCORE_TABLE_BLOCK 16
+void score_table_run_range (const score_table_t *self, const float *query, uint32_t first, uint32_t n, float *out);
 
 //  The largest difference between a scanned score of query q (d floats) and its exact
 //  inner product (that is, as computed in float).
