@@ -20,8 +20,7 @@ struct _ivf_t {
     float *half;         // cells: half each centroid's squared norm
     uint32_t *off;       // cells + 1: cell c holds positions off[c] .. off[c+1]
     uint32_t *ids;       // position -> item
-    float *vecs;         // position-ordered copy of the vectors
-    score_table_t *table;   // the same, packed, each cell from a block of its own
+    score_table_t *table;   // the vectors packed in position order, each cell from a block of its own
     uint32_t *first;     // cells: the table row of each cell's first position
     uint32_t *sizes;     // cell sizes, largest first
     //  Search scratch.
@@ -158,10 +157,10 @@ s_desc (const void *a, const void *b)
     return (x < y) - (x > y);
 }
 
-//  The packed table searches scan: the positions in cell order, each cell padded to a
-//  whole number of blocks with zero rows. -1 on no memory.
+//  The packed table searches scan: the items' vectors in position (cell) order, each
+//  cell padded to a whole number of blocks with zero rows. -1 on no memory.
 static int
-s_pack (ivf_t *self)
+s_pack (ivf_t *self, const float *vectors)
 {
     uint64_t rows = 0;
     self->first = malloc (self->cells * sizeof *self->first);
@@ -177,8 +176,8 @@ s_pack (ivf_t *self)
         map[r] = -1;
     for (uint32_t c = 0; c < self->cells; c++)
         for (uint32_t pos = self->off[c]; pos < self->off[c + 1]; pos++)
-            map[self->first[c] + (pos - self->off[c])] = pos;
-    self->table = score_table_new_rows (self->vecs, map, (uint32_t) rows, self->dim);
+            map[self->first[c] + (pos - self->off[c])] = self->ids[pos];
+    self->table = score_table_new_rows (vectors, map, (uint32_t) rows, self->dim);
     free (map);
     return self->table ? 0 : -1;
 }
@@ -211,10 +210,9 @@ ivf_build (const float *vectors, uint32_t n, int dim, const ivf_params_t *p)
     self->half = malloc (k * sizeof *self->half);
     self->off = calloc (k + 1, sizeof *self->off);
     self->ids = malloc ((size_t) n * sizeof *self->ids);
-    self->vecs = malloc ((size_t) n * dim * sizeof *self->vecs);
     self->sizes = malloc (k * sizeof *self->sizes);
     float *scores = malloc ((size_t) BLOCK * k * sizeof *scores);
-    int ok = self->centroids && self->half && self->off && self->ids && self->vecs && self->sizes && scores;
+    int ok = self->centroids && self->half && self->off && self->ids && self->sizes && scores;
     float max2 = 0;
     for (uint32_t i = 0; i < n; i++) {
         float n2 = nn_dot (vectors + (size_t) i * dim, vectors + (size_t) i * dim, dim);
@@ -249,11 +247,8 @@ ivf_build (const float *vectors, uint32_t n, int dim, const ivf_params_t *p)
         ok = fill != NULL;
         if (ok)
             memcpy (fill, self->off, k * sizeof *fill);
-        for (uint32_t i = 0; ok && i < n; i++) {
-            uint32_t pos = fill[perm[i]]++;
-            self->ids[pos] = i;
-            memcpy (self->vecs + (size_t) pos * dim, vectors + (size_t) i * dim, (size_t) dim * sizeof *self->vecs);
-        }
+        for (uint32_t i = 0; ok && i < n; i++)
+            self->ids[fill[perm[i]]++] = i;
         free (fill);
         for (uint32_t c = 0; c < k; c++)
             self->sizes[c] = self->off[c + 1] - self->off[c];
@@ -262,7 +257,7 @@ ivf_build (const float *vectors, uint32_t n, int dim, const ivf_params_t *p)
     free (perm);
     free (block);
     free (scores);
-    if (!ok || s_pack (self) < 0)
+    if (!ok || s_pack (self, vectors) < 0)
         ivf_destroy (&self);
     return self;
 }
@@ -317,9 +312,8 @@ ivf_load (const uint8_t *bytes, size_t len, const float *vectors, uint32_t n, in
     self->half = malloc (k * sizeof *self->half);
     self->off = malloc ((k + 1) * sizeof *self->off);
     self->ids = malloc ((size_t) n * sizeof *self->ids);
-    self->vecs = malloc ((size_t) n * dim * sizeof *self->vecs);
     self->sizes = malloc (k * sizeof *self->sizes);
-    if (!self->centroids || !self->half || !self->off || !self->ids || !self->vecs || !self->sizes) {
+    if (!self->centroids || !self->half || !self->off || !self->ids || !self->sizes) {
         ivf_destroy (&self);
         return NULL;
     }
@@ -347,12 +341,10 @@ ivf_load (const uint8_t *bytes, size_t len, const float *vectors, uint32_t n, in
         return NULL;
     }
     free (seen);
-    for (uint32_t i = 0; i < n; i++)
-        memcpy (self->vecs + (size_t) i * dim, vectors + (size_t) self->ids[i] * dim, (size_t) dim * sizeof (float));
     for (size_t c = 0; c < k; c++)
         self->sizes[c] = self->off[c + 1] - self->off[c];
     qsort (self->sizes, k, sizeof *self->sizes, s_desc);
-    if (s_pack (self) < 0)
+    if (s_pack (self, vectors) < 0)
         ivf_destroy (&self);
     return self;
 }
@@ -367,7 +359,6 @@ ivf_destroy (ivf_t **self_p)
     free (self->half);
     free (self->off);
     free (self->ids);
-    free (self->vecs);
     score_table_destroy (&self->table);
     free (self->first);
     free (self->sizes);
@@ -456,10 +447,9 @@ ivf_bound (const ivf_t *self, const float *q)
 }
 
 int
-ivf_exact_top (const ivf_t *self, const float *queries, uint32_t nq, int k, int32_t *out)
+ivf_exact_top (const float *vectors, uint32_t n, int dim, const float *queries, uint32_t nq, int k, int32_t *out)
 {
     enum { CHUNK = 16 };   // queries scored together: one pass over the vectors each
-    uint32_t n = self->n;
     float *all = malloc ((size_t) CHUNK * n * sizeof *all);
     int32_t *top = malloc ((size_t) (k > 0 ? k : 1) * sizeof *top);
     if (!all || !top) {
@@ -469,11 +459,11 @@ ivf_exact_top (const ivf_t *self, const float *queries, uint32_t nq, int k, int3
     }
     for (uint32_t q0 = 0; q0 < nq; q0 += CHUNK) {
         uint32_t m = nq - q0 < CHUNK ? nq - q0 : CHUNK;
-        nn_matmul_nt (queries + (size_t) q0 * self->dim, (int) m, self->dim, self->vecs, (int) n, all);
+        nn_matmul_nt (queries + (size_t) q0 * dim, (int) m, dim, vectors, (int) n, all);
         for (uint32_t q = 0; q < m; q++) {
             int got = nn_top_k (all + (size_t) q * n, (int) n, -1, NULL, top, k);
             for (int i = 0; i < k; i++)
-                out[(size_t) (q0 + q) * k + i] = i < got ? (int32_t) self->ids[top[i]] : -1;
+                out[(size_t) (q0 + q) * k + i] = i < got ? top[i] : -1;
         }
     }
     free (all);

@@ -3,7 +3,7 @@
 
     The vectors are clustered by k-means (Euclidean, trained on a sample, seeded, so
     the same vectors give the same index) into cells; each cell's items are stored
-    together, their vectors copied contiguously. A query scores every cell's centroid
+    together, their vectors packed contiguously (8-bit codes, score.h). A query scores every cell's centroid
     by inner product, then scores the items of its `probe` best cells: a candidate
     list, from which the caller selects (filters, exclusions, top k). The items are
     scored by the packed 8-bit scan (score.h), each cell laid out from a block of its
@@ -62,10 +62,10 @@ int ivf_search (ivf_t *self, const float *queries, uint32_t nq, uint32_t probe, 
 //  exact inner product.
 float ivf_bound (const ivf_t *self, const float *q);
 
-//  The exact top k of each of nq queries over every item: out[q * k ..] item ids,
-//  best first (-1 past the catalogue's end): the truth ivf_recall measures against.
-//  0, or -1 on no memory.
-int ivf_exact_top (const ivf_t *self, const float *queries, uint32_t nq, int k, int32_t *out);
+//  The exact top k of each of nq queries over n vectors of dim floats (an index's):
+//  out[q * k ..] item ids, best first (-1 past the catalogue's end): the truth
+//  ivf_recall measures against. 0, or -1 on no memory.
+int ivf_exact_top (const float *vectors, uint32_t n, int dim, const float *queries, uint32_t nq, int k, int32_t *out);
 
 //  Mean recall@k of the index with probe cells for nq queries: the share of each
 //  exact top k (from ivf_exact_top) that the candidates contain. Negative on no

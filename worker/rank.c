@@ -400,7 +400,7 @@ s_index (rank_worker_t *self, served_t *s, const sample_t *sample, const uint8_t
         return -1;
     double recall = -1;
     int32_t *exact = malloc ((size_t) nq * 10 * sizeof *exact);
-    if (exact && ivf_exact_top (s->ivf, q, nq, 10, exact) == 0) {
+    if (exact && ivf_exact_top (s->vectors, n, d, q, nq, 10, exact) == 0) {
         if (self->cfg.ivf_probe > 0) {
             s->probe = (uint32_t) self->cfg.ivf_probe < cells ? (uint32_t) self->cfg.ivf_probe : cells;
             recall = ivf_recall (s->ivf, q, nq, s->probe, 10, exact);

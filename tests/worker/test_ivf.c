@@ -91,7 +91,7 @@ Test (ivf, cells_partition_the_catalogue)
         cr_assert_leq (fabs (scores[i] - dot), ivf_bound (ix, q), "item %u: %g, exact %g", items[i], scores[i], dot);
     }
     int32_t exact[100 * 10];
-    cr_assert_eq (ivf_exact_top (ix, x, 100, 10, exact), 0);
+    cr_assert_eq (ivf_exact_top (x, n, 16, x, 100, 10, exact), 0);
     cr_assert_float_eq (ivf_recall (ix, x, 100, 50, 10, exact), 1.0, 1e-9, "probing every cell is exact search");
     //  Fewer cells: fewer candidates, within the stated bound.
     uint32_t cap4 = ivf_max_candidates (ix, 4);
@@ -134,7 +134,7 @@ Test (ivf, rescoring_near_the_top_gives_the_exact_top)
             }
         cr_assert_lt (m, count / 4, "query %d: %u of %u rescored", t, m, count);
         cr_assert_eq (nn_top_k (exact, (int) m, -1, NULL, at, 10), 10);
-        cr_assert_eq (ivf_exact_top (ix, q, 1, 10, want), 0);
+        cr_assert_eq (ivf_exact_top (x, n, 16, q, 1, 10, want), 0);
         for (int i = 0; i < 10; i++)
             cr_expect_eq ((int32_t) items[at[i]], want[i], "query %d rank %d", t, i);
     }
@@ -158,7 +158,7 @@ Test (ivf, clustered_vectors_are_found_probing_few_cells)
     //  Queries: held-out points from the same mixture (not in the index).
     float *q = s_mixture (300, d, 200, 0.35f, 7 * 7919);
     int32_t *exact = malloc (300 * 10 * sizeof *exact);
-    cr_assert_eq (ivf_exact_top (ix, q, 300, 10, exact), 0);
+    cr_assert_eq (ivf_exact_top (x, n, d, q, 300, 10, exact), 0);
     double r4 = ivf_recall (ix, q, 300, 4, 10, exact), r16 = ivf_recall (ix, q, 300, 16, 10, exact);
     cr_log_info ("recall@10 probing 4 of 200 cells: %.3f; 16: %.3f", r4, r16);
     cr_assert_geq (r16, 0.95, "recall@10 %.3f probing 16 of 200 cells (8%% of the catalogue)", r16);
@@ -236,7 +236,7 @@ Test (ivf, tiny_and_degenerate_catalogues)
         total += ivf_cell_size (ix, c);
     cr_assert_eq (total, 400);
     int32_t top[5 * 10];
-    cr_assert_eq (ivf_exact_top (ix, same, 5, 10, top), 0);
+    cr_assert_eq (ivf_exact_top (same, 400, 4, same, 5, 10, top), 0);
     cr_assert_float_eq (ivf_recall (ix, same, 5, 8, 10, top), 1.0, 1e-9);
     ivf_destroy (&ix);
     free (same);
