@@ -480,7 +480,7 @@ static const config_key_t s_demo_keys[] = {
     { "items", CONFIG_INT, offsetof (demo_cfg_t, items), "2000", 1, 10000000, "synthetic items" },
     { "users", CONFIG_INT, offsetof (demo_cfg_t, users), "1000", 1, 10000000, "synthetic users" },
     { "train-workers", CONFIG_INT, offsetof (demo_cfg_t, train_workers), "1", 1, 64, "train workers" },
-    { "epochs", CONFIG_INT, offsetof (demo_cfg_t, epochs), "5", 1, 1000, "training epochs" },
+    { "epochs", CONFIG_INT, offsetof (demo_cfg_t, epochs), "20", 1, 1000, "training epochs" },
     { "keep", CONFIG_BOOL, offsetof (demo_cfg_t, keep), "false", 0, -1, "leave the cluster running afterwards" },
     CONFIG_END,
 };
@@ -519,22 +519,30 @@ s_demo_serve (const char *dir, const char *events)
     fprintf (stderr, "== 7. recommendations from the rank worker (strata recommend --dir %s --user %s)\n", dir,
              users[0]);
     fflush (stdout);
-    //  The rank worker fetches the newest version within a second of its publication.
+    //  The rank worker fetches the newest version within a second of its publication:
+    //  the demo shows the one training just finished.
     cluster_endpoints_t eps;
     char err[256] = "";
     int ok = cluster_resolve (NULL, dir, &eps, err, sizeof err) == 0 ? -1 : -2;
+    uint64_t trained = 0;
+    char *status = ok == -1 ? train_status_json (eps.trainer, 5000, err, sizeof err) : NULL;
+    json_t *st = status ? json_loads (status, 0, NULL) : NULL;
+    trained = (uint64_t) json_integer_value (json_object_get (st, "version"));
+    json_decref (st);
+    free (status);
     for (int64_t until = util_mono_ms () + 30000; ok == -1 && util_mono_ms () < until;) {
         Strata__V1__Recommend q = STRATA__V1__RECOMMEND__INIT;
         q.user = users[0];
         q.k = 1;
-        ProtobufCMessage *r = client_request (eps.api, WIRE_RECOMMEND, &q.base, WIRE_RECOMMEND_REPLY,
-                                              &strata__v1__recommendations__descriptor, 5000, err, sizeof err);
-        if (r) {
-            protobuf_c_message_free_unpacked (r, NULL);
-            ok = 0;
-        }
-        else
-            zclock_sleep (500);
+        Strata__V1__Recommendations *r = (Strata__V1__Recommendations *) client_request (
+            eps.api, WIRE_RECOMMEND, &q.base, WIRE_RECOMMEND_REPLY, &strata__v1__recommendations__descriptor, 5000,
+            err, sizeof err);
+        if (r && (r->model_version >= trained || util_mono_ms () + 500 >= until))
+            ok = 0;   // the trained version (or, at the deadline, the version served)
+        if (r)
+            protobuf_c_message_free_unpacked (&r->base, NULL);
+        if (ok)
+            zclock_sleep (200);
     }
     if (ok != 0) {
         fprintf (stderr, "strata demo: no rank worker answered (%s); see %s/logs\n", err, dir);

@@ -3,13 +3,17 @@
     `strata up --detach` / `strata down` manage a real local cluster; `strata gen`
     writes synthetic data with malformed lines, `strata import` sends it (JSONL and CSV)
     and every malformed line must come back as a counted reject; `strata stats` prints
-    the counters a user relies on. Runs without ../shared/data.
+    the counters a user relies on; `strata demo` shows each user recommendations of
+    their own. Runs without ../shared/data.
 */
 #include <criterion/criterion.h>
 #include <czmq.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -152,6 +156,39 @@ Test (cli, up_import_generated_data_stats_down, .init = s_init, .fini = s_cleanu
     cr_expect_neq (s_run (stats_after), 0, "cluster still answering after down");
 }
 
+Test (cli, detached_up_returns_and_closes_its_output, .init = s_init, .fini = s_cleanup, .timeout = 180)
+{
+    //  `strata up --detach | tail` must end: the cluster it leaves running keeps none of
+    //  the caller's standard streams open. Its output goes to a FIFO here, read until
+    //  every writer has closed it.
+    char fifo[700];
+    snprintf (fifo, sizeof fifo, "%s/up.out", s_dir);
+    cr_assert_eq (mkfifo (fifo, 0600), 0);
+    int fd = open (fifo, O_RDONLY | O_NONBLOCK);
+    cr_assert_geq (fd, 0);
+    const char *up[] = { "up", "--detach", "--dir", s_cdir, "--port", "0", "--workers", "1", NULL };
+    pid_t pid = harness_cli_start (fifo, up);
+    char buf[4096];
+    size_t got = 0;
+    bool eof = false;
+    for (int64_t until = zclock_mono () + 90000; !eof && zclock_mono () < until;) {
+        struct pollfd p = { fd, POLLIN, 0 };
+        poll (&p, 1, 200);
+        ssize_t n = read (fd, buf + got, sizeof buf - 1 - got);
+        if (n > 0)
+            got += (size_t) n;
+        else if (n == 0 && got > 0)
+            eof = true;   // (before the first byte, no writer may have opened it yet)
+        else if (n == 0)
+            zclock_sleep (20);
+    }
+    close (fd);
+    cr_assert_eq (harness_wait (pid, 60000), 0, "strata up --detach failed");
+    buf[got] = 0;
+    cr_expect_not_null (strstr (buf, "\"api\""), "strata up printed: %s", buf);
+    cr_expect (eof, "the detached cluster still holds the caller's standard output");
+}
+
 Test (cli, bad_usage_is_an_error_not_a_crash)
 {
     const char *a[] = { "import", NULL };
@@ -166,4 +203,62 @@ Test (cli, bad_usage_is_an_error_not_a_crash)
     cr_expect_eq (s_run (e), 1, "no cluster there");
     const char *f[] = { "up", "--help", NULL };
     cr_expect_eq (s_run (f), 0, "help");
+}
+
+//  One `# recommend USER: model version V, SOURCE, from WORKER` block of the demo's
+//  output: its user, version, source and items.
+typedef struct {
+    char user[64], source[32];
+    unsigned long long version;
+    char items[5][32];
+    int n;
+} demo_block_t;
+
+Test (cli, demo_shows_each_user_recommendations_of_their_own, .init = s_init, .fini = s_cleanup, .timeout = 1200)
+{
+    //  The README's first command: the demo trains on a synthetic shop whose users have
+    //  favourite categories, then asks for three users' recommendations and a new
+    //  visitor's. Each user gets items of their own (at most 2 of their 5 among the 5
+    //  most popular, which the new visitor gets), from the version training finished.
+    char out[700];
+    snprintf (out, sizeof out, "%s/demo.out", s_dir);
+    const char *args[] = { "demo", "--dir", s_cdir, NULL };
+    cr_assert_eq (harness_wait (harness_cli_start (out, args), 1150000), 0, "strata demo failed");
+    FILE *f = fopen (out, "r");
+    cr_assert_not_null (f);
+    demo_block_t b[8], *cur = NULL;
+    int nb = 0;
+    unsigned long long trained = 0;
+    char line[4096];
+    while (fgets (line, sizeof line, f)) {
+        const char *v = strstr (line, "\"version\":");
+        if (line[0] == '{' && v)
+            trained = strtoull (v + 10, NULL, 10);   // the final training status
+        if (!strncmp (line, "# recommend ", 12) && nb < 8) {
+            cur = &b[nb++];
+            memset (cur, 0, sizeof *cur);
+            cr_assert_eq (sscanf (line, "# recommend %63[^:]: model version %llu, %31[^,]", cur->user, &cur->version,
+                                  cur->source),
+                          3, "%s", line);
+        }
+        else if (!strncmp (line, "# ", 2))
+            cur = NULL;   // another command's answer
+        else if (cur && cur->n < 5 && sscanf (line, " %*d %31s", cur->items[cur->n]) == 1)
+            cur->n++;
+    }
+    fclose (f);
+    cr_assert_eq (nb, 4, "three users and a new visitor: %d blocks", nb);
+    cr_assert_gt (trained, 1, "no training status in the demo's output");
+    cr_expect_str_eq (b[3].source, "popular", "the new visitor gets %s", b[3].source);
+    for (int i = 0; i < 3; i++) {
+        cr_expect_str_eq (b[i].source, "model", "%s: %s", b[i].user, b[i].source);
+        cr_expect_eq (b[i].version, trained, "%s: served version %llu, trained %llu", b[i].user, b[i].version,
+                      trained);
+        cr_assert_eq (b[i].n, 5, "%s: %d items", b[i].user, b[i].n);
+        int popular = 0;
+        for (int j = 0; j < 5; j++)
+            for (int k = 0; k < b[3].n; k++)
+                popular += !strcmp (b[i].items[j], b[3].items[k]);
+        cr_expect_leq (popular, 2, "%s: %d of the 5 most popular items in its 5", b[i].user, popular);
+    }
 }
