@@ -1,7 +1,4 @@
 /*  nn: see nn.h. */
-#if defined(__SSE__)
-#include <xmmintrin.h>
-#endif
 #include "nn.h"
 
 #include <cblas.h>
@@ -9,6 +6,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 
 //  exp (x) for x <= 0, branch-free so that loops over it vectorise: x = n ln2 + r with
 //  |r| <= ln2 / 2, exp (r) by a degree-6 polynomial (relative error < 3e-7), times 2^n
