@@ -637,6 +637,48 @@ s_sweep (const char *api, char **users, size_t n, const char *what, int rankers,
     }
 }
 
+//  Serving while the broker ingests: a window at IMPORT_RATE with no other load, then
+//  one of IMPORT_SECONDS while `strata import` sends the Beauty events again under new
+//  ids (--prefix) as fast as the cluster takes them (the preprocess worker cleans them,
+//  the broker stores them, the trainer then updates the model on them). Latencies are
+//  printed as ratios of the quiet window's.
+#define IMPORT_RATE 2000.0
+#define IMPORT_SECONDS 8.0
+
+static void
+s_during_import (const char *api, char **users, size_t n, const char *data, double seconds, const char *who)
+{
+    char label[160], cmd[9000], out[300];
+    result_t quiet, busy;
+    snprintf (label, sizeof label, "recommend k=10, no import, %s", who);
+    s_load (api, WIRE_RECOMMEND, users, n, IMPORT_RATE, seconds, &quiet);
+    s_print (label, IMPORT_RATE, &quiet, NULL);
+    snprintf (out, sizeof out, "%s/import-during-serving.json", s_dir);
+    snprintf (cmd, sizeof cmd, "'%s' import --dir '%s' --quiet --prefix again: '%s' > '%s' 2>&1 &", s_cli, s_dir,
+              data, out);
+    if (s_run (cmd) < 0)
+        return;
+    snprintf (label, sizeof label, "recommend k=10, during an import, %s", who);
+    s_load (api, WIRE_RECOMMEND, users, n, IMPORT_RATE, IMPORT_SECONDS, &busy);
+    s_print (label, IMPORT_RATE, &busy, &quiet);
+    //  The import's own figures (it is done by now, or the window says why not).
+    json_t *j = NULL;
+    for (int i = 0; i < 600 && !(j = json_load_file (out, 0, NULL)); i++)
+        zclock_sleep (100);
+    if (j)
+        printf ("  the import: %lld events in %.1f s (%.0f events/s)\n",
+                (long long) json_integer_value (json_object_get (j, "accepted")),
+                json_real_value (json_object_get (j, "seconds")),
+                json_real_value (json_object_get (j, "seconds")) > 0
+                    ? (double) json_integer_value (json_object_get (j, "accepted"))
+                          / json_real_value (json_object_get (j, "seconds"))
+                    : 0.0);
+    else
+        printf ("  the import did not finish (see %s)\n", out);
+    json_decref (j);
+    fflush (stdout);
+}
+
 //  One RECOMMEND k=10, answered: its items ("a,b,...") and the worker that answered,
 //  or -1 (no answer, or an error).
 static int
@@ -858,8 +900,10 @@ s_beauty (const char *data, const char *cluster, double seconds, double start_ra
     int pid = s_start_ranker (&eps, "2", "");
     if (!s_wait_worker (eps.api, users, n, "2", 60))
         printf ("  the second rank worker did not come up (see %s/logs/2.log)\n", s_dir);
-    else
+    else {
         s_sweep (eps.api, users, n, "exact", 2, seconds, start_rate, BEAUTY_AIM_RATE, BEAUTY_AIM_P99);
+        s_during_import (eps.api, users, n, data, seconds, "2 rank workers");
+    }
     s_stop_ranker (pid);
     s_down ();
     for (size_t i = 0; i < n; i++)

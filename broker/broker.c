@@ -250,11 +250,15 @@ s_send_rejects (broker_t *self, zsock_t *sock, zframe_t *routing, zframe_t *payl
     strata__v1__rejects_request__free_unpacked (req, NULL);
 }
 
-//  Page limits for the training export: big enough to stream quickly, small enough
-//  that one page never holds the broker's loop for long.
-#define HISTORY_USERS_MAX 100000
-#define HISTORY_EVENTS_MAX 200000
-#define CATALOGUE_ITEMS_MAX 20000
+//  Page limits for the training export and the catalogue. The broker's loop serves
+//  recommendations between two pages, so a page must be built in a few milliseconds:
+//  a microsecond or two per stored event read back and decoded, a few per catalogue
+//  item. (Pages of up to 200,000 events held serving up for 70-200 ms each while the
+//  trainer fetched its data; 2,000 catalogue items took 5-9 ms.) Clients page on; the
+//  round trips add little to a fetch.
+#define HISTORY_USERS_MAX 4096
+#define HISTORY_EVENTS_MAX 4096
+#define CATALOGUE_ITEMS_MAX 512
 
 static void
 s_send_history (broker_t *self, zsock_t *sock, zframe_t *routing, zframe_t *payload)

@@ -76,22 +76,52 @@ Test (export, histories_and_catalogue_match_the_store)
     cr_expect_gt (strlen (r->users[0]->user_id), 0, "external ids on request");
     strata__v1__history_reply__free_unpacked (r, NULL);
 
-    Strata__V1__CatalogueRequest creq = STRATA__V1__CATALOGUE_REQUEST__INIT;
-    creq.max_items = 100000;
-    Strata__V1__CatalogueReply *c = (Strata__V1__CatalogueReply *) client_request (
-        s_c.api, WIRE_CATALOGUE, &creq.base, WIRE_CATALOGUE_REPLY, &strata__v1__catalogue_reply__descriptor, 5000, err,
-        sizeof err);
-    cr_assert_not_null (c, "%s", err);
-    cr_expect_eq (c->n_items, items);
-    cr_expect (c->done);
-    size_t titled = 0;
-    for (size_t i = 0; i < c->n_items; i++) {
-        cr_expect_eq (c->items[i]->item_index, i);
-        cr_expect_gt (strlen (c->items[i]->item_id), 0);
-        titled += strlen (c->items[i]->title) > 0 && c->items[i]->n_tokens > 0;
+    //  However much is asked for, a page is small enough to be built between two
+    //  recommendations (the broker caps it: 4,096 events, 512 catalogue items), and
+    //  the pages cover everything.
+    Strata__V1__HistoryRequest all = STRATA__V1__HISTORY_REQUEST__INIT;
+    all.max_users = 1000000;
+    all.max_events = 1000000;
+    r = (Strata__V1__HistoryReply *) client_request (s_c.api, WIRE_HISTORY, &all.base, WIRE_HISTORY_REPLY,
+                                                     &strata__v1__history_reply__descriptor, 5000, err, sizeof err);
+    cr_assert_not_null (r, "%s", err);
+    size_t page_events = 0, longest = 0;
+    for (size_t u = 0; u < r->n_users; u++) {
+        page_events += r->users[u]->n_events;
+        longest = r->users[u]->n_events > longest ? r->users[u]->n_events : longest;
     }
+    cr_expect_eq (r->done, false, "%zu events in one page", page_events);
+    cr_expect_leq (page_events, 4096 + longest, "a page ends at the first user past 4,096 events");
+    cr_expect_geq (page_events, 4096);
+    strata__v1__history_reply__free_unpacked (r, NULL);
+
+    uint32_t seen = 0, start = 0, pages = 0;
+    size_t titled = 0;
+    bool done = false;
+    while (!done) {
+        Strata__V1__CatalogueRequest creq = STRATA__V1__CATALOGUE_REQUEST__INIT;
+        creq.start_item = start;
+        creq.max_items = 100000;
+        Strata__V1__CatalogueReply *c = (Strata__V1__CatalogueReply *) client_request (
+            s_c.api, WIRE_CATALOGUE, &creq.base, WIRE_CATALOGUE_REPLY, &strata__v1__catalogue_reply__descriptor, 5000,
+            err, sizeof err);
+        cr_assert_not_null (c, "%s", err);
+        cr_assert_leq (c->n_items, 512);
+        for (size_t i = 0; i < c->n_items; i++) {
+            cr_expect_eq (c->items[i]->item_index, seen + i);
+            cr_expect_gt (strlen (c->items[i]->item_id), 0);
+            titled += strlen (c->items[i]->title) > 0 && c->items[i]->n_tokens > 0;
+        }
+        seen += (uint32_t) c->n_items;
+        done = c->done;
+        cr_assert (done || c->next_item > start, "the pages move on");
+        start = c->next_item;
+        pages++;
+        strata__v1__catalogue_reply__free_unpacked (c, NULL);
+    }
+    cr_expect_eq (seen, items);
+    cr_expect_geq (pages, 2);
     cr_expect_eq (titled, 600, "every catalogue item arrives with its title and tokens");
-    strata__v1__catalogue_reply__free_unpacked (c, NULL);
 
     //  A bad request is an error reply, and the broker keeps serving.
     zsock_t *s = zsock_new_dealer (s_c.api);
