@@ -148,7 +148,7 @@ s_print_damon (void)
         if (f)
             fclose (f);
         printf ("machine: the kernel's memory monitor (DAMON, kdamond %d) is on, sampling every %.0f ms: on a "
-                "virtual machine each sample can stall every process for milliseconds (README: serving latency)\n",
+                "virtual machine each sample can stall every process for milliseconds (README, Operations)\n",
                 k, (double) sample_us / 1000);
     }
 }
