@@ -47,6 +47,9 @@ const config_key_t broker_config_keys[] = {
     { "catalogue-changes", CONFIG_INT, OFF (catalogue_changes), "1000000", 1, 1LL << 40,
       "catalogue changes the change log keeps for rank workers (12 bytes each); one behind them reads the "
       "whole catalogue again" },
+    { "slow-turn-ms", CONFIG_INT, OFF (slow_turn_ms), "20", 0, 600000,
+      "a turn of the loop longer than this (every request arriving meanwhile waits for it) is counted and "
+      "logged, at most once a second, with what took it (0: never)" },
     { "journal-sync", CONFIG_BOOL, OFF (journal_sync), "true", 0, -1,
       "fsync the journal before acking (off: survive process crashes, not power loss)" },
     { "log-level", CONFIG_STRING, OFF (log_level), "info", 0, -1, "error, warn, info or debug" },
@@ -67,9 +70,28 @@ typedef struct {
     arena_t *arena;
     uint64_t protocol_errors;
     uint64_t next_job_id;
+    //  Turns of the loop: how many were slow, the slowest, and the slowest message of
+    //  the turn in progress (what a slow turn's log line names).
+    uint64_t slow_turns, slowest_turn_us, slow_unlogged;
+    int64_t slow_logged_ms, worst_us;
+    char worst[200];   // the slowest turn not yet logged, described
+    char turn_type[24];
+    int64_t turn_type_us;
     int64_t started_ms;
     bool fatal;
 } broker_t;
+
+//  Notes how long a message of this type took since t0 (zclock_usecs), for the slow
+//  turn's log line.
+static void
+s_timed (broker_t *self, const char *type, int64_t t0)
+{
+    int64_t us = zclock_usecs () - t0;
+    if (us > self->turn_type_us) {
+        self->turn_type_us = us;
+        snprintf (self->turn_type, sizeof self->turn_type, "%s", type);
+    }
+}
 
 static void
 s_requeue (uint64_t seq, void *arg)
@@ -126,6 +148,8 @@ s_send_stats (broker_t *self, zsock_t *sock, zframe_t *routing)
     serving.retried = sc.retried;
     serving.messages = sc.messages;
     serving.hedged = sc.hedged;
+    serving.slow_turns = self->slow_turns;
+    serving.slowest_turn_us = self->slowest_turn_us;
     knowledge_history_cache_counts (self->kb, &serving.history_cache_hits, &serving.history_cache_misses);
     st.serving = &serving;
 
@@ -380,6 +404,7 @@ s_serve (broker_t *self, zsock_t *sock)
         int rc = wire_recv_ready (sock, true, (size_t) self->cfg->max_frame, &msg);
         if (rc == WIRE_EINTR || rc == WIRE_EAGAIN)
             break;
+        int64_t t0 = zclock_usecs ();
         if (rc == WIRE_EFRAMING)
             s_bad_input (self, sock, msg.routing, NULL, STRATA__V1__ERROR_CODE__BAD_FRAMING,
                          "expected frames: \"" WIRE_PROTOCOL "\", type, payload");
@@ -420,6 +445,7 @@ s_serve (broker_t *self, zsock_t *sock)
             snprintf (what, sizeof what, "unknown message type '%.24s' on this endpoint", msg.type);
             s_bad_input (self, sock, msg.routing, NULL, STRATA__V1__ERROR_CODE__UNKNOWN_TYPE, what);
         }
+        s_timed (self, msg.type, t0);
         wire_msg_reset (&msg);
     }
     if (n == 0)
@@ -441,7 +467,9 @@ s_serve (broker_t *self, zsock_t *sock)
         lens[m] = zframe_size (group[i].payload);
         slot[i] = m++;
     }
+    int64_t t0 = zclock_usecs ();
     int rc = knowledge_journal_append (self->kb, m, ids, data, lens, self->cfg->journal_sync, seqs);
+    s_timed (self, "journal write", t0);
     for (size_t i = 0; i < n; i++) {
         if (rc == STORE_OK) {
             Strata__V1__Ack ack = STRATA__V1__ACK__INIT;
@@ -531,6 +559,7 @@ s_handle_workers (broker_t *self)
             wire_msg_reset (&msg);
             continue;
         }
+        int64_t t0 = zclock_usecs ();
         pool_worker_t *w = pool_lookup (self->pool, msg.routing);
         if (w)
             pool_touch (self->pool, w);
@@ -574,6 +603,7 @@ s_handle_workers (broker_t *self)
         else
             s_bad_input (self, self->workers, msg.routing, NULL, STRATA__V1__ERROR_CODE__UNKNOWN_TYPE,
                          "unknown message type on worker endpoint");
+        s_timed (self, msg.type, t0);
         wire_msg_reset (&msg);
         if (self->fatal)
             return;
@@ -587,6 +617,42 @@ s_heartbeat (broker_t *self)
     Strata__V1__Heartbeat hb = STRATA__V1__HEARTBEAT__INIT;
     for (pool_worker_t *w = pool_first (self->pool); w; w = pool_next (self->pool))
         wire_send (self->workers, w->identity, WIRE_HEARTBEAT, &hb.base);
+}
+
+//  Counts a turn of the loop that took longer than slow-turn-ms (t: its start and the
+//  end of the workers', the ingest's, the api's and the dispatching's parts, in µs).
+//  Slow turns are logged at most once a second: how many, and the slowest of them
+//  with its parts and its slowest message.
+static void
+s_turn_done (broker_t *self, const int64_t t[5])
+{
+    int64_t us = t[4] - t[0];
+    if (self->cfg->slow_turn_ms > 0 && us > self->cfg->slow_turn_ms * 1000) {
+        self->slow_turns++;
+        self->slow_unlogged++;
+        if ((uint64_t) us > self->slowest_turn_us)
+            self->slowest_turn_us = (uint64_t) us;
+        if (us > self->worst_us) {
+            self->worst_us = us;
+            snprintf (self->worst, sizeof self->worst,
+                      "took %.1f ms (workers %.1f, ingest %.1f, api %.1f, dispatch %.1f), its slowest message %s, "
+                      "%.1f ms",
+                      (double) us / 1000, (double) (t[1] - t[0]) / 1000, (double) (t[2] - t[1]) / 1000,
+                      (double) (t[3] - t[2]) / 1000, (double) (t[4] - t[3]) / 1000,
+                      self->turn_type[0] ? self->turn_type : "none", (double) self->turn_type_us / 1000);
+        }
+    }
+    int64_t now = zclock_mono ();
+    if (self->slow_unlogged && now - self->slow_logged_ms >= 1000) {
+        log_warn ("%llu slow turn%s of the loop (over %lld ms; requests arriving meanwhile wait); the slowest %s",
+                  (unsigned long long) self->slow_unlogged, self->slow_unlogged > 1 ? "s" : "",
+                  (long long) self->cfg->slow_turn_ms, self->worst);
+        self->slow_logged_ms = now;
+        self->slow_unlogged = 0;
+        self->worst_us = 0;
+    }
+    self->turn_type[0] = 0;
+    self->turn_type_us = 0;
 }
 
 // ---------------------------------------------------------------- start-up
@@ -641,12 +707,17 @@ broker_run (const broker_config_t *cfg)
             break;   // interrupted
         //  Serve everything that is ready on every socket, workers first: applying
         //  results frees capacity and shortens the journal.
+        int64_t t[5];
+        t[0] = zclock_usecs ();
         if (items[0].revents & ZMQ_POLLIN)
             s_handle_workers (&self);
+        t[1] = zclock_usecs ();
         if (items[1].revents & ZMQ_POLLIN)
             s_serve (&self, self.ingest);
+        t[2] = zclock_usecs ();
         if (items[2].revents & ZMQ_POLLIN)
             s_serve (&self, self.api);
+        t[3] = zclock_usecs ();
         s_dispatch (&self);
         serve_dispatch (self.serve);
         if (zclock_mono () >= next_beat) {
@@ -655,6 +726,8 @@ broker_run (const broker_config_t *cfg)
             serve_dispatch (self.serve);
             next_beat = zclock_mono () + cfg->heartbeat_ms;
         }
+        t[4] = zclock_usecs ();
+        s_turn_done (&self, t);
     }
     //  Tell workers we are going so they reconnect at once to the next broker.
     for (pool_worker_t *w = pool_first (self.pool); w; w = pool_next (self.pool))

@@ -31,6 +31,7 @@ typedef struct {
     int64_t max_pending;
     int64_t history_len, history_cache, serve_attempts, serve_timeout_ms, serve_pipeline, serve_hedge_ms;
     int64_t catalogue_changes;
+    int64_t slow_turn_ms;
     bool journal_sync;
     char *log_level;
 } broker_config_t;

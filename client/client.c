@@ -77,11 +77,12 @@ strata_stats_json (const char *endpoint, int timeout_ms, char *err, size_t errle
     for (size_t i = 0; i < st->n_reject_reasons; i++)
         json_object_set_new (reasons, st->reject_reasons[i]->reason, json_integer ((json_int_t) st->reject_reasons[i]->count));
     Strata__V1__ServingStats none = STRATA__V1__SERVING_STATS__INIT, *sv = st->serving ? st->serving : &none;
-    json_t *serving = json_pack ("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "served", (json_int_t) sv->served, "failed",
-                                 (json_int_t) sv->failed, "retried", (json_int_t) sv->retried, "hedged",
+    json_t *serving = json_pack ("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "served", (json_int_t) sv->served,
+                                 "failed", (json_int_t) sv->failed, "retried", (json_int_t) sv->retried, "hedged",
                                  (json_int_t) sv->hedged, "history_cache_hits", (json_int_t) sv->history_cache_hits,
                                  "history_cache_misses", (json_int_t) sv->history_cache_misses, "messages",
-                                 (json_int_t) sv->messages);
+                                 (json_int_t) sv->messages, "slow_turns", (json_int_t) sv->slow_turns,
+                                 "slowest_turn_us", (json_int_t) sv->slowest_turn_us);
     json_t *j = json_pack ("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o}",
                            "events", (json_int_t) st->events, "users", (json_int_t) st->users, "items",
                            (json_int_t) st->items, "catalogue_items", (json_int_t) st->catalogue_items,

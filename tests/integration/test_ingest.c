@@ -270,3 +270,60 @@ Test (ingest, backpressure_without_workers_then_recovery, .timeout = 180)
     cr_expect_eq (hcluster_stat (&s_c, "events"), 20000);
     s_finish ();
 }
+
+//  Reads a whole file (malloc'd, NUL-terminated), or NULL.
+static char *
+s_slurp (const char *path)
+{
+    FILE *f = fopen (path, "r");
+    if (!f)
+        return NULL;
+    fseek (f, 0, SEEK_END);
+    long n = ftell (f);
+    fseek (f, 0, SEEK_SET);
+    char *buf = malloc ((size_t) (n > 0 ? n : 0) + 1);
+    size_t got = buf ? fread (buf, 1, (size_t) (n > 0 ? n : 0), f) : 0;
+    fclose (f);
+    if (buf)
+        buf[got] = 0;
+    return buf;
+}
+
+Test (ingest, slow_turns_are_counted_and_logged, .timeout = 120)
+{
+    //  Applying a batch of 20,000 events holds the broker's loop for well over a
+    //  millisecond: with slow-turn-ms 1 that turn is counted, and logged with the
+    //  message that took it.
+    const char *extra[] = { "--slow-turn-ms=1", NULL };
+    cr_assert_eq (hcluster_start (&s_c, extra), 0);
+    hcluster_add_worker (&s_c);
+    char gdir[700], events[800], log[700];
+    snprintf (gdir, sizeof gdir, "%s/gen", s_c.dir);
+    const char *gen[] = { "gen", "--out", gdir, "--events", "20000", "--users", "300", "--items", "500", NULL };
+    json_decref (harness_cli_json (gen, NULL));
+    snprintf (events, sizeof events, "%s/events.jsonl", gdir);
+    const char *args[] = { "import", "--broker", s_c.ingest, "--quiet", "--batch=20000", events, NULL };
+    json_t *sum = harness_cli_json (args, NULL);
+    cr_assert_not_null (sum);
+    cr_expect_eq (s_get (sum, "accepted"), 20000);
+    json_decref (sum);
+
+    json_t *st = hcluster_stats (&s_c);
+    cr_assert_not_null (st);
+    json_t *serving = json_object_get (st, "serving");
+    uint64_t slow = (uint64_t) json_integer_value (json_object_get (serving, "slow_turns"));
+    uint64_t slowest = (uint64_t) json_integer_value (json_object_get (serving, "slowest_turn_us"));
+    json_decref (st);
+    cr_expect_gt (slow, 0, "no slow turn counted");
+    cr_expect_gt (slowest, 1000, "the slowest turn (%llu us) is under slow-turn-ms", (unsigned long long) slowest);
+
+    snprintf (log, sizeof log, "%s/broker.log", s_c.dir);
+    char *text = s_slurp (log);
+    cr_assert_not_null (text);
+    cr_expect_not_null (strstr (text, "slow turn"), "no slow turn in the broker's log");
+    cr_expect (strstr (text, "its slowest message RESULT") || strstr (text, "its slowest message journal write")
+                   || strstr (text, "its slowest message BATCH"),
+               "the log does not name the message that took the turn");
+    free (text);
+    s_finish ();
+}
