@@ -156,7 +156,8 @@ s_print_damon (void)
 //  How late a thread wakes from a 1 ms sleep, through a window: the machine's own
 //  stalls, beside the engine's latencies. A host that takes this virtual machine's CPUs
 //  away for milliseconds stalls every process on it, the cluster's and the load
-//  generator's alike, and /proc/stat's steal does not always show it. The probe runs
+//  generator's alike, and /proc/stat's steal, an average over the window, can hide a
+//  short one. The probe runs
 //  at real-time priority where it may (root), so that the cluster's own load does not
 //  delay it (only the kernel's own work can, as under overload); its CPU time is left
 //  out of the generator's. Stalls of memory management (DAMON's samples, above) hit
