@@ -157,11 +157,11 @@ s_print_damon (void)
 //  stalls, beside the engine's latencies. A host that takes this virtual machine's CPUs
 //  away for milliseconds stalls every process on it, the cluster's and the load
 //  generator's alike, and /proc/stat's steal, an average over the window, can hide a
-//  short one. The probe runs
-//  at real-time priority where it may (root), so that the cluster's own load does not
-//  delay it (only the kernel's own work can, as under overload); its CPU time is left
-//  out of the generator's. Stalls of memory management (DAMON's samples, above) hit
-//  the processes whose memory is touched, not a sleeper, and do not show here.
+//  short spell. The probe runs at real-time priority where it may (root), so that the
+//  cluster's own load does not delay it (only the kernel's own work can, as under
+//  overload); its CPU time is left out of the generator's. Stalls of memory management
+//  (DAMON's samples, above) hit the processes whose memory is touched, not a sleeper,
+//  and do not show here.
 #define PROBE_SLEEP_NS 1000000L
 
 typedef struct {
