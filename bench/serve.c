@@ -15,7 +15,7 @@
     stats: batching under load), the steal: the share of the machine's CPU time the
     host of this virtual machine took during the window (/proc/stat), and the stall:
     the latest wake-up of a thread that sleeps 1 ms at a time through the window, at
-    real-time priority (the machine's own pauses, which steal does not always show).
+    real-time priority (the machine's own pauses, which steal, an average, can hide).
     A rate that misses in a window where steal passed 10% or the machine stalled for
     more than 5 ms is measured again, up to three windows. When the kernel's memory
     monitor (DAMON) runs, a first line says so: on this kind of virtual machine its
@@ -172,14 +172,6 @@ typedef struct {
     double cpu_s;         // the probe thread's own CPU time
 } probe_t;
 
-static double
-s_mono_ms (void)
-{
-    struct timespec t;
-    clock_gettime (CLOCK_MONOTONIC, &t);
-    return (double) t.tv_sec * 1e3 + (double) t.tv_nsec / 1e6;
-}
-
 static void *
 s_probe_run (void *arg)
 {
@@ -187,10 +179,10 @@ s_probe_run (void *arg)
     struct sched_param sp = { .sched_priority = 1 };
     pthread_setschedparam (pthread_self (), SCHED_FIFO, &sp);   // best effort: as it is otherwise
     while (!atomic_load (&p->stop)) {
-        double t0 = s_mono_ms ();
+        int64_t t0 = zclock_usecs ();
         struct timespec d = { 0, PROBE_SLEEP_NS };
         nanosleep (&d, NULL);
-        double late = s_mono_ms () - t0 - (double) PROBE_SLEEP_NS / 1e6;
+        double late = (double) (zclock_usecs () - t0) / 1e3 - (double) PROBE_SLEEP_NS / 1e6;
         if (late > p->late_max_ms)
             p->late_max_ms = late;
     }
@@ -666,14 +658,11 @@ s_during_import (const char *api, char **users, size_t n, const char *data, doub
     json_t *j = NULL;
     for (int i = 0; i < 600 && !(j = json_load_file (out, 0, NULL)); i++)
         zclock_sleep (100);
-    if (j)
-        printf ("  the import: %lld events in %.1f s (%.0f events/s)\n",
-                (long long) json_integer_value (json_object_get (j, "accepted")),
-                json_real_value (json_object_get (j, "seconds")),
-                json_real_value (json_object_get (j, "seconds")) > 0
-                    ? (double) json_integer_value (json_object_get (j, "accepted"))
-                          / json_real_value (json_object_get (j, "seconds"))
-                    : 0.0);
+    if (j) {
+        double events = (double) json_integer_value (json_object_get (j, "accepted"));
+        double secs = json_real_value (json_object_get (j, "seconds"));
+        printf ("  the import: %.0f events in %.1f s (%.0f events/s)\n", events, secs, secs > 0 ? events / secs : 0.0);
+    }
     else
         printf ("  the import did not finish (see %s)\n", out);
     json_decref (j);
