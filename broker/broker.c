@@ -14,6 +14,7 @@
 #include "log.h"
 #include "pool.h"
 #include "serve.h"
+#include "syncer.h"
 #include "util.h"
 #include "wire.h"
 
@@ -66,6 +67,8 @@ typedef struct {
     pool_t *pool;
     zsock_t *ingest, *workers, *api;
     zlistx_t *pending;       // journal sequences waiting for a worker, oldest first
+    syncer_t *syncer;        // makes the journal durable off the loop (journal-sync)
+    zlistx_t *unsynced;      // acks waiting for their batch's sync (unsynced_t), oldest first
     serve_t *serve;          // recommend / similar / search requests on their way to rank workers
     arena_t *arena;
     uint64_t protocol_errors;
@@ -110,6 +113,97 @@ s_enqueue (uint64_t seq, void *arg)
 {
     broker_t *self = arg;
     zlistx_add_end (self->pending, (void *) (uintptr_t) seq);
+}
+
+//  An ack held until the journal write it reports is on disk.
+typedef struct {
+    uint64_t ticket;     // the sync that covers it (syncer.h)
+    zframe_t *routing;
+    char *batch_id;
+    uint64_t sequence;
+    bool dispatch;       // the first copy of the batch: hand its journal entry to workers
+} unsynced_t;
+
+static void
+s_unsynced_destroy (void **item)
+{
+    unsynced_t *u = *item;
+    if (!u)
+        return;
+    zframe_destroy (&u->routing);
+    free (u->batch_id);
+    free (u);
+    *item = NULL;
+}
+
+static void
+s_send_ack (broker_t *self, zframe_t *routing, char *batch_id, uint64_t sequence)
+{
+    Strata__V1__Ack ack = STRATA__V1__ACK__INIT;
+    ack.batch_id = batch_id;
+    ack.state = STRATA__V1__BATCH_STATE__JOURNALED;
+    ack.sequence = sequence;
+    wire_send (self->ingest, routing, WIRE_ACK, &ack.base);
+}
+
+//  Holds an ack until sync `ticket` is done. Returns 0, or -1 (no memory: nothing held,
+//  routing and batch_id still the caller's).
+static int
+s_hold_ack (broker_t *self, uint64_t ticket, zframe_t **routing, char **batch_id, uint64_t sequence, bool dispatch)
+{
+    unsynced_t *u = calloc (1, sizeof *u);
+    if (!u)
+        return -1;
+    *u = (unsynced_t) { ticket, *routing, *batch_id, sequence, dispatch };
+    zlistx_add_end (self->unsynced, u);
+    *routing = NULL;
+    *batch_id = NULL;
+    return 0;
+}
+
+//  The batch's ack still waiting for its sync, if any.
+static unsynced_t *
+s_unsynced_find (broker_t *self, const char *batch_id)
+{
+    for (unsynced_t *u = zlistx_first (self->unsynced); u; u = zlistx_next (self->unsynced))
+        if (!strcmp (u->batch_id, batch_id))
+            return u;
+    return NULL;
+}
+
+//  Holds the ack of a copy of a batch whose first copy's ack is held.
+static void
+s_hold_copy (broker_t *self, const unsynced_t *first, zframe_t *routing)
+{
+    zframe_t *dup = zframe_dup (routing);
+    char *batch_id = strdup (first->batch_id);
+    if (!dup || !batch_id || s_hold_ack (self, first->ticket, &dup, &batch_id, first->sequence, false) < 0)
+        wire_send_error (self->ingest, routing, first->batch_id, STRATA__V1__ERROR_CODE__INTERNAL,
+                         "out of memory; retry");
+    zframe_destroy (&dup);
+    free (batch_id);
+}
+
+//  A sync finished: the batches it covers are durable. Acks their producers and hands
+//  the journal entries to workers. A failed sync stops the broker: what the store holds
+//  can no longer be told from what it was asked to hold, and a restart replays the
+//  journal as it is on disk (producers not acked send again).
+static void
+s_synced (broker_t *self)
+{
+    uint64_t ticket = 0;
+    if (syncer_synced (self->syncer, &ticket) != STORE_OK) {
+        log_error ("the journal could not be made durable; stopping so that a restart recovers from the disk");
+        self->fatal = true;
+        return;
+    }
+    unsynced_t *u;
+    while ((u = zlistx_first (self->unsynced)) && u->ticket <= ticket) {
+        s_send_ack (self, u->routing, u->batch_id, u->sequence);
+        if (u->dispatch)
+            s_enqueue (u->sequence, self);
+        zlistx_delete (self->unsynced, zlistx_cursor (self->unsynced));
+    }
 }
 
 static int
@@ -366,8 +460,13 @@ s_check_batch (broker_t *self, zframe_t *routing, zframe_t *payload, pending_bat
         Strata__V1__Ack *known = NULL;
         int rc = knowledge_batch_lookup (self->kb, id, &known);
         if (rc == STORE_OK) {
-            //  A re-sent batch: answer with what we know, journal nothing.
-            wire_send (self->ingest, routing, WIRE_ACK, &known->base);
+            //  A re-sent batch: answer with what we know, journal nothing; but not before
+            //  the first copy's journal entry is durable.
+            unsynced_t *first = s_unsynced_find (self, id);
+            if (first)
+                s_hold_copy (self, first, routing);
+            else
+                wire_send (self->ingest, routing, WIRE_ACK, &known->base);
             strata__v1__ack__free_unpacked (known, NULL);
         }
         else if (rc == STORE_EIO)
@@ -468,21 +567,30 @@ s_serve (broker_t *self, zsock_t *sock)
         slot[i] = m++;
     }
     int64_t t0 = zclock_usecs ();
-    int rc = knowledge_journal_append (self->kb, m, ids, data, lens, self->cfg->journal_sync, seqs);
+    //  Written without sync: the syncer makes it durable off the loop (journal-sync),
+    //  and the producers are acked then.
+    int rc = knowledge_journal_append (self->kb, m, ids, data, lens, false, seqs);
+    uint64_t ticket = rc == STORE_OK && self->syncer ? syncer_request (self->syncer) : 0;
     s_timed (self, "journal write", t0);
     for (size_t i = 0; i < n; i++) {
-        if (rc == STORE_OK) {
-            Strata__V1__Ack ack = STRATA__V1__ACK__INIT;
-            ack.batch_id = group[i].batch_id;
-            ack.state = STRATA__V1__BATCH_STATE__JOURNALED;
-            ack.sequence = seqs[slot[i]];
-            wire_send (sock, group[i].routing, WIRE_ACK, &ack.base);
-            if (group[i].copy_of < 0)
-                s_enqueue (seqs[slot[i]], self);
-        }
-        else
+        uint64_t seq = seqs[slot[i]];
+        bool dispatch = group[i].copy_of < 0;
+        if (rc != STORE_OK)
             wire_send_error (sock, group[i].routing, group[i].batch_id, STRATA__V1__ERROR_CODE__INTERNAL,
                              "journal write failed; retry");
+        else if (!self->syncer
+                 || s_hold_ack (self, ticket, &group[i].routing, &group[i].batch_id, seq, dispatch) < 0) {
+            uint64_t synced;
+            //  No syncer (journal-sync off), or no memory to hold the ack: acked now,
+            //  after waiting for the sync if there is one.
+            if (self->syncer && syncer_wait (self->syncer, &synced) != STORE_OK)
+                s_synced (self);   // says so, and stops the broker
+            else {
+                s_send_ack (self, group[i].routing, group[i].batch_id, seq);
+                if (dispatch)
+                    s_enqueue (seq, self);
+            }
+        }
         zframe_destroy (&group[i].routing);
         zframe_destroy (&group[i].payload);
         free (group[i].batch_id);
@@ -670,8 +778,13 @@ broker_run (const broker_config_t *cfg)
         knowledge_change_log_limit (self.kb, (uint64_t) cfg->catalogue_changes);
     self.pool = pool_new (cfg->heartbeat_ms, cfg->liveness);
     self.pending = zlistx_new ();
+    self.unsynced = zlistx_new ();
+    if (self.unsynced)
+        zlistx_set_destructor (self.unsynced, s_unsynced_destroy);
     self.arena = arena_new (4 << 20);
-    if (!self.kb || !self.pool || !self.pending || !self.arena)
+    if (!self.kb || !self.pool || !self.pending || !self.unsynced || !self.arena)
+        goto out;
+    if (cfg->journal_sync && !(self.syncer = syncer_new (knowledge_store (self.kb))))
         goto out;
     self.ingest = wire_bind_router (cfg->ingest, cfg->max_frame);
     self.workers = wire_bind_router (cfg->workers, cfg->max_frame);
@@ -695,15 +808,16 @@ broker_run (const broker_config_t *cfg)
 
     //  zmq_poll's answer says which sockets have messages; each is drained until it has
     //  none (wire_recv_ready), with no further question to the sockets.
-    zmq_pollitem_t items[3] = { { zsock_resolve (self.workers), 0, ZMQ_POLLIN, 0 },
+    zmq_pollitem_t items[4] = { { zsock_resolve (self.workers), 0, ZMQ_POLLIN, 0 },
                                 { zsock_resolve (self.ingest), 0, ZMQ_POLLIN, 0 },
-                                { zsock_resolve (self.api), 0, ZMQ_POLLIN, 0 } };
+                                { zsock_resolve (self.api), 0, ZMQ_POLLIN, 0 },
+                                { NULL, self.syncer ? syncer_fd (self.syncer) : -1, ZMQ_POLLIN, 0 } };
     int64_t next_beat = zclock_mono () + cfg->heartbeat_ms;
     while (!zsys_interrupted && !self.fatal) {
         int64_t now = zclock_mono (), wake = serve_next_wake (self.serve);
         wake = wake < next_beat ? wake : next_beat;
         long timeout = (long) (wake > now ? wake - now : 0);
-        if (zmq_poll (items, 3, timeout) < 0)
+        if (zmq_poll (items, self.syncer ? 4 : 3, timeout) < 0)
             break;   // interrupted
         //  Serve everything that is ready on every socket, workers first: applying
         //  results frees capacity and shortens the journal.
@@ -712,6 +826,8 @@ broker_run (const broker_config_t *cfg)
         if (items[0].revents & ZMQ_POLLIN)
             s_handle_workers (&self);
         t[1] = zclock_usecs ();
+        if (self.syncer && (items[3].revents & ZMQ_POLLIN))
+            s_synced (&self);
         if (items[1].revents & ZMQ_POLLIN)
             s_serve (&self, self.ingest);
         t[2] = zclock_usecs ();
@@ -729,6 +845,13 @@ broker_run (const broker_config_t *cfg)
         t[4] = zclock_usecs ();
         s_turn_done (&self, t);
     }
+    //  Batches journaled and not yet acked: acked once durable, so that their producers
+    //  need not send them again.
+    if (self.syncer && !self.fatal && zlistx_size (self.unsynced)) {
+        uint64_t synced;
+        syncer_wait (self.syncer, &synced);
+        s_synced (&self);
+    }
     //  Tell workers we are going so they reconnect at once to the next broker.
     for (pool_worker_t *w = pool_first (self.pool); w; w = pool_next (self.pool))
         wire_send (self.workers, w->identity, WIRE_DISCONNECT, NULL);
@@ -740,6 +863,8 @@ out:
     zsock_destroy (&self.workers);
     zsock_destroy (&self.api);
     zlistx_destroy (&self.pending);
+    zlistx_destroy (&self.unsynced);
+    syncer_destroy (&self.syncer);
     arena_destroy (&self.arena);
     pool_destroy (&self.pool);
     knowledge_destroy (&self.kb);

@@ -14,8 +14,17 @@ typedef struct {
 struct _dedupe_t {
     slot_t *slots;
     size_t mask;
-    size_t count;
+    size_t count;    // distinct hashes, in both tables
+    //  Growing: the table being moved into slots, a few slots per insert, and how many
+    //  of its slots have moved. Lookups look in both until it is gone.
+    slot_t *old;
+    size_t old_mask;
+    size_t moved;
 };
+
+//  Old slots moved per insert. Growth starts at a load of 0.7 into a table twice the
+//  size; at this pace the move ends (old size / 32 inserts later) at a load under 0.4.
+#define MOVE_STEP 32
 
 static int
 s_alloc (dedupe_t *self, size_t cap)
@@ -49,6 +58,7 @@ dedupe_destroy (dedupe_t **self_p)
     if (!self_p || !*self_p)
         return;
     free ((*self_p)->slots);
+    free ((*self_p)->old);
     free (*self_p);
     *self_p = NULL;
 }
@@ -71,11 +81,11 @@ s_index (uint64_t h)
     return (size_t) h;
 }
 
-bool
-dedupe_find (dedupe_t *self, uint64_t hash, uint32_t *user, int64_t *ts)
+static bool
+s_find (const slot_t *slots, size_t mask, uint64_t hash, uint32_t *user, int64_t *ts)
 {
-    for (size_t i = s_index (hash) & self->mask;; i = (i + 1) & self->mask) {
-        slot_t *s = &self->slots[i];
+    for (size_t i = s_index (hash) & mask;; i = (i + 1) & mask) {
+        const slot_t *s = &slots[i];
         if (s->hash == 0)
             return false;
         if (s->hash == hash) {
@@ -84,6 +94,13 @@ dedupe_find (dedupe_t *self, uint64_t hash, uint32_t *user, int64_t *ts)
             return true;
         }
     }
+}
+
+bool
+dedupe_find (dedupe_t *self, uint64_t hash, uint32_t *user, int64_t *ts)
+{
+    return s_find (self->slots, self->mask, hash, user, ts)
+           || (self->old && s_find (self->old, self->old_mask, hash, user, ts));
 }
 
 static void
@@ -99,22 +116,43 @@ s_put (slot_t *slots, size_t mask, uint64_t hash, uint32_t user, int64_t ts)
     }
 }
 
+//  Moves the next MOVE_STEP slots of the old table; frees it when all have moved.
+static void
+s_move_some (dedupe_t *self)
+{
+    size_t end = self->moved + MOVE_STEP;
+    if (end > self->old_mask + 1)
+        end = self->old_mask + 1;
+    for (size_t i = self->moved; i < end; i++)
+        if (self->old[i].hash)
+            s_put (self->slots, self->mask, self->old[i].hash, self->old[i].user, self->old[i].ts);
+    self->moved = end;
+    if (self->moved > self->old_mask) {
+        free (self->old);
+        self->old = NULL;
+    }
+}
+
 int
 dedupe_insert (dedupe_t *self, uint64_t hash, uint32_t user, int64_t ts)
 {
-    //  Keep the load under 0.7 so probes stay short.
-    if ((self->count + 1) * 10 > (self->mask + 1) * 7) {
-        size_t cap = (self->mask + 1) * 2;
+    if (self->old)
+        s_move_some (self);
+    else if ((self->count + 1) * 10 > (self->mask + 1) * 7) {
+        //  Keep the load under 0.7 so probes stay short. The entries move to the bigger
+        //  table a few at a time with the inserts that follow: moving them all at once
+        //  held the broker's loop (and every request waiting on it) for tens of
+        //  milliseconds at a million events.
         slot_t *old = self->slots;
-        size_t old_cap = self->mask + 1;
-        if (s_alloc (self, cap) < 0) {
+        size_t old_mask = self->mask;
+        if (s_alloc (self, (self->mask + 1) * 2) < 0) {
             self->slots = old;
             return -1;
         }
-        for (size_t i = 0; i < old_cap; i++)
-            if (old[i].hash)
-                s_put (self->slots, self->mask, old[i].hash, old[i].user, old[i].ts);
-        free (old);
+        self->old = old;
+        self->old_mask = old_mask;
+        self->moved = 0;
+        s_move_some (self);
     }
     uint32_t u;
     int64_t t;
@@ -123,6 +161,12 @@ dedupe_insert (dedupe_t *self, uint64_t hash, uint32_t user, int64_t ts)
     s_put (self->slots, self->mask, hash, user, ts);
     self->count++;
     return 0;
+}
+
+bool
+dedupe_growing (dedupe_t *self)
+{
+    return self->old != NULL;
 }
 
 size_t
@@ -134,5 +178,5 @@ dedupe_size (dedupe_t *self)
 size_t
 dedupe_bytes (dedupe_t *self)
 {
-    return (self->mask + 1) * sizeof (slot_t);
+    return (self->mask + 1 + (self->old ? self->old_mask + 1 : 0)) * sizeof (slot_t);
 }

@@ -10,8 +10,9 @@
     stored event and is rebuilt at start-up from the keys of the events column family
     alone.
 
-    Open addressing with linear probing; hash 0 is reserved as the empty marker (a real
-    0 is stored as 1). One thread owns a dedupe_t.
+    Open addressing with linear probing, grown incrementally (no insert moves more than
+    a few dozen entries); hash 0 is reserved as the empty marker (a real 0 is stored
+    as 1). One thread owns a dedupe_t.
 */
 #ifndef STRATA_DEDUPE_H
 #define STRATA_DEDUPE_H
@@ -33,6 +34,10 @@ bool dedupe_find (dedupe_t *self, uint64_t hash, uint32_t *user, int64_t *ts);
 
 //  Adds a hash (a present hash keeps its first location). Returns 0 or -1 (no memory).
 int dedupe_insert (dedupe_t *self, uint64_t hash, uint32_t user, int64_t ts);
+
+//  True while the entries move to a bigger table (a few with each insert; lookups see
+//  them all meanwhile).
+bool dedupe_growing (dedupe_t *self);
 
 size_t dedupe_size (dedupe_t *self);
 size_t dedupe_bytes (dedupe_t *self);

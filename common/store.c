@@ -163,6 +163,19 @@ store_write (store_t *self, rocksdb_writebatch_t *batch, bool sync)
 }
 
 int
+store_sync_wal (store_t *self)
+{
+    char *err = NULL;
+    rocksdb_flush_wal (self->db, 1, &err);
+    if (err) {
+        log_error ("write-ahead log sync failed: %s", err);
+        rocksdb_free (err);
+        return STORE_EIO;
+    }
+    return STORE_OK;
+}
+
+int
 store_write_unlogged (store_t *self, rocksdb_writebatch_t *batch)
 {
     char *err = NULL;

@@ -42,6 +42,10 @@ int store_put (store_t *self, int cf, const void *key, size_t klen, const void *
 //  Applies a batch atomically; sync forces the WAL to disk before returning.
 int store_write (store_t *self, rocksdb_writebatch_t *batch, bool sync);
 
+//  Makes every write so far (written with sync false) durable: fsyncs the write-ahead
+//  log. Safe to call from another thread while writes go on; they do not wait for it.
+int store_sync_wal (store_t *self);
+
 //  Applies a batch atomically without writing it to the WAL. Only for writes that can
 //  be redone from something logged (the store flushes all column families atomically,
 //  so an unlogged batch is either wholly on disk after a crash or wholly absent).

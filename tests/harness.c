@@ -88,8 +88,8 @@ s_start_broker (hcluster_t *c)
     snprintf (path, sizeof path, "%s/broker.json", c->dir);
     unlink (path);
     const char *argv[32] = { s_env ("STRATA_TEST_BROKER", "build/broker/strata-broker"), dir, eps, ingest, workers, api,
-                             "--heartbeat-ms=250", "--journal-sync=false" };
-    int n = 8;
+                             "--heartbeat-ms=250" };
+    int n = 7;
     for (int i = 0; i < c->nbroker_args && n < 30; i++)
         argv[n++] = c->broker_args[i];
     argv[n] = NULL;

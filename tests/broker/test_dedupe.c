@@ -1,5 +1,6 @@
 /*  Unit: the in-memory event-id index (dedupe.h): lookups, first location kept,
-    growth far past the initial size without losing entries, the reserved 0 hash.
+    growth far past the initial size without losing entries, growth spread over the
+    inserts that follow it with every entry found meanwhile, the reserved 0 hash.
 */
 #include <criterion/criterion.h>
 
@@ -41,6 +42,44 @@ Test (dedupe, grows_without_losing_entries)
         cr_assert_eq (ts, (int64_t) i * 3);
     }
     cr_expect_leq (dedupe_bytes (d), 64 * n, "about 32 bytes per entry, never runaway growth");
+    dedupe_destroy (&d);
+}
+
+static uint64_t
+s_hash (uint64_t i)
+{
+    return dedupe_hash ((const char *) &i, sizeof i);
+}
+
+Test (dedupe, grows_a_little_at_each_insert_and_finds_everything_meanwhile)
+{
+    dedupe_t *d = dedupe_new (0);
+    uint64_t i = 0;
+    while (!dedupe_growing (d) && i < 100000) {
+        i++;
+        cr_assert_eq (dedupe_insert (d, s_hash (i), (uint32_t) i, (int64_t) i), 0);
+    }
+    cr_assert (dedupe_growing (d), "the entries move over several inserts, not all in one");
+    uint64_t grown_at = i;
+    cr_expect_gt (grown_at, 100, "the first table holds 1024 slots");
+    //  The insert that started the growth moved a few entries, not all.
+    size_t inserts_growing = 0;
+    while (dedupe_growing (d)) {
+        i++;
+        cr_assert_eq (dedupe_insert (d, s_hash (i), (uint32_t) i, (int64_t) i), 0);
+        inserts_growing++;
+        //  Every entry, moved or not yet, is found, and inserting one again adds nothing.
+        for (uint64_t k = 1; k <= i; k++) {
+            uint32_t u;
+            int64_t ts;
+            cr_assert (dedupe_find (d, s_hash (k), &u, &ts), "entry %llu lost while growing", (unsigned long long) k);
+            cr_assert_eq (u, (uint32_t) k);
+        }
+        cr_assert_eq (dedupe_insert (d, s_hash (grown_at / 2), 0, 0), 0);
+        cr_assert_eq (dedupe_size (d), i);
+    }
+    cr_expect_gt (inserts_growing, 10, "the growth was spread over %zu inserts", inserts_growing);
+    cr_expect_lt (inserts_growing, grown_at, "and ended well before the new table filled");
     dedupe_destroy (&d);
 }
 

@@ -10,6 +10,7 @@
 #include <czmq.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "wire.h"
@@ -95,7 +96,8 @@ s_send_batch (zsock_t *s, Strata__V1__EventBatch *b)
     cr_assert_eq (wire_send (s, NULL, WIRE_BATCH, &b->base), 0);
 }
 
-static void
+//  Expects an ACK for the batch; returns its journal sequence.
+static uint64_t
 s_expect_ack (zsock_t *s, const char *batch_id)
 {
     wire_msg_t m;
@@ -104,8 +106,10 @@ s_expect_ack (zsock_t *s, const char *batch_id)
     Strata__V1__Ack *a = (Strata__V1__Ack *) wire_unpack (&strata__v1__ack__descriptor, m.payload, NULL);
     cr_assert_not_null (a);
     cr_expect_str_eq (a->batch_id, batch_id);
+    uint64_t seq = a->sequence;
     strata__v1__ack__free_unpacked (a, NULL);
     wire_msg_reset (&m);
+    return seq;
 }
 
 TestSuite (malformed, .init = s_setup, .fini = s_teardown, .timeout = 120);
@@ -289,5 +293,53 @@ Test (malformed, broker_keeps_serving_after_abuse)
     cr_expect_eq (hcluster_stat (&s_cluster, "events"), 1);
     cr_expect_eq (hcluster_stat (&s_cluster, "batches"), 1, "a re-sent batch was journaled twice");
     cr_expect_geq (hcluster_stat (&s_cluster, "protocol_errors"), 50);
+    s_finish ();
+}
+
+Test (malformed, a_batch_sent_again_before_its_ack_is_journaled_once)
+{
+    //  A producer that times out and sends again on a new connection: the copies arrive
+    //  while the first is being journaled (its ack waits for the sync), after, or in the
+    //  same read. Every copy gets the same ack; the events are stored once.
+    enum { COPIES = 24 };
+    zsock_t *s[COPIES];
+    Strata__V1__Event ev[3];
+    Strata__V1__Event *evp[3];
+    for (int i = 0; i < 3; i++) {
+        strata__v1__event__init (&ev[i]);
+        char *id = malloc (16);
+        snprintf (id, 16, "again-%d", i);
+        ev[i].event_id = id;
+        ev[i].user_id = "u1";
+        ev[i].item_id = "i1";
+        ev[i].type = STRATA__V1__EVENT_TYPE__VIEW;
+        ev[i].timestamp_ms = 1700000000000 + i;
+        evp[i] = &ev[i];
+    }
+    Strata__V1__EventBatch b = STRATA__V1__EVENT_BATCH__INIT;
+    b.batch_id = "sent-again";
+    b.n_events = 3;
+    b.events = evp;
+    for (int i = 0; i < COPIES; i++)
+        s[i] = s_connect ();
+    zclock_sleep (100);   // all connected
+    //  Two at once, then one every 0.2 ms: a sync takes longer than that on a disk.
+    for (int i = 0; i < COPIES; i++) {
+        s_send_batch (s[i], &b);
+        if (i > 0)
+            usleep (200);
+    }
+    uint64_t first = s_expect_ack (s[0], "sent-again");
+    for (int i = 1; i < COPIES; i++)
+        cr_expect_eq (s_expect_ack (s[i], "sent-again"), first, "copy %d got another journal sequence", i);
+    for (int i = 0; i < COPIES; i++)
+        zsock_destroy (&s[i]);
+    for (int i = 0; i < 3; i++)
+        free (ev[i].event_id);
+    cr_assert (hcluster_wait_stat (&s_cluster, "events", 3, 20000));
+    zclock_sleep (200);
+    cr_expect_eq (hcluster_stat (&s_cluster, "events"), 3);
+    cr_expect_eq (hcluster_stat (&s_cluster, "batches"), 1, "a batch sent again was journaled twice");
+    cr_expect_eq (hcluster_stat (&s_cluster, "duplicates"), 0);
     s_finish ();
 }
