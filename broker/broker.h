@@ -1,14 +1,17 @@
 /*  broker: the one address producers, clients and workers need.
 
     A single thread polls three ROUTER sockets:
-      ingest   producers send BATCHes; each is checked, journaled (one synced write per
-               group of batches that arrived together: group commit) and only then ACKed.
+      ingest   producers send BATCHes; each is checked and journaled (batches that
+               arrived together in one write), and ACKed once the journal is durable
+               (syncer.h: the fsync runs on a thread of its own, never in the loop).
       workers  workers register (READY), heartbeat, receive JOBs (journal entries) and
-               return RESULTs, which are applied to the knowledge store atomically.
-      api      clients ask for STATS and batch STATUS (and, later, recommendations).
+               return RESULTs, which are applied to the knowledge store atomically;
+               rank workers return the answers to requests (serve.h).
+      api      clients ask for recommendations, similar items and searches (routed to
+               rank workers), STATS, batch STATUS, rejects, and the trainer's exports.
     One thread owning the store and the pool means no locks anywhere on the write path;
-    the heavy lifting (parsing, cleaning) is in the workers, which scale by adding
-    processes.
+    the heavy lifting (parsing, cleaning, ranking) is in the workers, which scale by
+    adding processes.
 */
 #ifndef STRATA_BROKER_H
 #define STRATA_BROKER_H

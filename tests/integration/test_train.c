@@ -45,9 +45,17 @@ s_import (hcluster_t *c, const char *name, int events, int users, int items, int
     const char *imp_items[] = { "import", "--broker", c->ingest, "--quiet", "--prefix", prefix, "--items", items_path,
                                 NULL };
     const char *imp_events[] = { "import", "--broker", c->ingest, "--quiet", "--prefix", prefix, events_path, NULL };
-    json_decref (harness_cli_json (imp_items, NULL));
-    json_t *sum = harness_cli_json (imp_events, NULL);
+    int status = -1;
+    json_t *sum = harness_cli_json (imp_items, &status);
+    cr_assert_eq (status, 0, "importing the catalogue failed");
+    json_decref (sum);
+    sum = harness_cli_json (imp_events, &status);
     cr_assert_not_null (sum);
+    char *text = json_dumps (sum, JSON_COMPACT);
+    cr_assert_eq (status, 0, "importing the events failed: %s", text);
+    cr_assert_eq (json_integer_value (json_object_get (sum, "accepted")), events, "not every event was stored: %s",
+                  text);
+    free (text);
     json_decref (sum);
 }
 
