@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -91,6 +92,7 @@ typedef struct {
     pid_t pid;
     int restarts;
     int64_t started;
+    int nice;              // batch work: > 0 (see s_spawn)
 } child_t;
 
 //  Appends "flag" + value as one argument (flag may be "" for the program itself).
@@ -119,7 +121,27 @@ s_spawn (child_t *c, const char *logdir)
         //  The supervisor handles signals; children get their own defaults back.
         signal (SIGINT, SIG_DFL);
         signal (SIGTERM, SIG_DFL);
-        setpgid (0, 0);   // Ctrl-C reaches the supervisor, which stops children in order
+        //  Ctrl-C reaches the supervisor, which stops children in order.
+        if (c->nice > 0) {
+            //  Batch work yields the CPU to serving. The kernel's autogroup, when on,
+            //  shares the CPU between sessions before nice values count, so a batch
+            //  process gets a session of its own, weighted down by the same nice value.
+            //  Measured with bench/serve --import (2,000 recommend/s on Beauty during an
+            //  import and the retraining it starts), p99 over runs: 76-202 ms (median
+            //  93, 10 runs) with every process alike, 61-78 ms at nice 10, 21-65 ms
+            //  (median 48) at 19. An import alone is as fast at 19 as at 0.
+            if (setsid () < 0)
+                setpgid (0, 0);
+            FILE *ag = fopen ("/proc/self/autogroup", "w");
+            if (ag) {
+                fprintf (ag, "%d\n", c->nice);
+                fclose (ag);
+            }
+            if (setpriority (PRIO_PROCESS, 0, c->nice) < 0)
+                fprintf (stderr, "cannot lower this process's priority: %s\n", strerror (errno));
+        }
+        else
+            setpgid (0, 0);
         execvp (c->argv[0], c->argv);
         fprintf (stderr, "cannot run %s: %s\n", c->argv[0], strerror (errno));
         _exit (127);
@@ -281,6 +303,7 @@ cluster_up (const cluster_opts_t *opts, int ready_fd)
         snprintf (ep, sizeof ep, "tcp://127.0.0.1:%d", opts->port + 4);
         s_arg (t, "--api=", opts->port ? ep : "tcp://127.0.0.1:!");
         s_arg (t, "--log-level=", opts->log_level ? opts->log_level : "info");
+        t->nice = opts->batch_nice;
         s_spawn (t, logdir);
         teps = s_wait_file (teps_path, t->pid, 15000);
         if (!teps) {
@@ -313,6 +336,7 @@ cluster_up (const cluster_opts_t *opts, int ready_fd)
         s_arg (w, "--trainer=", json_string_value (teps ? json_object_get (teps, "workers") : NULL));
         s_arg (w, "--threads=", threads);
         s_arg (w, "--log-level=", opts->log_level ? opts->log_level : "info");
+        w->nice = opts->batch_nice;
         s_spawn (w, logdir);
     }
     for (int i = first_ranker; i < n; i++) {
@@ -341,6 +365,7 @@ cluster_up (const cluster_opts_t *opts, int ready_fd)
         s_arg (w, "--role=", "preprocess");
         s_arg (w, "--broker=", json_string_value (json_object_get (eps, "workers")));
         s_arg (w, "--log-level=", opts->log_level ? opts->log_level : "info");
+        w->nice = opts->batch_nice;
         s_spawn (w, logdir);
     }
     int rc = s_write_cluster_json (opts->dir, eps, children, n);

@@ -40,6 +40,7 @@ typedef struct {
     bool journal_sync;
     const char *log_level;
     int rankers;          // rank workers (with a trainer only)
+    int batch_nice;       // how far batch work (cleaning, training) yields the CPU to serving
 } cluster_opts_t;
 
 //  Runs the cluster in the foreground until SIGINT/SIGTERM. If ready_fd >= 0, writes

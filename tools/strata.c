@@ -296,6 +296,7 @@ typedef struct {
     int64_t port;
     bool detach;
     bool journal_sync;
+    int64_t batch_nice;
     char *log_level;
 } up_cfg_t;
 
@@ -310,6 +311,9 @@ static const config_key_t s_up_keys[] = {
       "first of five ports (ingest, workers, api, trainer workers, trainer api); 0 picks free ones" },
     { "detach", CONFIG_BOOL, offsetof (up_cfg_t, detach), "false", 0, -1, "run in the background" },
     { "journal-sync", CONFIG_BOOL, offsetof (up_cfg_t, journal_sync), "true", 0, -1, "fsync the journal before acks" },
+    { "batch-nice", CONFIG_INT, offsetof (up_cfg_t, batch_nice), "19", 0, 19,
+      "nice value of the batch processes (preprocess workers, trainer, train workers), each in a session of its "
+      "own so that it also weighs against serving's (0: as the broker and rank workers)" },
     { "log-level", CONFIG_STRING, offsetof (up_cfg_t, log_level), "info", 0, -1, "log level of every process" },
     CONFIG_END,
 };
@@ -357,8 +361,8 @@ s_cmd_up (int argc, char **argv)
         config_free (s_up_keys, &cfg);
         return rc < 0 ? 0 : rc;
     }
-    cluster_opts_t opts = { cfg.dir,           (int) cfg.workers, (int) cfg.train_workers, (int) cfg.port,
-                            cfg.journal_sync, cfg.log_level,     (int) cfg.rankers };
+    cluster_opts_t opts = { cfg.dir,          (int) cfg.workers, (int) cfg.train_workers, (int) cfg.port,
+                            cfg.journal_sync, cfg.log_level,     (int) cfg.rankers,       (int) cfg.batch_nice };
     if (cfg.detach) {
         rc = s_detach (&opts) == 0 ? 0 : 1;
         if (rc == 0) {
@@ -620,7 +624,7 @@ s_cmd_demo (int argc, char **argv)
     }
     fprintf (stderr, "== 2. local cluster: broker + %lld preprocess workers, trainer + %lld train workers on 127.0.0.1\n",
              (long long) cfg.workers, (long long) cfg.train_workers);
-    cluster_opts_t co = { cfg.dir, (int) cfg.workers, (int) cfg.train_workers, 0, true, "info", 1 };
+    cluster_opts_t co = { cfg.dir, (int) cfg.workers, (int) cfg.train_workers, 0, true, "info", 1, 19 };
     if (s_detach (&co) < 0) {
         fprintf (stderr, "strata demo: cluster did not start; see %s/logs\n", cfg.dir);
         config_free (s_demo_keys, &cfg);

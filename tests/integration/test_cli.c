@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -65,6 +66,66 @@ s_init (void)
     snprintf (s_cdir, sizeof s_cdir, "%s/cluster", s_dir);
 }
 
+//  A process's session and nice value, from /proc/PID/stat. False when it is gone.
+static bool
+s_proc_sched (int pid, long *session, long *nice)
+{
+    char path[64], buf[1024];
+    snprintf (path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen (path, "r");
+    size_t n = f ? fread (buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose (f);
+    buf[n] = 0;
+    char *p = strrchr (buf, ')');   // the command name may hold spaces
+    //  After the name: state ppid pgrp session ... priority (16th) nice (17th).
+    long v[17];
+    int got = p ? sscanf (p + 1, " %*c %ld %ld %ld %ld %ld %ld %ld %ld %ld %ld %ld %ld %ld %ld %ld %ld", &v[0], &v[1],
+                          &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &v[10], &v[11], &v[12], &v[13],
+                          &v[14], &v[15])
+                : 0;
+    if (got < 16)
+        return false;
+    *session = v[2];
+    *nice = v[15];
+    return true;
+}
+
+//  Batch processes (preprocess workers, trainer, train workers) run at the lowest
+//  priority, each in a session of its own; the broker and rank workers as started.
+static void
+s_expect_batch_yields (const char *cdir)
+{
+    char cj[700];
+    snprintf (cj, sizeof cj, "%s/cluster.json", cdir);
+    json_t *c = json_load_file (cj, 0, NULL);
+    cr_assert_not_null (c);
+    long mine = getpriority (PRIO_PROCESS, 0), broker_session = -1;
+    size_t i, batch = 0;
+    json_t *p;
+    json_array_foreach (json_object_get (c, "processes"), i, p) {
+        const char *name = json_string_value (json_object_get (p, "name"));
+        int pid = (int) json_integer_value (json_object_get (p, "pid"));
+        long session, nice;
+        cr_assert (s_proc_sched (pid, &session, &nice), "%s (pid %d) is not running", name, pid);
+        bool is_batch = !strncmp (name, "worker-", 7) || !strcmp (name, "trainer") || !strncmp (name, "train-", 6);
+        if (is_batch) {
+            cr_expect_eq (nice, 19, "%s runs at nice %ld", name, nice);
+            cr_expect_eq (session, pid, "%s is not in a session of its own", name);
+            batch++;
+        }
+        else {
+            cr_expect_eq (nice, mine, "%s runs at nice %ld, not as started (%ld)", name, nice, mine);
+            if (!strcmp (name, "broker"))
+                broker_session = session;
+            else
+                cr_expect_eq (session, broker_session, "%s is not in the broker's session", name);
+        }
+    }
+    cr_expect_eq (batch, 4, "2 preprocess workers, the trainer and a train worker");
+    json_decref (c);
+}
+
 Test (cli, up_import_generated_data_stats_down, .init = s_init, .fini = s_cleanup, .timeout = 300)
 {
     char *dir = s_dir;
@@ -77,6 +138,7 @@ Test (cli, up_import_generated_data_stats_down, .init = s_init, .fini = s_cleanu
     char cj[700];
     snprintf (cj, sizeof cj, "%s/cluster.json", cdir);
     cr_assert_eq (access (cj, R_OK), 0, "no cluster.json");
+    s_expect_batch_yields (cdir);
 
     const char *gen_jsonl[] = { "gen", "--out", gdir, "--items", "300", "--users", "100", "--events", "5000",
                                 "--malformed", "4", "--seed", "7", NULL };
