@@ -232,6 +232,9 @@ s_send_stats (broker_t *self, zsock_t *sock, zframe_t *routing)
     st.batches = n.batches;
     st.journal_pending = knowledge_journal_pending (self->kb);
     st.journal_inflight = pool_inflight (self->pool);
+    if (self->syncer)
+        syncer_counts (self->syncer, &st.journal_syncs, &st.journal_slowest_sync_us);
+    st.journal_unsynced = zlistx_size (self->unsynced);
     st.protocol_errors = self->protocol_errors;
     st.uptime_ms = (uint64_t) (util_now_ms () - self->started_ms);
     serve_counts_t sc;

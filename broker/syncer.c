@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -20,6 +21,7 @@ struct _syncer_t {
     uint64_t requested;     // newest ticket issued
     uint64_t synced;        // newest ticket durable
     bool failed, stop;
+    uint64_t syncs, slowest_us;
     int fd;                 // eventfd: counts finished syncs not yet seen by the loop
 };
 
@@ -36,8 +38,15 @@ s_run (void *arg)
         //  Everything requested until now is written: one sync covers it all.
         uint64_t target = self->requested;
         pthread_mutex_unlock (&self->lock);
+        struct timespec t0, t1;
+        clock_gettime (CLOCK_MONOTONIC, &t0);
         int rc = store_sync_wal (self->store);
+        clock_gettime (CLOCK_MONOTONIC, &t1);
+        uint64_t us = (uint64_t) ((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000);
         pthread_mutex_lock (&self->lock);
+        self->syncs++;
+        if (us > self->slowest_us)
+            self->slowest_us = us;
         if (rc == STORE_OK)
             self->synced = target;
         else
@@ -118,6 +127,15 @@ syncer_synced (syncer_t *self, uint64_t *ticket)
     int rc = self->failed ? STORE_EIO : STORE_OK;
     pthread_mutex_unlock (&self->lock);
     return rc;
+}
+
+void
+syncer_counts (syncer_t *self, uint64_t *syncs, uint64_t *slowest_us)
+{
+    pthread_mutex_lock (&self->lock);
+    *syncs = self->syncs;
+    *slowest_us = self->slowest_us;
+    pthread_mutex_unlock (&self->lock);
 }
 
 int

@@ -41,6 +41,9 @@ int syncer_fd (syncer_t *self);
 //  what is on disk).
 int syncer_synced (syncer_t *self, uint64_t *ticket);
 
+//  Syncs done so far, and the longest one, in µs.
+void syncer_counts (syncer_t *self, uint64_t *syncs, uint64_t *slowest_us);
+
 //  Waits until every ticket issued is durable (or a sync failed); then as syncer_synced.
 int syncer_wait (syncer_t *self, uint64_t *ticket);
 

@@ -83,12 +83,14 @@ strata_stats_json (const char *endpoint, int timeout_ms, char *err, size_t errle
                                  "history_cache_misses", (json_int_t) sv->history_cache_misses, "messages",
                                  (json_int_t) sv->messages, "slow_turns", (json_int_t) sv->slow_turns,
                                  "slowest_turn_us", (json_int_t) sv->slowest_turn_us);
-    json_t *j = json_pack ("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o}",
+    json_t *j = json_pack ("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o}",
                            "events", (json_int_t) st->events, "users", (json_int_t) st->users, "items",
                            (json_int_t) st->items, "catalogue_items", (json_int_t) st->catalogue_items,
                            "duplicates", (json_int_t) st->duplicates, "rejected", (json_int_t) st->rejected,
                            "journal_pending", (json_int_t) st->journal_pending, "journal_inflight",
-                           (json_int_t) st->journal_inflight, "batches", (json_int_t) st->batches,
+                           (json_int_t) st->journal_inflight, "journal_syncs", (json_int_t) st->journal_syncs,
+                           "journal_slowest_sync_us", (json_int_t) st->journal_slowest_sync_us, "journal_unsynced",
+                           (json_int_t) st->journal_unsynced, "batches", (json_int_t) st->batches,
                            "protocol_errors", (json_int_t) st->protocol_errors, "uptime_ms",
                            (json_int_t) st->uptime_ms, "workers", workers, "worker_list", list,
                            "reject_reasons", reasons, "serving", serving);

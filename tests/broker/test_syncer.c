@@ -79,6 +79,11 @@ Test (syncer, tickets_are_answered_in_order_through_the_descriptor)
     }
     cr_expect_eq (last, t1 + 50);
     cr_expect_eq (s_until_synced (sy, last), last);
+    uint64_t syncs = 0, slowest = 0;
+    syncer_counts (sy, &syncs, &slowest);
+    cr_expect_geq (syncs, 2, "the first ticket and the fifty had a sync each at least");
+    cr_expect_leq (syncs, 51, "%llu syncs for 51 tickets", (unsigned long long) syncs);
+    cr_expect_gt (slowest, 0, "a sync takes some time");
 
     //  Waiting covers every ticket issued.
     s_append (kb, "d");

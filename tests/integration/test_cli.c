@@ -167,12 +167,18 @@ Test (cli, up_import_generated_data_stats_down, .init = s_init, .fini = s_cleanu
     json_decref (s2);
 
     json_t *st = s_stats (cdir);
-    const char *keys[] = { "events", "users", "items", "duplicates", "rejected", "journal_pending", "workers" };
+    const char *keys[] = { "events", "users", "items", "duplicates", "rejected", "journal_pending", "workers",
+                           "journal_slowest_sync_us" };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         cr_expect_not_null (json_object_get (st, keys[i]), "stats lacks '%s'", keys[i]);
     cr_expect_eq (json_integer_value (json_object_get (st, "events")), gen_events);
     cr_expect_eq (json_integer_value (json_object_get (st, "catalogue_items")), gen_items);
     cr_expect_eq (json_integer_value (json_object_get (st, "rejected")), gen_bad);
+    //  Every batch was acked after a sync of the journal; none waits for one now.
+    cr_expect_gt (json_integer_value (json_object_get (st, "journal_syncs")), 0);
+    cr_expect_leq (json_integer_value (json_object_get (st, "journal_syncs")),
+                   json_integer_value (json_object_get (st, "batches")), "more syncs than batches");
+    cr_expect_eq (json_integer_value (json_object_get (st, "journal_unsynced")), 0);
     cr_expect_eq (json_integer_value (json_object_get (json_object_get (st, "workers"), "preprocess")), 2);
     json_t *reasons = json_object_get (st, "reject_reasons");
     cr_expect_gt (json_object_size (reasons), 2, "reject reasons are itemised");
