@@ -2,12 +2,12 @@
 #define LOG_MODULE "syncer"
 #include "syncer.h"
 
+#include <czmq.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -38,11 +38,9 @@ s_run (void *arg)
         //  Everything requested until now is written: one sync covers it all.
         uint64_t target = self->requested;
         pthread_mutex_unlock (&self->lock);
-        struct timespec t0, t1;
-        clock_gettime (CLOCK_MONOTONIC, &t0);
+        int64_t t0 = zclock_usecs ();
         int rc = store_sync_wal (self->store);
-        clock_gettime (CLOCK_MONOTONIC, &t1);
-        uint64_t us = (uint64_t) ((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000);
+        uint64_t us = (uint64_t) (zclock_usecs () - t0);
         pthread_mutex_lock (&self->lock);
         self->syncs++;
         if (us > self->slowest_us)
