@@ -128,8 +128,8 @@ s_spawn (child_t *c, const char *logdir)
             //  process gets a session of its own, weighted down by the same nice value.
             //  Measured with bench/serve --import (2,000 recommend/s on Beauty during an
             //  import and the retraining it starts), p99 over runs: 76-202 ms (median
-            //  97, 10 runs) with every process alike, 61-78 ms at nice 10, 21-65 ms
-            //  (median 48) at 19. An import alone is as fast at 19 as at 0.
+            //  97, 10 runs) with every process alike, 61-78 ms at nice 10, 21-147 ms
+            //  (median 58, 6 runs) at 19. An import alone is as fast at 19 as at 0.
             if (setsid () < 0)
                 setpgid (0, 0);
             FILE *ag = fopen ("/proc/self/autogroup", "w");
