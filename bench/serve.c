@@ -652,8 +652,8 @@ s_during_import (const char *api, char **users, size_t n, const char *data, doub
     s_print (label, IMPORT_RATE, &quiet, NULL);
     snprintf (out, sizeof out, "%s/import-during-serving.json", s_dir);
     //  New ids on every run: a cluster measured twice (--cluster --import) stores them anew.
-    snprintf (cmd, sizeof cmd, "nice -n 19 '%s' import --dir '%s' --quiet --prefix again%lld: '%s' > '%s' 2>&1 &", s_cli, s_dir,
-              (long long) zclock_time (), data, out);
+    snprintf (cmd, sizeof cmd, "nice -n 19 '%s' import --dir '%s' --quiet --prefix again%lld: '%s' > '%s' 2>&1 &",
+              s_cli, s_dir, (long long) zclock_time (), data, out);
     if (s_run (cmd) < 0)
         return;
     snprintf (label, sizeof label, "recommend k=10, during an import, %s", who);

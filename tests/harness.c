@@ -1,6 +1,7 @@
 /*  harness: see harness.h. */
 #include "harness.h"
 
+#include <criterion/criterion.h>
 #include <czmq.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -31,6 +32,23 @@ harness_tmpdir (void)
     char tmpl[] = "/tmp/strata-test-XXXXXX";
     char *d = mkdtemp (tmpl);
     return d ? strdup (d) : NULL;
+}
+
+char *harness_dir;
+
+void
+harness_dir_setup (void)
+{
+    harness_dir = harness_tmpdir ();
+    cr_assert_not_null (harness_dir);
+}
+
+void
+harness_dir_teardown (void)
+{
+    harness_rmtree (harness_dir);
+    free (harness_dir);
+    harness_dir = NULL;
 }
 
 void

@@ -36,6 +36,12 @@ char *harness_tmpdir (void);
 //  Removes a directory tree.
 void harness_rmtree (const char *path);
 
+//  A fixture for suites whose tests each want a fresh directory: harness_dir is its
+//  path from harness_dir_setup (a suite's .init) to harness_dir_teardown (its .fini).
+extern char *harness_dir;
+void harness_dir_setup (void);
+void harness_dir_teardown (void);
+
 typedef struct {
     char dir[512];
     char ingest[128], workers_ep[128], api[128];

@@ -12,23 +12,7 @@
 #include "harness.h"
 #include "knowledge.h"
 
-static char *s_dir;
-
-static void
-s_setup (void)
-{
-    s_dir = harness_tmpdir ();
-    cr_assert_not_null (s_dir);
-}
-
-static void
-s_teardown (void)
-{
-    harness_rmtree (s_dir);
-    free (s_dir);
-}
-
-TestSuite (knowledge, .init = s_setup, .fini = s_teardown);
+TestSuite (knowledge, .init = harness_dir_setup, .fini = harness_dir_teardown);
 
 static void
 s_seq_collect (uint64_t seq, void *arg)
@@ -86,7 +70,7 @@ s_apply (knowledge_t *kb, result_t *r, Strata__V1__Ack *ack)
 
 Test (knowledge, journal_survives_restart_until_applied)
 {
-    knowledge_t *kb = knowledge_open (s_dir);
+    knowledge_t *kb = knowledge_open (harness_dir);
     cr_assert_not_null (kb);
     uint64_t a = s_journal (kb, "batch-a");
     uint64_t b = s_journal (kb, "batch-b");
@@ -103,7 +87,7 @@ Test (knowledge, journal_survives_restart_until_applied)
 
     //  Reopen: only batch-b is left to apply, counters and dictionaries persisted,
     //  sequences continue past the highest ever used.
-    kb = knowledge_open (s_dir);
+    kb = knowledge_open (harness_dir);
     cr_assert_not_null (kb);
     uint64_t seqs[8] = { 0 };
     knowledge_journal_each (kb, s_seq_collect, seqs);
@@ -134,7 +118,7 @@ Test (knowledge, journal_survives_restart_until_applied)
 
 Test (knowledge, exactly_once_application)
 {
-    knowledge_t *kb = knowledge_open (s_dir);
+    knowledge_t *kb = knowledge_open (harness_dir);
     cr_assert_not_null (kb);
     uint64_t a = s_journal (kb, "a");
     uint64_t b = s_journal (kb, "b");
@@ -183,7 +167,7 @@ Test (knowledge, exactly_once_application)
 
     //  After a restart the event-id index is rebuilt from the store: e1 is still a
     //  duplicate, e5 is new.
-    kb = knowledge_open (s_dir);
+    kb = knowledge_open (harness_dir);
     cr_assert_not_null (kb);
     uint64_t c = s_journal (kb, "c");
     const char *const third[][3] = { { "u9", "i9", "e1" }, { "u1", "i1", "e5" } };
@@ -199,7 +183,7 @@ Test (knowledge, exactly_once_application)
 
 Test (knowledge, rejects_are_kept_with_reasons_and_items_upsert)
 {
-    knowledge_t *kb = knowledge_open (s_dir);
+    knowledge_t *kb = knowledge_open (harness_dir);
     cr_assert_not_null (kb);
     uint64_t a = s_journal (kb, "a");
     result_t r;
@@ -240,7 +224,7 @@ Test (knowledge, rejects_are_kept_with_reasons_and_items_upsert)
     knowledge_destroy (&kb);
 
     //  Reason classes survive a restart: "unknown event type" counts both.
-    kb = knowledge_open (s_dir);
+    kb = knowledge_open (harness_dir);
     const char *names[8];
     uint64_t counts[8];
     size_t k = knowledge_reject_reasons (kb, names, counts, 8);
@@ -279,7 +263,7 @@ Test (knowledge, open_fails_cleanly_on_a_bad_path)
 //  enough to be read backwards from its end; searches without an item are skipped.
 Test (knowledge, user_recent_is_the_newest_in_time_order)
 {
-    knowledge_t *kb = knowledge_open (s_dir);
+    knowledge_t *kb = knowledge_open (harness_dir);
     cr_assert_not_null (kb);
     enum { N = 40, MAX = 5 };
     static const struct {
@@ -346,7 +330,7 @@ Test (knowledge, user_recent_is_the_newest_in_time_order)
 //  on the same slot, or another length, is a miss.
 Test (knowledge, history_cache_is_dropped_when_the_user_acts)
 {
-    knowledge_t *kb = knowledge_open (s_dir);
+    knowledge_t *kb = knowledge_open (harness_dir);
     cr_assert_not_null (kb);
     cr_assert_eq (knowledge_history_cache (kb, 4), 0);
     const char *const first[][3] = { { "u0", "i1", "e1" }, { "u0", "i2", "e2" }, { "u1", "i3", "e3" },
@@ -401,7 +385,7 @@ Test (knowledge, history_cache_is_dropped_when_the_user_acts)
 //  survives a restart.
 Test (knowledge, catalogue_changes_follow_every_record_written)
 {
-    knowledge_t *kb = knowledge_open (s_dir);
+    knowledge_t *kb = knowledge_open (harness_dir);
     cr_assert_not_null (kb);
     arena_t *arena = arena_new (1 << 16);
     Strata__V1__CatalogueReply page;
@@ -434,7 +418,7 @@ Test (knowledge, catalogue_changes_follow_every_record_written)
     r.res.items = &itp[1];
     cr_assert_eq (s_apply (kb, &r, &ack), 0);
     knowledge_destroy (&kb);
-    kb = knowledge_open (s_dir);
+    kb = knowledge_open (harness_dir);
     cr_assert_not_null (kb);
     arena_reset (arena);
     Strata__V1__CatalogueReply ch;
@@ -466,7 +450,7 @@ Test (knowledge, catalogue_changes_follow_every_record_written)
 
 Test (knowledge, change_log_keeps_the_newest_and_tells_who_fell_behind)
 {
-    knowledge_t *kb = knowledge_open (s_dir);
+    knowledge_t *kb = knowledge_open (harness_dir);
     cr_assert_not_null (kb);
     knowledge_change_log_limit (kb, 3);
     arena_t *arena = arena_new (1 << 16);
@@ -506,7 +490,7 @@ Test (knowledge, change_log_keeps_the_newest_and_tells_who_fell_behind)
         cr_expect (!ch.changes_lost && ch.n_items == 0 && ch.done, "up to date");
         //  The log's first change is read back from the store.
         knowledge_destroy (&kb);
-        kb = knowledge_open (s_dir);
+        kb = knowledge_open (harness_dir);
         cr_assert_not_null (kb);
     }
     //  A lower limit trims on the next write.

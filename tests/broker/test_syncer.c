@@ -11,23 +11,7 @@
 #include "knowledge.h"
 #include "syncer.h"
 
-static char *s_dir;
-
-static void
-s_setup (void)
-{
-    s_dir = harness_tmpdir ();
-    cr_assert_not_null (s_dir);
-}
-
-static void
-s_teardown (void)
-{
-    harness_rmtree (s_dir);
-    free (s_dir);
-}
-
-TestSuite (syncer, .init = s_setup, .fini = s_teardown);
+TestSuite (syncer, .init = harness_dir_setup, .fini = harness_dir_teardown);
 
 static uint64_t
 s_append (knowledge_t *kb, const char *batch_id)
@@ -55,7 +39,7 @@ s_until_synced (syncer_t *sy, uint64_t want)
 
 Test (syncer, tickets_are_answered_in_order_through_the_descriptor)
 {
-    knowledge_t *kb = knowledge_open (s_dir);
+    knowledge_t *kb = knowledge_open (harness_dir);
     cr_assert_not_null (kb);
     syncer_t *sy = syncer_new (knowledge_store (kb));
     cr_assert_not_null (sy);
@@ -96,7 +80,7 @@ Test (syncer, tickets_are_answered_in_order_through_the_descriptor)
     knowledge_destroy (&kb);
 
     //  The journal written without sync and then synced is there after a reopen.
-    kb = knowledge_open (s_dir);
+    kb = knowledge_open (harness_dir);
     cr_assert_not_null (kb);
     cr_expect_eq (knowledge_journal_pending (kb), 52);
     knowledge_destroy (&kb);
@@ -104,7 +88,7 @@ Test (syncer, tickets_are_answered_in_order_through_the_descriptor)
 
 Test (syncer, stops_with_requests_outstanding)
 {
-    knowledge_t *kb = knowledge_open (s_dir);
+    knowledge_t *kb = knowledge_open (harness_dir);
     cr_assert_not_null (kb);
     syncer_t *sy = syncer_new (knowledge_store (kb));
     cr_assert_not_null (sy);

@@ -305,11 +305,11 @@ Test (malformed, a_batch_sent_again_before_its_ack_is_journaled_once)
     zsock_t *s[COPIES];
     Strata__V1__Event ev[3];
     Strata__V1__Event *evp[3];
+    char ids[3][16];
     for (int i = 0; i < 3; i++) {
         strata__v1__event__init (&ev[i]);
-        char *id = malloc (16);
-        snprintf (id, 16, "again-%d", i);
-        ev[i].event_id = id;
+        snprintf (ids[i], sizeof ids[i], "again-%d", i);
+        ev[i].event_id = ids[i];
         ev[i].user_id = "u1";
         ev[i].item_id = "i1";
         ev[i].type = STRATA__V1__EVENT_TYPE__VIEW;
@@ -334,8 +334,6 @@ Test (malformed, a_batch_sent_again_before_its_ack_is_journaled_once)
         cr_expect_eq (s_expect_ack (s[i], "sent-again"), first, "copy %d got another journal sequence", i);
     for (int i = 0; i < COPIES; i++)
         zsock_destroy (&s[i]);
-    for (int i = 0; i < 3; i++)
-        free (ev[i].event_id);
     cr_assert (hcluster_wait_stat (&s_cluster, "events", 3, 20000));
     zclock_sleep (200);
     cr_expect_eq (hcluster_stat (&s_cluster, "events"), 3);
