@@ -11,6 +11,10 @@
     reference), median of --runs runs; and the items within a bar of the 10th best
     (those the rank worker rescores exactly), by nn_at_least against a plain loop.
 
+    Last, the cost of items new to the catalogue: half the items packed onto a table
+    of the other half (score_table_append, at a rank worker's catalogue refresh),
+    against building the whole table again.
+
     Usage: score [--items N] [--dim D] [--runs R]
 */
 #include <cblas.h>
@@ -171,6 +175,35 @@ s_bench_select (score_table_t *t, const float *q, float *out, uint32_t n, int ru
     return 0;
 }
 
+//  Items added to the catalogue since the version (as many again as it has): packed
+//  onto its table (score_table_append, what a rank worker does at a catalogue refresh)
+//  against the table built again whole; milliseconds, median of runs.
+static int
+s_bench_append (const float *v, uint32_t n, int d, int runs)
+{
+    uint32_t half = n / 2;
+    double tr[64], tm[64];
+    for (int r = 0; r < runs && r < 64; r++) {
+        score_table_t *t = score_table_new (v, half, d);
+        int64_t t0 = zclock_usecs ();
+        score_table_t *whole = score_table_new (v, n, d);
+        int64_t t1 = zclock_usecs ();
+        int rc = t && whole ? score_table_append (t, v, n) : -1;
+        int64_t t2 = zclock_usecs ();
+        score_table_destroy (&t);
+        score_table_destroy (&whole);
+        if (rc < 0)
+            return -1;
+        tr[r] = (double) (t1 - t0) / 1000.0;
+        tm[r] = (double) (t2 - t1) / 1000.0;
+    }
+    double a = bench_median (tr, runs), b = bench_median (tm, runs);
+    printf ("%u new items on a table of %u, median of %d runs (milliseconds)\n", n - half, half, runs);
+    printf ("  %12s  %12s  %7s\n", "built whole", "appended", "ratio");
+    printf ("  %12.2f  %12.2f  %6.2fx\n", a, b, a / b);
+    return 0;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -222,6 +255,8 @@ main (int argc, char **argv)
         printf ("  %7u  %12.2f  %12.2f  %6.2fx\n", nq, a, b, a / b);
     }
     int rc = s_bench_select (t, q, out, n, runs);
+    if (rc == 0)
+        rc = s_bench_append (v, n, d, runs);
     score_table_destroy (&t);
     free (v);
     free (q);

@@ -806,6 +806,8 @@ s_feature_vector (rank_worker_t *self, served_t *s, uint32_t i)
     int m = features_rows_of (c->fh + c->fh_at[k], c->fh_n[k], s->info.feature_rows, rows);
     for (int j = 0; j < m; j++)
         nn_axpy (d, 1.0f / (float) m, s->info.features + (size_t) rows[j] * d, v);
+    if (s->table)
+        score_table_set (s->table, i, v);   // packed already (s_extend): scanned as it is now
     user_cache_clear (self->ucache, d);   // a history with item i has a new vector
 }
 
@@ -1028,6 +1030,10 @@ s_extend (rank_worker_t *self, served_t *s)
     for (uint32_t i = from; i < to; i++)
         s_feature_vector (self, s, i);
     s->rows = to;
+    //  Exact retrieval scans them packed, as the version's own items; without room they
+    //  are scored apart (s_exact_scores), at the cost of a matrix product per request.
+    if (s->table && score_table_append (s->table, s->vectors, to) < 0)
+        log_warn ("no memory to pack %u new items' vectors; scoring them apart", to - from);
     log_info ("items added since model version %llu: %u, with vectors from their features",
               (unsigned long long) s->info.version, to - s->info.items);
 }

@@ -254,6 +254,7 @@ s_scan_for_cpu (int d)
 
 struct _score_table_t {
     uint32_t n, blocks;
+    uint32_t cap;     // blocks allocated (score_table_append grows them)
     int d;
     v16b *t;          // the codes: blocks x d, block j, dimension k is t[j * d + k], 16 items'
                       // codes; or for the VNNI kernel, blocks x groups of 4 dimensions (see there)
@@ -270,6 +271,62 @@ static int
 s_block_dims (const score_table_t *self)
 {
     return self->vnni ? (self->d + 3) & ~3 : self->d;
+}
+
+//  Room for cap blocks, the new ones empty (every code 0, stored as 128 for VNNI, and
+//  every scale 0: items that score 0). 0, or -1 on no memory (the table as it was).
+static int
+s_reserve (score_table_t *self, uint32_t cap)
+{
+    if (cap <= self->cap && self->t)
+        return 0;
+    cap = cap ? cap : 1;
+    size_t dims = (size_t) s_block_dims (self), bytes = (size_t) cap * dims * sizeof (v16b),
+           had = (size_t) self->cap * dims * sizeof (v16b);
+    v16b *t = aligned_alloc (sizeof (v16), (bytes + sizeof (v16) - 1) / sizeof (v16) * sizeof (v16));
+    v16 *scale = aligned_alloc (sizeof (v16), (size_t) cap * sizeof (v16));
+    if (!t || !scale) {
+        free (t);
+        free (scale);
+        return -1;
+    }
+    if (self->t) {
+        memcpy (t, self->t, had);
+        memcpy (scale, self->scale, (size_t) self->cap * sizeof (v16));
+    }
+    memset ((uint8_t *) t + had, self->vnni ? 128 : 0, bytes - had);
+    memset (scale + self->cap, 0, (size_t) (cap - self->cap) * sizeof (v16));
+    free (self->t);
+    free (self->scale);
+    self->t = t;
+    self->scale = scale;
+    self->cap = cap;
+    return 0;
+}
+
+//  Item i's codes and scale from its d floats v.
+static void
+s_pack (score_table_t *self, uint32_t i, const float *v)
+{
+    int d = self->d, dims = s_block_dims (self);
+    float top = 0;
+    for (int k = 0; k < d; k++)
+        top = fabsf (v[k]) > top ? fabsf (v[k]) : top;
+    float scale = top / 127.0f;
+    int8_t *block = (int8_t *) (self->t + (size_t) (i / LANES) * dims);
+    long l1 = 0;
+    for (int k = 0; k < d; k++) {
+        long c = scale > 0 ? lrintf (v[k] / scale) : 0;
+        c = c > 127 ? 127 : c < -127 ? -127 : c;
+        l1 += labs (c);
+        if (self->vnni)
+            ((uint8_t *) block)[(size_t) (k / 4) * 64 + (i % LANES) * 4 + k % 4] = (uint8_t) (c + 128);
+        else
+            block[(size_t) k * LANES + i % LANES] = (int8_t) c;
+    }
+    ((float *) &self->scale[i / LANES])[i % LANES] = scale;
+    self->max_scale = scale > self->max_scale ? scale : self->max_scale;
+    self->max_l1 = scale * (float) l1 > self->max_l1 ? scale * (float) l1 : self->max_l1;
 }
 
 score_table_t *
@@ -291,41 +348,36 @@ score_table_new_rows (const float *vectors, const int64_t *rows, uint32_t n, int
 #if defined(__x86_64__) && defined(__GNUC__)
     self->vnni = self->scan == s_scan_vnni;
 #endif
-    int dims = s_block_dims (self);
-    size_t blocks = self->blocks ? self->blocks : 1, bytes = blocks * (size_t) dims * sizeof (v16b);
-    self->t = aligned_alloc (sizeof (v16), (bytes + sizeof (v16) - 1) / sizeof (v16) * sizeof (v16));
-    self->scale = aligned_alloc (sizeof (v16), blocks * sizeof (v16));
-    if (!self->t || !self->scale) {
+    if (s_reserve (self, self->blocks) < 0) {
         score_table_destroy (&self);
         return NULL;
     }
-    //  A padded dimension's code is 0: stored as 128 for VNNI, like every code there.
-    memset (self->t, self->vnni ? 128 : 0, bytes);
-    memset (self->scale, 0, blocks * sizeof (v16));
-    for (uint32_t i = 0; i < n; i++) {
-        if (rows && rows[i] < 0)
-            continue;   // zeros: codes 0 (stored as such), scale 0
-        const float *v = vectors + (size_t) (rows ? (uint64_t) rows[i] : i) * d;
-        float top = 0;
-        for (int k = 0; k < d; k++)
-            top = fabsf (v[k]) > top ? fabsf (v[k]) : top;
-        float scale = top / 127.0f;
-        int8_t *block = (int8_t *) (self->t + (size_t) (i / LANES) * dims);
-        long l1 = 0;
-        for (int k = 0; k < d; k++) {
-            long c = scale > 0 ? lrintf (v[k] / scale) : 0;
-            c = c > 127 ? 127 : c < -127 ? -127 : c;
-            l1 += labs (c);
-            if (self->vnni)
-                ((uint8_t *) block)[(size_t) (k / 4) * 64 + (i % LANES) * 4 + k % 4] = (uint8_t) (c + 128);
-            else
-                block[(size_t) k * LANES + i % LANES] = (int8_t) c;
-        }
-        ((float *) &self->scale[i / LANES])[i % LANES] = scale;
-        self->max_scale = scale > self->max_scale ? scale : self->max_scale;
-        self->max_l1 = scale * (float) l1 > self->max_l1 ? scale * (float) l1 : self->max_l1;
-    }
+    for (uint32_t i = 0; i < n; i++)
+        if (!rows || rows[i] >= 0)   // else zeros: codes 0 (stored as such), scale 0
+            s_pack (self, i, vectors + (size_t) (rows ? (uint64_t) rows[i] : i) * d);
     return self;
+}
+
+int
+score_table_append (score_table_t *self, const float *vectors, uint32_t n)
+{
+    if (n <= self->n)
+        return 0;
+    uint32_t blocks = (n + LANES - 1) / LANES;
+    if (blocks > self->cap && s_reserve (self, blocks > self->cap + self->cap / 2 ? blocks : self->cap + self->cap / 2) < 0)
+        return -1;
+    for (uint32_t i = self->n; i < n; i++)
+        s_pack (self, i, vectors + (size_t) i * self->d);
+    self->n = n;
+    self->blocks = blocks;
+    return 0;
+}
+
+void
+score_table_set (score_table_t *self, uint32_t i, const float *v)
+{
+    if (i < self->n)
+        s_pack (self, i, v);
 }
 
 void

@@ -43,6 +43,16 @@ void score_table_destroy (score_table_t **self_p);
 
 uint32_t score_table_size (const score_table_t *self);
 
+//  Packs rows size .. n - 1 of vectors (row-major, d floats each: the whole catalogue's
+//  table, of which the first size rows are packed already) after those the table
+//  holds: items added to a catalogue are scanned as its others are. Room grows by half
+//  at a time. 0, or -1 on no memory (the table as it was).
+int score_table_append (score_table_t *self, const float *vectors, uint32_t n);
+
+//  Packs item i (< size) again from its d floats v: an item whose vector changed. The
+//  bound stays that of the largest scale the table has held.
+void score_table_set (score_table_t *self, uint32_t i, const float *v);
+
 //  Scores every item against nq queries (nq x d, row-major): out[q * ld + i] (ld >= n)
 //  is query q's inner product with item i, within score_table_bound (q) of exact.
 void score_table_run (const score_table_t *self, const float *queries, uint32_t nq, float *out, uint32_t ld);

@@ -114,6 +114,56 @@ s_check_runs (void)
     free (v);
 }
 
+static void
+s_check_append (void)
+{
+    //  A table of 5 items grown to 1,000 in steps that end inside blocks and cross
+    //  several (the room grows as it goes), larger items last (the bound follows them);
+    //  then item 2 changed and packed again. After each step every item scores within
+    //  the bound, as the table built from scratch does, and nothing is written past the
+    //  rows it holds.
+    enum { N = 1000, D = 64 };
+    unsigned seed = 9;
+    float *v = malloc ((size_t) N * D * sizeof *v), q[D], *out = malloc ((N + 1) * sizeof *out);
+    for (size_t i = 0; i < (size_t) N * D; i++)
+        v[i] = ((float) rand_r (&seed) / RAND_MAX - 0.5f) * (float) (1 + i / (D * 100));
+    for (int k = 0; k < D; k++)
+        q[k] = (float) rand_r (&seed) / RAND_MAX - 0.5f;
+    score_table_t *t = score_table_new (v, 5, D);
+    cr_assert_not_null (t);
+    uint32_t steps[] = { 5, 6, 16, 17, 40, 333, 999, 1000 };
+    for (size_t s = 0; s <= sizeof steps / sizeof steps[0]; s++) {
+        uint32_t n = s < sizeof steps / sizeof steps[0] ? steps[s] : N;
+        if (s < sizeof steps / sizeof steps[0])
+            cr_assert_eq (score_table_append (t, v, n), 0);
+        else {
+            for (int k = 0; k < D; k++)
+                v[2 * D + k] = -3.0f * v[2 * D + k];   // item 2 changes
+            score_table_set (t, 2, v + 2 * D);
+        }
+        cr_assert_eq (score_table_size (t), n);
+        score_table_t *whole = score_table_new (v, n, D);
+        cr_assert_not_null (whole);
+        float bound = score_table_bound (t, q);
+        cr_assert_geq (bound, score_table_bound (whole, q), "step %zu: the bound does not cover the items added", s);
+        for (uint32_t i = 0; i <= n; i++)
+            out[i] = 12345.0f;
+        score_table_run (t, q, 1, out, n);
+        cr_assert_eq (out[n], 12345.0f, "step %zu: written past the rows held", s);
+        for (uint32_t i = 0; i < n; i++) {
+            double want = 0;
+            for (int k = 0; k < D; k++)
+                want += (double) q[k] * v[(size_t) i * D + k];
+            cr_assert_leq (fabs (out[i] - want), bound, "step %zu: item %u off by %g (bound %g)", s, i,
+                           fabs (out[i] - want), bound);
+        }
+        score_table_destroy (&whole);
+    }
+    score_table_destroy (&t);
+    free (out);
+    free (v);
+}
+
 //  check, with the kernel this CPU gets, then with each narrower one it has.
 static void
 s_each_kernel (void (*check) (void))
@@ -141,4 +191,9 @@ Test (score, agrees_with_inner_products_within_its_bound)
 Test (score, runs_of_rows_score_as_the_whole_table)
 {
     s_each_kernel (s_check_runs);
+}
+
+Test (score, items_appended_or_changed_score_as_a_table_built_at_once)
+{
+    s_each_kernel (s_check_append);
 }
