@@ -13,6 +13,7 @@
 struct _store_t {
     rocksdb_t *db;
     rocksdb_options_t *options;
+    rocksdb_env_t *env;       // the process's default environment, its threads lowered
     rocksdb_writeoptions_t *wopt;
     rocksdb_writeoptions_t *wopt_sync;
     rocksdb_writeoptions_t *wopt_nowal;
@@ -34,6 +35,13 @@ store_open (const char *path, const char *const *cf_names, int cf_count)
         return NULL;
     self->cf_count = cf_count;
     self->options = rocksdb_options_create ();
+    //  Flushes and compactions yield the CPU to the threads that serve: the process's
+    //  RocksDB threads run at the lowest priority (nice 19, within the process's own
+    //  share of the CPU), each from its first job.
+    self->env = rocksdb_create_default_env ();
+    rocksdb_env_lower_thread_pool_cpu_priority (self->env);
+    rocksdb_env_lower_high_priority_thread_pool_cpu_priority (self->env);
+    rocksdb_options_set_env (self->options, self->env);
     rocksdb_options_set_create_if_missing (self->options, 1);
     rocksdb_options_set_create_missing_column_families (self->options, 1);
     rocksdb_options_increase_parallelism (self->options, 2);
@@ -96,6 +104,8 @@ store_destroy (store_t **self_p)
         rocksdb_readoptions_destroy (self->ropt);
     if (self->options)
         rocksdb_options_destroy (self->options);
+    if (self->env)
+        rocksdb_env_destroy (self->env);   // the wrapper: the default environment stays
     if (self->table)
         rocksdb_block_based_options_destroy (self->table);
     if (self->cache)
