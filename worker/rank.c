@@ -45,7 +45,9 @@ typedef struct {
     uint32_t *popular;        // item indices, most popular first
     uint32_t n_popular;
     ivf_t *ivf;               // approximate retrieval (NULL: exact)
-    score_table_t *table;     // exact retrieval: the version's vectors packed for scoring
+    score_table_t *table;     // rows table_base .. table_base + its size packed for the scan:
+    uint32_t table_base;      // exact retrieval, every row (0); approximate, those added
+                              // since the index was built (its size)
     uint32_t probe;           // its cells scanned per query
     uint32_t ivf_cap;         // most candidates a query gets
     float ivf_recall;         // its recall@10 on the probe queries
@@ -377,10 +379,12 @@ s_index (rank_worker_t *self, served_t *s, const sample_t *sample, const uint8_t
     uint32_t n = s->info.items;
     int d = s->info.dim;
     const char *how = self->cfg.index ? self->cfg.index : "auto";
+    s->table_base = 0;
     if (n == 0 || !strcmp (how, "exact") || (!strcmp (how, "auto") && n < (uint64_t) self->cfg.ivf_min_items)) {
         s->table = n ? score_table_new (s->vectors, n, d) : NULL;
         return n && !s->table ? -1 : 0;
     }
+    s->table_base = n;   // the items added later are scanned apart from the index
     int64_t t0 = zclock_mono ();
     int had = s_index_saved (self, s, saved, saved_len);
     if (had == 1)
@@ -806,8 +810,8 @@ s_feature_vector (rank_worker_t *self, served_t *s, uint32_t i)
     int m = features_rows_of (c->fh + c->fh_at[k], c->fh_n[k], s->info.feature_rows, rows);
     for (int j = 0; j < m; j++)
         nn_axpy (d, 1.0f / (float) m, s->info.features + (size_t) rows[j] * d, v);
-    if (s->table)
-        score_table_set (s->table, i, v);   // packed already (s_extend): scanned as it is now
+    if (s->table && i >= s->table_base)
+        score_table_set (s->table, i - s->table_base, v);   // packed already (s_extend): scanned as it is now
     user_cache_clear (self->ucache, d);   // a history with item i has a new vector
 }
 
@@ -1030,10 +1034,14 @@ s_extend (rank_worker_t *self, served_t *s)
     for (uint32_t i = from; i < to; i++)
         s_feature_vector (self, s, i);
     s->rows = to;
-    //  Exact retrieval scans them packed, as the version's own items; without room they
-    //  are scored apart (s_exact_scores), at the cost of a matrix product per request.
-    if (s->table && score_table_append (s->table, s->vectors, to) < 0)
-        log_warn ("no memory to pack %u new items' vectors; scoring them apart", to - from);
+    //  They are scanned packed, after the version's own items in exact retrieval's table,
+    //  or in a table of their own beside the approximate index; without room they are
+    //  scored exactly, at the cost of a matrix product per request.
+    if (!s->table && s->ivf)
+        s->table = score_table_new (s->vectors, 0, s->info.dim);
+    if (s->table && score_table_append (s->table, s->vectors + (size_t) s->table_base * s->info.dim,
+                                        to - s->table_base) < 0)
+        log_warn ("no memory to pack %u new items' vectors; scoring them exactly", to - from);
     log_info ("items added since model version %llu: %u, with vectors from their features",
               (unsigned long long) s->info.version, to - s->info.items);
 }
@@ -1457,24 +1465,36 @@ s_select (rank_worker_t *self, const req_t *r, const float *scores, uint32_t n, 
 
 //  Every row's score for nq queries (nq x dim) into scores (nq x rows): the packed
 //  table's scan for the rows it holds (within its bound of exact: s_refine finishes
-//  the job), then the rows added since (items new to the version), exactly.
+//  the job), the others exactly (an approximate index's items, when a query falls back
+//  to exact search, and new items that found no room in the table).
 static void
 s_exact_scores (served_t *s, const float *q, uint32_t nq, float *scores)
 {
     int d = s->info.dim;
-    uint32_t packed = s->table ? score_table_size (s->table) : 0;
+    uint32_t base = s->table_base, packed = s->table ? score_table_size (s->table) : 0, rest = base + packed;
+    if (base)
+        nn_matmul_nt_ld (q, d, (int) nq, d, s->vectors, d, (int) base, scores, (int) s->rows);
     if (packed)
-        score_table_run (s->table, q, nq, scores, s->rows);
-    if (packed == s->rows)
-        return;
-    nn_matmul_nt_ld (q, d, (int) nq, d, s->vectors + (size_t) packed * d, d, (int) (s->rows - packed), scores + packed,
-                     (int) s->rows);
+        score_table_run (s->table, q, nq, scores + base, s->rows);
+    if (rest < s->rows)
+        nn_matmul_nt_ld (q, d, (int) nq, d, s->vectors + (size_t) rest * d, d, (int) (s->rows - rest), scores + rest,
+                         (int) s->rows);
+}
+
+//  The largest difference between a candidate's score and its exact inner product with
+//  q: the approximate index's and the packed table's, whichever is used (-1: exact).
+static float
+s_bound (const served_t *s, const float *q)
+{
+    float b = s->ivf ? ivf_bound (s->ivf, q) : -1, t = s->table ? score_table_bound (s->table, q) : -1;
+    return b > t ? b : t;
 }
 
 //  The approximate index's candidates for nq queries (nq x dim), scored within
 //  ivf_bound of exact, and every row the index does not cover (items added since it
-//  was built), scored exactly: query k's are (*items, *scores) + k * *stride, counts[k]
-//  of them. 0, or -1 on no memory.
+//  was built), scanned in their own table (the rest, without room there, exactly):
+//  query k's are (*items, *scores) + k * *stride, counts[k] of them. 0, or -1 on no
+//  memory.
 static int
 s_ivf_candidates (rank_worker_t *self, served_t *s, const float *q, uint32_t nq, uint32_t **items, float **scores,
                   uint32_t *counts, uint32_t *stride)
@@ -1486,10 +1506,16 @@ s_ivf_candidates (rank_worker_t *self, served_t *s, const float *q, uint32_t nq,
     *scores = s_scratch (&self->cand_scores, (size_t) nq * *stride * sizeof **scores);
     if (!*items || !*scores || ivf_search (s->ivf, q, nq, s->probe, *items, *scores, *stride, counts) < 0)
         return -1;
+    uint32_t packed = s->table ? score_table_size (s->table) : 0;
+    packed = packed < tail ? packed : tail;
     for (uint32_t k = 0; tail && k < nq; k++) {
         uint32_t *it = *items + (size_t) k * *stride + counts[k];
         float *sc = *scores + (size_t) k * *stride + counts[k];
-        nn_matvec (s->vectors + (size_t) indexed * d, (int) tail, d, q + (size_t) k * d, sc);
+        if (packed)
+            score_table_run (s->table, q + (size_t) k * d, 1, sc, packed);
+        if (packed < tail)
+            nn_matvec (s->vectors + (size_t) (indexed + packed) * d, (int) (tail - packed), d, q + (size_t) k * d,
+                       sc + packed);
         for (uint32_t j = 0; j < tail; j++)
             it[j] = indexed + j;
         counts[k] += tail;
@@ -1576,8 +1602,7 @@ s_pick (rank_worker_t *self, const req_t *r, const cands_t *c, const float *vec,
             drop[i] = self->mark[c->items[i]] || !s_passes (self, f, c->items[i], h);
         got = nn_top_k (c->scores, (int) c->m, -1, drop, self->top, want);
         if (got == want)
-            return s_refine (self, r, c->scores, c->items, c->m, ivf_bound (s->ivf, vec), vec, want, got, sel,
-                             sel_scores);
+            return s_refine (self, r, c->scores, c->items, c->m, s_bound (s, vec), vec, want, got, sel, sel_scores);
         float *all = s_scratch (&self->exact, (size_t) s->rows * sizeof *all);
         if (!all)
             return 0;
@@ -1586,7 +1611,7 @@ s_pick (rank_worker_t *self, const req_t *r, const cands_t *c, const float *vec,
         return s_pick (self, r, &exact, vec, want, sel, sel_scores);
     }
     got = s_select (self, r, c->scores, c->m, want);
-    float bound = s->table ? score_table_bound (s->table, vec) : -1;
+    float bound = s->table ? score_table_bound (s->table, vec) : -1;   // the rest is exact
     return got ? s_refine (self, r, c->scores, NULL, c->m, bound, vec, want, got, sel, sel_scores) : 0;
 }
 
