@@ -2,6 +2,7 @@
 #include "dedupe.h"
 
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "util.h"
 
@@ -26,10 +27,48 @@ struct _dedupe_t {
 //  size; at this pace the move ends (old size / 32 inserts later) at a load under 0.4.
 #define MOVE_STEP 32
 
+#define HUGE_PAGE ((size_t) 2 << 20)
+
+//  A table of cap slots, zeroed. One of HUGE_PAGE or more is mapped on its own, aligned
+//  and in huge pages where the kernel gives them (madvise): a lookup's address then
+//  misses the TLB far less often, and a new table's first writes (it fills with the
+//  inserts after a growth) take one page fault per 2 MB instead of one per 4 KB, each
+//  of which cost the broker's loop about 5 µs on a virtual machine.
+static slot_t *
+s_table_new (size_t cap)
+{
+    size_t bytes = cap * sizeof (slot_t);
+    if (bytes < HUGE_PAGE)
+        return calloc (cap, sizeof (slot_t));
+    size_t len = (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    uint8_t *p = mmap (NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    uint8_t *start = (uint8_t *) (((uintptr_t) p + HUGE_PAGE - 1) & ~(uintptr_t) (HUGE_PAGE - 1));
+    if (start > p)
+        munmap (p, (size_t) (start - p));
+    if (start + len < p + len + HUGE_PAGE)
+        munmap (start + len, (size_t) (p + len + HUGE_PAGE - (start + len)));
+    madvise (start, len, MADV_HUGEPAGE);   // advice: without it, plain pages
+    return (slot_t *) start;
+}
+
+static void
+s_table_free (slot_t *t, size_t cap)
+{
+    size_t bytes = cap * sizeof (slot_t);
+    if (!t)
+        return;
+    if (bytes < HUGE_PAGE)
+        free (t);
+    else
+        munmap (t, (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1));
+}
+
 static int
 s_alloc (dedupe_t *self, size_t cap)
 {
-    self->slots = calloc (cap, sizeof (slot_t));
+    self->slots = s_table_new (cap);
     if (!self->slots)
         return -1;
     self->mask = cap - 1;
@@ -57,8 +96,9 @@ dedupe_destroy (dedupe_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
-    free ((*self_p)->slots);
-    free ((*self_p)->old);
+    s_table_free ((*self_p)->slots, (*self_p)->mask + 1);
+    if ((*self_p)->old)
+        s_table_free ((*self_p)->old, (*self_p)->old_mask + 1);
     free (*self_p);
     *self_p = NULL;
 }
@@ -96,6 +136,14 @@ s_find (const slot_t *slots, size_t mask, uint64_t hash, uint32_t *user, int64_t
     }
 }
 
+void
+dedupe_prefetch (const dedupe_t *self, uint64_t hash)
+{
+    __builtin_prefetch (&self->slots[s_index (hash) & self->mask]);
+    if (self->old)
+        __builtin_prefetch (&self->old[s_index (hash) & self->old_mask]);
+}
+
 bool
 dedupe_find (dedupe_t *self, uint64_t hash, uint32_t *user, int64_t *ts)
 {
@@ -128,7 +176,7 @@ s_move_some (dedupe_t *self)
             s_put (self->slots, self->mask, self->old[i].hash, self->old[i].user, self->old[i].ts);
     self->moved = end;
     if (self->moved > self->old_mask) {
-        free (self->old);
+        s_table_free (self->old, self->old_mask + 1);
         self->old = NULL;
     }
 }

@@ -29,6 +29,11 @@ void dedupe_destroy (dedupe_t **self_p);
 //  Normalised hash of an event id (never 0).
 uint64_t dedupe_hash (const char *event_id, size_t len);
 
+//  Starts fetching the memory that finding or adding hash reads, without waiting for
+//  it: called a few events ahead of dedupe_find, the fetches of several lookups
+//  overlap (the table is far larger than the caches).
+void dedupe_prefetch (const dedupe_t *self, uint64_t hash);
+
 //  Finds a hash; fills the stored event's user and timestamp. False when absent.
 bool dedupe_find (dedupe_t *self, uint64_t hash, uint32_t *user, int64_t *ts);
 

@@ -16,6 +16,7 @@ static const char *const s_cf_names[KCF_COUNT] = {
 };
 
 #define SCHEMA_VERSION "1"
+#define PREFETCH_AHEAD 8   // events between an event-id lookup's prefetch and the lookup
 
 //  One dictionary (users or items): external id <-> dense index.
 typedef struct {
@@ -367,10 +368,21 @@ knowledge_apply (knowledge_t *self, const Strata__V1__JobResult *res, Strata__V1
     size_t cap = 0;
     uint64_t accepted = 0, duplicates = res->in_batch_duplicates;
 
+    //  The events' hashes first: each event's place in the event-id index is then asked
+    //  for PREFETCH_AHEAD events before its turn.
+    uint64_t *hashes = malloc ((res->n_events ? res->n_events : 1) * sizeof *hashes);
+    if (!hashes)
+        goto fail;
     for (size_t i = 0; i < res->n_events; i++) {
+        hashes[i] = dedupe_hash (res->events[i]->event_id, strlen (res->events[i]->event_id));
+        if (i < PREFETCH_AHEAD)
+            dedupe_prefetch (self->seen, hashes[i]);
+    }
+    for (size_t i = 0; i < res->n_events; i++) {
+        if (i + PREFETCH_AHEAD < res->n_events)
+            dedupe_prefetch (self->seen, hashes[i + PREFETCH_AHEAD]);
         Strata__V1__Event *e = res->events[i];
-        size_t idlen = strlen (e->event_id);
-        uint64_t hash = dedupe_hash (e->event_id, idlen);
+        uint64_t hash = hashes[i];
         unsigned char key[20];
         uint32_t seen_user;
         int64_t seen_ts;
@@ -512,6 +524,7 @@ knowledge_apply (knowledge_t *self, const Strata__V1__JobResult *res, Strata__V1
     self->journal_pending--;
     rocksdb_writebatch_destroy (wb);
     free (buf);
+    free (hashes);
     return 0;
 
 fail:
@@ -523,6 +536,7 @@ fail:
     self->first_change = first_before;
     rocksdb_writebatch_destroy (wb);
     free (buf);
+    free (hashes);
     return STORE_EIO;
 }
 

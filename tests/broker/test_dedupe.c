@@ -1,8 +1,11 @@
 /*  Unit: the in-memory event-id index (dedupe.h): lookups, first location kept,
     growth far past the initial size without losing entries, growth spread over the
-    inserts that follow it with every entry found meanwhile, the reserved 0 hash.
+    inserts that follow it with every entry found meanwhile, the reserved 0 hash, and a
+    large table in huge pages where the kernel gives them.
 */
 #include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "dedupe.h"
 
@@ -90,4 +93,40 @@ Test (dedupe, hash_is_never_zero)
     cr_expect_neq (dedupe_hash ("", 0), 0);
     cr_expect_neq (dedupe_hash ("e1", 2), dedupe_hash ("e2", 2));
     cr_expect_eq (dedupe_hash ("same", 4), dedupe_hash ("same", 4));
+}
+
+//  Kilobytes of this process's memory in transparent huge pages.
+static long
+s_huge_kb (void)
+{
+    FILE *f = fopen ("/proc/self/smaps_rollup", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets (line, sizeof line, f))
+        if (sscanf (line, "AnonHugePages: %ld kB", &kb) == 1)
+            break;
+    if (f)
+        fclose (f);
+    return kb;
+}
+
+Test (dedupe, a_large_table_asks_for_huge_pages)
+{
+    //  Where the kernel gives huge pages on request (its transparent huge pages set to
+    //  `madvise` or `always`), a table of 2 MB or more is in them.
+    char mode[128] = "";
+    FILE *f = fopen ("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (!f || !fgets (mode, sizeof mode, f) || strstr (mode, "[never]") || s_huge_kb () < 0) {
+        if (f)
+            fclose (f);
+        cr_skip_test ("this kernel gives no transparent huge pages (%s)", *mode ? mode : "no setting");
+    }
+    fclose (f);
+    long before = s_huge_kb ();
+    dedupe_t *d = dedupe_new (200000);   // 524,288 slots: 10 MB
+    for (uint64_t i = 1; i <= 200000; i++)
+        cr_assert_eq (dedupe_insert (d, s_hash (i), (uint32_t) i, 0), 0);
+    long after = s_huge_kb ();
+    cr_expect_geq (after - before, 2048, "the table's 10 MB hold %ld kB of huge pages", after - before);
+    dedupe_destroy (&d);
 }
