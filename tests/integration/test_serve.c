@@ -250,6 +250,26 @@ s_wait_version (uint64_t v)
 //  sees it, it has a vector from its brand, category and title (the version's feature
 //  table), and is similar to the shoes: at least min_shoes of its 6 nearest, answered
 //  with `source`.
+//  Asks SIMILAR {item, k} until the rank worker knows the item, an item just imported
+//  (answered NOT_FOUND meanwhile, for at most 10 s); the answer in *a, a->rec NULL when
+//  the item never became known.
+static void
+s_similar_once_known (const char *item, uint32_t k, answer_t *a)
+{
+    Strata__V1__Similar sim = STRATA__V1__SIMILAR__INIT;
+    sim.item = (char *) item;
+    sim.k = k;
+    for (int i = 0; i < 100; i++) {
+        s_ask (WIRE_SIMILAR, &sim.base, a);
+        if (a->rec)
+            return;
+        cr_assert_not_null (a->err);
+        cr_expect_eq (a->err->code, STRATA__V1__ERROR_CODE__NOT_FOUND);
+        s_answer_free (a);
+        zclock_sleep (100);
+    }
+}
+
 static void
 s_new_item (const char *source, int min_shoes)
 {
@@ -257,21 +277,8 @@ s_new_item (const char *source, int min_shoes)
     s_import_text ("new-items.jsonl", true,
                    "{\"item_id\":\"Z2\",\"title\":\"Fleet running shoe\",\"brand\":\"Fleet\",\"category\":"
                    "\"Shoes > Running\",\"price\":\"58.00\"}\n");
-    Strata__V1__Similar sim2 = STRATA__V1__SIMILAR__INIT;
-    sim2.item = "Z2";
-    sim2.k = 6;
-    bool found = false;
-    for (int i = 0; i < 100 && !found; i++) {
-        s_ask (WIRE_SIMILAR, &sim2.base, &a);
-        found = a.rec != NULL;
-        if (!found) {
-            cr_assert_not_null (a.err);
-            cr_expect_eq (a.err->code, STRATA__V1__ERROR_CODE__NOT_FOUND);
-            s_answer_free (&a);
-            zclock_sleep (100);
-        }
-    }
-    cr_assert (found, "the new item Z2 never became known to the rank worker");
+    s_similar_once_known ("Z2", 6, &a);
+    cr_assert (a.rec, "the new item Z2 never became known to the rank worker");
     cr_expect_str_eq (a.rec->source, source);
     int new_shoes = 0;
     for (size_t i = 0; i < a.rec->n_items; i++) {
@@ -559,22 +566,14 @@ Test (serve, answers_filters_cold_start_and_errors)
     s_import_text ("z3-hat.jsonl", true,
                    "{\"item_id\":\"Z3\",\"title\":\"Crest winter hat\",\"brand\":\"Crest\",\"category\":"
                    "\"Hats > Winter\",\"price\":\"12.00\"}\n");
-    Strata__V1__Similar z3 = STRATA__V1__SIMILAR__INIT;
-    z3.item = "Z3";
-    z3.k = 12;
-    bool known = false, twin = false;
-    for (int i = 0; i < 100 && !known; i++) {
-        s_ask (WIRE_SIMILAR, &z3.base, &a);
-        known = a.rec != NULL;
-        for (size_t j = 0; known && j < a.rec->n_items; j++)
-            twin |= !strcmp (a.rec->items[j]->item, "Z2");
-        for (size_t j = 0; known && !twin && j < a.rec->n_items; j++)
-            cr_log_error ("Z3's nearest items: %s %g", a.rec->items[j]->item, (double) a.rec->items[j]->score);
-        s_answer_free (&a);
-        if (!known)
-            zclock_sleep (100);
-    }
-    cr_assert (known, "the new item Z3 never became known to the rank worker");
+    s_similar_once_known ("Z3", 12, &a);
+    cr_assert (a.rec, "the new item Z3 never became known to the rank worker");
+    bool twin = false;
+    for (size_t j = 0; j < a.rec->n_items; j++)
+        twin |= !strcmp (a.rec->items[j]->item, "Z2");
+    for (size_t j = 0; !twin && j < a.rec->n_items; j++)
+        cr_log_error ("Z3's nearest items: %s %g", a.rec->items[j]->item, (double) a.rec->items[j]->score);
+    s_answer_free (&a);
     cr_expect (twin, "Z2, Z3's twin, is not among its 12 nearest items");
     //  t-a3's history was asked for many times: the broker holds it in memory. A new
     //  event of theirs replaces it: after A4, the model says A5.
