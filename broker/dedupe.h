@@ -12,7 +12,9 @@
 
     Open addressing with linear probing, grown incrementally (no insert moves more than
     a few dozen entries); hash 0 is reserved as the empty marker (a real 0 is stored
-    as 1). One thread owns a dedupe_t.
+    as 1). A table of megabytes has its successor mapped and faulted in by a thread of
+    its own while it fills, so that no insert waits on the kernel for new memory. One
+    thread owns a dedupe_t.
 */
 #ifndef STRATA_DEDUPE_H
 #define STRATA_DEDUPE_H
@@ -43,6 +45,10 @@ int dedupe_insert (dedupe_t *self, uint64_t hash, uint32_t user, int64_t ts);
 //  True while the entries move to a bigger table (a few with each insert; lookups see
 //  them all meanwhile).
 bool dedupe_growing (dedupe_t *self);
+
+//  True once the next table is ready, mapped and faulted in, ahead of the growth that
+//  takes it (from a load of 0.5 on tables of 1 MB or more).
+bool dedupe_next_prepared (dedupe_t *self);
 
 size_t dedupe_size (dedupe_t *self);
 size_t dedupe_bytes (dedupe_t *self);

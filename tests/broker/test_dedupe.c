@@ -1,11 +1,15 @@
 /*  Unit: the in-memory event-id index (dedupe.h): lookups, first location kept,
     growth far past the initial size without losing entries, growth spread over the
-    inserts that follow it with every entry found meanwhile, the reserved 0 hash, and a
-    large table in huge pages where the kernel gives them.
+    inserts that follow it with every entry found meanwhile, the reserved 0 hash, a
+    large table in huge pages where the kernel gives them, and a growth into a table
+    prepared (faulted in) on a thread of its own beforehand.
 */
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "dedupe.h"
 
@@ -129,4 +133,60 @@ Test (dedupe, a_large_table_asks_for_huge_pages)
     long after = s_huge_kb ();
     cr_expect_geq (after - before, 2048, "the table's 10 MB hold %ld kB of huge pages", after - before);
     dedupe_destroy (&d);
+}
+
+//  Page faults this thread has taken so far.
+static long
+s_thread_faults (void)
+{
+    struct rusage ru;
+    getrusage (RUSAGE_THREAD, &ru);
+    return ru.ru_minflt + ru.ru_majflt;
+}
+
+Test (dedupe, a_growth_takes_a_table_already_faulted_in)
+{
+    //  A growth into 1,048,576 slots (20 MB): prepared from a load of 0.5, taken at 0.7.
+    dedupe_t *d = dedupe_new (200000);   // 524,288 slots
+    uint64_t i = 0;
+    while (i < 367000) {
+        i++;
+        cr_assert_eq (dedupe_insert (d, s_hash (i), (uint32_t) i, 0), 0);
+    }
+    cr_assert (!dedupe_growing (d));
+    for (int waited = 0; !dedupe_next_prepared (d) && waited < 30000; waited++)
+        usleep (1000);
+    cr_assert (dedupe_next_prepared (d), "the next table is prepared ahead of the growth");
+    //  The inserts that start the growth and move 320,000 entries into the new table
+    //  write all over it: no page fault in this thread (valgrind's own memory aside).
+    long before = s_thread_faults ();
+    while (i < 377000) {
+        i++;
+        cr_assert_eq (dedupe_insert (d, s_hash (i), (uint32_t) i, 0), 0);
+    }
+    long faults = s_thread_faults () - before;
+    cr_assert (dedupe_growing (d), "the growth started");
+    if (!getenv ("STRATA_TEST_VALGRIND"))
+        cr_expect_lt (faults, 4, "the inserts into the new table took %ld page faults", faults);
+    while (dedupe_growing (d)) {
+        i++;
+        cr_assert_eq (dedupe_insert (d, s_hash (i), (uint32_t) i, 0), 0);
+    }
+    for (uint64_t k = 1; k <= i; k++) {
+        uint32_t u;
+        int64_t ts;
+        cr_assert (dedupe_find (d, s_hash (k), &u, &ts), "entry %llu lost", (unsigned long long) k);
+        cr_assert_eq (u, (uint32_t) k);
+    }
+    cr_expect_eq (dedupe_size (d), i);
+    dedupe_destroy (&d);
+}
+
+Test (dedupe, is_destroyed_while_the_next_table_is_prepared)
+{
+    dedupe_t *d = dedupe_new (200000);
+    for (uint64_t i = 1; i <= 270000; i++)   // past a load of 0.5: preparing
+        cr_assert_eq (dedupe_insert (d, s_hash (i), (uint32_t) i, 0), 0);
+    dedupe_destroy (&d);   // waits for the thread; valgrind sees no leak
+    cr_expect_null (d);
 }
