@@ -5,6 +5,7 @@
     prepared (faulted in) on a thread of its own beforehand.
 */
 #include <criterion/criterion.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,7 +167,13 @@ Test (dedupe, a_growth_takes_a_table_already_faulted_in)
     }
     long faults = s_thread_faults () - before;
     cr_assert (dedupe_growing (d), "the growth started");
-    if (!getenv ("STRATA_TEST_VALGRIND"))
+    //  Under valgrind or AddressSanitizer, writing the table also faults in their own
+    //  shadow memory: there, the growth is checked for its entries only.
+    bool shadowed = getenv ("STRATA_TEST_VALGRIND") != NULL;
+#ifdef __SANITIZE_ADDRESS__
+    shadowed = true;
+#endif
+    if (!shadowed)
         cr_expect_lt (faults, 4, "the inserts into the new table took %ld page faults", faults);
     while (dedupe_growing (d)) {
         i++;
