@@ -44,6 +44,15 @@ struct _dedupe_t {
 #define PREPARE_AT 5
 #define WAIT_AT 9
 
+//  The length of the mapping that holds a table of cap slots (whole huge pages), or 0
+//  for a table under HUGE_PAGE, which is allocated from the heap.
+static size_t
+s_mapped_len (size_t cap)
+{
+    size_t bytes = cap * sizeof (slot_t);
+    return bytes < HUGE_PAGE ? 0 : (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+}
+
 //  A table of cap slots, zeroed. One of HUGE_PAGE or more is mapped on its own, aligned
 //  and in huge pages where the kernel gives them (madvise): a lookup's address then
 //  misses the TLB far less often, and a new table's first writes (it fills with the
@@ -52,10 +61,9 @@ struct _dedupe_t {
 static slot_t *
 s_table_new (size_t cap)
 {
-    size_t bytes = cap * sizeof (slot_t);
-    if (bytes < HUGE_PAGE)
+    size_t len = s_mapped_len (cap);
+    if (!len)
         return calloc (cap, sizeof (slot_t));
-    size_t len = (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
     uint8_t *p = mmap (NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return NULL;
@@ -71,13 +79,13 @@ s_table_new (size_t cap)
 static void
 s_table_free (slot_t *t, size_t cap)
 {
-    size_t bytes = cap * sizeof (slot_t);
+    size_t len = s_mapped_len (cap);
     if (!t)
         return;
-    if (bytes < HUGE_PAGE)
+    if (!len)
         free (t);
     else
-        munmap (t, (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1));
+        munmap (t, len);
 }
 
 //  The preparer's thread: maps the next table and has the kernel fault every page of it
@@ -90,9 +98,8 @@ s_prepare_run (void *arg)
 {
     dedupe_t *self = arg;
     slot_t *t = s_table_new (self->next_cap);
-    size_t bytes = self->next_cap * sizeof (slot_t);
-    if (t && bytes >= HUGE_PAGE) {
-        size_t len = (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    size_t len = s_mapped_len (self->next_cap);
+    if (t && len) {
 #ifdef MADV_POPULATE_WRITE
         if (madvise (t, len, MADV_POPULATE_WRITE) < 0)   // before Linux 5.14: by hand
 #endif
@@ -107,15 +114,15 @@ s_prepare_run (void *arg)
     return NULL;
 }
 
-//  Starts preparing a table of cap slots (a thread of its own); false if none started.
-static bool
+//  Starts preparing a table of cap slots on a thread of its own (preparing stays false
+//  if none started).
+static void
 s_prepare (dedupe_t *self, size_t cap)
 {
     self->next = NULL;
     self->next_cap = cap;
     atomic_store (&self->prepared, false);
     self->preparing = pthread_create (&self->preparer, NULL, s_prepare_run, self) == 0;
-    return self->preparing;
 }
 
 //  The prepared table (NULL if its mapping failed), once its thread has ended.
@@ -252,7 +259,7 @@ dedupe_insert (dedupe_t *self, uint64_t hash, uint32_t user, int64_t ts)
 {
     size_t cap = self->mask + 1, load = (self->count + 1) * 10;
     if (!self->old && !self->preparing && self->next_cap != 2 * cap && load > cap * PREPARE_AT
-        && 2 * cap * sizeof (slot_t) >= HUGE_PAGE)
+        && s_mapped_len (2 * cap))
         s_prepare (self, 2 * cap);   // once per size: if no thread starts, the growth allocates
     if (self->old)
         s_move_some (self);
