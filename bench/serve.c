@@ -362,8 +362,8 @@ s_client_recv (client_t *c, reply_t *r)
     if (c->zs) {
         wire_msg_reset (&c->held);
         int rc = wire_recv_ready (c->zs, false, 64 << 20, &c->held);
-        if (rc == WIRE_EAGAIN || rc == WIRE_EINTR)
-            return rc == WIRE_EAGAIN ? 0 : -1;
+        if (rc == STRATA_EAGAIN || rc == STRATA_EINTR)
+            return rc == STRATA_EAGAIN ? 0 : -1;
         if (rc == 0) {
             snprintf (r->type, sizeof r->type, "%s", c->held.type);
             r->data = zframe_data (c->held.payload);

@@ -21,9 +21,9 @@
 #define OFF(f) offsetof (broker_config_t, f)
 const config_key_t broker_config_keys[] = {
     { "dir", CONFIG_STRING, OFF (dir), "strata-data", 0, -1, "data directory (knowledge store)" },
-    { "ingest", CONFIG_STRING, OFF (ingest), "tcp://127.0.0.1:7701", 0, -1, "ingest endpoint (producers)" },
-    { "workers", CONFIG_STRING, OFF (workers), "tcp://127.0.0.1:7702", 0, -1, "worker endpoint" },
-    { "api", CONFIG_STRING, OFF (api), "tcp://127.0.0.1:7703", 0, -1, "api endpoint (clients)" },
+    { "ingest", CONFIG_STRING, OFF (ingest), STRATA_DEFAULT_INGEST, 0, -1, "ingest endpoint (producers)" },
+    { "workers", CONFIG_STRING, OFF (workers), STRATA_DEFAULT_WORKERS, 0, -1, "worker endpoint" },
+    { "api", CONFIG_STRING, OFF (api), STRATA_DEFAULT_API, 0, -1, "api endpoint (clients)" },
     { "endpoints-file", CONFIG_STRING, OFF (endpoints_file), "", 0, -1,
       "write the bound endpoints as JSON here (useful with port '*' or '!', czmq's first free and random free port)" },
     { "heartbeat-ms", CONFIG_INT, OFF (heartbeat_ms), "1000", 50, 60000, "worker heartbeat interval" },
@@ -192,7 +192,7 @@ static void
 s_synced (broker_t *self)
 {
     uint64_t ticket = 0;
-    if (syncer_synced (self->syncer, &ticket) != STORE_OK) {
+    if (syncer_synced (self->syncer, &ticket) != STRATA_OK) {
         log_error ("the journal could not be made durable; stopping so that a restart recovers from the disk");
         self->fatal = true;
         return;
@@ -302,7 +302,7 @@ s_send_status (broker_t *self, zsock_t *sock, zframe_t *routing, zframe_t *paylo
     Strata__V1__Ack *unknown = calloc (req->n_batch_ids + 1, sizeof *unknown);
     if (acks && unknown) {
         for (size_t i = 0; i < req->n_batch_ids; i++) {
-            if (knowledge_batch_lookup (self->kb, req->batch_ids[i], &acks[i]) != STORE_OK) {
+            if (knowledge_batch_lookup (self->kb, req->batch_ids[i], &acks[i]) != STRATA_OK) {
                 strata__v1__ack__init (&unknown[i]);
                 unknown[i].batch_id = req->batch_ids[i];
                 unknown[i].state = STRATA__V1__BATCH_STATE__BATCH_STATE_UNKNOWN;
@@ -462,7 +462,7 @@ s_check_batch (broker_t *self, zframe_t *routing, zframe_t *payload, pending_bat
     else {
         Strata__V1__Ack *known = NULL;
         int rc = knowledge_batch_lookup (self->kb, id, &known);
-        if (rc == STORE_OK) {
+        if (rc == STRATA_OK) {
             //  A re-sent batch: answer with what we know, journal nothing; but not before
             //  the first copy's journal entry is durable.
             unsynced_t *first = s_unsynced_find (self, id);
@@ -472,7 +472,7 @@ s_check_batch (broker_t *self, zframe_t *routing, zframe_t *payload, pending_bat
                 wire_send (self->ingest, routing, WIRE_ACK, &known->base);
             strata__v1__ack__free_unpacked (known, NULL);
         }
-        else if (rc == STORE_EIO)
+        else if (rc == STRATA_EIO)
             wire_send_error (self->ingest, routing, id, STRATA__V1__ERROR_CODE__INTERNAL, "store read failed; retry");
         else {
             //  Sent twice in quick succession: journal once, ack both copies.
@@ -504,13 +504,13 @@ s_serve (broker_t *self, zsock_t *sock)
     while (n < GROUP_MAX) {
         wire_msg_t msg;
         int rc = wire_recv_ready (sock, true, (size_t) self->cfg->max_frame, &msg);
-        if (rc == WIRE_EINTR || rc == WIRE_EAGAIN)
+        if (rc == STRATA_EINTR || rc == STRATA_EAGAIN)
             break;
         int64_t t0 = zclock_usecs ();
-        if (rc == WIRE_EFRAMING)
+        if (rc == STRATA_EFRAMING)
             s_bad_input (self, sock, msg.routing, NULL, STRATA__V1__ERROR_CODE__BAD_FRAMING,
                          "expected frames: \"" WIRE_PROTOCOL "\", type, payload");
-        else if (rc == WIRE_ETOOLARGE) {
+        else if (rc == STRATA_ETOOLARGE) {
             char what[96];
             snprintf (what, sizeof what, "payload over the %lld-byte limit", (long long) self->cfg->max_frame);
             s_bad_input (self, sock, msg.routing, NULL, STRATA__V1__ERROR_CODE__TOO_LARGE, what);
@@ -573,12 +573,12 @@ s_serve (broker_t *self, zsock_t *sock)
     //  Written without sync: the syncer makes it durable off the loop (journal-sync),
     //  and the producers are acked then.
     int rc = knowledge_journal_append (self->kb, m, ids, data, lens, false, seqs);
-    uint64_t ticket = rc == STORE_OK && self->syncer ? syncer_request (self->syncer) : 0;
+    uint64_t ticket = rc == STRATA_OK && self->syncer ? syncer_request (self->syncer) : 0;
     s_timed (self, "journal write", t0);
     for (size_t i = 0; i < n; i++) {
         uint64_t seq = seqs[slot[i]];
         bool dispatch = group[i].copy_of < 0;
-        if (rc != STORE_OK)
+        if (rc != STRATA_OK)
             wire_send_error (sock, group[i].routing, group[i].batch_id, STRATA__V1__ERROR_CODE__INTERNAL,
                              "journal write failed; retry");
         else if (!self->syncer
@@ -586,7 +586,7 @@ s_serve (broker_t *self, zsock_t *sock)
             uint64_t synced;
             //  No syncer (journal-sync off), or no memory to hold the ack: acked now,
             //  after waiting for the sync if there is one.
-            if (self->syncer && syncer_wait (self->syncer, &synced) != STORE_OK)
+            if (self->syncer && syncer_wait (self->syncer, &synced) != STRATA_OK)
                 s_synced (self);   // says so, and stops the broker
             else {
                 s_send_ack (self, group[i].routing, group[i].batch_id, seq);
@@ -643,7 +643,7 @@ s_handle_result (broker_t *self, pool_worker_t *w, zframe_t *routing, zframe_t *
     Strata__V1__Ack ack;
     Strata__V1__ReasonCount reasons[REASONS_MAX], *rptrs[REASONS_MAX];
     int rc = knowledge_apply (self->kb, res, &ack, reasons, rptrs, REASONS_MAX);
-    if (rc == STORE_EIO) {
+    if (rc == STRATA_EIO) {
         log_error ("cannot apply journal entry %llu; stopping so that a restart replays it",
                    (unsigned long long) res->sequence);
         self->fatal = true;
@@ -662,7 +662,7 @@ s_handle_workers (broker_t *self)
     for (int i = 0; i < 256; i++) {
         wire_msg_t msg;
         int rc = wire_recv_ready (self->workers, true, 0, &msg);
-        if (rc == WIRE_EINTR || rc == WIRE_EAGAIN)
+        if (rc == STRATA_EINTR || rc == STRATA_EAGAIN)
             break;
         if (rc < 0) {
             s_bad_input (self, self->workers, msg.routing, NULL, STRATA__V1__ERROR_CODE__BAD_FRAMING,

@@ -247,7 +247,7 @@ knowledge_batch_lookup (knowledge_t *self, const char *batch_id, Strata__V1__Ack
         return rc;
     *ack = strata__v1__ack__unpack (NULL, len, (const uint8_t *) v);
     free (v);
-    return *ack ? STORE_OK : STORE_EIO;
+    return *ack ? STRATA_OK : STRATA_EIO;
 }
 
 static void
@@ -283,7 +283,7 @@ knowledge_journal_append (knowledge_t *self, size_t n, const char *const *batch_
     store_batch_put_u64 (self->store, wb, KCF_STATS, "journal_seq", seq - 1);
     int rc = store_write (self->store, wb, sync);
     rocksdb_writebatch_destroy (wb);
-    if (rc == STORE_OK) {
+    if (rc == STRATA_OK) {
         self->next_seq = seq;
         self->journal_pending += n;
     }
@@ -358,7 +358,7 @@ knowledge_apply (knowledge_t *self, const Strata__V1__JobResult *res, Strata__V1
     int rc = 0;
     char *journal = store_get (self->store, KCF_JOURNAL, jkey, 8, NULL, &rc);
     if (!journal)
-        return rc == STORE_NOTFOUND ? 1 : STORE_EIO;
+        return rc == STRATA_ENOTFOUND ? 1 : STRATA_EIO;
     free (journal);
 
     knowledge_counts_t before = self->n;
@@ -393,7 +393,7 @@ knowledge_apply (knowledge_t *self, const Strata__V1__JobResult *res, Strata__V1
             util_put_be64 (key + 12, hash);
             size_t vlen = 0;
             char *v = store_get (self->store, KCF_EVENTS, key, sizeof key, &vlen, &rc);
-            if (rc == STORE_EIO)
+            if (rc == STRATA_EIO)
                 goto fail;
             Strata__V1__Event *old = v ? strata__v1__event__unpack (NULL, vlen, (const uint8_t *) v) : NULL;
             bool same = old && !strcmp (old->event_id, e->event_id);
@@ -519,7 +519,7 @@ knowledge_apply (knowledge_t *self, const Strata__V1__JobResult *res, Strata__V1
     //  Not logged: the journal entry (logged and synced) is deleted in this same batch,
     //  and all column families flush atomically, so after a crash either the whole
     //  result is on disk or the journal entry is, and it is applied again.
-    if (store_write_unlogged (self->store, wb) != STORE_OK)
+    if (store_write_unlogged (self->store, wb) != STRATA_OK)
         goto fail;
     self->journal_pending--;
     rocksdb_writebatch_destroy (wb);
@@ -530,14 +530,14 @@ knowledge_apply (knowledge_t *self, const Strata__V1__JobResult *res, Strata__V1
 fail:
     //  The in-memory counters must not run ahead of the store; dictionary entries
     //  added to memory but not written are harmless only if we stop here, so the caller
-    //  treats STORE_EIO as fatal and restarts from the store.
+    //  treats STRATA_EIO as fatal and restarts from the store.
     self->n = before;
     self->last_change = change_before;
     self->first_change = first_before;
     rocksdb_writebatch_destroy (wb);
     free (buf);
     free (hashes);
-    return STORE_EIO;
+    return STRATA_EIO;
 }
 
 void

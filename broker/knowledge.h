@@ -61,11 +61,11 @@ store_t *knowledge_store (knowledge_t *self);
 //  --- journal ---------------------------------------------------------------------
 
 //  Looks up a batch id. Returns 0 and fills *ack (strings point into ack_buf-owned
-//  memory: free with strata__v1__ack__free_unpacked) or STORE_NOTFOUND.
+//  memory: free with strata__v1__ack__free_unpacked) or STRATA_ENOTFOUND.
 int knowledge_batch_lookup (knowledge_t *self, const char *batch_id, Strata__V1__Ack **ack);
 
 //  Journals n raw batches in one write (synced if sync). seqs[i] receives each sequence.
-//  Returns 0 or STORE_EIO.
+//  Returns 0 or STRATA_EIO.
 int knowledge_journal_append (knowledge_t *self, size_t n, const char *const *batch_ids,
                               const void *const *data, const size_t *lens, bool sync, uint64_t *seqs);
 
@@ -82,7 +82,7 @@ uint64_t knowledge_journal_pending (knowledge_t *self);
 
 //  Applies a cleaned result atomically. Fills ack (counts for this batch; reason
 //  strings borrowed from res). Returns 0, 1 when the journal entry was already applied
-//  (nothing done), or STORE_EIO.
+//  (nothing done), or STRATA_EIO.
 int knowledge_apply (knowledge_t *self, const Strata__V1__JobResult *res, Strata__V1__Ack *ack,
                      Strata__V1__ReasonCount *reason_buf, Strata__V1__ReasonCount **reason_ptrs,
                      size_t reason_cap);

@@ -45,7 +45,7 @@ s_run (void *arg)
         self->syncs++;
         if (us > self->slowest_us)
             self->slowest_us = us;
-        if (rc == STORE_OK)
+        if (rc == STRATA_OK)
             self->synced = target;
         else
             self->failed = true;
@@ -122,7 +122,7 @@ syncer_synced (syncer_t *self, uint64_t *ticket)
         log_warn ("cannot read the sync signal: %s", strerror (errno));
     pthread_mutex_lock (&self->lock);
     *ticket = self->synced;
-    int rc = self->failed ? STORE_EIO : STORE_OK;
+    int rc = self->failed ? STRATA_EIO : STRATA_OK;
     pthread_mutex_unlock (&self->lock);
     return rc;
 }

@@ -36,7 +36,7 @@ uint64_t syncer_request (syncer_t *self);
 int syncer_fd (syncer_t *self);
 
 //  The highest ticket whose writes are durable (0: none yet); clears syncer_fd's
-//  readiness. Returns 0, or STORE_EIO when a sync failed (the store can no longer be
+//  readiness. Returns 0, or STRATA_EIO when a sync failed (the store can no longer be
 //  trusted to have what it acknowledged: the caller stops, and a restart recovers from
 //  what is on disk).
 int syncer_synced (syncer_t *self, uint64_t *ticket);

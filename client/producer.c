@@ -44,20 +44,6 @@ struct _strata_producer_t {
     int failed;                 // a batch was refused for good
 };
 
-const char *
-strata_strerror (int code)
-{
-    switch (code) {
-    case STRATA_OK: return "ok";
-    case STRATA_ENOMEM: return "out of memory";
-    case STRATA_ETIMEOUT: return "broker did not answer in time";
-    case STRATA_EREJECTED: return "broker refused a batch";
-    case STRATA_ECONNECT: return "cannot connect";
-    case STRATA_EPROTOCOL: return "protocol error";
-    }
-    return "unknown error";
-}
-
 static void
 s_flight_destroy (void **item)
 {
@@ -236,7 +222,7 @@ s_pump (strata_producer_t *self, int wait_ms, Strata__V1__BatchStatusReply **sta
         for (;;) {
             wire_msg_t msg;
             int rc = wire_recv_ready (self->sock, false, 0, &msg);
-            if (rc == WIRE_EAGAIN || rc == WIRE_EINTR)
+            if (rc == STRATA_EAGAIN || rc == STRATA_EINTR)
                 break;
             if (rc == 0)
                 s_handle (self, &msg, status_reply);

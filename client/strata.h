@@ -16,19 +16,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "strata_error.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-//  Error codes (negative), see strata_strerror.
-#define STRATA_OK          0
-#define STRATA_ENOMEM     -1
-#define STRATA_ETIMEOUT   -2   // no acknowledgement within give_up_ms
-#define STRATA_EREJECTED  -3   // the broker refused a batch for good (see strata_producer_error)
-#define STRATA_ECONNECT   -4
-#define STRATA_EPROTOCOL  -5
-
-const char *strata_strerror (int code);
+//  Every call returns STRATA_OK or a negative STRATA_E... code (strata_error.h);
+//  strata_strerror gives its text.
 
 typedef struct {
     const char *event_id;      // unique id; NULL/"" derives one from the other fields

@@ -136,11 +136,11 @@ store_get (store_t *self, int cf, const void *key, size_t klen, size_t *len, int
         log_error ("get failed: %s", err);
         rocksdb_free (err);
         if (rc)
-            *rc = STORE_EIO;
+            *rc = STRATA_EIO;
         return NULL;
     }
     if (rc)
-        *rc = v ? STORE_OK : STORE_NOTFOUND;
+        *rc = v ? STRATA_OK : STRATA_ENOTFOUND;
     if (len)
         *len = vlen;
     return v;
@@ -154,9 +154,9 @@ store_put (store_t *self, int cf, const void *key, size_t klen, const void *val,
     if (err) {
         log_error ("put failed: %s", err);
         rocksdb_free (err);
-        return STORE_EIO;
+        return STRATA_EIO;
     }
-    return STORE_OK;
+    return STRATA_OK;
 }
 
 int
@@ -167,9 +167,9 @@ store_write (store_t *self, rocksdb_writebatch_t *batch, bool sync)
     if (err) {
         log_error ("write failed: %s", err);
         rocksdb_free (err);
-        return STORE_EIO;
+        return STRATA_EIO;
     }
-    return STORE_OK;
+    return STRATA_OK;
 }
 
 int
@@ -180,9 +180,9 @@ store_sync_wal (store_t *self)
     if (err) {
         log_error ("write-ahead log sync failed: %s", err);
         rocksdb_free (err);
-        return STORE_EIO;
+        return STRATA_EIO;
     }
-    return STORE_OK;
+    return STRATA_OK;
 }
 
 int
@@ -193,9 +193,9 @@ store_write_unlogged (store_t *self, rocksdb_writebatch_t *batch)
     if (err) {
         log_error ("write failed: %s", err);
         rocksdb_free (err);
-        return STORE_EIO;
+        return STRATA_EIO;
     }
-    return STORE_OK;
+    return STRATA_OK;
 }
 
 rocksdb_iterator_t *

@@ -16,11 +16,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "strata_error.h"
+
 typedef struct _store_t store_t;
 
-#define STORE_OK        0
-#define STORE_NOTFOUND -1
-#define STORE_EIO      -2
+//  Codes: STRATA_OK, STRATA_ENOTFOUND, STRATA_EIO (strata_error.h).
 
 //  Opens (creating if needed) the database at path with the given column families
 //  (cf_names[0] must be "default"). Returns NULL and logs the reason on failure.
@@ -33,7 +33,7 @@ rocksdb_t *store_db (store_t *self);
 rocksdb_column_family_handle_t *store_cf (store_t *self, int cf);
 
 //  Reads a value. Returns a malloc'd buffer (caller frees with free()) and its length in
-//  *len, or NULL when absent (rc STORE_NOTFOUND) or on error (STORE_EIO), via *rc.
+//  *len, or NULL when absent (rc STRATA_ENOTFOUND) or on error (STRATA_EIO), via *rc.
 char *store_get (store_t *self, int cf, const void *key, size_t klen, size_t *len, int *rc);
 
 //  Point write / delete, not synced.

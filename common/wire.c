@@ -30,7 +30,7 @@ s_parse (zmsg_t *m, bool router, size_t max_payload, wire_msg_t *msg)
     if (n != 3 || !proto || !type || zframe_size (proto) != strlen (WIRE_PROTOCOL)
         || memcmp (zframe_data (proto), WIRE_PROTOCOL, strlen (WIRE_PROTOCOL)) != 0
         || zframe_size (type) == 0 || zframe_size (type) >= sizeof msg->type) {
-        rc = WIRE_EFRAMING;
+        rc = STRATA_EFRAMING;
     }
     else {
         memcpy (msg->type, zframe_data (type), zframe_size (type));
@@ -38,7 +38,7 @@ s_parse (zmsg_t *m, bool router, size_t max_payload, wire_msg_t *msg)
         msg->payload = zmsg_pop (m);
         if (max_payload && zframe_size (msg->payload) > max_payload) {
             zframe_destroy (&msg->payload);
-            rc = WIRE_ETOOLARGE;
+            rc = STRATA_ETOOLARGE;
         }
     }
     zframe_destroy (&proto);
@@ -53,7 +53,7 @@ wire_recv (zsock_t *sock, bool router, size_t max_payload, wire_msg_t *msg)
     memset (msg, 0, sizeof *msg);
     zmsg_t *m = zmsg_recv (sock);
     if (!m)
-        return WIRE_EINTR;
+        return STRATA_EINTR;
     return s_parse (m, router, max_payload, msg);
 }
 
@@ -66,7 +66,7 @@ wire_recv_ready (zsock_t *sock, bool router, size_t max_payload, wire_msg_t *msg
     if (zmq_msg_recv (&first, zsock_resolve (sock), ZMQ_DONTWAIT) < 0) {
         int e = errno;
         zmq_msg_close (&first);
-        return e == EAGAIN ? WIRE_EAGAIN : WIRE_EINTR;
+        return e == EAGAIN ? STRATA_EAGAIN : STRATA_EINTR;
     }
     zmsg_t *m = zmsg_new ();
     zframe_t *f = zframe_new (zmq_msg_data (&first), zmq_msg_size (&first));

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 
 #include "strata.pb-c.h"
+#include "strata_error.h"
 
 #define WIRE_PROTOCOL "STRATA1"
 
@@ -57,11 +58,9 @@
 #define WIRE_SERVE_JOBS   "SERVE_JOBS"    // ServeJobs         broker -> rank worker
 #define WIRE_SERVE_RESULTS "SERVE_RESULTS" // ServeResults     rank worker -> broker
 
-//  Receive errors.
-#define WIRE_EFRAMING  -1   // wrong number of frames or wrong protocol frame
-#define WIRE_ETOOLARGE -2   // payload over the limit
-#define WIRE_EINTR     -3   // interrupted (no message)
-#define WIRE_EAGAIN    -4   // wire_recv_ready: no message waiting
+//  Receive errors (strata_error.h): STRATA_EFRAMING (wrong number of frames or wrong
+//  protocol frame), STRATA_ETOOLARGE (payload over the limit), STRATA_EINTR (interrupted,
+//  no message), STRATA_EAGAIN (wire_recv_ready: no message waiting).
 
 typedef struct {
     zframe_t *routing;   // ROUTER identity, or NULL
@@ -70,12 +69,12 @@ typedef struct {
 } wire_msg_t;
 
 //  Receives one message. On success returns 0 and fills msg (call wire_msg_reset after).
-//  On a framing or size error returns WIRE_EFRAMING / WIRE_ETOOLARGE with msg->routing
+//  On a framing or size error returns STRATA_EFRAMING / STRATA_ETOOLARGE with msg->routing
 //  still set (when router) so the caller can reply. max_payload 0 means no limit.
 int wire_recv (zsock_t *sock, bool router, size_t max_payload, wire_msg_t *msg);
 
-//  The same without waiting: WIRE_EAGAIN when no message is there. Loops that drain a
-//  socket call it until WIRE_EAGAIN rather than asking the socket first whether a
+//  The same without waiting: STRATA_EAGAIN when no message is there. Loops that drain a
+//  socket call it until STRATA_EAGAIN rather than asking the socket first whether a
 //  message waits (each such question is a pair of system calls; a receive that finds
 //  one costs none).
 int wire_recv_ready (zsock_t *sock, bool router, size_t max_payload, wire_msg_t *msg);

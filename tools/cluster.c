@@ -1,6 +1,7 @@
 /*  cluster: see cluster.h. */
 #define LOG_MODULE "cluster"
 #include "cluster.h"
+#include "endpoints.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -23,10 +24,10 @@ int
 cluster_resolve (const char *broker, const char *dir, cluster_endpoints_t *out, char *err, size_t errlen)
 {
     memset (out, 0, sizeof *out);
-    snprintf (out->ingest, sizeof out->ingest, "%s", CLUSTER_DEFAULT_INGEST);
-    snprintf (out->workers, sizeof out->workers, "%s", CLUSTER_DEFAULT_WORKERS);
-    snprintf (out->api, sizeof out->api, "%s", CLUSTER_DEFAULT_API);
-    snprintf (out->trainer, sizeof out->trainer, "%s", CLUSTER_DEFAULT_TRAINER);
+    snprintf (out->ingest, sizeof out->ingest, "%s", STRATA_DEFAULT_INGEST);
+    snprintf (out->workers, sizeof out->workers, "%s", STRATA_DEFAULT_WORKERS);
+    snprintf (out->api, sizeof out->api, "%s", STRATA_DEFAULT_API);
+    snprintf (out->trainer, sizeof out->trainer, "%s", STRATA_DEFAULT_TRAINER_API);
     if (broker && *broker) {
         snprintf (out->ingest, sizeof out->ingest, "%s", broker);
         snprintf (out->api, sizeof out->api, "%s", broker);

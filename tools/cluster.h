@@ -15,10 +15,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CLUSTER_DEFAULT_INGEST "tcp://127.0.0.1:7701"
-#define CLUSTER_DEFAULT_WORKERS "tcp://127.0.0.1:7702"
-#define CLUSTER_DEFAULT_API "tcp://127.0.0.1:7703"
-#define CLUSTER_DEFAULT_TRAINER "tcp://127.0.0.1:7705"   // its workers endpoint is 7704
 
 typedef struct {
     char ingest[256];

@@ -14,7 +14,6 @@
 
 #include "util.h"
 
-#define IMPORT_EFILE -100
 #define MAX_ATTRS 64
 #define MAX_RECORD_LINES 64   // a quoted CSV field may span lines, but not forever
 //  Strict quoting, also at end of input, so a broken line is reported, not guessed at.
@@ -784,7 +783,7 @@ import_file (const import_opts_t *opts, const import_sink_t *sink, import_counts
     FILE *f = !strcmp (opts->path, "-") ? stdin : fopen (opts->path, "r");
     if (!f) {
         snprintf (err, errlen, "cannot open %s: %s", opts->path, strerror (errno));
-        return IMPORT_EFILE;
+        return STRATA_ENOTFOUND;
     }
     import_opts_t o = *opts;
     if (o.format == IMPORT_AUTO)

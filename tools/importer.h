@@ -63,8 +63,8 @@ int import_format_parse (const char *name);
 //  Guesses the format from a file name.
 import_format_t import_format_guess (const char *path);
 
-//  Reads the file into the sink. Returns 0, or a negative sink/producer code, or -100
-//  if the file cannot be read (message in err).
+//  Reads the file into the sink. Returns 0, or a negative sink/producer code, or
+//  STRATA_ENOTFOUND if the file cannot be read (message in err).
 int import_file (const import_opts_t *opts, const import_sink_t *sink, import_counts_t *counts, char *err,
                  size_t errlen);
 

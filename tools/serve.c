@@ -326,7 +326,7 @@ s_run (int argc, char **argv, kind_t kind)
         }
         wire_msg_t msg;
         int r = wire_recv (s, false, 64 << 20, &msg);
-        if (r == WIRE_EINTR) {
+        if (r == STRATA_EINTR) {
             if (zsys_interrupted)
                 break;
             if (util_mono_ms () - last > cfg.timeout_ms) {

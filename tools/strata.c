@@ -20,6 +20,7 @@
 
 #include "cluster.h"
 #include "config.h"
+#include "endpoints.h"
 #include "eval.h"
 #include "gen.h"
 #include "importer.h"
@@ -307,7 +308,7 @@ static const config_key_t s_up_keys[] = {
       "train workers (0: no trainer either)" },
     { "rankers", CONFIG_INT, offsetof (up_cfg_t, rankers), "1", 0, 256,
       "rank workers serving recommend and similar (they need the trainer)" },
-    { "port", CONFIG_INT, offsetof (up_cfg_t, port), "7701", 0, 65531,
+    { "port", CONFIG_INT, offsetof (up_cfg_t, port), STRATA_PORT_BASE, 0, 65531,
       "first of five ports (ingest, workers, api, trainer workers, trainer api); 0 picks free ones" },
     { "detach", CONFIG_BOOL, offsetof (up_cfg_t, detach), "false", 0, -1, "run in the background" },
     { "journal-sync", CONFIG_BOOL, offsetof (up_cfg_t, journal_sync), "true", 0, -1, "fsync the journal before acks" },

@@ -28,9 +28,9 @@
 #define OFF(f) offsetof (trainer_config_t, f)
 const config_key_t trainer_config_keys[] = {
     { "dir", CONFIG_STRING, OFF (dir), "strata-data", 0, -1, "data directory (the trainer's store is DIR/trainer)" },
-    { "broker", CONFIG_STRING, OFF (broker), "tcp://127.0.0.1:7703", 0, -1, "broker api endpoint (training data)" },
-    { "workers", CONFIG_STRING, OFF (workers), "tcp://127.0.0.1:7704", 0, -1, "endpoint train workers connect to" },
-    { "api", CONFIG_STRING, OFF (api), "tcp://127.0.0.1:7705", 0, -1, "endpoint for train and status requests" },
+    { "broker", CONFIG_STRING, OFF (broker), STRATA_DEFAULT_API, 0, -1, "broker api endpoint (training data)" },
+    { "workers", CONFIG_STRING, OFF (workers), STRATA_DEFAULT_TRAINER_WORKERS, 0, -1, "endpoint train workers connect to" },
+    { "api", CONFIG_STRING, OFF (api), STRATA_DEFAULT_TRAINER_API, 0, -1, "endpoint for train and status requests" },
     { "endpoints-file", CONFIG_STRING, OFF (endpoints_file), "", 0, -1, "write bound endpoints here as JSON" },
     { "mode", CONFIG_STRING, OFF (mode), "sync", 0, -1, "sync (deterministic) or async (bounded staleness)" },
     { "epochs", CONFIG_INT, OFF (epochs), "20", 1, 100000, "epochs of a full run" },
@@ -860,16 +860,16 @@ s_handle_gradient (trainer_t *self, pool_worker_t *w, zframe_t *payload)
 // ---------------------------------------------------------------- sockets
 
 //  Receives one message waiting on a ROUTER; a bad frame gets an Error reply (rc < 0,
-//  msg reset). WIRE_EINTR: nothing (more) to do.
+//  msg reset). STRATA_EINTR: nothing (more) to do.
 static int
 s_recv (zsock_t *sock, size_t max, const char *what, wire_msg_t *msg)
 {
     int rc = wire_recv_ready (sock, true, max, msg);
-    if (rc == WIRE_EAGAIN)
-        rc = WIRE_EINTR;
-    if (rc < 0 && rc != WIRE_EINTR) {
+    if (rc == STRATA_EAGAIN)
+        rc = STRATA_EINTR;
+    if (rc < 0 && rc != STRATA_EINTR) {
         wire_send_error (sock, msg->routing, NULL,
-                         rc == WIRE_ETOOLARGE ? STRATA__V1__ERROR_CODE__TOO_LARGE : STRATA__V1__ERROR_CODE__BAD_FRAMING,
+                         rc == STRATA_ETOOLARGE ? STRATA__V1__ERROR_CODE__TOO_LARGE : STRATA__V1__ERROR_CODE__BAD_FRAMING,
                          "bad message on the trainer's %s endpoint", what);
         wire_msg_reset (msg);
     }
@@ -882,7 +882,7 @@ s_handle_workers (trainer_t *self)
     for (int i = 0; i < 64; i++) {
         wire_msg_t msg;
         int rc = s_recv (self->workers, (size_t) self->cfg->max_frame, "worker", &msg);
-        if (rc == WIRE_EINTR)
+        if (rc == STRATA_EINTR)
             break;
         if (rc < 0)
             continue;
@@ -1015,7 +1015,7 @@ s_handle_api (trainer_t *self)
     for (int i = 0; i < 64; i++) {
         wire_msg_t msg;
         int rc = s_recv (self->api, 1 << 20, "api", &msg);
-        if (rc == WIRE_EINTR)
+        if (rc == STRATA_EINTR)
             break;
         if (rc < 0)
             continue;

@@ -1219,7 +1219,7 @@ rank_worker_input (rank_worker_t *self, const zmq_pollitem_t *items)
     for (int i = 0; i < 64 && (items[1].revents & ZMQ_POLLIN); i++) {
         wire_msg_t msg;
         int rc = wire_recv_ready (self->broker, false, 0, &msg);
-        if (rc == WIRE_EAGAIN || rc == WIRE_EINTR)
+        if (rc == STRATA_EAGAIN || rc == STRATA_EINTR)
             break;
         if (rc < 0)
             log_warn ("bad message from the broker (%d)", rc);
@@ -1323,7 +1323,7 @@ s_model_input (rank_worker_t *self)
     for (int i = 0; i < 64; i++) {
         wire_msg_t msg;
         int rc = wire_recv_ready (self->trainer, false, 64 << 20, &msg);
-        if (rc == WIRE_EINTR || rc == WIRE_EAGAIN)
+        if (rc == STRATA_EINTR || rc == STRATA_EAGAIN)
             return;
         if (rc < 0) {
             log_warn ("bad message from the trainer (%d)", rc);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "endpoints.h"
 #include "log.h"
 #include "preprocess.h"
 #include "rank.h"
@@ -18,12 +19,12 @@
 
 #define OFF(f) offsetof (worker_config_t, f)
 const config_key_t worker_config_keys[] = {
-    { "broker", CONFIG_STRING, OFF (broker), "tcp://127.0.0.1:7702", 0, -1, "broker worker endpoint (preprocess)" },
-    { "trainer", CONFIG_STRING, OFF (trainer), "tcp://127.0.0.1:7704", 0, -1, "trainer worker endpoint (train)" },
+    { "broker", CONFIG_STRING, OFF (broker), STRATA_DEFAULT_WORKERS, 0, -1, "broker worker endpoint (preprocess)" },
+    { "trainer", CONFIG_STRING, OFF (trainer), STRATA_DEFAULT_TRAINER_WORKERS, 0, -1, "trainer worker endpoint (train)" },
     { "role", CONFIG_STRING, OFF (role), "preprocess", 0, -1, "worker role: preprocess, train or rank" },
-    { "trainer-api", CONFIG_STRING, OFF (trainer_api), "tcp://127.0.0.1:7705", 0, -1,
+    { "trainer-api", CONFIG_STRING, OFF (trainer_api), STRATA_DEFAULT_TRAINER_API, 0, -1,
       "trainer api endpoint (rank: where model versions come from)" },
-    { "api", CONFIG_STRING, OFF (api), "tcp://127.0.0.1:7703", 0, -1, "broker api endpoint (rank: the catalogue)" },
+    { "api", CONFIG_STRING, OFF (api), STRATA_DEFAULT_API, 0, -1, "broker api endpoint (rank: the catalogue)" },
     { "dir", CONFIG_STRING, OFF (dir), "strata-rank", 0, -1, "rank worker's own store (model versions)" },
     { "poll-ms", CONFIG_INT, OFF (poll_ms), "1000", 10, 3600000, "rank: how often to ask the trainer for a newer version" },
     { "catalogue-ms", CONFIG_INT, OFF (catalogue_ms), "5000", 100, 86400000, "rank: how often to look for new and changed catalogue records" },
@@ -195,7 +196,7 @@ s_handle_serve (worker_t *self, wire_msg_t *first)
         if (disconnect || messages == MESSAGES || n >= self->capacity || n == JOBS)
             break;
         int r = wire_recv_ready (self->sock, false, (size_t) self->cfg->max_frame, &msg);
-        if (r == WIRE_EINTR || r == WIRE_EAGAIN)
+        if (r == STRATA_EINTR || r == STRATA_EAGAIN)
             break;
     }
     rank_worker_serve (self->rank, jobs, n, messages, self->sock);
@@ -306,7 +307,7 @@ worker_run (const worker_config_t *cfg)
         if (item.revents & ZMQ_POLLIN) {
             wire_msg_t msg;
             int r = wire_recv (self.sock, false, (size_t) cfg->max_frame, &msg);
-            if (r == WIRE_EINTR)
+            if (r == STRATA_EINTR)
                 break;
             bool reregister = false;
             last_heard = now;

@@ -28,7 +28,7 @@ s_journal (knowledge_t *kb, const char *batch_id)
     const void *data[] = { "raw" };
     size_t lens[] = { 3 };
     uint64_t seq = 0;
-    cr_assert_eq (knowledge_journal_append (kb, 1, ids, data, lens, true, &seq), STORE_OK);
+    cr_assert_eq (knowledge_journal_append (kb, 1, ids, data, lens, true, &seq), STRATA_OK);
     return seq;
 }
 
@@ -105,14 +105,14 @@ Test (knowledge, journal_survives_restart_until_applied)
     cr_expect_gt (c, b);
 
     Strata__V1__Ack *known = NULL;
-    cr_assert_eq (knowledge_batch_lookup (kb, "batch-a", &known), STORE_OK);
+    cr_assert_eq (knowledge_batch_lookup (kb, "batch-a", &known), STRATA_OK);
     cr_expect_eq (known->state, STRATA__V1__BATCH_STATE__APPLIED);
     cr_expect_eq (known->accepted, 1);
     strata__v1__ack__free_unpacked (known, NULL);
-    cr_assert_eq (knowledge_batch_lookup (kb, "batch-b", &known), STORE_OK);
+    cr_assert_eq (knowledge_batch_lookup (kb, "batch-b", &known), STRATA_OK);
     cr_expect_eq (known->state, STRATA__V1__BATCH_STATE__JOURNALED);
     strata__v1__ack__free_unpacked (known, NULL);
-    cr_expect_eq (knowledge_batch_lookup (kb, "never-sent", &known), STORE_NOTFOUND);
+    cr_expect_eq (knowledge_batch_lookup (kb, "never-sent", &known), STRATA_ENOTFOUND);
     knowledge_destroy (&kb);
 }
 

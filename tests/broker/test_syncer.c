@@ -20,7 +20,7 @@ s_append (knowledge_t *kb, const char *batch_id)
     const void *data[] = { "raw" };
     size_t lens[] = { 3 };
     uint64_t seq = 0;
-    cr_assert_eq (knowledge_journal_append (kb, 1, ids, data, lens, false, &seq), STORE_OK);
+    cr_assert_eq (knowledge_journal_append (kb, 1, ids, data, lens, false, &seq), STRATA_OK);
     return seq;
 }
 
@@ -32,7 +32,7 @@ s_until_synced (syncer_t *sy, uint64_t want)
     for (int i = 0; i < 100 && synced < want; i++) {
         struct pollfd p = { syncer_fd (sy), POLLIN, 0 };
         if (poll (&p, 1, 100) == 1)
-            cr_assert_eq (syncer_synced (sy, &synced), STORE_OK);
+            cr_assert_eq (syncer_synced (sy, &synced), STRATA_OK);
     }
     return synced;
 }
@@ -44,7 +44,7 @@ Test (syncer, tickets_are_answered_in_order_through_the_descriptor)
     syncer_t *sy = syncer_new (knowledge_store (kb));
     cr_assert_not_null (sy);
     uint64_t synced = 99;
-    cr_assert_eq (syncer_synced (sy, &synced), STORE_OK);
+    cr_assert_eq (syncer_synced (sy, &synced), STRATA_OK);
     cr_expect_eq (synced, 0, "nothing asked, nothing synced");
 
     s_append (kb, "b1");
@@ -72,7 +72,7 @@ Test (syncer, tickets_are_answered_in_order_through_the_descriptor)
     //  Waiting covers every ticket issued.
     s_append (kb, "d");
     uint64_t t = syncer_request (sy);
-    cr_assert_eq (syncer_wait (sy, &synced), STORE_OK);
+    cr_assert_eq (syncer_wait (sy, &synced), STRATA_OK);
     cr_expect_eq (synced, t);
     syncer_destroy (&sy);
     cr_expect_null (sy);

@@ -52,7 +52,7 @@ Test (store, background_threads_run_at_the_lowest_priority)
     for (int i = 0; i < 1000; i++) {
         char key[32];
         snprintf (key, sizeof key, "key-%d", i);
-        cr_assert_eq (store_put (st, i % 2, key, strlen (key), "value", 5), STORE_OK);
+        cr_assert_eq (store_put (st, i % 2, key, strlen (key), "value", 5), STRATA_OK);
     }
     //  A flush (the high-priority pool), then a compaction (the low-priority pool): each
     //  thread lowers itself when it takes its first job.

@@ -187,24 +187,24 @@ Test (wire, framing_errors_keep_the_routing_id)
     zstr_sendm (p.dealer, WIRE_BATCH);
     zstr_send (p.dealer, "x");
     wire_msg_t m;
-    cr_expect_eq (wire_recv (p.router, true, 0, &m), WIRE_EFRAMING);
+    cr_expect_eq (wire_recv (p.router, true, 0, &m), STRATA_EFRAMING);
     cr_expect_not_null (m.routing, "the routing id is kept so the sender gets an error");
     wire_msg_reset (&m);
     //  Too few frames.
     zstr_send (p.dealer, WIRE_PROTOCOL);
-    cr_expect_eq (wire_recv (p.router, true, 0, &m), WIRE_EFRAMING);
+    cr_expect_eq (wire_recv (p.router, true, 0, &m), STRATA_EFRAMING);
     wire_msg_reset (&m);
     //  Too many frames.
     zstr_sendm (p.dealer, WIRE_PROTOCOL);
     zstr_sendm (p.dealer, WIRE_BATCH);
     zstr_sendm (p.dealer, "a");
     zstr_send (p.dealer, "b");
-    cr_expect_eq (wire_recv (p.router, true, 0, &m), WIRE_EFRAMING);
+    cr_expect_eq (wire_recv (p.router, true, 0, &m), STRATA_EFRAMING);
     wire_msg_reset (&m);
     //  Payload over the limit.
     char big[2048] = { 0 };
     wire_send_bytes (p.dealer, NULL, WIRE_BATCH, big, sizeof big);
-    cr_expect_eq (wire_recv (p.router, true, 1024, &m), WIRE_ETOOLARGE);
+    cr_expect_eq (wire_recv (p.router, true, 1024, &m), STRATA_ETOOLARGE);
     cr_expect_not_null (m.routing);
     cr_expect_null (m.payload, "an oversized payload is dropped at once");
     wire_msg_reset (&m);
@@ -212,7 +212,7 @@ Test (wire, framing_errors_keep_the_routing_id)
     zstr_sendm (p.dealer, WIRE_PROTOCOL);
     zstr_sendm (p.dealer, "A_MESSAGE_TYPE_THAT_IS_FAR_TOO_LONG");
     zstr_send (p.dealer, "");
-    cr_expect_eq (wire_recv (p.router, true, 0, &m), WIRE_EFRAMING);
+    cr_expect_eq (wire_recv (p.router, true, 0, &m), STRATA_EFRAMING);
     wire_msg_reset (&m);
     s_pair_destroy (&p);
 }

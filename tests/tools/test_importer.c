@@ -271,7 +271,7 @@ Test (importer, missing_file)
     import_sink_t sink = { s_on_event, s_on_item, s_on_raw, &s_got };
     import_counts_t counts;
     char err[256] = "";
-    cr_assert_eq (import_file (&opts, &sink, &counts, err, sizeof err), -100);
+    cr_assert_eq (import_file (&opts, &sink, &counts, err, sizeof err), STRATA_ENOTFOUND);
     cr_assert (strstr (err, "/nonexistent/strata/events.jsonl"), "%s", err);
     cr_assert_eq (s_got.nev + s_got.nit + s_got.nraw, 0);
 }
