@@ -30,7 +30,7 @@
 #include "cluster.h"
 #include "dataset.h"
 #include "model.h"
-#include "step.h"
+#include "step_session.h"
 #include "median.h"
 #include "util.h"
 

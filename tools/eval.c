@@ -18,10 +18,12 @@
 #include "config.h"
 #include "dataset.h"
 #include "evaluate.h"
+#include "features_fetch.h"
 #include "item_features.h"
 #include "hyper.h"
 #include "model.h"
-#include "step.h"
+#include "model_eval.h"
+#include "step_session.h"
 #include "util.h"
 
 typedef struct {

@@ -1,6 +1,7 @@
 /*  dataset: see dataset.h. */
 #include "dataset.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -199,4 +200,20 @@ dataset_holdout_some (const dataset_t *self, int hide, const uint8_t *only, uint
     }
     *targets = t;
     return d;
+}
+
+void
+dataset_popularity (const dataset_t *data, uint32_t n_items, double half_life_ms, float *out)
+{
+    memset (out, 0, n_items * sizeof *out);
+    int64_t newest = 0;
+    for (size_t e = 0; data && data->ts && e < data->n_events; e++)
+        newest = data->ts[e] > newest ? data->ts[e] : newest;
+    for (size_t e = 0; data && e < data->n_events; e++) {
+        uint32_t i = data->items[e];
+        if (i >= n_items)
+            continue;
+        double age = data->ts && data->ts[e] > 0 ? (double) (newest - data->ts[e]) : 0;
+        out[i] += (float) (half_life_ms > 0 ? exp2 (-age / half_life_ms) : 1.0);
+    }
 }

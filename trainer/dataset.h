@@ -53,6 +53,11 @@ dataset_t *dataset_holdout (const dataset_t *self, int hide, uint32_t **targets)
 //  The same for only the users u with only[u] != 0 (NULL: all).
 dataset_t *dataset_holdout_some (const dataset_t *self, int hide, const uint8_t *only, uint32_t **targets);
 
+//  Time-decayed popularity: each event counts 2^(-age / half_life), its age taken from
+//  the newest event (events without timestamps count 1). out: n_items floats. What a
+//  snapshot carries (snapshot.h) to serve users with no history.
+void dataset_popularity (const dataset_t *data, uint32_t n_items, double half_life_ms, float *out);
+
 static inline uint32_t
 dataset_len (const dataset_t *d, uint32_t user)
 {

@@ -13,15 +13,17 @@
 #include "dataset.h"
 #include "endpoints.h"
 #include "evaluate.h"
+#include "features_fetch.h"
 #include "item_features.h"
 #include "log.h"
 #include "model.h"
+#include "model_eval.h"
 #include "plan.h"
 #include "pool.h"
 #include "request.h"
 #include "search_rank.h"
 #include "snapshot.h"
-#include "step.h"
+#include "agg.h"
 #include "util.h"
 #include "wire.h"
 
@@ -580,7 +582,7 @@ s_publish (trainer_t *self)
     size_t len = 0;
     uint8_t *blob = NULL;
     if (meta && pop) {
-        snapshot_popularity (self->all, items, self->cfg->popularity_half_life_days * 86400000.0, pop);
+        dataset_popularity (self->all, items, self->cfg->popularity_half_life_days * 86400000.0, pop);
         //  The choice counts, one per item of the table (items past the counts: none).
         float *conv = self->conversions ? calloc (items ? items : 1, sizeof *conv) : NULL;
         if (conv)

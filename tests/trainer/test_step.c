@@ -12,8 +12,9 @@
 #include "evaluate.h"
 #include "harness.h"
 #include "model.h"
+#include "model_eval.h"
 #include "plan.h"
-#include "step.h"
+#include "step_session.h"
 
 //  Users walk a cycle of n items, each starting somewhere: item i is followed by i+1.
 static dataset_t *

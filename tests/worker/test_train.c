@@ -10,6 +10,7 @@
 
 #include "model.h"
 #include "plan.h"
+#include "agg.h"
 #include "step.h"
 #include "train.h"
 

@@ -94,22 +94,6 @@ snapshot_build (model_t *m, uint64_t version, const float *popularity, const sna
     return blob;
 }
 
-void
-snapshot_popularity (const dataset_t *data, uint32_t n_items, double half_life_ms, float *out)
-{
-    memset (out, 0, n_items * sizeof *out);
-    int64_t newest = 0;
-    for (size_t e = 0; data && data->ts && e < data->n_events; e++)
-        newest = data->ts[e] > newest ? data->ts[e] : newest;
-    for (size_t e = 0; data && e < data->n_events; e++) {
-        uint32_t i = data->items[e];
-        if (i >= n_items)
-            continue;
-        double age = data->ts && data->ts[e] > 0 ? (double) (newest - data->ts[e]) : 0;
-        out[i] += (float) (half_life_ms > 0 ? exp2 (-age / half_life_ms) : 1.0);
-    }
-}
-
 static int
 s_int (json_t *h, const char *key, int64_t lo, int64_t hi, int64_t *out)
 {

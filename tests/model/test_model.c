@@ -12,7 +12,8 @@
 #include "evaluate.h"
 #include "harness.h"
 #include "model.h"
-#include "step.h"
+#include "model_eval.h"
+#include "step_session.h"
 
 //  Users walk a cycle of 12 items, each starting somewhere: item i is followed by i+1.
 static dataset_t *

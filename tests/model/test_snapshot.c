@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "snapshot.h"
-#include "step.h"
+#include "step_session.h"
 
 static dataset_t *
 s_cycles (uint32_t users, uint32_t len)
@@ -59,7 +59,7 @@ s_setup (fixture_t *f)
     cr_assert_eq (step_session_init (&f->ss, &mc, &pc, f->d, f->fs), 0);
     for (int e = 0; e < 3; e++)
         step_session_epoch (&f->ss);
-    snapshot_popularity (f->d, 12, 10000.0, f->pop);
+    dataset_popularity (f->d, 12, 10000.0, f->pop);
     json_t *meta = json_pack ("{s:s}", "note", "test");
     const char *terms[] = { "drill", "cordless", "drill", "hat" };
     uint32_t items[] = { 3, 3, 3, 9 };

@@ -5,7 +5,8 @@
     (half-octaves of the price), each attribute key=value, and its title tokens, each
     hashed (FNV-1a with a kind prefix) into `rows` rows; at most FEATURES_PER_ITEM per
     item, duplicates dropped. An item the catalogue never described has none. Built from
-    the broker's CATALOGUE export, or from lists (tests).
+    catalogue items (the trainer reads the broker's CATALOGUE export, a rank worker its
+    catalogue sync), or from lists (tests).
 */
 #ifndef STRATA_ITEM_FEATURES_H
 #define STRATA_ITEM_FEATURES_H
@@ -24,14 +25,24 @@ typedef struct {
 } features_t;
 
 struct Strata__V1__Item;
-//  Called with each catalogue item, in index order; 0, or -1 to stop (no memory).
-typedef int (features_item_fn) (const struct Strata__V1__Item *item, void *arg);
+typedef struct _features_builder_t features_builder_t;
 
-//  Fetches the catalogue from a broker's api endpoint; items up to at least n_items
-//  (the dataset's). rows 0: no features, only the items given to each (may be NULL).
-//  NULL with err on failure.
-features_t *features_fetch (const char *endpoint, uint32_t rows, uint32_t n_items, int timeout_ms,
-                            features_item_fn *each, void *arg, char *err, size_t errlen);
+//  Builds a feature table of `rows` rows from catalogue items given in index order
+//  (trainer/features_fetch.h reads them from the broker): n_items is how many the
+//  caller expects (more may come). NULL on no memory.
+features_builder_t *features_builder_new (uint32_t rows, uint32_t n_items);
+void features_builder_destroy (features_builder_t **self_p);
+
+//  The catalogue says it holds `items` items: room for them. 0 or STRATA_ENOMEM.
+int features_builder_expect (features_builder_t *self, uint32_t items);
+
+//  Adds an item's features (indices the items skip have none). 0, 1 when the item is
+//  out of order or beyond what was expected (ignored), or STRATA_ENOMEM.
+int features_builder_add (features_builder_t *self, const struct Strata__V1__Item *it);
+
+//  The table over n_items items (at least those added); destroys the builder. NULL on
+//  no memory.
+features_t *features_builder_finish (features_builder_t **self_p, uint32_t n_items);
 
 //  From per-item lists (copied); feats values must be < rows.
 features_t *features_from_lists (uint32_t n_items, uint32_t rows, const uint32_t *offsets, const uint32_t *feats);

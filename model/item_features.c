@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "request.h"
+#include "strata.pb-c.h"
+#include "strata_error.h"
 #include "util.h"
-#include "wire.h"
 
 static uint64_t
 s_hash (const char *kind, const char *value)
@@ -104,86 +104,95 @@ s_item (builder_t *b, uint32_t rows, const Strata__V1__Item *it)
     return 0;
 }
 
-features_t *
-features_fetch (const char *endpoint, uint32_t rows, uint32_t n_items, int timeout_ms, features_item_fn *each,
-                void *arg, char *err, size_t errlen)
+struct _features_builder_t {
+    builder_t b;
+    uint32_t rows;
+    uint32_t cap_items;   // offsets has room for cap_items + 1 entries
+    uint32_t next;        // next item index whose offset is not yet written
+    size_t described;
+};
+
+features_builder_t *
+features_builder_new (uint32_t rows, uint32_t n_items)
 {
-    builder_t b = { 0 };
-    uint32_t start = 0, count = 0;
-    size_t described = 0;
-    int ok = 1;
-    //  Items arrive in index order; an index the pages skip has no features.
-    uint32_t cap_items = n_items + 1;
-    b.offsets = calloc ((size_t) cap_items + 1, sizeof *b.offsets);
-    ok = b.offsets != NULL;
-    uint32_t next = 0;   // next item index whose offset is not yet written
-    for (bool done = false; ok && !done;) {
-        Strata__V1__CatalogueRequest req = STRATA__V1__CATALOGUE_REQUEST__INIT;
-        req.start_item = start;
-        Strata__V1__CatalogueReply *r = (Strata__V1__CatalogueReply *) client_request (
-            endpoint, WIRE_CATALOGUE, &req.base, WIRE_CATALOGUE_REPLY, &strata__v1__catalogue_reply__descriptor,
-            timeout_ms, err, errlen);
-        if (!r) {
-            ok = 0;
-            break;
-        }
-        count = r->item_count;
-        if (count + 1 > cap_items) {
-            uint32_t *o = realloc (b.offsets, ((size_t) count + 2) * sizeof *o);
-            if (!o) {
-                strata__v1__catalogue_reply__free_unpacked (r, NULL);
-                ok = 0;
-                break;
-            }
-            b.offsets = o;
-            cap_items = count + 1;
-        }
-        for (size_t i = 0; ok && i < r->n_items; i++) {
-            const Strata__V1__Item *it = r->items[i];
-            if (it->item_index < next || it->item_index >= cap_items)
-                continue;
-            while (next <= it->item_index)
-                b.offsets[next++] = (uint32_t) b.n;
-            size_t before = b.n;
-            ok = s_item (&b, rows, it) == 0 && (!each || each (it, arg) == 0);
-            described += b.n > before;
-        }
-        done = r->done || r->next_item <= start;
-        start = r->next_item;
-        strata__v1__catalogue_reply__free_unpacked (r, NULL);
-    }
-    if (!ok) {
-        free (b.offsets);
-        free (b.feats);
-        if (!*err)
-            snprintf (err, errlen, "out of memory");
+    features_builder_t *self = calloc (1, sizeof *self);
+    if (!self)
         return NULL;
-    }
-    uint32_t total = count > n_items ? count : n_items;
-    if (total + 1 > cap_items) {
-        uint32_t *o = realloc (b.offsets, ((size_t) total + 2) * sizeof *o);
-        if (!o) {
-            free (b.offsets);
-            free (b.feats);
-            snprintf (err, errlen, "out of memory");
-            return NULL;
-        }
-        b.offsets = o;
-    }
-    while (next <= total)
-        b.offsets[next++] = (uint32_t) b.n;
+    self->rows = rows;
+    self->cap_items = n_items + 1;
+    self->b.offsets = calloc ((size_t) self->cap_items + 1, sizeof *self->b.offsets);
+    if (!self->b.offsets)
+        features_builder_destroy (&self);
+    return self;
+}
+
+void
+features_builder_destroy (features_builder_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    free ((*self_p)->b.offsets);
+    free ((*self_p)->b.feats);
+    free (*self_p);
+    *self_p = NULL;
+}
+
+//  Room for the offsets of items up to `items`. 0 or -1.
+static int
+s_reserve (features_builder_t *self, uint32_t items)
+{
+    if (items + 1 <= self->cap_items)
+        return 0;
+    uint32_t *o = realloc (self->b.offsets, ((size_t) items + 2) * sizeof *o);
+    if (!o)
+        return -1;
+    self->b.offsets = o;
+    self->cap_items = items + 1;
+    return 0;
+}
+
+int
+features_builder_expect (features_builder_t *self, uint32_t items)
+{
+    return s_reserve (self, items) < 0 ? STRATA_ENOMEM : 0;
+}
+
+int
+features_builder_add (features_builder_t *self, const Strata__V1__Item *it)
+{
+    if (it->item_index < self->next || it->item_index >= self->cap_items)
+        return 1;
+    while (self->next <= it->item_index)
+        self->b.offsets[self->next++] = (uint32_t) self->b.n;
+    size_t before = self->b.n;
+    if (s_item (&self->b, self->rows, it) < 0)
+        return STRATA_ENOMEM;
+    self->described += self->b.n > before;
+    return 0;
+}
+
+features_t *
+features_builder_finish (features_builder_t **self_p, uint32_t n_items)
+{
+    features_builder_t *self = *self_p;
     features_t *f = calloc (1, sizeof *f);
-    if (!f) {
-        free (b.offsets);
-        free (b.feats);
-        snprintf (err, errlen, "out of memory");
+    if (!f || s_reserve (self, n_items) < 0) {
+        free (f);
+        features_builder_destroy (self_p);
         return NULL;
     }
-    f->n_items = total;
-    f->rows = rows;
-    f->offsets = b.offsets;
-    f->feats = b.feats ? b.feats : calloc (1, sizeof *f->feats);
-    f->n_described = described;
+    while (self->next <= n_items)
+        self->b.offsets[self->next++] = (uint32_t) self->b.n;
+    f->n_items = n_items;
+    f->rows = self->rows;
+    f->offsets = self->b.offsets;
+    f->feats = self->b.feats ? self->b.feats : calloc (1, sizeof *f->feats);
+    f->n_described = self->described;
+    self->b.offsets = NULL;
+    self->b.feats = NULL;
+    features_builder_destroy (self_p);
+    if (!f->feats)
+        features_destroy (&f);
     return f;
 }
 

@@ -84,7 +84,7 @@ struct _model_t {
     const uint32_t *rank_neg;      // negatives of the current pass
     uint32_t *neg_buf;             // model_batch_loss's negatives
     int32_t *hard;                 // each predicted position's hard candidates (R x HARD_POOL)
-    int rerank_top;                // model_rank_scorer's settings
+    int rerank_top;                // model_set_rerank's settings
     float rerank_blend;
     uint32_t served;               // users in the last model_user_vectors batch
 };
@@ -1111,11 +1111,11 @@ s_layout (model_t *m, int s, const uint32_t *items, const uint8_t *types, uint32
 
 //  Positions needed by a batch: its longest (truncated) history.
 static int
-s_batch_len (model_t *m, const dataset_t *train, const uint32_t *users, int nb, int training)
+s_batch_len (model_t *m, const model_histories_t *h, const uint32_t *users, int nb, int training)
 {
     uint32_t L = 1;
     for (int s = 0; s < nb; s++) {
-        uint32_t len = dataset_len (train, users[s]);
+        uint32_t len = h->offsets[users[s] + 1] - h->offsets[users[s]];
         uint32_t n = training ? (len > 0 ? len - 1 : 0) : len;
         L = n > L ? n : L;
     }
@@ -1136,16 +1136,17 @@ s_global_items (model_t *self)
 }
 
 double
-model_batch_loss (model_t *self, const dataset_t *train, const uint32_t *users, int n, int dropout, int with_grad)
+model_histories_loss (model_t *self, const model_histories_t *h, const uint32_t *users, int n, int dropout,
+                      int with_grad)
 {
     if (self->cfg.inference)
         return NAN;
     if (n > self->cfg.batch)
         n = self->cfg.batch;
-    self->L = s_batch_len (self, train, users, n, 1);
+    self->L = s_batch_len (self, h, users, n, 1);
     for (int s = 0; s < n; s++)
-        s_layout (self, s, train->items + train->offsets[users[s]], train->types + train->offsets[users[s]],
-                  dataset_len (train, users[s]), 1);
+        s_layout (self, s, h->items + h->offsets[users[s]], h->types ? h->types + h->offsets[users[s]] : NULL,
+                  h->offsets[users[s] + 1] - h->offsets[users[s]], 1);
     self->n_cand = self->n_rows;
     self->bias = NULL;
     if (s_global_items (self) < 0)
@@ -1452,8 +1453,16 @@ s_rerank (model_t *m, int s, float *sc, const uint8_t *seen, uint32_t *top, floa
         sc[top[e]] = 1e4f + logits[e] + m->rerank_blend * sc[top[e]];
 }
 
-static void
-s_score_with (model_t *m, const dataset_t *train, const uint32_t *users, size_t n, float *scores, int rerank)
+void
+model_set_rerank (model_t *self, int top, float blend)
+{
+    self->rerank_top = top;
+    self->rerank_blend = blend;
+}
+
+void
+model_score_users (model_t *m, const model_histories_t *hist, const uint32_t *users, size_t n, float *scores,
+                   int rerank)
 {
     int d = m->cfg.dim;
     if (s_global_items (m) < 0)
@@ -1462,15 +1471,16 @@ s_score_with (model_t *m, const dataset_t *train, const uint32_t *users, size_t 
     uint8_t *seen = rerank ? calloc (m->n_rows ? m->n_rows : 1, 1) : NULL;
     uint32_t *top = rerank ? malloc (cap * sizeof *top) : NULL;
     float *logits = rerank ? malloc (cap * sizeof *logits) : NULL;
-    if (rerank && (!seen || !top || !logits))
+    if (rerank && (!seen || !top || !logits || !s_rank_on (m)))
         rerank = 0;
     for (size_t i = 0; i < n; i += (size_t) m->cfg.batch) {
         int nb = (int) (n - i < (size_t) m->cfg.batch ? n - i : (size_t) m->cfg.batch);
-        m->L = s_batch_len (m, train, users + i, nb, 0);
+        m->L = s_batch_len (m, hist, users + i, nb, 0);
         int L = m->L;
         for (int s = 0; s < nb; s++) {
             uint32_t u = users[i + (size_t) s];
-            s_layout (m, s, train->items + train->offsets[u], train->types + train->offsets[u], dataset_len (train, u), 0);
+            s_layout (m, s, hist->items + hist->offsets[u], hist->types ? hist->types + hist->offsets[u] : NULL,
+                      hist->offsets[u + 1] - hist->offsets[u], 0);
         }
         s_forward (m, nb, 0);
         //  The interest vector is the state at the last position of each sequence.
@@ -1482,8 +1492,8 @@ s_score_with (model_t *m, const dataset_t *train, const uint32_t *users, size_t 
         s_rank_history (m, (size_t) nb * L, 0);
         for (int s = 0; s < nb; s++) {
             uint32_t u = users[i + (size_t) s];
-            const uint32_t *h = train->items + train->offsets[u];
-            uint32_t len = dataset_len (train, u);
+            const uint32_t *h = hist->items + hist->offsets[u];
+            uint32_t len = hist->offsets[u + 1] - hist->offsets[u];
             for (uint32_t j = 0; j < len; j++)
                 if (h[j] < m->n_rows)
                     seen[h[j]] = 1;
@@ -1539,32 +1549,4 @@ model_rank_candidates (model_t *self, uint32_t k, const uint32_t *cands, uint32_
             return -1;
     s_rank_logits (self, (int) k * self->L + self->L - 1, cands, n, logits);
     return 0;
-}
-
-static void
-s_score (void *model, const dataset_t *train, const uint32_t *users, size_t n, float *scores)
-{
-    s_score_with (model, train, users, n, scores, 0);
-}
-
-static void
-s_score_ranked (void *model, const dataset_t *train, const uint32_t *users, size_t n, float *scores)
-{
-    s_score_with (model, train, users, n, scores, 1);
-}
-
-scorer_t
-model_scorer (model_t *self)
-{
-    scorer_t s = { "strata", s_score, self };
-    return s;
-}
-
-scorer_t
-model_rank_scorer (model_t *self, int top, float blend)
-{
-    self->rerank_top = top;
-    self->rerank_blend = blend;
-    scorer_t s = { "strata+rank", s_rank_on (self) ? s_score_ranked : s_score, self };
-    return s;
 }

@@ -9,7 +9,8 @@
     item's embedding (the same table as the input, tied), so retrieval over the whole
     catalogue is one matrix product. Training predicts every next item of every
     training sequence with a softmax cross-entropy over the whole catalogue (or over
-    sampled candidates, see plan.h), and optimises with Adam. All layers come from nn.h.
+    sampled candidates, trainer/plan.h), and optimises with Adam. All layers come from
+    nn.h.
 
     The ranking head scores one (user, candidate) pair at a time, for re-ranking the
     top of the retrieval: an MLP (ReLU layers of rank_widths, then a sigmoid output)
@@ -29,8 +30,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dataset.h"
-#include "evaluate.h"
 #include "item_features.h"
 
 typedef struct {
@@ -140,14 +139,23 @@ int64_t *model_feature_steps (model_t *self);
 //  until the next call into the model. NULL on no memory.
 const float *model_item_vectors (model_t *self);
 
-//  The model as an evaluate.h scorer (inference: no dropout): retrieval only.
-scorer_t model_scorer (model_t *self);
+//  Users' histories in compressed rows (trainer/dataset.h's layout, borrowed): user u's
+//  events are items[offsets[u] .. offsets[u+1]) in time order (rows of the item table),
+//  with their event types beside them (types NULL: all 0).
+typedef struct {
+    const uint32_t *offsets;
+    const uint32_t *items;
+    const uint8_t *types;
+} model_histories_t;
 
-//  Retrieval, then the ranking head re-ranks each user's top `top` items not in the
-//  history: their score becomes a big constant plus the head's logit plus blend times
-//  the retrieval logit, so they stay on top, in the head's order. Needs the ranking
-//  head (rank_negatives > 0). The returned scorer uses the model and these settings.
-scorer_t model_rank_scorer (model_t *self, int top, float blend);
+//  Scores the whole table (n x model_rows, to scores) for n users (inference: no
+//  dropout). With rerank and a ranking head, the head then re-ranks each user's top
+//  items not in the history as model_set_rerank says: their score becomes a big
+//  constant plus the head's logit plus blend times the retrieval logit, so they stay on
+//  top, in the head's order.
+void model_score_users (model_t *self, const model_histories_t *h, const uint32_t *users, size_t n, float *scores,
+                        int rerank);
+void model_set_rerank (model_t *self, int top, float blend);
 
 //  Whether the model has a ranking head.
 int model_has_ranker (model_t *self);
@@ -174,8 +182,8 @@ double model_flops (model_t *self);
 //  For gradient checks: the mean cross-entropy of one batch of users' training
 //  sequences over the whole table, with gradients accumulated (not applied) when
 //  with_grad, and dropout on or off (fixed masks).
-double model_batch_loss (model_t *self, const dataset_t *train, const uint32_t *users, int n, int dropout,
-                         int with_grad);
+double model_histories_loss (model_t *self, const model_histories_t *h, const uint32_t *users, int n, int dropout,
+                             int with_grad);
 void model_zero_grad (model_t *self);
 //  The same for the dense tensors and only the first rows / frows table rows.
 void model_zero_grad_rows (model_t *self, uint32_t rows, uint32_t frows);

@@ -25,7 +25,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dataset.h"
 #include "model.h"
 #include "query_terms.h"
 #include "search.h"
@@ -44,11 +43,6 @@ typedef struct {
 //  embedded as "meta"). malloc'd; NULL on no memory.
 uint8_t *snapshot_build (model_t *m, uint64_t version, const float *popularity, const snapshot_search_t *search,
                          json_t *meta, size_t *len);
-
-//  Time-decayed popularity from a dataset: each event counts 2^(-age / half_life),
-//  its age taken from the newest event (events without timestamps count 1). out:
-//  n_items floats.
-void snapshot_popularity (const dataset_t *data, uint32_t n_items, double half_life_ms, float *out);
 
 typedef struct {
     uint64_t version;
