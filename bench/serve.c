@@ -1009,7 +1009,7 @@ s_synthetic_shop (uint32_t n)
     uint8_t *blob = snapshot_build (m, 1, pop, NULL, meta, &len);
     snprintf (path, sizeof path, "%s/trainer", s_dir);
     store_t *st = blob ? checkpoint_open (path) : NULL;
-    int rc = st && checkpoint_publish (st, 1, blob, len, meta, 2) == 0 ? 0 : -1;
+    int rc = st && versions_put (st, CKPT_CF_MODELS, 1, blob, len, VERSIONS_CHUNK_BYTES, 0, meta, 2) == 0 ? 0 : -1;
     store_destroy (&st);
     json_decref (meta);
     free (blob);

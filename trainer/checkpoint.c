@@ -11,8 +11,6 @@
 
 static const char *const s_cfs[CKPT_CF_COUNT] = { "default", "checkpoint", "models" };
 
-#define META_TENSOR 0xFFFFFFFFu
-
 store_t *
 checkpoint_open (const char *path)
 {
@@ -126,81 +124,4 @@ checkpoint_load (store_t *st, model_t *m)
         || s_read_exact (st, "step", 4, model_step (m), sizeof (int64_t)) < 0)
         return -1;
     return 0;
-}
-
-static size_t
-s_model_key (char *key, uint64_t version, uint32_t tensor)
-{
-    util_put_be64 ((unsigned char *) key, version);
-    util_put_be32 ((unsigned char *) key + 8, tensor);
-    return 12;
-}
-
-int
-checkpoint_publish (store_t *st, uint64_t version, const uint8_t *blob, size_t len, json_t *meta, int keep)
-{
-    char blob_hex[17];
-    snprintf (blob_hex, sizeof blob_hex, "%016llx", (unsigned long long) util_fnv1a64 (blob, len));
-    json_object_set_new (meta, "bytes", json_integer ((json_int_t) len));
-    json_object_set_new (meta, "chunk_bytes", json_integer (CHECKPOINT_CHUNK_BYTES));
-    json_object_set_new (meta, "chunks",
-                         json_integer ((json_int_t) ((len + CHECKPOINT_CHUNK_BYTES - 1) / CHECKPOINT_CHUNK_BYTES)));
-    json_object_set_new (meta, "fnv", json_string (blob_hex));
-    char *meta_json = json_dumps (meta, JSON_COMPACT);
-    if (!meta_json)
-        return -1;
-    rocksdb_writebatch_t *b = rocksdb_writebatch_create ();
-    rocksdb_column_family_handle_t *cf = store_cf (st, CKPT_CF_MODELS);
-    char key[12];
-    uint32_t chunk = 0;
-    for (size_t off = 0; off < len; off += CHECKPOINT_CHUNK_BYTES, chunk++) {
-        size_t n = len - off < CHECKPOINT_CHUNK_BYTES ? len - off : CHECKPOINT_CHUNK_BYTES;
-        s_model_key (key, version, chunk);
-        rocksdb_writebatch_put_cf (b, cf, key, sizeof key, (const char *) blob + off, n);
-    }
-    s_model_key (key, version, META_TENSOR);
-    rocksdb_writebatch_put_cf (b, cf, key, sizeof key, meta_json, strlen (meta_json));
-    if (keep > 0 && version > (uint64_t) keep) {
-        char from[12], to[12];
-        s_model_key (from, 0, 0);
-        s_model_key (to, version - (uint64_t) keep + 1, 0);
-        rocksdb_writebatch_delete_range_cf (b, cf, from, sizeof from, to, sizeof to);
-    }
-    int rc = store_write (st, b, true);
-    rocksdb_writebatch_destroy (b);
-    free (meta_json);
-    return rc < 0 ? -1 : 0;
-}
-
-uint64_t
-checkpoint_latest (store_t *st)
-{
-    rocksdb_iterator_t *it = store_iter (st, CKPT_CF_MODELS);
-    uint64_t v = 0;
-    rocksdb_iter_seek_to_last (it);
-    if (rocksdb_iter_valid (it)) {
-        size_t kl;
-        const char *k = rocksdb_iter_key (it, &kl);
-        if (kl == 12)
-            v = util_get_be64 ((const unsigned char *) k);
-    }
-    rocksdb_iter_destroy (it);
-    return v;
-}
-
-char *
-checkpoint_chunk (store_t *st, uint64_t version, uint32_t index, size_t *len)
-{
-    char key[12];
-    s_model_key (key, version, index);
-    int rc;
-    return store_get (st, CKPT_CF_MODELS, key, sizeof key, len, &rc);
-}
-
-char *
-checkpoint_version_meta (store_t *st, uint64_t version)
-{
-    char key[12];
-    s_model_key (key, version, META_TENSOR);
-    return s_get_text (st, CKPT_CF_MODELS, key, sizeof key);
 }

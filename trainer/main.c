@@ -23,7 +23,9 @@ main (int argc, char **argv)
     log_set_process ("trainer");
     if (log_set_level_name (cfg.log_level) < 0)
         fprintf (stderr, "strata-trainer: unknown log level '%s', using info\n", cfg.log_level);
-    rc = trainer_run (&cfg);
+    trainer_t *trainer = trainer_new (&cfg);
+    rc = trainer ? trainer_run (trainer) : -1;
+    trainer_destroy (&trainer);
     config_free (trainer_config_keys, &cfg);
     return rc == 0 ? 0 : 1;
 }

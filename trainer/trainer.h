@@ -29,11 +29,17 @@
     weights, and publishes a new version.
 
     Its api endpoint answers TRAIN (start a full run) and TRAIN_STATUS with a
-    TrainStatus.
+    TrainStatus, and publishes model versions to rank workers (MODEL_INFO,
+    MODEL_CHUNK).
+
+    The training side of Strata: depends on the model library (model/), the search
+    library (search/), the client library's requests (client/request.h) and common/;
+    nothing in serving depends on it.
 */
 #ifndef STRATA_TRAINER_H
 #define STRATA_TRAINER_H
 
+#include <czmq.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -63,7 +69,27 @@ typedef struct {
 
 extern const config_key_t trainer_config_keys[];
 
-//  Runs until interrupted. Returns 0 or -1.
-int trainer_run (const trainer_config_t *cfg);
+typedef struct _trainer_t trainer_t;
+
+//  Opens the trainer's store (DIR/trainer), binds its endpoints (ephemeral ports such
+//  as "tcp://127.0.0.1:!" are fine: trainer_endpoint tells them) and resumes from the
+//  checkpoint. cfg is borrowed and must outlive the trainer. NULL (logged) on failure.
+trainer_t *trainer_new (const trainer_config_t *cfg);
+
+//  Checkpoints a model it holds, then frees everything; safe on NULL and twice.
+void trainer_destroy (trainer_t **self_p);
+
+//  The bound endpoint "workers" or "api" (valid while the trainer lives), or NULL.
+const char *trainer_endpoint (trainer_t *self, const char *name);
+
+//  Serves until interrupted (SIGINT/SIGTERM). 0, or STRATA_EIO after a fatal error.
+int trainer_run (trainer_t *self);
+
+//  The trainer as a czmq actor, for running it inside another process (tests):
+//  zactor_new (trainer_actor, (void *) cfg) starts it (the actor's first signal is 0
+//  when it started, 1 when trainer_new failed; zactor_new returns either way),
+//  zstr_sendx (actor, "ENDPOINT", "api", NULL) is answered with that bound endpoint as
+//  a string, and zactor_destroy stops it ("$TERM").
+void trainer_actor (zsock_t *pipe, void *args);
 
 #endif

@@ -1,0 +1,282 @@
+/*  Unit: the trainer daemon run inside the test process (trainer_actor), on ephemeral
+    endpoints with its store in a temporary directory, driven through its real ZeroMQ
+    sockets as a client, a rank worker and a train worker would: status, published
+    versions served chunk by chunk, worker registration and heartbeats, bad input
+    answered with errors, and a TRAIN the broker cannot feed refused with the reason.
+*/
+#include <criterion/criterion.h>
+#include <czmq.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint.h"
+#include "harness.h"
+#include "log.h"
+#include "trainer.h"
+#include "util.h"
+#include "versions.h"
+#include "wire.h"
+
+TestSuite (trainer, .init = harness_dir_setup, .fini = harness_dir_teardown);
+
+typedef struct {
+    trainer_config_t cfg;
+    zactor_t *actor;
+    char api[128], workers[128];
+} fixture_t;
+
+//  A trainer on ephemeral ports whose broker is an address nobody listens on.
+static void
+s_start (fixture_t *f)
+{
+    memset (f, 0, sizeof *f);
+    char dir[600];
+    snprintf (dir, sizeof dir, "--dir=%s", harness_dir);
+    char *argv[] = { "strata-trainer", dir, "--workers=tcp://127.0.0.1:!", "--api=tcp://127.0.0.1:!",
+                     "--broker=tcp://127.0.0.1:9", "--timeout-ms=300", "--heartbeat-ms=100", "--log-level=error",
+                     NULL };
+    char err[256];
+    cr_assert_eq (config_parse (trainer_config_keys, &f->cfg, 8, argv, NULL, err, sizeof err), 0, "%s", err);
+    log_set_level_name (f->cfg.log_level);
+    f->actor = zactor_new (trainer_actor, &f->cfg);
+    cr_assert_not_null (f->actor);
+    const char *names[] = { "api", "workers" };
+    char *outs[] = { f->api, f->workers };
+    for (int i = 0; i < 2; i++) {
+        zstr_sendx (f->actor, "ENDPOINT", names[i], NULL);
+        char *ep = zstr_recv (f->actor);
+        cr_assert (ep && !strncmp (ep, "tcp://127.0.0.1:", 16), "%s endpoint: %s", names[i], ep ? ep : "(none)");
+        snprintf (outs[i], 128, "%s", ep);
+        zstr_free (&ep);
+    }
+}
+
+static void
+s_stop (fixture_t *f)
+{
+    zactor_destroy (&f->actor);
+    config_free (trainer_config_keys, &f->cfg);
+}
+
+static zsock_t *
+s_dealer (const char *endpoint)
+{
+    zsock_t *s = zsock_new (ZMQ_DEALER);
+    zsock_set_linger (s, 0);
+    zsock_set_rcvtimeo (s, 5000);
+    cr_assert_eq (zsock_connect (s, "%s", endpoint), 0);
+    return s;
+}
+
+//  Sends a request and receives the reply (type into msg->type).
+static void
+s_ask (zsock_t *s, const char *type, const ProtobufCMessage *req, wire_msg_t *msg)
+{
+    cr_assert_eq (wire_send (s, NULL, type, req), 0);
+    cr_assert_eq (wire_recv (s, false, 0, msg), 0, "no answer to %s", type);
+}
+
+static Strata__V1__TrainStatus *
+s_status (zsock_t *api)
+{
+    wire_msg_t msg;
+    Strata__V1__TrainStatusRequest req = STRATA__V1__TRAIN_STATUS_REQUEST__INIT;
+    s_ask (api, WIRE_TRAIN_STATUS, &req.base, &msg);
+    cr_assert_str_eq (msg.type, WIRE_TRAIN_REPLY);
+    Strata__V1__TrainStatus *st
+        = (Strata__V1__TrainStatus *) wire_unpack (&strata__v1__train_status__descriptor, msg.payload, NULL);
+    wire_msg_reset (&msg);
+    cr_assert_not_null (st);
+    return st;
+}
+
+static Strata__V1__Error *
+s_error (wire_msg_t *msg)
+{
+    cr_assert_str_eq (msg->type, WIRE_ERROR);
+    Strata__V1__Error *e = (Strata__V1__Error *) wire_unpack (&strata__v1__error__descriptor, msg->payload, NULL);
+    wire_msg_reset (msg);
+    cr_assert_not_null (e);
+    return e;
+}
+
+Test (trainer, answers_its_status_on_ephemeral_endpoints)
+{
+    fixture_t f;
+    s_start (&f);
+    zsock_t *api = s_dealer (f.api);
+    Strata__V1__TrainStatus *st = s_status (api);
+    cr_assert_str_eq (st->state, "idle");
+    cr_assert_eq (st->version, 0);
+    cr_assert_eq (st->workers, 0);
+    strata__v1__train_status__free_unpacked (st, NULL);
+    wire_msg_t msg;
+    Strata__V1__ModelInfoRequest mi = STRATA__V1__MODEL_INFO_REQUEST__INIT;
+    s_ask (api, WIRE_MODEL_INFO, &mi.base, &msg);
+    cr_assert_str_eq (msg.type, WIRE_MODEL_INFO_REPLY);
+    Strata__V1__ModelInfo *info
+        = (Strata__V1__ModelInfo *) wire_unpack (&strata__v1__model_info__descriptor, msg.payload, NULL);
+    wire_msg_reset (&msg);
+    cr_assert (info && info->version == 0, "a version before any was published");
+    strata__v1__model_info__free_unpacked (info, NULL);
+    zsock_destroy (&api);
+    s_stop (&f);
+}
+
+Test (trainer, serves_a_published_version_chunk_by_chunk)
+{
+    //  A version published in the trainer's store before it starts, as a run would have.
+    char path[600];
+    snprintf (path, sizeof path, "%s/trainer", harness_dir);
+    store_t *st = checkpoint_open (path);
+    cr_assert_not_null (st);
+    size_t len = 2 * VERSIONS_CHUNK_BYTES + 12345;
+    uint8_t *blob = malloc (len);
+    for (size_t i = 0; i < len; i++)
+        blob[i] = (uint8_t) (i * 131 + (i >> 11));
+    json_t *meta = json_pack ("{s:s}", "trained", "yes");
+    cr_assert_eq (versions_put (st, CKPT_CF_MODELS, 7, blob, len, VERSIONS_CHUNK_BYTES, 0, meta, 3), 0);
+    json_decref (meta);
+    store_destroy (&st);
+
+    fixture_t f;
+    s_start (&f);
+    zsock_t *api = s_dealer (f.api);
+    wire_msg_t msg;
+    Strata__V1__ModelInfoRequest mi = STRATA__V1__MODEL_INFO_REQUEST__INIT;
+    s_ask (api, WIRE_MODEL_INFO, &mi.base, &msg);
+    Strata__V1__ModelInfo *info
+        = (Strata__V1__ModelInfo *) wire_unpack (&strata__v1__model_info__descriptor, msg.payload, NULL);
+    wire_msg_reset (&msg);
+    cr_assert_not_null (info);
+    cr_assert_eq (info->version, 7);
+    cr_assert_eq (info->bytes, len);
+    cr_assert_eq (info->chunks, 3);
+    cr_assert_eq (info->fnv, util_fnv1a64 (blob, len));
+    cr_assert (strstr (info->meta, "\"trained\":\"yes\""), "%s", info->meta);
+    uint8_t *back = malloc (len);
+    size_t off = 0;
+    for (uint32_t c = 0; c < info->chunks; c++) {
+        Strata__V1__ModelChunkRequest req = STRATA__V1__MODEL_CHUNK_REQUEST__INIT;
+        req.version = 7;
+        req.index = c;
+        s_ask (api, WIRE_MODEL_CHUNK, &req.base, &msg);
+        cr_assert_str_eq (msg.type, WIRE_MODEL_CHUNK_REPLY);
+        Strata__V1__ModelChunk *ch
+            = (Strata__V1__ModelChunk *) wire_unpack (&strata__v1__model_chunk__descriptor, msg.payload, NULL);
+        wire_msg_reset (&msg);
+        cr_assert (ch && ch->index == c && ch->fnv == util_fnv1a64 (ch->data.data, ch->data.len));
+        cr_assert_leq (off + ch->data.len, len);
+        memcpy (back + off, ch->data.data, ch->data.len);
+        off += ch->data.len;
+        strata__v1__model_chunk__free_unpacked (ch, NULL);
+    }
+    cr_assert_eq (off, len);
+    cr_assert_eq (memcmp (back, blob, len), 0);
+    //  A chunk past the end, and a version never published: NOT_FOUND errors.
+    Strata__V1__ModelChunkRequest req = STRATA__V1__MODEL_CHUNK_REQUEST__INIT;
+    req.version = 7;
+    req.index = 3;
+    s_ask (api, WIRE_MODEL_CHUNK, &req.base, &msg);
+    Strata__V1__Error *e = s_error (&msg);
+    cr_assert_eq (e->code, STRATA__V1__ERROR_CODE__NOT_FOUND);
+    strata__v1__error__free_unpacked (e, NULL);
+    strata__v1__model_info__free_unpacked (info, NULL);
+    free (back);
+    free (blob);
+    zsock_destroy (&api);
+    s_stop (&f);
+}
+
+Test (trainer, registers_a_train_worker_and_heartbeats_it)
+{
+    fixture_t f;
+    s_start (&f);
+    zsock_t *w = s_dealer (f.workers);
+    Strata__V1__WorkerHello hello = STRATA__V1__WORKER_HELLO__INIT;
+    hello.worker_id = "in-process";
+    hello.role = STRATA__V1__ROLE__TRAIN;
+    hello.capacity = 2;
+    cr_assert_eq (wire_send (w, NULL, WIRE_READY, &hello.base), 0);
+    wire_msg_t msg;
+    cr_assert_eq (wire_recv (w, false, 0, &msg), 0, "no heartbeat from the trainer");
+    cr_assert_str_eq (msg.type, WIRE_HEARTBEAT);
+    wire_msg_reset (&msg);
+    zsock_t *api = s_dealer (f.api);
+    Strata__V1__TrainStatus *st = s_status (api);
+    cr_assert_eq (st->workers, 1);
+    strata__v1__train_status__free_unpacked (st, NULL);
+    zsock_destroy (&w);
+    zsock_destroy (&api);
+    s_stop (&f);
+}
+
+Test (trainer, answers_bad_input_with_errors)
+{
+    fixture_t f;
+    s_start (&f);
+    zsock_t *api = s_dealer (f.api);
+    wire_msg_t msg;
+    //  An unknown type, a payload that does not decode, and a message of the wrong protocol.
+    s_ask (api, "FROBNICATE", NULL, &msg);
+    Strata__V1__Error *e = s_error (&msg);
+    cr_assert_eq (e->code, STRATA__V1__ERROR_CODE__UNKNOWN_TYPE);
+    strata__v1__error__free_unpacked (e, NULL);
+    cr_assert_eq (wire_send_bytes (api, NULL, WIRE_MODEL_CHUNK, "\xff\xff\xff", 3), 0);
+    cr_assert_eq (wire_recv (api, false, 0, &msg), 0);
+    e = s_error (&msg);
+    cr_assert_eq (e->code, STRATA__V1__ERROR_CODE__BAD_PAYLOAD);
+    strata__v1__error__free_unpacked (e, NULL);
+    zmsg_t *bad = zmsg_new ();
+    zmsg_addstr (bad, "NOTSTRATA");
+    zmsg_addstr (bad, "TRAIN_STATUS");
+    zmsg_send (&bad, api);
+    cr_assert_eq (wire_recv (api, false, 0, &msg), 0);
+    e = s_error (&msg);
+    cr_assert_eq (e->code, STRATA__V1__ERROR_CODE__BAD_FRAMING);
+    strata__v1__error__free_unpacked (e, NULL);
+    //  Still serving.
+    Strata__V1__TrainStatus *st = s_status (api);
+    cr_assert_str_eq (st->state, "idle");
+    strata__v1__train_status__free_unpacked (st, NULL);
+    zsock_destroy (&api);
+    s_stop (&f);
+}
+
+Test (trainer, refuses_a_run_its_broker_cannot_feed)
+{
+    fixture_t f;
+    s_start (&f);
+    zsock_t *api = s_dealer (f.api);
+    wire_msg_t msg;
+    Strata__V1__TrainRequest req = STRATA__V1__TRAIN_REQUEST__INIT;
+    req.epochs = 1;
+    s_ask (api, WIRE_TRAIN, &req.base, &msg);
+    Strata__V1__Error *e = s_error (&msg);
+    cr_assert_eq (e->code, STRATA__V1__ERROR_CODE__UNAVAILABLE);
+    cr_assert (strstr (e->message, "tcp://127.0.0.1:9"), "the reason names the broker: %s", e->message);
+    strata__v1__error__free_unpacked (e, NULL);
+    Strata__V1__TrainStatus *st = s_status (api);
+    cr_assert_str_eq (st->state, "idle");
+    strata__v1__train_status__free_unpacked (st, NULL);
+    zsock_destroy (&api);
+    s_stop (&f);
+}
+
+Test (trainer, an_actor_that_cannot_start_says_so)
+{
+    trainer_config_t cfg = { 0 };
+    char dir[600];
+    snprintf (dir, sizeof dir, "--dir=%s", harness_dir);
+    char *argv[] = { "strata-trainer", dir, "--workers=tcp://127.0.0.1:!", "--api=nonsense://x",
+                     "--log-level=error", NULL };
+    char err[256];
+    cr_assert_eq (config_parse (trainer_config_keys, &cfg, 5, argv, NULL, err, sizeof err), 0, "%s", err);
+    zactor_t *actor = zactor_new (trainer_actor, &cfg);
+    zstr_sendx (actor, "ENDPOINT", "api", NULL);
+    char *ep = zstr_recv (actor);
+    cr_assert_str_eq (ep, "");
+    zstr_free (&ep);
+    zactor_destroy (&actor);
+    config_free (trainer_config_keys, &cfg);
+}
