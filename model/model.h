@@ -1,4 +1,9 @@
-/*  model: Strata's sequential recommender.
+/*  model: Strata's sequential recommender, the main header of the model library
+    (model/: this model, its layers nn.h, the item tower's features item_features.h,
+    published versions snapshot.h and their store versions.h, and a train worker's
+    gradient step.h). The library is what a rank worker needs to score and a train
+    worker to compute a gradient; it may depend on common/ and search/ (a snapshot
+    carries the search state), never on the training side (trainer/) or a daemon.
 
     The user tower reads the user's last L behaviour items in order, as SASRec does:
     item embeddings plus learned position embeddings plus a learned embedding of the

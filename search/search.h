@@ -1,4 +1,7 @@
-/*  search: a rank worker's text index over the catalogue, scored with BM25F.
+/*  search: a rank worker's text index over the catalogue, scored with BM25F; the main
+    header of the search library (search/: this index, the learned (query term, item)
+    associations query_terms.h, and the learned ranker search_rank.h). It may depend
+    on common/ only (the tokenizer, the wire schema's types).
 
     Every item's title, brand, category path and attributes (names and values) are
     tokenised the way the preprocess workers tokenise titles and the way queries are
