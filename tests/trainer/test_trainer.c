@@ -25,19 +25,26 @@ typedef struct {
     char api[128], workers[128];
 } fixture_t;
 
-//  A trainer on ephemeral ports whose broker is an address nobody listens on.
+//  The configuration of a trainer on ephemeral ports (api: its api endpoint) whose
+//  broker is an address nobody listens on.
+static void
+s_config (trainer_config_t *cfg, const char *api)
+{
+    char dir[600], api_arg[200];
+    snprintf (dir, sizeof dir, "--dir=%s", harness_dir);
+    snprintf (api_arg, sizeof api_arg, "--api=%s", api);
+    char *argv[] = { "strata-trainer", dir, "--workers=tcp://127.0.0.1:!", api_arg, "--broker=tcp://127.0.0.1:9",
+                     "--timeout-ms=300", "--heartbeat-ms=100", "--log-level=error", NULL };
+    char err[256];
+    cr_assert_eq (config_parse (trainer_config_keys, cfg, 8, argv, NULL, err, sizeof err), 0, "%s", err);
+    log_set_level_name (cfg->log_level);
+}
+
 static void
 s_start (fixture_t *f)
 {
     memset (f, 0, sizeof *f);
-    char dir[600];
-    snprintf (dir, sizeof dir, "--dir=%s", harness_dir);
-    char *argv[] = { "strata-trainer", dir, "--workers=tcp://127.0.0.1:!", "--api=tcp://127.0.0.1:!",
-                     "--broker=tcp://127.0.0.1:9", "--timeout-ms=300", "--heartbeat-ms=100", "--log-level=error",
-                     NULL };
-    char err[256];
-    cr_assert_eq (config_parse (trainer_config_keys, &f->cfg, 8, argv, NULL, err, sizeof err), 0, "%s", err);
-    log_set_level_name (f->cfg.log_level);
+    s_config (&f->cfg, "tcp://127.0.0.1:!");
     f->actor = zactor_new (trainer_actor, &f->cfg);
     cr_assert_not_null (f->actor);
     const char *names[] = { "api", "workers" };
@@ -266,12 +273,7 @@ Test (trainer, refuses_a_run_its_broker_cannot_feed)
 Test (trainer, an_actor_that_cannot_start_says_so)
 {
     trainer_config_t cfg = { 0 };
-    char dir[600];
-    snprintf (dir, sizeof dir, "--dir=%s", harness_dir);
-    char *argv[] = { "strata-trainer", dir, "--workers=tcp://127.0.0.1:!", "--api=nonsense://x",
-                     "--log-level=error", NULL };
-    char err[256];
-    cr_assert_eq (config_parse (trainer_config_keys, &cfg, 5, argv, NULL, err, sizeof err), 0, "%s", err);
+    s_config (&cfg, "nonsense://x");
     zactor_t *actor = zactor_new (trainer_actor, &cfg);
     zstr_sendx (actor, "ENDPOINT", "api", NULL);
     char *ep = zstr_recv (actor);
