@@ -162,18 +162,9 @@ s_loop (trainer_t *self, zsock_t *pipe)
         if (zpoller_terminated (poller))
             break;
         if (pipe && which == pipe) {
-            //  "$TERM" stops; "ENDPOINT" NAME answers with the bound endpoint ("" if none).
-            zmsg_t *command = zmsg_recv (pipe);
-            char *verb = command ? zmsg_popstr (command) : NULL;
-            stop = !verb || !strcmp (verb, "$TERM");
-            if (verb && !strcmp (verb, "ENDPOINT")) {
-                char *name = zmsg_popstr (command);
-                const char *ep = name ? trainer_endpoint (self, name) : NULL;
-                zstr_send (pipe, ep ? ep : "");
-                zstr_free (&name);
-            }
-            zstr_free (&verb);
-            zmsg_destroy (&command);
+            char *command = zstr_recv (pipe);
+            stop = !command || !strcmp (command, "$TERM");
+            zstr_free (&command);
         }
         trainer_handle_workers (self);
         trainer_handle_api (self);
@@ -203,22 +194,6 @@ trainer_run (trainer_t *self)
 void
 trainer_actor (zsock_t *pipe, void *args)
 {
-    trainer_t *self = trainer_new ((const trainer_config_t *) args);
-    zsock_signal (pipe, self ? 0 : 1);
-    if (self)
-        s_loop (self, pipe);
-    else {
-        //  zactor_new cannot report the failure: answer every ENDPOINT with "" until told
-        //  to stop, so that a caller learns it instead of waiting for an answer.
-        for (bool stop = false; !stop;) {
-            char *verb = NULL, *name = NULL;
-            if (zstr_recvx (pipe, &verb, &name, NULL) < 0 || !strcmp (verb, "$TERM"))
-                stop = true;
-            else if (!strcmp (verb, "ENDPOINT"))
-                zstr_send (pipe, "");
-            zstr_free (&verb);
-            zstr_free (&name);
-        }
-    }
-    trainer_destroy (&self);
+    zsock_signal (pipe, 0);
+    s_loop ((trainer_t *) args, pipe);
 }

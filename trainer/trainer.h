@@ -85,11 +85,16 @@ const char *trainer_endpoint (trainer_t *self, const char *name);
 //  Serves until interrupted (SIGINT/SIGTERM). 0, or STRATA_EIO after a fatal error.
 int trainer_run (trainer_t *self);
 
-//  The trainer as a czmq actor, for running it inside another process (tests):
-//  zactor_new (trainer_actor, (void *) cfg) starts it (the actor's first signal is 0
-//  when it started, 1 when trainer_new failed; zactor_new returns either way),
-//  zstr_sendx (actor, "ENDPOINT", "api", NULL) is answered with that bound endpoint as
-//  a string, and zactor_destroy stops it ("$TERM").
+//  A zactor running trainer_run's loop on args, a trainer_t from trainer_new, until
+//  "$TERM" (as zauth and zproxy stop), for running a trainer inside another process:
+//      trainer_t *trainer = trainer_new (&cfg);
+//      const char *api = trainer_endpoint (trainer, "api");
+//      zactor_t *actor = zactor_new (trainer_actor, trainer);
+//      ...
+//      zactor_destroy (&actor);    // returns once the loop has ended
+//      trainer_destroy (&trainer);
+//  The trainer belongs to the actor's thread from zactor_new until zactor_destroy
+//  returns.
 void trainer_actor (zsock_t *pipe, void *args);
 
 #endif

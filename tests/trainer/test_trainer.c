@@ -21,6 +21,7 @@ TestSuite (trainer, .init = harness_dir_setup, .fini = harness_dir_teardown);
 
 typedef struct {
     trainer_config_t cfg;
+    trainer_t *trainer;
     zactor_t *actor;
     char api[128], workers[128];
 } fixture_t;
@@ -45,23 +46,25 @@ s_start (fixture_t *f)
 {
     memset (f, 0, sizeof *f);
     s_config (&f->cfg, "tcp://127.0.0.1:!");
-    f->actor = zactor_new (trainer_actor, &f->cfg);
-    cr_assert_not_null (f->actor);
+    f->trainer = trainer_new (&f->cfg);
+    cr_assert_not_null (f->trainer);
     const char *names[] = { "api", "workers" };
     char *outs[] = { f->api, f->workers };
     for (int i = 0; i < 2; i++) {
-        zstr_sendx (f->actor, "ENDPOINT", names[i], NULL);
-        char *ep = zstr_recv (f->actor);
+        const char *ep = trainer_endpoint (f->trainer, names[i]);
         cr_assert (ep && !strncmp (ep, "tcp://127.0.0.1:", 16), "%s endpoint: %s", names[i], ep ? ep : "(none)");
         snprintf (outs[i], 128, "%s", ep);
-        zstr_free (&ep);
     }
+    cr_assert_null (trainer_endpoint (f->trainer, "ingest"));
+    f->actor = zactor_new (trainer_actor, f->trainer);
+    cr_assert_not_null (f->actor);
 }
 
 static void
 s_stop (fixture_t *f)
 {
     zactor_destroy (&f->actor);
+    trainer_destroy (&f->trainer);
     config_free (trainer_config_keys, &f->cfg);
 }
 
@@ -270,15 +273,12 @@ Test (trainer, refuses_a_run_its_broker_cannot_feed)
     s_stop (&f);
 }
 
-Test (trainer, an_actor_that_cannot_start_says_so)
+Test (trainer, one_that_cannot_bind_does_not_start)
 {
     trainer_config_t cfg = { 0 };
     s_config (&cfg, "nonsense://x");
-    zactor_t *actor = zactor_new (trainer_actor, &cfg);
-    zstr_sendx (actor, "ENDPOINT", "api", NULL);
-    char *ep = zstr_recv (actor);
-    cr_assert_str_eq (ep, "");
-    zstr_free (&ep);
-    zactor_destroy (&actor);
+    trainer_t *trainer = trainer_new (&cfg);
+    cr_assert_null (trainer);
+    trainer_destroy (&trainer);
     config_free (trainer_config_keys, &cfg);
 }
