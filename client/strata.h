@@ -211,7 +211,9 @@ typedef struct _strata_client_t strata_client_t;
 //  Connects to the broker's api endpoint (e.g. "tcp://127.0.0.1:7703"); ZeroMQ
 //  connects in the background and reconnects by itself, so a broker that is not up yet
 //  shows as requests that time out, not as a failure here. opts may be NULL for the
-//  defaults. Returns NULL on a bad endpoint or option, or no memory.
+//  defaults. Returns NULL on a bad endpoint or option, or no memory. The client and
+//  the replies it returns belong to the calling thread: use one client per thread
+//  (they share nothing, so several may run side by side).
 strata_client_t *strata_client_new (const char *endpoint, const strata_client_opts_t *opts);
 
 //  Destroys the client and sets *self_p to NULL; requests still in flight and replies
@@ -259,9 +261,9 @@ int strata_client_send_search (strata_client_t *self, const strata_search_t *req
 //  whether the request succeeded, with the broker's message in error when not.
 //  Returns STRATA_ESTATE when no request is in flight or waiting to be received,
 //  STRATA_ETIMEOUT when none completed in time, STRATA_EINTR on a signal; *reply_p is
-//  then NULL. An Error the broker sends without naming its request (it refuses some
-//  before reading them: no rank worker connected, a payload it cannot decode) is given
-//  to the oldest request in flight: the broker answers those in the order they came.
+//  then NULL. An Error that names no request (some are refused before they are read:
+//  no rank worker connected, no model version loaded yet) is given to the oldest
+//  request in flight: such refusals come in the order the requests did.
 int strata_client_recv (strata_client_t *self, int timeout_ms, strata_reply_t **reply_p);
 
 //  Gives up on a request: no reply will be returned for it (one already completed and
