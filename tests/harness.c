@@ -389,6 +389,26 @@ harness_cli_start (const char *out_path, const char *const *args)
     return pid;
 }
 
+pid_t
+harness_exec_start (const char *out_path, const char *const *argv)
+{
+    pid_t pid = fork ();
+    if (pid == 0) {
+        int out = open (out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        char err_path[4200];
+        snprintf (err_path, sizeof err_path, "%s.err", out_path);
+        int err = open (err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (out < 0 || err < 0 || dup2 (out, STDOUT_FILENO) < 0 || dup2 (err, STDERR_FILENO) < 0)
+            _exit (126);
+        close (out);
+        close (err);
+        execv (argv[0], (char *const *) argv);
+        fprintf (stderr, "cannot exec %s: %s\n", argv[0], strerror (errno));
+        _exit (127);
+    }
+    return pid;
+}
+
 int
 harness_wait (pid_t pid, int timeout_ms)
 {

@@ -104,6 +104,10 @@ int hcluster_workers (hcluster_t *c, const char *role);
 //  to out_path. Returns the pid.
 pid_t harness_cli_start (const char *out_path, const char *const *args);
 
+//  Runs any program (argv[0] a path) in the background, its stdout to out_path and its
+//  stderr to out_path.err, like harness_cli_start. Returns the pid.
+pid_t harness_exec_start (const char *out_path, const char *const *argv);
+
 //  Runs the CLI to completion and returns its stdout parsed as JSON (last line that
 //  parses), or NULL. *status gets the exit status.
 json_t *harness_cli_json (const char *const *args, int *status);

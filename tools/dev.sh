@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 PACKAGES=(build-essential pkg-config meson ninja-build
           libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler
           librocksdb-dev libopenblas-dev libcriterion-dev libjansson-dev libcsv-dev
-          valgrind)
+          valgrind
+          python3-zmq python3-protobuf protobuf-compiler)   # examples/storefront.py, in the tests
 
 # Only the benchmarks need these (the PyTorch reference of bench/train).
 BENCH_PACKAGES=(python3-torch)

@@ -25,12 +25,10 @@
 #include "gen.h"
 #include "importer.h"
 #include "log.h"
-#include "request.h"
 #include "serve.h"
 #include "strata.h"
 #include "train.h"
 #include "util.h"
-#include "wire.h"
 
 //  Options every client command shares, first in each table.
 #define CLIENT_OPTS(T)                                                                                   \
@@ -535,20 +533,19 @@ s_demo_serve (const char *dir, const char *events)
     trained = (uint64_t) json_integer_value (json_object_get (st, "version"));
     json_decref (st);
     free (status);
-    for (int64_t until = util_mono_ms () + 30000; ok == -1 && util_mono_ms () < until;) {
-        Strata__V1__Recommend q = STRATA__V1__RECOMMEND__INIT;
-        q.user = users[0];
-        q.k = 1;
-        Strata__V1__Recommendations *r = (Strata__V1__Recommendations *) client_request (
-            eps.api, WIRE_RECOMMEND, &q.base, WIRE_RECOMMEND_REPLY, &strata__v1__recommendations__descriptor, 5000,
-            err, sizeof err);
+    strata_client_t *client = ok == -1 ? strata_client_new (eps.api, NULL) : NULL;
+    for (int64_t until = util_mono_ms () + 30000; client && ok == -1 && util_mono_ms () < until;) {
+        strata_recommend_t q = { .user_id = users[0], .k = 1 };
+        strata_reply_t *r = NULL;
+        if (strata_recommend (client, &q, 5000, &r) != STRATA_OK)
+            snprintf (err, sizeof err, "%s", strata_client_error (client));
         if (r && (r->model_version >= trained || util_mono_ms () + 500 >= until))
             ok = 0;   // the trained version (or, at the deadline, the version served)
-        if (r)
-            protobuf_c_message_free_unpacked (&r->base, NULL);
+        strata_reply_destroy (&r);
         if (ok)
             zclock_sleep (200);
     }
+    strata_client_destroy (&client);
     if (ok != 0) {
         fprintf (stderr, "strata demo: no rank worker answered (%s); see %s/logs\n", err, dir);
         return 1;
