@@ -1,10 +1,11 @@
 /*  serve: `strata recommend`, `strata similar` and `strata search`, one key (user,
     item, query) from the command line or many from a file (one per line; "-" reads
     stdin), through the broker's api endpoint. A batch keeps up to `inflight` requests
-    in flight on one socket and writes TSV lines `key<TAB>item1,item2,...` in input
+    in flight on one connection and writes TSV lines `key<TAB>item1,item2,...` in input
     order (an empty list and a message on stderr for a key that got an Error). A
     search line may carry candidates, `query<TAB>item1,item2,...`: only those items
-    are ranked.
+    are ranked. The requests go through the client library's request calls
+    (strata.h), as any storefront's would.
 */
 #include "serve.h"
 
@@ -16,8 +17,7 @@
 
 #include "cluster.h"
 #include "config.h"
-#include "util.h"
-#include "wire.h"
+#include "strata.h"
 
 typedef struct {
     char *broker, *dir;
@@ -87,13 +87,15 @@ s_free_list (char **list, size_t n)
     free (list);
 }
 
+typedef enum { KIND_RECOMMEND, KIND_SIMILAR, KIND_SEARCH } kind_t;
+
+//  What every request of a run shares: the filters and the session's recent events.
 typedef struct {
-    Strata__V1__Filters f;
+    strata_filters_t f;
     char **exclude;
     size_t n_exclude;
-    Strata__V1__RecentEvent *recent;
-    Strata__V1__RecentEvent **recent_p;
     char **recent_ids;
+    strata_recent_t *recent;
     size_t n_recent;
 } request_parts_t;
 
@@ -101,7 +103,6 @@ static void
 s_parts (const serve_cfg_t *cfg, request_parts_t *p)
 {
     memset (p, 0, sizeof *p);
-    strata__v1__filters__init (&p->f);
     p->f.exclude_all_seen = cfg->exclude_seen;
     p->f.include_purchased = cfg->include_purchased;
     p->f.category = cfg->category;
@@ -110,19 +111,12 @@ s_parts (const serve_cfg_t *cfg, request_parts_t *p)
     p->f.has_max_price = cfg->max_price >= 0;
     p->f.max_price = cfg->max_price;
     p->exclude = s_split (cfg->exclude, &p->n_exclude);
-    p->f.exclude = p->exclude;
+    p->f.exclude = (const char *const *) p->exclude;
     p->f.n_exclude = p->n_exclude;
     p->recent_ids = s_split (cfg->recent, &p->n_recent);
-    if (p->n_recent) {
-        p->recent = calloc (p->n_recent, sizeof *p->recent);
-        p->recent_p = calloc (p->n_recent, sizeof *p->recent_p);
-        for (size_t i = 0; p->recent && p->recent_p && i < p->n_recent; i++) {
-            strata__v1__recent_event__init (&p->recent[i]);
-            p->recent[i].item = p->recent_ids[i];
-            p->recent[i].type = STRATA__V1__EVENT_TYPE__VIEW;
-            p->recent_p[i] = &p->recent[i];
-        }
-    }
+    if (p->n_recent && (p->recent = calloc (p->n_recent, sizeof *p->recent)))
+        for (size_t i = 0; i < p->n_recent; i++)
+            p->recent[i] = (strata_recent_t) { p->recent_ids[i], "view" };
 }
 
 static void
@@ -131,61 +125,35 @@ s_parts_free (request_parts_t *p)
     s_free_list (p->exclude, p->n_exclude);
     s_free_list (p->recent_ids, p->n_recent);
     free (p->recent);
-    free (p->recent_p);
 }
 
-typedef enum { KIND_RECOMMEND, KIND_SIMILAR, KIND_SEARCH } kind_t;
-
-//  Packs the request for `key` (a user, an item, a query with optional candidates after
+//  Sends the request for `key` (a user, an item, a query with optional candidates after
 //  a tab); user: the searching user (may be empty).
-static uint8_t *
-s_pack (kind_t kind, const char *key, const char *user, bool text_only, const char *request_id, uint32_t k,
-        request_parts_t *p, size_t *len)
+static int
+s_send (strata_client_t *client, kind_t kind, const char *key, const serve_cfg_t *cfg, request_parts_t *p,
+        uint64_t *id)
 {
-    uint8_t *buf = NULL;
+    int timeout = (int) cfg->timeout_ms;
     if (kind == KIND_SEARCH) {
-        Strata__V1__Search q = STRATA__V1__SEARCH__INIT;
         const char *tab = strchr (key, '\t');
         char *query = tab ? strndup (key, (size_t) (tab - key)) : strdup (key);
         size_t nc = 0;
         char **cands = tab ? s_split (tab + 1, &nc) : NULL;
-        q.request_id = (char *) request_id;
-        q.query = query;
-        q.user = (char *) (user ? user : "");
-        q.k = k;
-        q.filters = &p->f;
-        q.candidates = cands;
-        q.n_candidates = nc;
-        q.text_only = text_only;
-        *len = strata__v1__search__get_packed_size (&q);
-        if ((buf = malloc (*len ? *len : 1)))
-            strata__v1__search__pack (&q, buf);
+        strata_search_t q = { .query = query, .user_id = cfg->user, .k = (uint32_t) cfg->k, .filters = &p->f,
+                              .candidates = (const char *const *) cands, .n_candidates = nc,
+                              .text_only = cfg->text_only };
+        int rc = query ? strata_client_send_search (client, &q, timeout, id) : STRATA_ENOMEM;
         s_free_list (cands, nc);
         free (query);
+        return rc;
     }
-    else if (kind == KIND_SIMILAR) {
-        Strata__V1__Similar q = STRATA__V1__SIMILAR__INIT;
-        q.request_id = (char *) request_id;
-        q.item = (char *) key;
-        q.k = k;
-        q.filters = &p->f;
-        *len = strata__v1__similar__get_packed_size (&q);
-        if ((buf = malloc (*len ? *len : 1)))
-            strata__v1__similar__pack (&q, buf);
+    if (kind == KIND_SIMILAR) {
+        strata_similar_t q = { .item_id = key, .k = (uint32_t) cfg->k, .filters = &p->f };
+        return strata_client_send_similar (client, &q, timeout, id);
     }
-    else {
-        Strata__V1__Recommend q = STRATA__V1__RECOMMEND__INIT;
-        q.request_id = (char *) request_id;
-        q.user = (char *) key;
-        q.k = k;
-        q.filters = &p->f;
-        q.n_recent = p->recent_p ? p->n_recent : 0;
-        q.recent = p->recent_p;
-        *len = strata__v1__recommend__get_packed_size (&q);
-        if ((buf = malloc (*len ? *len : 1)))
-            strata__v1__recommend__pack (&q, buf);
-    }
-    return buf;
+    strata_recommend_t q = { .user_id = key, .k = (uint32_t) cfg->k, .filters = &p->f, .recent = p->recent,
+                             .n_recent = p->recent ? p->n_recent : 0 };
+    return strata_client_send_recommend (client, &q, timeout, id);
 }
 
 //  Reads keys, one per line (blank lines skipped; a line may carry more after a tab,
@@ -222,15 +190,16 @@ s_read_keys (const char *path, bool keep_tab, size_t *n)
 }
 
 static void
-s_print_one (const char *type, const char *key, Strata__V1__Recommendations *r, bool json)
+s_print_one (const char *type, const char *key, const strata_reply_t *r, bool json)
 {
     if (json) {
         json_t *items = json_array ();
         for (size_t i = 0; i < r->n_items; i++)
-            json_array_append_new (items, json_pack ("{s:s, s:f, s:s}", "item", r->items[i]->item, "score",
-                                                     (double) r->items[i]->score, "title", r->items[i]->title));
+            json_array_append_new (items, json_pack ("{s:s, s:f, s:s}", "item", r->items[i].item_id, "score",
+                                                     (double) r->items[i].score, "title", r->items[i].title));
         json_t *o = json_pack ("{s:s, s:s, s:I, s:s, s:s, s:o}", "request", type, "key", key, "model_version",
-                               (json_int_t) r->model_version, "source", r->source, "worker", r->worker, "items", items);
+                               (json_int_t) r->model_version, "source", r->source, "worker", r->served_by, "items",
+                               items);
         char *text = json_dumps (o, JSON_COMPACT);
         printf ("%s\n", text);
         free (text);
@@ -238,9 +207,24 @@ s_print_one (const char *type, const char *key, Strata__V1__Recommendations *r, 
         return;
     }
     printf ("# %s %s: model version %llu, %s, from %s\n", type, key, (unsigned long long) r->model_version, r->source,
-            r->worker);
+            r->served_by);
     for (size_t i = 0; i < r->n_items; i++)
-        printf ("%3zu  %-16s %9.4f  %s\n", i + 1, r->items[i]->item, (double) r->items[i]->score, r->items[i]->title);
+        printf ("%3zu  %-16s %9.4f  %s\n", i + 1, r->items[i].item_id, (double) r->items[i].score, r->items[i].title);
+}
+
+//  The key a request id was sent for: ids grow with every send, so ids[] is sorted.
+static size_t
+s_key_of (const uint64_t *ids, size_t sent, uint64_t id)
+{
+    size_t lo = 0, hi = sent;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ids[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < sent && ids[lo] == id ? lo : SIZE_MAX;
 }
 
 static int
@@ -305,72 +289,53 @@ s_run (int argc, char **argv, kind_t kind)
     }
     request_parts_t parts;
     s_parts (&cfg, &parts);
-    zsock_t *s = zsock_new_dealer (eps.api);
-    zsock_set_rcvtimeo (s, 100);
-    Strata__V1__Recommendations **answers = calloc (n ? n : 1, sizeof *answers);
+    strata_client_opts_t opts = { .timeout_ms = (int) cfg.timeout_ms };
+    strata_client_t *client = strata_client_new (eps.api, &opts);
+    strata_reply_t **answers = calloc (n ? n : 1, sizeof *answers);
     char **errors = calloc (n ? n : 1, sizeof *errors);
+    uint64_t *ids = calloc (n ? n : 1, sizeof *ids);
     size_t sent = 0, done = 0, failed = 0;
-    int64_t last = util_mono_ms ();
-    const char *type = similar ? WIRE_SIMILAR : search ? WIRE_SEARCH : WIRE_RECOMMEND;
-    const char *reply_type = similar ? WIRE_SIMILAR_REPLY : search ? WIRE_SEARCH_REPLY : WIRE_RECOMMEND_REPLY;
-    while (s && answers && errors && done < n) {
+    bool timed_out = false;
+    while (client && answers && errors && ids && done < n && !timed_out && !zsys_interrupted) {
         while (sent < n && sent - done < (size_t) cfg.inflight) {
-            char id[24];
-            snprintf (id, sizeof id, "%zu", sent);
-            size_t len;
-            uint8_t *buf = s_pack (kind, keys[sent], cfg.user, cfg.text_only, id, (uint32_t) cfg.k, &parts, &len);
-            if (buf)
-                wire_send_bytes (s, NULL, type, buf, len);
-            free (buf);
+            int r = s_send (client, kind, keys[sent], &cfg, &parts, &ids[sent]);
+            if (r < 0) {
+                //  Refused before it was sent (a key the protocol cannot carry).
+                errors[sent] = strdup (strata_client_error (client));
+                done++;
+                failed++;
+            }
             sent++;
         }
-        wire_msg_t msg;
-        int r = wire_recv (s, false, 64 << 20, &msg);
-        if (r == STRATA_EINTR) {
-            if (zsys_interrupted)
-                break;
-            if (util_mono_ms () - last > cfg.timeout_ms) {
-                fprintf (stderr, "strata %s: no answer for %lld ms (%zu of %zu answered)\n", name,
-                         (long long) cfg.timeout_ms, done, n);
-                break;
-            }
-            continue;
+        strata_reply_t *reply = NULL;
+        int r = strata_client_recv (client, -1, &reply);
+        if (r == STRATA_ESTATE)
+            continue;   // nothing in flight: every key sent so far was refused
+        if (r < 0)
+            break;      // interrupted
+        size_t i = s_key_of (ids, sent, reply->request_id);
+        if (reply->status == STRATA_ETIMEOUT) {
+            fprintf (stderr, "strata %s: no answer for %lld ms (%zu of %zu answered)\n", name,
+                     (long long) cfg.timeout_ms, done, n);
+            timed_out = true;
         }
-        last = util_mono_ms ();
-        if (r == 0 && !strcmp (msg.type, reply_type)) {
-            Strata__V1__Recommendations *a = (Strata__V1__Recommendations *) wire_unpack (
-                &strata__v1__recommendations__descriptor, msg.payload, NULL);
-            size_t i = a ? strtoull (a->request_id, NULL, 10) : n;
-            if (i < n && !answers[i] && !errors[i]) {
-                answers[i] = a;
-                done++;
-            }
-            else if (a)
-                strata__v1__recommendations__free_unpacked (a, NULL);
+        else if (i < n && reply->status == STRATA_OK) {
+            answers[i] = reply;
+            reply = NULL;
+            done++;
         }
-        else if (r == 0 && !strcmp (msg.type, WIRE_ERROR)) {
-            Strata__V1__Error *e = (Strata__V1__Error *) wire_unpack (&strata__v1__error__descriptor, msg.payload, NULL);
-            size_t i = e && e->ref && *e->ref ? strtoull (e->ref, NULL, 10) : n;
-            if (i < n && !answers[i] && !errors[i]) {
-                errors[i] = strdup (e->message);
-                done++;
-                failed++;
-            }
-            else if (e && n == 1 && !errors[0] && !answers[0]) {
-                errors[0] = strdup (e->message);
-                done++;
-                failed++;
-            }
-            if (e)
-                strata__v1__error__free_unpacked (e, NULL);
+        else if (i < n) {
+            errors[i] = strdup (reply->error);
+            done++;
+            failed++;
         }
-        wire_msg_reset (&msg);
+        strata_reply_destroy (&reply);
     }
     for (size_t i = 0; i < n; i++) {
         if (batch) {
             printf ("%.*s\t", (int) strcspn (keys[i], "\t"), keys[i]);
             for (size_t j = 0; answers && answers[i] && j < answers[i]->n_items; j++)
-                printf (j ? ",%s" : "%s", answers[i]->items[j]->item);
+                printf (j ? ",%s" : "%s", answers[i]->items[j].item_id);
             putchar ('\n');
             if (errors && errors[i])
                 fprintf (stderr, "strata %s: %s: %s\n", name, keys[i], errors[i]);
@@ -384,16 +349,17 @@ s_run (int argc, char **argv, kind_t kind)
         fprintf (stderr, "strata %s: %zu keys, %zu answered, %zu errors\n", name, n, done - failed, failed);
     rc = done == n && (batch || failed == 0) ? 0 : 1;
     for (size_t i = 0; i < n; i++) {
-        if (answers && answers[i])
-            strata__v1__recommendations__free_unpacked (answers[i], NULL);
+        if (answers)
+            strata_reply_destroy (&answers[i]);
         if (errors)
             free (errors[i]);
         free (keys[i]);
     }
     free (answers);
     free (errors);
+    free (ids);
     free (keys);
-    zsock_destroy (&s);
+    strata_client_destroy (&client);
     s_parts_free (&parts);
     config_free (s_keys, &cfg);
     return rc;
