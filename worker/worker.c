@@ -250,10 +250,24 @@ worker_run (const worker_config_t *cfg)
     if (!self.arena)
         return -1;
     if (self.role == STRATA__V1__ROLE__RANK) {
-        rank_config_t rc = { cfg->trainer_api, cfg->api, cfg->dir, self.id, cfg->poll_ms, cfg->catalogue_ms,
-                             cfg->rerank_top, cfg->rerank_blend, cfg->batch, cfg->keep_versions, cfg->search_blend,
-                             cfg->search_learned, cfg->index, cfg->ivf_min_items, cfg->ivf_cells,
-                             cfg->ivf_probe, cfg->ivf_recall, cfg->user_cache };
+        rank_config_t rc = { .trainer_api = cfg->trainer_api,
+                             .broker_api = cfg->api,
+                             .dir = cfg->dir,
+                             .poll_ms = cfg->poll_ms,
+                             .catalogue_ms = cfg->catalogue_ms,
+                             .keep_versions = cfg->keep_versions,
+                             .serve = { .id = self.id,
+                                        .rerank_top = cfg->rerank_top,
+                                        .rerank_blend = cfg->rerank_blend,
+                                        .batch = cfg->batch,
+                                        .search_blend = cfg->search_blend,
+                                        .search_learned = cfg->search_learned,
+                                        .index = cfg->index,
+                                        .ivf_min_items = cfg->ivf_min_items,
+                                        .ivf_cells = cfg->ivf_cells,
+                                        .ivf_probe = cfg->ivf_probe,
+                                        .ivf_recall = cfg->ivf_recall,
+                                        .user_cache = cfg->user_cache } };
         self.rank = rank_worker_new (&rc);
         if (!self.rank) {
             arena_destroy (&self.arena);
