@@ -25,7 +25,9 @@ main (int argc, char **argv)
     log_set_process ("worker");
     if (log_set_level_name (cfg.log_level) < 0)
         fprintf (stderr, "strata-worker: unknown log level '%s', using info\n", cfg.log_level);
-    rc = worker_run (&cfg);
+    worker_t *worker = worker_new (&cfg);
+    rc = worker ? worker_run (worker) : -1;
+    worker_destroy (&worker);
     config_free (worker_config_keys, &cfg);
     return rc == 0 ? 0 : 1;
 }

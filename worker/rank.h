@@ -35,25 +35,16 @@
 #include <protobuf-c/protobuf-c.h>
 #include <stdint.h>
 
+#include "ranker.h"
+
 typedef struct {
     const char *trainer_api;   // where model versions come from
     const char *broker_api;    // where the catalogue comes from
     const char *dir;           // the worker's RocksDB
-    const char *id;            // named in replies
     int64_t poll_ms;           // how often to ask for a newer version
     int64_t catalogue_ms;      // how often to look for new catalogue items
-    int64_t rerank_top;        // items the ranking head re-ranks
-    double rerank_blend;       // weight of the retrieval score in the re-ranked score
-    int64_t batch;             // users whose vectors are computed together
     int64_t keep_versions;     // versions kept in the worker's RocksDB
-    double search_blend;       // weight of the user's model score beside text relevance
-    double search_learned;     // weight of the learned query-term associations
-    const char *index;         // retrieval: exact, ivf, or auto (ivf from ivf_min_items items)
-    int64_t ivf_min_items;
-    int64_t ivf_cells;         // 0: about sqrt(items)
-    int64_t ivf_probe;         // cells scanned per query (0: the fewest reaching ivf_recall)
-    double ivf_recall;         // recall@10 the automatic probe count must reach
-    int64_t user_cache;        // user vectors kept by history (user_cache.h); 0: none
+    ranker_config_t serve;     // how the serving core answers (ranker.h)
 } rank_config_t;
 
 typedef struct _rank_worker_t rank_worker_t;
@@ -76,7 +67,8 @@ void rank_worker_tick (rank_worker_t *self);
 
 //  Answers n jobs (each a packed ServeJob), from `messages` SERVE_JOBS messages, sending
 //  their results together, one ServeResults (SERVE_RESULTS) that says it answers those
-//  messages, on sock.
+//  messages, on sock. A version the loader has finished is swapped in first; the
+//  answers are the serving core's (ranker_serve).
 void rank_worker_serve (rank_worker_t *self, const ProtobufCBinaryData *jobs, size_t n, uint32_t messages,
                         zsock_t *sock);
 

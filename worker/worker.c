@@ -61,8 +61,10 @@ const config_key_t worker_config_keys[] = {
     CONFIG_END,
 };
 
-typedef struct {
+struct _worker_t {
     const worker_config_t *cfg;
+    zsock_t *pipe;          // its actor's pipe (NULL: run by main)
+    bool stopping;          // $TERM came on the pipe
     Strata__V1__Role role;
     char id[128];
     zsock_t *sock;
@@ -73,7 +75,7 @@ typedef struct {
     const char *endpoint;
     uint32_t capacity;
     uint64_t jobs_done;
-} worker_t;
+};
 
 static zsock_t *
 s_connect (worker_t *self)
@@ -206,167 +208,263 @@ s_handle_serve (worker_t *self, wire_msg_t *first)
     return disconnect;
 }
 
-int
-worker_run (const worker_config_t *cfg)
+worker_t *
+worker_new (const worker_config_t *cfg)
 {
-    worker_t self = { .cfg = cfg };
+    worker_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->cfg = cfg;
     if (!strcmp (cfg->role, "preprocess")) {
-        self.role = STRATA__V1__ROLE__PREPROCESS;
-        self.endpoint = cfg->broker;
-        self.capacity = cfg->capacity ? (uint32_t) cfg->capacity : 2;
+        self->role = STRATA__V1__ROLE__PREPROCESS;
+        self->endpoint = cfg->broker;
+        self->capacity = cfg->capacity ? (uint32_t) cfg->capacity : 2;
     }
     else if (!strcmp (cfg->role, "train")) {
-        self.role = STRATA__V1__ROLE__TRAIN;
-        self.endpoint = cfg->trainer;
+        self->role = STRATA__V1__ROLE__TRAIN;
+        self->endpoint = cfg->trainer;
         //  Two: the next task waits at the worker while one runs (async pipelining).
-        self.capacity = cfg->capacity ? (uint32_t) cfg->capacity : 2;
+        self->capacity = cfg->capacity ? (uint32_t) cfg->capacity : 2;
         if (cfg->threads > 0)
             openblas_set_num_threads ((int) cfg->threads);
-        self.train = train_worker_new ();
-        if (!self.train)
-            return -1;
+        self->train = train_worker_new ();
+        if (!self->train) {
+            worker_destroy (&self);
+            return NULL;
+        }
     }
     else if (!strcmp (cfg->role, "rank")) {
-        self.role = STRATA__V1__ROLE__RANK;
-        self.endpoint = cfg->broker;
-        self.capacity = cfg->capacity ? (uint32_t) cfg->capacity : 64;
+        self->role = STRATA__V1__ROLE__RANK;
+        self->endpoint = cfg->broker;
+        self->capacity = cfg->capacity ? (uint32_t) cfg->capacity : 64;
         openblas_set_num_threads (cfg->threads > 0 ? (int) cfg->threads : 1);
     }
     else {
         log_error ("unknown role '%s' (roles: preprocess, train, rank)", cfg->role);
-        return -1;
+        worker_destroy (&self);
+        return NULL;
     }
     if (cfg->id && *cfg->id)
-        snprintf (self.id, sizeof self.id, "%s", cfg->id);
+        snprintf (self->id, sizeof self->id, "%s", cfg->id);
     else {
         char host[64] = "host";
         gethostname (host, sizeof host - 1);
-        snprintf (self.id, sizeof self.id, "%s-%d", host, (int) getpid ());
+        snprintf (self->id, sizeof self->id, "%s-%d", host, (int) getpid ());
     }
-    preprocess_limits_default (&self.limits);
-    self.limits.max_id_len = (size_t) cfg->max_id_len;
-    self.limits.max_text_len = (size_t) cfg->max_text_len;
-    self.arena = arena_new (1 << 20);
-    if (!self.arena)
-        return -1;
-    if (self.role == STRATA__V1__ROLE__RANK) {
-        rank_config_t rc = { cfg->trainer_api, cfg->api, cfg->dir, self.id, cfg->poll_ms, cfg->catalogue_ms,
-                             cfg->rerank_top, cfg->rerank_blend, cfg->batch, cfg->keep_versions, cfg->search_blend,
-                             cfg->search_learned, cfg->index, cfg->ivf_min_items, cfg->ivf_cells,
-                             cfg->ivf_probe, cfg->ivf_recall, cfg->user_cache };
-        self.rank = rank_worker_new (&rc);
-        if (!self.rank) {
-            arena_destroy (&self.arena);
-            return -1;
+    preprocess_limits_default (&self->limits);
+    self->limits.max_id_len = (size_t) cfg->max_id_len;
+    self->limits.max_text_len = (size_t) cfg->max_text_len;
+    self->arena = arena_new (1 << 20);
+    if (!self->arena) {
+        worker_destroy (&self);
+        return NULL;
+    }
+    if (self->role == STRATA__V1__ROLE__RANK) {
+        rank_config_t rc = { .trainer_api = cfg->trainer_api,
+                             .broker_api = cfg->api,
+                             .dir = cfg->dir,
+                             .poll_ms = cfg->poll_ms,
+                             .catalogue_ms = cfg->catalogue_ms,
+                             .keep_versions = cfg->keep_versions,
+                             .serve = { .id = self->id,
+                                        .rerank_top = cfg->rerank_top,
+                                        .rerank_blend = cfg->rerank_blend,
+                                        .batch = cfg->batch,
+                                        .search_blend = cfg->search_blend,
+                                        .search_learned = cfg->search_learned,
+                                        .index = cfg->index,
+                                        .ivf_min_items = cfg->ivf_min_items,
+                                        .ivf_cells = cfg->ivf_cells,
+                                        .ivf_probe = cfg->ivf_probe,
+                                        .ivf_recall = cfg->ivf_recall,
+                                        .user_cache = cfg->user_cache } };
+        self->rank = rank_worker_new (&rc);
+        if (!self->rank) {
+            worker_destroy (&self);
+            return NULL;
         }
     }
+    return self;
+}
 
+void
+worker_destroy (worker_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    worker_t *self = *self_p;
+    zsock_destroy (&self->sock);
+    arena_destroy (&self->arena);
+    train_worker_destroy (&self->train);
+    rank_worker_destroy (&self->rank);
+    free (self);
+    *self_p = NULL;
+}
+
+//  Reads a command from the actor's pipe: $TERM stops the worker (anything else is
+//  not a command of ours and is dropped).
+static void
+s_pipe_input (worker_t *self)
+{
+    char *cmd = zstr_recv (self->pipe);
+    if (!cmd || !strcmp (cmd, "$TERM"))
+        self->stopping = true;
+    zstr_free (&cmd);
+}
+
+//  Whether the worker goes on: not interrupted by a signal, not told to stop.
+static bool
+s_running (worker_t *self)
+{
+    return !zsys_interrupted && !self->stopping;
+}
+
+//  Polls items, and the actor's pipe after them when there is one (its command read
+//  here). What zmq_poll returns.
+static int
+s_poll (worker_t *self, zmq_pollitem_t *items, int n, long timeout)
+{
+    if (self->pipe)
+        items[n++] = (zmq_pollitem_t) { zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0 };
+    int rc = zmq_poll (items, n, timeout);
+    if (rc > 0 && self->pipe && (items[n - 1].revents & ZMQ_POLLIN))
+        s_pipe_input (self);
+    return rc;
+}
+
+//  Waits ms, on the actor's pipe when there is one: a stop is not kept waiting.
+static void
+s_pause (worker_t *self, int64_t ms)
+{
+    zmq_pollitem_t none[1];
+    if (self->pipe)
+        s_poll (self, none, 0, (long) ms);
+    else
+        zclock_sleep ((int) ms);
+}
+
+int
+worker_run (worker_t *self)
+{
+    const worker_config_t *cfg = self->cfg;
     //  A rank worker takes requests only once it has a model version to serve them
     //  with (from its store, at once, or from the trainer): a broker would otherwise
     //  send it work it can only refuse.
-    if (self.rank && !rank_worker_version (self.rank))
-        log_info ("rank worker %s waiting for a model version from %s", self.id, cfg->trainer_api);
-    while (self.rank && !rank_worker_version (self.rank) && !zsys_interrupted) {
-        zmq_pollitem_t items[RANK_POLL_ITEMS];
-        rank_worker_poll_items (self.rank, items);
-        if (zmq_poll (items, RANK_POLL_ITEMS, 100) < 0)
+    if (self->rank && !rank_worker_version (self->rank))
+        log_info ("rank worker %s waiting for a model version from %s", self->id, cfg->trainer_api);
+    while (self->rank && !rank_worker_version (self->rank) && s_running (self)) {
+        zmq_pollitem_t items[RANK_POLL_ITEMS + 1];
+        rank_worker_poll_items (self->rank, items);
+        if (s_poll (self, items, RANK_POLL_ITEMS, 100) < 0)
             break;
-        rank_worker_input (self.rank, items);
-        rank_worker_tick (self.rank);
+        rank_worker_input (self->rank, items);
+        rank_worker_tick (self->rank);
     }
-    self.sock = zsys_interrupted ? NULL : s_connect (&self);
-    if (!self.sock) {
-        arena_destroy (&self.arena);
-        train_worker_destroy (&self.train);
-        rank_worker_destroy (&self.rank);
-        return zsys_interrupted ? 0 : -1;
-    }
-    log_info ("%s worker %s connected to %s", cfg->role, self.id, self.endpoint);
+    self->sock = s_running (self) ? s_connect (self) : NULL;
+    if (!self->sock)
+        return s_running (self) ? STRATA_ECONNECT : 0;
+    log_info ("%s worker %s connected to %s", cfg->role, self->id, self->endpoint);
 
     int64_t interval = cfg->heartbeat_ms;
     int64_t reconnect_delay = interval;
     int64_t last_heard = util_mono_ms ();
     int64_t next_beat = last_heard + interval;
-    while (!zsys_interrupted) {
-        zmq_pollitem_t items[1 + RANK_POLL_ITEMS] = { { zsock_resolve (self.sock), 0, ZMQ_POLLIN, 0 } };
-        if (self.rank)
-            rank_worker_poll_items (self.rank, items + 1);
+    while (s_running (self)) {
+        zmq_pollitem_t items[1 + RANK_POLL_ITEMS + 1] = { { zsock_resolve (self->sock), 0, ZMQ_POLLIN, 0 } };
+        if (self->rank)
+            rank_worker_poll_items (self->rank, items + 1);
         int64_t now = util_mono_ms ();
         long timeout = (long) (next_beat > now ? next_beat - now : 0);
-        if (self.rank && timeout > 100)
+        if (self->rank && timeout > 100)
             timeout = 100;   // model downloads, version polls and catalogue refreshes need the loop to turn
-        int rc = zmq_poll (items, self.rank ? 1 + RANK_POLL_ITEMS : 1, timeout);
+        int rc = s_poll (self, items, self->rank ? 1 + RANK_POLL_ITEMS : 1, timeout);
         if (rc < 0)
             break;   // interrupted
+        if (self->stopping)
+            break;
         now = util_mono_ms ();
-        if (self.rank) {
-            rank_worker_input (self.rank, items + 1);
-            rank_worker_tick (self.rank);
+        if (self->rank) {
+            rank_worker_input (self->rank, items + 1);
+            rank_worker_tick (self->rank);
         }
         zmq_pollitem_t item = items[0];
         if (item.revents & ZMQ_POLLIN) {
             wire_msg_t msg;
-            int r = wire_recv (self.sock, false, (size_t) cfg->max_frame, &msg);
+            int r = wire_recv (self->sock, false, (size_t) cfg->max_frame, &msg);
             if (r == STRATA_EINTR)
                 break;
             bool reregister = false;
             last_heard = now;
             reconnect_delay = interval;
             if (r < 0)
-                log_warn ("bad message from %s (%d); ignored", self.endpoint, r);
-            else if (!strcmp (msg.type, WIRE_JOB) && self.role == STRATA__V1__ROLE__PREPROCESS)
-                s_handle_job (&self, msg.payload);
-            else if (!strcmp (msg.type, WIRE_TASK) && self.role == STRATA__V1__ROLE__TRAIN)
-                s_handle_task (&self, msg.payload);
-            else if (!strcmp (msg.type, WIRE_SERVE_JOBS) && self.role == STRATA__V1__ROLE__RANK) {
-                reregister = s_handle_serve (&self, &msg);
+                log_warn ("bad message from %s (%d); ignored", self->endpoint, r);
+            else if (!strcmp (msg.type, WIRE_JOB) && self->role == STRATA__V1__ROLE__PREPROCESS)
+                s_handle_job (self, msg.payload);
+            else if (!strcmp (msg.type, WIRE_TASK) && self->role == STRATA__V1__ROLE__TRAIN)
+                s_handle_task (self, msg.payload);
+            else if (!strcmp (msg.type, WIRE_SERVE_JOBS) && self->role == STRATA__V1__ROLE__RANK) {
+                reregister = s_handle_serve (self, &msg);
                 last_heard = util_mono_ms ();
             }
             else if (!strcmp (msg.type, WIRE_DISCONNECT))
                 reregister = true;
             else if (!strcmp (msg.type, WIRE_ERROR)) {
                 Strata__V1__Error *e = (Strata__V1__Error *) wire_unpack (&strata__v1__error__descriptor, msg.payload, NULL);
-                log_warn ("error from %s: %s", self.endpoint, e ? e->message : "(undecodable)");
+                log_warn ("error from %s: %s", self->endpoint, e ? e->message : "(undecodable)");
                 if (e)
                     strata__v1__error__free_unpacked (e, NULL);
             }
             wire_msg_reset (&msg);
             if (reregister) {
                 //  The broker does not know us (it restarted) or is stopping: register again.
-                log_info ("%s asked us to re-register", self.endpoint);
-                zsock_destroy (&self.sock);
-                self.sock = s_connect (&self);
-                if (!self.sock)
+                log_info ("%s asked us to re-register", self->endpoint);
+                zsock_destroy (&self->sock);
+                self->sock = s_connect (self);
+                if (!self->sock)
                     break;
                 continue;
             }
         }
         else if (now - last_heard > interval * cfg->liveness) {
-            log_warn ("%s silent for %lld ms; reconnecting in %lld ms", self.endpoint, (long long) (now - last_heard),
+            log_warn ("%s silent for %lld ms; reconnecting in %lld ms", self->endpoint, (long long) (now - last_heard),
                       (long long) reconnect_delay);
-            zsock_destroy (&self.sock);
-            zclock_sleep ((int) reconnect_delay);
+            zsock_destroy (&self->sock);
+            s_pause (self, reconnect_delay);
+            if (!s_running (self))
+                break;
             if (reconnect_delay < 16 * interval)
                 reconnect_delay *= 2;
-            self.sock = s_connect (&self);
-            if (!self.sock)
+            self->sock = s_connect (self);
+            if (!self->sock)
                 break;
             last_heard = util_mono_ms ();
         }
         if (util_mono_ms () >= next_beat) {
             Strata__V1__Heartbeat hb = STRATA__V1__HEARTBEAT__INIT;
-            hb.jobs_done = self.jobs_done;
-            wire_send (self.sock, NULL, WIRE_HEARTBEAT, &hb.base);
+            hb.jobs_done = self->jobs_done;
+            wire_send (self->sock, NULL, WIRE_HEARTBEAT, &hb.base);
             next_beat = util_mono_ms () + interval;
         }
     }
-    if (self.sock) {
-        wire_send (self.sock, NULL, WIRE_DISCONNECT, NULL);
-        zsock_destroy (&self.sock);
+    if (self->sock) {
+        wire_send (self->sock, NULL, WIRE_DISCONNECT, NULL);
+        zsock_destroy (&self->sock);
     }
-    arena_destroy (&self.arena);
-    train_worker_destroy (&self.train);
-    rank_worker_destroy (&self.rank);
-    log_info ("worker %s stopped after %llu jobs", self.id, (unsigned long long) self.jobs_done);
+    log_info ("worker %s stopped after %llu jobs", self->id, (unsigned long long) self->jobs_done);
     return 0;
+}
+
+void
+worker_actor (zsock_t *pipe, void *args)
+{
+    worker_t *self = worker_new ((const worker_config_t *) args);
+    zsock_signal (pipe, 0);
+    if (!self)
+        return;   // logged; zactor_destroy still returns
+    self->pipe = pipe;
+    worker_run (self);
+    //  Stopped by itself (a fatal error): the owner's $TERM is still to come.
+    while (!self->stopping && !zsys_interrupted)
+        s_pause (self, 1000);
+    worker_destroy (&self);
 }

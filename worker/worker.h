@@ -8,10 +8,15 @@
     reconnects with backoff, so a broker restart needs no
     operator. The worker holds no state between jobs: kill it at any time and the broker
     gives its jobs to another.
+
+    The process is an object (new, run, destroy) and can run as a czmq actor stopped by
+    "$TERM", like zauth and zproxy: strata-worker's main is new/run/destroy, and a test
+    can run a worker on a thread of its own process.
 */
 #ifndef STRATA_WORKER_H
 #define STRATA_WORKER_H
 
+#include <czmq.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -43,7 +48,26 @@ typedef struct {
 
 extern const config_key_t worker_config_keys[];
 
-//  Runs until interrupted (SIGINT/SIGTERM) or a fatal error. Returns 0 or -1.
-int worker_run (const worker_config_t *cfg);
+typedef struct _worker_t worker_t;
+
+//  A worker of cfg's role (cfg borrowed: it must outlive the worker): checks the role,
+//  and for the rank role opens its store, serves the version stored there and reads
+//  the catalogue (rank.h). Connects nothing else yet. NULL (logged) on an unknown role
+//  or a worker that cannot start.
+worker_t *worker_new (const worker_config_t *cfg);
+void worker_destroy (worker_t **self_p);
+
+//  Runs the worker: a rank worker first waits for a model version; then it registers
+//  with the broker (or trainer) and answers jobs until interrupted (SIGINT/SIGTERM),
+//  stopped ($TERM, worker_actor), or a fatal error. 0, or STRATA_ECONNECT when it
+//  cannot connect at all.
+int worker_run (worker_t *self);
+
+//  A worker as a czmq actor, for running one inside another process (a test):
+//  zactor_new (worker_actor, (void *) cfg) starts it (new, then run, on the actor's
+//  thread; cfg borrowed as for worker_new) and zactor_destroy stops it with "$TERM",
+//  the worker saying DISCONNECT to the broker on the way out. A worker that cannot
+//  start ends at once (logged).
+void worker_actor (zsock_t *pipe, void *args);
 
 #endif
