@@ -109,7 +109,7 @@ s_probe_queries (served_t *s, const sample_t *sample, uint32_t want, uint32_t *n
 //  when the configuration asks for it, the approximate index, its probe count chosen
 //  as the fewest cells (doubling) whose recall@10 against exact search reaches
 //  ivf-recall on the probe queries (s_probe_queries). 0, or -1 on no memory.
-//  Saved with a version (INDEX_CHUNK): uint32 probe, float recall, float the
+//  Saved with a version (its VERSIONS_EXTRA blob): uint32 probe, float recall, float the
 //  ivf-recall it was chosen for, then ivf_save's bytes.
 #define SAVED_HEAD 12
 

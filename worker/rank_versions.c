@@ -6,10 +6,9 @@
     own; the loaded version is swapped into the serving core between two batches of
     jobs, so no job waits for a download or fails because of one.
 
-    Store layout (column family "models"): key big-endian version (8 bytes) + chunk
-    (4 bytes); chunk META_CHUNK holds the version's JSON description, INDEX_CHUNK its
-    approximate index once built (rank_index.c's bytes). All the storing is in this
-    file, so that the model-version store can be replaced as one piece.
+    The versions are kept by model/versions.h, the store the trainer publishes from,
+    in the column family "models"; beside each, its approximate index once built
+    (VERSIONS_EXTRA: rank_index.c's bytes), so a restart need not build it again.
 */
 #define LOG_MODULE "rank"
 #include <stdlib.h>
@@ -18,11 +17,10 @@
 #include "log.h"
 #include "rank_private.h"
 #include "util.h"
+#include "versions.h"
 
 enum { CF_DEFAULT, CF_MODELS, CF_COUNT };
 
-#define META_CHUNK 0xFFFFFFFFu
-#define INDEX_CHUNK 0xFFFFFFFEu   // a version's approximate index, once built
 #define WINDOW 4              // chunk requests in flight
 #define CHUNK_TIMEOUT_MS 5000
 
@@ -34,40 +32,16 @@ rank_versions_open (const char *dir)
     return store_open (dir, s_cfs, CF_COUNT);
 }
 
-static size_t
-s_key (char *key, uint64_t version, uint32_t chunk)
-{
-    util_put_be64 ((unsigned char *) key, version);
-    util_put_be32 ((unsigned char *) key + 8, chunk);
-    return 12;
-}
-
+//  Keeps a fetched version (verified as it came) with the trainer's meta, in one synced
+//  write that also drops versions older than the newest keep-versions.
 static int
 s_store_version (rank_worker_t *self, const download_t *d)
 {
-    rocksdb_writebatch_t *b = rocksdb_writebatch_create ();
-    rocksdb_column_family_handle_t *cf = store_cf (self->store, CF_MODELS);
-    char key[12];
-    for (uint32_t c = 0; c < d->chunks; c++) {
-        size_t off = (size_t) c * d->chunk_bytes, n = d->bytes - off < d->chunk_bytes ? d->bytes - off : d->chunk_bytes;
-        s_key (key, d->version, c);
-        rocksdb_writebatch_put_cf (b, cf, key, sizeof key, (const char *) d->blob + off, n);
-    }
-    char meta[160];
-    int ml = snprintf (meta, sizeof meta, "{\"bytes\":%llu,\"chunks\":%u,\"chunk_bytes\":%u,\"fnv\":\"%016llx\"}",
-                       (unsigned long long) d->bytes, d->chunks, d->chunk_bytes, (unsigned long long) d->fnv);
-    s_key (key, d->version, META_CHUNK);
-    rocksdb_writebatch_put_cf (b, cf, key, sizeof key, meta, (size_t) ml);
-    uint64_t keep = (uint64_t) self->cfg.keep_versions;
-    if (d->version > keep) {
-        char from[12], to[12];
-        s_key (from, 0, 0);
-        s_key (to, d->version - keep + 1, 0);
-        rocksdb_writebatch_delete_range_cf (b, cf, from, sizeof from, to, sizeof to);
-    }
-    int rc = store_write (self->store, b, true);
-    rocksdb_writebatch_destroy (b);
-    return rc < 0 ? -1 : 0;
+    json_t *meta = d->meta ? json_loads (d->meta, 0, NULL) : NULL;
+    int rc = versions_put (self->store, CF_MODELS, d->version, d->blob, d->bytes, d->chunk_bytes, d->fnv, meta,
+                           (int) self->cfg.keep_versions);
+    json_decref (meta);
+    return rc;
 }
 
 //  Keeps an approximate index built for a version beside it, so that a restart reads
@@ -79,9 +53,7 @@ s_store_index (rank_worker_t *self, served_t *s)
     uint8_t *v = served_index_save (s, &self->cfg.serve, &len);
     if (!v)
         return;
-    char key[12];
-    s_key (key, s->info.version, INDEX_CHUNK);
-    if (store_put (self->store, CF_MODELS, key, sizeof key, (const char *) v, len) < 0)
+    if (versions_put_extra (self->store, CF_MODELS, s->info.version, v, len) < 0)
         log_warn ("cannot keep the approximate index of version %llu", (unsigned long long) s->info.version);
     free (v);
 }
@@ -89,49 +61,17 @@ s_store_index (rank_worker_t *self, served_t *s)
 void
 rank_versions_load_stored (rank_worker_t *self)
 {
-    rocksdb_iterator_t *it = store_iter (self->store, CF_MODELS);
-    uint64_t version = 0;
-    for (rocksdb_iter_seek_to_last (it); rocksdb_iter_valid (it) && !version; rocksdb_iter_prev (it)) {
-        size_t kl;
-        const char *k = rocksdb_iter_key (it, &kl);
-        if (kl == 12 && util_get_be32 ((const unsigned char *) k + 8) == META_CHUNK)
-            version = util_get_be64 ((const unsigned char *) k);
-    }
-    rocksdb_iter_destroy (it);
+    uint64_t version = versions_latest (self->store, CF_MODELS);
     if (!version)
         return;
-    char key[12];
-    size_t ml;
+    size_t bytes;
     int rc;
-    s_key (key, version, META_CHUNK);
-    char *meta = store_get (self->store, CF_MODELS, key, sizeof key, &ml, &rc);
-    json_t *j = meta ? json_loadb (meta, ml, 0, NULL) : NULL;
-    free (meta);
-    uint64_t bytes = (uint64_t) json_integer_value (json_object_get (j, "bytes"));
-    uint32_t chunks = (uint32_t) json_integer_value (json_object_get (j, "chunks"));
-    const char *fnv_hex = json_string_value (json_object_get (j, "fnv"));
-    uint64_t fnv = fnv_hex ? strtoull (fnv_hex, NULL, 16) : 0;
-    json_decref (j);
-    uint8_t *blob = bytes ? malloc (bytes) : NULL;
-    size_t off = 0;
-    for (uint32_t c = 0; blob && c < chunks; c++) {
-        size_t n;
-        s_key (key, version, c);
-        char *v = store_get (self->store, CF_MODELS, key, sizeof key, &n, &rc);
-        if (!v || off + n > bytes) {
-            free (v);
-            break;
-        }
-        memcpy (blob + off, v, n);
-        off += n;
-        free (v);
-    }
+    uint8_t *blob = versions_read (self->store, CF_MODELS, version, &bytes, &rc);
     served_t *s = NULL;
     sample_t sample = { 0 };
-    if (blob && off == bytes && util_fnv1a64 (blob, bytes) == fnv) {
+    if (blob) {
         size_t saved_len = 0;
-        s_key (key, version, INDEX_CHUNK);
-        char *saved = store_get (self->store, CF_MODELS, key, sizeof key, &saved_len, &rc);
+        char *saved = versions_extra (self->store, CF_MODELS, version, &saved_len);
         if (!saved && ranker_wants_sample (self->core))
             rank_catalogue_sample (self, &sample);
         s = served_new (&self->cfg.serve, blob, bytes, &sample, (const uint8_t *) saved, saved_len, NULL);
@@ -140,7 +80,8 @@ rank_versions_load_stored (rank_worker_t *self)
         s_store_index (self, s);
     }
     else
-        log_error ("stored model version %llu is damaged; waiting for the trainer", (unsigned long long) version);
+        log_error ("stored model version %llu is unreadable (%s); waiting for the trainer",
+                   (unsigned long long) version, strata_strerror (rc));
     free (blob);
     if (s)
         ranker_swap (self->core, s);
