@@ -457,14 +457,12 @@ worker_run (worker_t *self)
 void
 worker_actor (zsock_t *pipe, void *args)
 {
-    worker_t *self = worker_new ((const worker_config_t *) args);
+    worker_t *self = args;
     zsock_signal (pipe, 0);
-    if (!self)
-        return;   // logged; zactor_destroy still returns
     self->pipe = pipe;
     worker_run (self);
     //  Stopped by itself (a fatal error): the owner's $TERM is still to come.
     while (!self->stopping && !zsys_interrupted)
         s_pause (self, 1000);
-    worker_destroy (&self);
+    self->pipe = NULL;
 }

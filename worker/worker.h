@@ -63,11 +63,15 @@ void worker_destroy (worker_t **self_p);
 //  cannot connect at all.
 int worker_run (worker_t *self);
 
-//  A worker as a czmq actor, for running one inside another process (a test):
-//  zactor_new (worker_actor, (void *) cfg) starts it (new, then run, on the actor's
-//  thread; cfg borrowed as for worker_new) and zactor_destroy stops it with "$TERM",
-//  the worker saying DISCONNECT to the broker on the way out. A worker that cannot
-//  start ends at once (logged).
+//  A zactor running worker_run on args, a worker_t from worker_new, until "$TERM" (as
+//  zauth and zproxy stop), for running a worker inside another process:
+//      worker_t *worker = worker_new (&cfg);
+//      zactor_t *actor = zactor_new (worker_actor, worker);
+//      ...
+//      zactor_destroy (&actor);    // the worker says DISCONNECT on the way out
+//      worker_destroy (&worker);
+//  The worker belongs to the actor's thread from zactor_new until zactor_destroy
+//  returns. The broker's and the trainer's actors work the same way.
 void worker_actor (zsock_t *pipe, void *args);
 
 #endif

@@ -67,7 +67,9 @@ Test (worker, an_unknown_role_is_refused)
 Test (worker, an_actor_registers_answers_a_job_and_stops_on_term)
 {
     s_config ("preprocess", 200);
-    zactor_t *actor = zactor_new (worker_actor, &cfg);
+    worker_t *w = worker_new (&cfg);
+    cr_assert_not_null (w);
+    zactor_t *actor = zactor_new (worker_actor, w);
     cr_assert_not_null (actor);
     wire_msg_t msg;
     s_next (&msg);
@@ -113,6 +115,7 @@ Test (worker, an_actor_registers_answers_a_job_and_stops_on_term)
 
     int64_t t0 = zclock_mono ();
     zactor_destroy (&actor);
+    worker_destroy (&w);
     cr_assert_lt (zclock_mono () - t0, 1000, "stopping took %lld ms", (long long) (zclock_mono () - t0));
     s_next (&msg);
     cr_assert_str_eq (msg.type, WIRE_DISCONNECT);
@@ -124,7 +127,9 @@ Test (worker, a_stop_is_not_kept_waiting_by_a_reconnect)
 {
     //  Nobody answers its heartbeats: after two silent beats it waits to reconnect.
     s_config ("preprocess", 1000);
-    zactor_t *actor = zactor_new (worker_actor, &cfg);
+    worker_t *w = worker_new (&cfg);
+    cr_assert_not_null (w);
+    zactor_t *actor = zactor_new (worker_actor, w);
     wire_msg_t msg;
     s_next (&msg);
     cr_assert_str_eq (msg.type, WIRE_READY);
@@ -132,5 +137,6 @@ Test (worker, a_stop_is_not_kept_waiting_by_a_reconnect)
     zclock_sleep (2400);   // past liveness x heartbeat: in its second-long backoff pause now
     int64_t t0 = zclock_mono ();
     zactor_destroy (&actor);
+    worker_destroy (&w);
     cr_assert_lt (zclock_mono () - t0, 500, "stopping took %lld ms", (long long) (zclock_mono () - t0));
 }
