@@ -1,4 +1,9 @@
-/*  broker: see broker.h. */
+/*  broker: see broker.h.
+
+    broker_new does everything that can fail before the first message (store, syncer,
+    sockets, the endpoints file), so that a broker that started runs; broker_run is one
+    thread polling the three sockets, the syncer and, in an actor, its pipe.
+*/
 #define LOG_MODULE "broker"
 #include "broker.h"
 
@@ -61,11 +66,12 @@ const config_key_t broker_config_keys[] = {
 #define GROUP_MAX 64
 #define REASONS_MAX 32
 
-typedef struct {
+struct _broker_t {
     const broker_config_t *cfg;
     knowledge_t *kb;
     pool_t *pool;
     zsock_t *ingest, *workers, *api;
+    zsock_t *pipe;           // broker_actor's, while it runs the broker; else NULL
     zlistx_t *pending;       // journal sequences waiting for a worker, oldest first
     syncer_t *syncer;        // makes the journal durable off the loop (journal-sync)
     zlistx_t *unsynced;      // acks waiting for their batch's sync (unsynced_t), oldest first
@@ -82,7 +88,7 @@ typedef struct {
     int64_t turn_type_us;
     int64_t started_ms;
     bool fatal;
-} broker_t;
+};
 
 //  Notes how long a message of this type took since t0 (zclock_usecs), for the slow
 //  turn's log line.
@@ -766,110 +772,194 @@ s_turn_done (broker_t *self, const int64_t t[5])
     self->turn_type_us = 0;
 }
 
-// ---------------------------------------------------------------- start-up
+// ---------------------------------------------------------------- lifecycle
 
-int
-broker_run (const broker_config_t *cfg)
+//  The actor's pipe: whether the broker is told to stop.
+static bool
+s_pipe_says_stop (broker_t *self)
 {
-    broker_t self = { .cfg = cfg };
-    self.started_ms = util_now_ms ();
-    int rc = -1;
-    self.kb = knowledge_open (cfg->dir);
-    if (self.kb && knowledge_history_cache (self.kb, (uint32_t) cfg->history_cache) < 0)
-        knowledge_destroy (&self.kb);
-    if (self.kb)
-        knowledge_change_log_limit (self.kb, (uint64_t) cfg->catalogue_changes);
-    self.pool = pool_new (cfg->heartbeat_ms, cfg->liveness);
-    self.pending = zlistx_new ();
-    self.unsynced = zlistx_new ();
-    if (self.unsynced)
-        zlistx_set_destructor (self.unsynced, s_unsynced_destroy);
-    self.arena = arena_new (4 << 20);
-    if (!self.kb || !self.pool || !self.pending || !self.unsynced || !self.arena)
-        goto out;
-    if (cfg->journal_sync && !(self.syncer = syncer_new (knowledge_store (self.kb))))
-        goto out;
-    self.ingest = wire_bind_router (cfg->ingest, cfg->max_frame);
-    self.workers = wire_bind_router (cfg->workers, cfg->max_frame);
-    self.api = wire_bind_router (cfg->api, cfg->max_frame);
-    if (!self.ingest || !self.workers || !self.api)
-        goto out;
+    zmsg_t *msg = zmsg_recv (self->pipe);
+    if (!msg)
+        return true;   // interrupted
+    char *command = zmsg_popstr (msg);
+    bool stop = command && !strcmp (command, "$TERM");
+    if (!stop)
+        log_warn ("unknown command '%s' on the broker's pipe", command ? command : "");
+    zstr_free (&command);
+    zmsg_destroy (&msg);
+    return stop;
+}
+
+broker_t *
+broker_new (const broker_config_t *cfg)
+{
+    assert (cfg);
+    broker_t *self = calloc (1, sizeof *self);
+    if (!self) {
+        log_error ("cannot start: out of memory");
+        return NULL;
+    }
+    self->cfg = cfg;
+    self->started_ms = util_now_ms ();
+    const char *why = "out of memory";
+    self->kb = knowledge_open (cfg->dir);
+    if (!self->kb) {
+        why = "cannot open the knowledge store";
+        goto fail;
+    }
+    if (knowledge_history_cache (self->kb, (uint32_t) cfg->history_cache) < 0)
+        goto fail;
+    knowledge_change_log_limit (self->kb, (uint64_t) cfg->catalogue_changes);
+    self->pool = pool_new (cfg->heartbeat_ms, cfg->liveness);
+    self->pending = zlistx_new ();
+    self->unsynced = zlistx_new ();
+    if (self->unsynced)
+        zlistx_set_destructor (self->unsynced, s_unsynced_destroy);
+    self->arena = arena_new (4 << 20);
+    if (!self->pool || !self->pending || !self->unsynced || !self->arena)
+        goto fail;
+    if (cfg->journal_sync && !(self->syncer = syncer_new (knowledge_store (self->kb)))) {
+        why = "cannot start the journal's syncer";
+        goto fail;
+    }
+    self->ingest = wire_bind_router (cfg->ingest, cfg->max_frame);
+    self->workers = wire_bind_router (cfg->workers, cfg->max_frame);
+    self->api = wire_bind_router (cfg->api, cfg->max_frame);
+    if (!self->ingest || !self->workers || !self->api) {
+        why = "cannot bind an endpoint";
+        goto fail;
+    }
     serve_config_t sc = { (uint32_t) cfg->history_len, (int) cfg->serve_attempts, cfg->serve_timeout_ms,
                           (uint32_t) cfg->serve_pipeline, cfg->serve_hedge_ms };
-    self.serve = serve_new (&sc, self.kb, self.pool, self.api, self.workers);
-    if (!self.serve)
-        goto out;
+    self->serve = serve_new (&sc, self->kb, self->pool, self->api, self->workers);
+    if (!self->serve)
+        goto fail;
     //  Restart safety: whatever was journaled but not applied is work to do.
-    knowledge_journal_each (self.kb, s_enqueue, &self);
+    knowledge_journal_each (self->kb, s_enqueue, self);
     const char *names[] = { "ingest", "workers", "api" };
-    zsock_t *socks[] = { self.ingest, self.workers, self.api };
-    if (endpoints_write (cfg->endpoints_file, names, socks, 3, cfg->dir) < 0)
-        goto out;
+    zsock_t *socks[] = { self->ingest, self->workers, self->api };
+    if (endpoints_write (cfg->endpoints_file, names, socks, 3, cfg->dir) < 0) {
+        why = "cannot write the endpoints file";
+        goto fail;
+    }
     log_info ("broker up: ingest %s, workers %s, api %s, data %s (%zu journal entries to apply)",
-              zsock_endpoint (self.ingest), zsock_endpoint (self.workers), zsock_endpoint (self.api), cfg->dir,
-              zlistx_size (self.pending));
+              zsock_endpoint (self->ingest), zsock_endpoint (self->workers), zsock_endpoint (self->api), cfg->dir,
+              zlistx_size (self->pending));
+    return self;
+fail:
+    log_error ("cannot start: %s (data %s)", why, cfg->dir);
+    broker_destroy (&self);
+    return NULL;
+}
 
+void
+broker_destroy (broker_t **self_p)
+{
+    assert (self_p);
+    broker_t *self = *self_p;
+    if (!self)
+        return;
+    serve_destroy (&self->serve);
+    zsock_destroy (&self->ingest);
+    zsock_destroy (&self->workers);
+    zsock_destroy (&self->api);
+    zlistx_destroy (&self->pending);
+    zlistx_destroy (&self->unsynced);
+    syncer_destroy (&self->syncer);
+    arena_destroy (&self->arena);
+    pool_destroy (&self->pool);
+    knowledge_destroy (&self->kb);
+    free (self);
+    *self_p = NULL;
+}
+
+const char *
+broker_endpoint (broker_t *self, const char *name)
+{
+    assert (self && name);
+    zsock_t *sock = !strcmp (name, "ingest")    ? self->ingest
+                    : !strcmp (name, "workers") ? self->workers
+                    : !strcmp (name, "api")     ? self->api
+                                                : NULL;
+    return sock ? zsock_endpoint (sock) : NULL;
+}
+
+int
+broker_run (broker_t *self)
+{
+    assert (self);
+    const broker_config_t *cfg = self->cfg;
     //  zmq_poll's answer says which sockets have messages; each is drained until it has
-    //  none (wire_recv_ready), with no further question to the sockets.
-    zmq_pollitem_t items[4] = { { zsock_resolve (self.workers), 0, ZMQ_POLLIN, 0 },
-                                { zsock_resolve (self.ingest), 0, ZMQ_POLLIN, 0 },
-                                { zsock_resolve (self.api), 0, ZMQ_POLLIN, 0 },
-                                { NULL, self.syncer ? syncer_fd (self.syncer) : -1, ZMQ_POLLIN, 0 } };
+    //  none (wire_recv_ready), with no further question to the sockets. The syncer and
+    //  the actor's pipe, when there are, take the slots after the sockets.
+    zmq_pollitem_t items[5] = { { zsock_resolve (self->workers), 0, ZMQ_POLLIN, 0 },
+                                { zsock_resolve (self->ingest), 0, ZMQ_POLLIN, 0 },
+                                { zsock_resolve (self->api), 0, ZMQ_POLLIN, 0 } };
+    int nitems = 3, synced_item = -1, pipe_item = -1;
+    if (self->syncer) {
+        synced_item = nitems++;
+        items[synced_item] = (zmq_pollitem_t) { NULL, syncer_fd (self->syncer), ZMQ_POLLIN, 0 };
+    }
+    if (self->pipe) {
+        pipe_item = nitems++;
+        items[pipe_item] = (zmq_pollitem_t) { zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0 };
+    }
     int64_t next_beat = zclock_mono () + cfg->heartbeat_ms;
-    while (!zsys_interrupted && !self.fatal) {
-        int64_t now = zclock_mono (), wake = serve_next_wake (self.serve);
+    while (!zsys_interrupted && !self->fatal) {
+        int64_t now = zclock_mono (), wake = serve_next_wake (self->serve);
         wake = wake < next_beat ? wake : next_beat;
         long timeout = (long) (wake > now ? wake - now : 0);
-        if (zmq_poll (items, self.syncer ? 4 : 3, timeout) < 0)
+        if (zmq_poll (items, nitems, timeout) < 0)
             break;   // interrupted
+        if (pipe_item >= 0 && (items[pipe_item].revents & ZMQ_POLLIN) && s_pipe_says_stop (self))
+            break;
         //  Serve everything that is ready on every socket, workers first: applying
         //  results frees capacity and shortens the journal.
         int64_t t[5];
         t[0] = zclock_usecs ();
         if (items[0].revents & ZMQ_POLLIN)
-            s_handle_workers (&self);
+            s_handle_workers (self);
         t[1] = zclock_usecs ();
-        if (self.syncer && (items[3].revents & ZMQ_POLLIN))
-            s_synced (&self);
+        if (synced_item >= 0 && (items[synced_item].revents & ZMQ_POLLIN))
+            s_synced (self);
         if (items[1].revents & ZMQ_POLLIN)
-            s_serve (&self, self.ingest);
+            s_serve (self, self->ingest);
         t[2] = zclock_usecs ();
         if (items[2].revents & ZMQ_POLLIN)
-            s_serve (&self, self.api);
+            s_serve (self, self->api);
         t[3] = zclock_usecs ();
-        s_dispatch (&self);
-        serve_dispatch (self.serve);
+        s_dispatch (self);
+        serve_dispatch (self->serve);
         if (zclock_mono () >= next_beat) {
-            s_heartbeat (&self);
-            s_dispatch (&self);
-            serve_dispatch (self.serve);
+            s_heartbeat (self);
+            s_dispatch (self);
+            serve_dispatch (self->serve);
             next_beat = zclock_mono () + cfg->heartbeat_ms;
         }
         t[4] = zclock_usecs ();
-        s_turn_done (&self, t);
+        s_turn_done (self, t);
     }
     //  Batches journaled and not yet acked: acked once durable, so that their producers
     //  need not send them again.
-    if (self.syncer && !self.fatal && zlistx_size (self.unsynced)) {
+    if (self->syncer && !self->fatal && zlistx_size (self->unsynced)) {
         uint64_t synced;
-        syncer_wait (self.syncer, &synced);
-        s_synced (&self);
+        syncer_wait (self->syncer, &synced);
+        s_synced (self);
     }
     //  Tell workers we are going so they reconnect at once to the next broker.
-    for (pool_worker_t *w = pool_first (self.pool); w; w = pool_next (self.pool))
-        wire_send (self.workers, w->identity, WIRE_DISCONNECT, NULL);
-    rc = self.fatal ? -1 : 0;
+    for (pool_worker_t *w = pool_first (self->pool); w; w = pool_next (self->pool))
+        wire_send (self->workers, w->identity, WIRE_DISCONNECT, NULL);
     log_info ("broker stopping");
-out:
-    serve_destroy (&self.serve);
-    zsock_destroy (&self.ingest);
-    zsock_destroy (&self.workers);
-    zsock_destroy (&self.api);
-    zlistx_destroy (&self.pending);
-    zlistx_destroy (&self.unsynced);
-    syncer_destroy (&self.syncer);
-    arena_destroy (&self.arena);
-    pool_destroy (&self.pool);
-    knowledge_destroy (&self.kb);
-    return rc;
+    return self->fatal ? STRATA_EIO : STRATA_OK;
+}
+
+void
+broker_actor (zsock_t *pipe, void *args)
+{
+    broker_t *self = args;
+    assert (self);
+    self->pipe = pipe;
+    zsock_signal (pipe, 0);
+    broker_run (self);
+    self->pipe = NULL;
 }
