@@ -1,4 +1,5 @@
-/*  strata-broker: see broker.h. */
+/*  strata-broker: see broker.h. The process is the broker object's three calls and
+    the configuration table's parsing around them. */
 #include <stdio.h>
 
 #include "broker.h"
@@ -23,7 +24,9 @@ main (int argc, char **argv)
     log_set_process ("broker");
     if (log_set_level_name (cfg.log_level) < 0)
         fprintf (stderr, "strata-broker: unknown log level '%s', using info\n", cfg.log_level);
-    rc = broker_run (&cfg);
+    broker_t *broker = broker_new (&cfg);
+    rc = broker ? broker_run (broker) : STRATA_EUNAVAILABLE;
+    broker_destroy (&broker);
     config_free (broker_config_keys, &cfg);
     return rc == 0 ? 0 : 1;
 }
