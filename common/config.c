@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
+
+#include "strata_error.h"
 
 static const config_key_t *
 s_find (const config_key_t *keys, const char *name, size_t len)
@@ -43,7 +46,7 @@ s_assign (const config_key_t *k, void *cfg, const char *value, char *err, size_t
         char *copy = strdup (value);
         if (!copy) {
             snprintf (err, errlen, "%s: out of memory", k->name);
-            return -1;
+            return STRATA_ENOMEM;
         }
         free (*slot);
         *slot = copy;
@@ -53,7 +56,7 @@ s_assign (const config_key_t *k, void *cfg, const char *value, char *err, size_t
         bool b;
         if (s_parse_bool (value, &b) < 0) {
             snprintf (err, errlen, "%s: '%s' is not a boolean (true/false)", k->name, value);
-            return -1;
+            return STRATA_EINVAL;
         }
         *(bool *) field = b;
         return 0;
@@ -69,7 +72,7 @@ s_assign (const config_key_t *k, void *cfg, const char *value, char *err, size_t
             if (mult) {
                 if (v > LLONG_MAX / mult || v < LLONG_MIN / mult) {
                     snprintf (err, errlen, "%s: '%s' is too large", k->name, value);
-                    return -1;
+                    return STRATA_EINVAL;
                 }
                 v *= mult;
                 end++;
@@ -77,11 +80,11 @@ s_assign (const config_key_t *k, void *cfg, const char *value, char *err, size_t
         }
         if (errno || end == value || *end) {
             snprintf (err, errlen, "%s: '%s' is not an integer", k->name, value);
-            return -1;
+            return STRATA_EINVAL;
         }
         if (k->min <= k->max && ((double) v < k->min || (double) v > k->max)) {
             snprintf (err, errlen, "%s: %lld is out of range [%.0f, %.0f]", k->name, v, k->min, k->max);
-            return -1;
+            return STRATA_EINVAL;
         }
         *(int64_t *) field = v;
         return 0;
@@ -92,18 +95,18 @@ s_assign (const config_key_t *k, void *cfg, const char *value, char *err, size_t
         double v = strtod (value, &end);
         if (errno || end == value || *end || !isfinite (v)) {
             snprintf (err, errlen, "%s: '%s' is not a number", k->name, value);
-            return -1;
+            return STRATA_EINVAL;
         }
         if (k->min <= k->max && (v < k->min || v > k->max)) {
             snprintf (err, errlen, "%s: %g is out of range [%g, %g]", k->name, v, k->min, k->max);
-            return -1;
+            return STRATA_EINVAL;
         }
         *(double *) field = v;
         return 0;
     }
     }
     snprintf (err, errlen, "%s: bad key type", k->name);
-    return -1;
+    return STRATA_EINVAL;
 }
 
 int
@@ -113,7 +116,7 @@ config_set (const config_key_t *keys, void *cfg, const char *name, const char *v
     const config_key_t *k = s_find (keys, name, strlen (name));
     if (!k) {
         snprintf (err, errlen, "unknown option '%s'", name);
-        return -1;
+        return STRATA_EINVAL;
     }
     return s_assign (k, cfg, value, err, errlen);
 }
@@ -121,9 +124,11 @@ config_set (const config_key_t *keys, void *cfg, const char *name, const char *v
 int
 config_defaults (const config_key_t *keys, void *cfg, char *err, size_t errlen)
 {
-    for (const config_key_t *k = keys; k->name; k++)
-        if (s_assign (k, cfg, k->def ? k->def : (k->type == CONFIG_STRING ? "" : "0"), err, errlen) < 0)
-            return -1;
+    for (const config_key_t *k = keys; k->name; k++) {
+        int rc = s_assign (k, cfg, k->def ? k->def : (k->type == CONFIG_STRING ? "" : "0"), err, errlen);
+        if (rc < 0)
+            return rc;
+    }
     return 0;
 }
 
@@ -132,15 +137,19 @@ config_load_file (const config_key_t *keys, void *cfg, const char *path, char *e
 {
     zconfig_t *root = zconfig_load (path);
     if (!root) {
+        //  zconfig_load says only "no": a file that is not there is the caller's
+        //  mistake of name, one that is there but cannot be read or parsed is not.
+        int code = access (path, F_OK) == 0 ? (access (path, R_OK) == 0 ? STRATA_EINVAL : STRATA_EIO)
+                                              : STRATA_ENOTFOUND;
         snprintf (err, errlen, "cannot read config file '%s'", path);
-        return -1;
+        return code;
     }
     int rc = 0;
     for (zconfig_t *c = zconfig_child (root); c && rc == 0; c = zconfig_next (c)) {
         const char *name = zconfig_name (c);
         if (zconfig_child (c)) {
             snprintf (err, errlen, "%s: '%s' has children; Strata config files are flat", path, name);
-            rc = -1;
+            rc = STRATA_EINVAL;
             break;
         }
         rc = config_set (keys, cfg, name, zconfig_value (c), err, errlen);
@@ -159,8 +168,9 @@ s_load_env (const config_key_t *keys, void *cfg, char *err, size_t errlen)
             env[n++] = *p == '-' ? '_' : (char) toupper ((unsigned char) *p);
         env[n] = 0;
         const char *v = getenv (env);
-        if (v && s_assign (k, cfg, v, err, errlen) < 0)
-            return -1;
+        int rc = v ? s_assign (k, cfg, v, err, errlen) : 0;
+        if (rc < 0)
+            return rc;
     }
     return 0;
 }
@@ -169,8 +179,9 @@ int
 config_parse (const config_key_t *keys, void *cfg, int argc, char **argv, int *argi, char *err,
               size_t errlen)
 {
-    if (config_defaults (keys, cfg, err, errlen) < 0)
-        return -1;
+    int rc = config_defaults (keys, cfg, err, errlen);
+    if (rc < 0)
+        return rc;
 
     //  The config file is applied before the environment and flags, wherever
     //  --config stands on the line.
@@ -178,29 +189,28 @@ config_parse (const config_key_t *keys, void *cfg, int argc, char **argv, int *a
         if (!strcmp (argv[i], "--"))
             break;
         if (!strcmp (argv[i], "--config") && i + 1 < argc) {
-            if (config_load_file (keys, cfg, argv[i + 1], err, errlen) < 0)
-                return -1;
+            if ((rc = config_load_file (keys, cfg, argv[i + 1], err, errlen)) < 0)
+                return rc;
             break;
         }
         if (!strncmp (argv[i], "--config=", 9)) {
-            if (config_load_file (keys, cfg, argv[i] + 9, err, errlen) < 0)
-                return -1;
+            if ((rc = config_load_file (keys, cfg, argv[i] + 9, err, errlen)) < 0)
+                return rc;
             break;
         }
     }
-    if (s_load_env (keys, cfg, err, errlen) < 0)
-        return -1;
+    if ((rc = s_load_env (keys, cfg, err, errlen)) < 0)
+        return rc;
 
     //  Options and positional arguments may be mixed; positional ones are moved, in
     //  order, to the end of argv (as GNU getopt does) and *argi points at the first.
     char **positional = calloc ((size_t) argc + 1, sizeof *positional);
     if (!positional) {
         snprintf (err, errlen, "out of memory");
-        return -1;
+        return STRATA_ENOMEM;
     }
     int npos = 0, nopt = 1;
     int i = 1;
-    int rc = 0;
     while (i < argc && rc == 0) {
         const char *a = argv[i];
         if (!strcmp (a, "--")) {
@@ -232,7 +242,7 @@ config_parse (const config_key_t *keys, void *cfg, int argc, char **argv, int *a
         }
         else if (!k) {
             snprintf (err, errlen, "unknown option '--%.*s' (see --help)", (int) len, name);
-            rc = -1;
+            rc = STRATA_EINVAL;
         }
         else {
             const char *value = NULL;
@@ -244,7 +254,7 @@ config_parse (const config_key_t *keys, void *cfg, int argc, char **argv, int *a
                 value = argv[++i];
             if (!value) {
                 snprintf (err, errlen, "option '--%s' needs a value", k->name);
-                rc = -1;
+                rc = STRATA_EINVAL;
             }
             else
                 rc = s_assign (k, cfg, value, err, errlen);

@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "strata_error.h"
+
 typedef enum {
     CONFIG_STRING,  // char * (owned by the struct; freed by config_free)
     CONFIG_INT,     // int64_t
@@ -39,18 +41,25 @@ typedef struct {
 
 //  Fills cfg from defaults, --config FILE, environment and argv[1..]. Parsing stops at
 //  the first argument that is not an option (or after "--"); its index is stored in
-//  *argi when argi is not NULL. Returns 0, CONFIG_HELP, or -1 with a message in err.
+//  *argi when argi is not NULL. Returns 0, CONFIG_HELP, or with a message in err
+//  STRATA_EINVAL (an unknown option, a bad value), STRATA_ENOTFOUND (no such --config
+//  file), STRATA_EIO (a config file that cannot be read) or STRATA_ENOMEM.
 int config_parse (const config_key_t *keys, void *cfg, int argc, char **argv, int *argi,
                   char *err, size_t errlen);
 
-//  Sets every key to its default. Returns 0 or -1 (a default out of range: a bug).
+//  Sets every key to its default. Returns 0, STRATA_EINVAL (a default out of range: a
+//  bug) or STRATA_ENOMEM.
 int config_defaults (const config_key_t *keys, void *cfg, char *err, size_t errlen);
 
-//  Sets one key from text, validating type and range. Returns 0, or -1 with err.
+//  Sets one key from text, validating type and range. Returns 0, or with err
+//  STRATA_EINVAL (an unknown key, a value of the wrong type or out of range) or
+//  STRATA_ENOMEM.
 int config_set (const config_key_t *keys, void *cfg, const char *name, const char *value,
                 char *err, size_t errlen);
 
-//  Loads `name = value` pairs from a zconfig file. Unknown keys are an error.
+//  Loads `name = value` pairs from a zconfig file. Unknown keys are an error. Returns
+//  0, or with err STRATA_ENOTFOUND (no such file), STRATA_EIO (not readable),
+//  STRATA_EINVAL (not zconfig, not flat, an unknown key or bad value) or STRATA_ENOMEM.
 int config_load_file (const config_key_t *keys, void *cfg, const char *path, char *err,
                       size_t errlen);
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "strata_error.h"
 
 int
 endpoints_write (const char *path, const char *const *names, zsock_t *const *socks, size_t n, const char *dir)
@@ -23,11 +24,11 @@ endpoints_write (const char *path, const char *const *names, zsock_t *const *soc
     }
     char tmp[4200];
     snprintf (tmp, sizeof tmp, "%s.tmp", path);
-    int rc = j ? json_dump_file (j, tmp, JSON_INDENT (2)) : -1;
+    int rc = !j ? STRATA_ENOMEM : json_dump_file (j, tmp, JSON_INDENT (2)) == 0 ? 0 : STRATA_EIO;
     json_decref (j);
     if (rc == 0 && rename (tmp, path) != 0)
-        rc = -1;
+        rc = STRATA_EIO;
     if (rc)
-        log_error ("cannot write %s", path);
+        log_error ("cannot write %s: %s", path, strata_strerror (rc));
     return rc;
 }

@@ -16,6 +16,8 @@
 #include <czmq.h>
 #include <stddef.h>
 
+#include "strata_error.h"
+
 #define STRATA_PORT_BASE "7701"   // ingest; the others follow it in this order
 #define STRATA_DEFAULT_INGEST "tcp://127.0.0.1:7701"           // broker: producers
 #define STRATA_DEFAULT_WORKERS "tcp://127.0.0.1:7702"          // broker: preprocess and rank workers
@@ -24,8 +26,8 @@
 #define STRATA_DEFAULT_TRAINER_API "tcp://127.0.0.1:7705"      // trainer: train requests, model versions
 
 //  Writes the n sockets' bound endpoints under their names, this process's pid and dir
-//  (if not NULL) to path. Nothing is written when path is NULL or empty. 0, or -1
-//  (logged).
+//  (if not NULL) to path. Nothing is written when path is NULL or empty. 0,
+//  STRATA_ENOMEM or STRATA_EIO (logged).
 int endpoints_write (const char *path, const char *const *names, zsock_t *const *socks, size_t n, const char *dir);
 
 #endif

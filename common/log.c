@@ -32,7 +32,7 @@ log_set_level_name (const char *name)
             log_level_g = i;
             return 0;
         }
-    return -1;
+    return STRATA_EINVAL;
 }
 
 void

@@ -8,6 +8,8 @@
 #ifndef STRATA_LOG_H
 #define STRATA_LOG_H
 
+#include "strata_error.h"
+
 typedef enum {
     LOG_LEVEL_ERROR = 0,
     LOG_LEVEL_WARN = 1,
@@ -17,7 +19,7 @@ typedef enum {
 
 extern int log_level_g;
 
-//  Sets the level; returns 0, or -1 for a name that is not a level.
+//  Sets the level; returns 0, or STRATA_EINVAL for a name that is not a level.
 int log_set_level_name (const char *name);
 void log_set_level (int level);
 

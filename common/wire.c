@@ -84,6 +84,19 @@ wire_recv_ready (zsock_t *sock, bool router, size_t max_payload, wire_msg_t *msg
     return s_parse (m, router, max_payload, msg);
 }
 
+//  Sends m (destroyed either way). zmq's -1 becomes a code; errno is kept as zmq left
+//  it, for a caller that logs why.
+static int
+s_send (zmsg_t **m, zsock_t *sock)
+{
+    if (zmsg_send (m, sock) == 0)
+        return 0;
+    int e = errno;
+    zmsg_destroy (m);
+    errno = e;
+    return e == EAGAIN ? STRATA_EAGAIN : e == EINTR || e == ETERM ? STRATA_EINTR : STRATA_ECONNECT;
+}
+
 int
 wire_send_bytes (zsock_t *sock, zframe_t *routing, const char *type, const void *data, size_t size)
 {
@@ -93,9 +106,7 @@ wire_send_bytes (zsock_t *sock, zframe_t *routing, const char *type, const void 
     zmsg_addstr (m, WIRE_PROTOCOL);
     zmsg_addstr (m, type);
     zmsg_addmem (m, data, size);
-    int rc = zmsg_send (&m, sock);
-    zmsg_destroy (&m);
-    return rc;
+    return s_send (&m, sock);
 }
 
 int
@@ -111,9 +122,7 @@ wire_send (zsock_t *sock, zframe_t *routing, const char *type, const ProtobufCMe
     if (size)
         protobuf_c_message_pack (msg, zframe_data (payload));
     zmsg_append (m, &payload);
-    int rc = zmsg_send (&m, sock);
-    zmsg_destroy (&m);
-    return rc;
+    return s_send (&m, sock);
 }
 
 int

@@ -82,14 +82,17 @@ int wire_recv_ready (zsock_t *sock, bool router, size_t max_payload, wire_msg_t 
 void wire_msg_reset (wire_msg_t *msg);
 
 //  Packs msg (may be NULL for an empty payload) and sends it. routing is borrowed.
-//  Returns 0 or -1 (the socket refused; errno says why).
+//  Returns 0, STRATA_EAGAIN (the peer's queue is full on a non-blocking socket),
+//  STRATA_EINTR (interrupted) or STRATA_ECONNECT (the socket refused, e.g. a ROUTER
+//  peer that is gone); errno says why.
 int wire_send (zsock_t *sock, zframe_t *routing, const char *type, const ProtobufCMessage *msg);
 
-//  Sends a pre-packed payload.
+//  Sends a pre-packed payload. As wire_send.
 int wire_send_bytes (zsock_t *sock, zframe_t *routing, const char *type, const void *data,
                      size_t size);
 
-//  Sends an Error{code, message, ref}; ref (may be NULL) names what it answers.
+//  Sends an Error{code, message, ref}; ref (may be NULL) names what it answers. As
+//  wire_send.
 int wire_send_error (zsock_t *sock, zframe_t *routing, const char *ref, Strata__V1__ErrorCode code,
                      const char *fmt, ...) __attribute__ ((format (printf, 5, 6)));
 

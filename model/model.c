@@ -32,7 +32,7 @@ s_param_init (param_t *p, size_t n, float init_std, float init_const, uint64_t *
         p->v = calloc (n ? n : 1, sizeof *p->v);
     }
     if (!p->w || (!weights_only && (!p->g || !p->m || !p->v)))
-        return -1;
+        return STRATA_ENOMEM;
     for (size_t i = 0; i < n; i++) {
         if (init_std > 0) {
             //  Box-Muller normal, truncated at 2 sigma.
@@ -316,7 +316,7 @@ model_resize_rows (model_t *self, uint32_t rows)
         for (int i = 0; i < (self->cfg.inference ? 1 : 4); i++) {
             float *p = realloc (bufs[i], cap * d * sizeof (float));
             if (!p)
-                return -1;
+                return STRATA_ENOMEM;
             bufs[i] = p;
         }
         e->w = bufs[0], e->g = bufs[1], e->m = bufs[2], e->v = bufs[3];
@@ -327,7 +327,7 @@ model_resize_rows (model_t *self, uint32_t rows)
         if (logits)
             self->logits = logits;
         if (!steps || !logits)
-            return -1;
+            return STRATA_ENOMEM;
         self->rows_cap = cap;
     }
     //  New rows start as model_new's do (state zero, weights small and random).
@@ -341,7 +341,7 @@ model_resize_rows (model_t *self, uint32_t rows)
         }
         self->row_step[r] = 0;
         if (s_param_init (&row, (size_t) d, 0.02f, 0, &self->rng, 1) < 0)
-            return -1;
+            return STRATA_ENOMEM;
         memcpy (self->emb.w + off, row.w, (size_t) d * sizeof (float));
         model_param_free (&row);
     }

@@ -36,6 +36,7 @@
 #include <stdint.h>
 
 #include "item_features.h"
+#include "strata_error.h"
 
 typedef struct {
     int dim;           // embedding width (64)
@@ -107,7 +108,8 @@ const model_config_t *model_config (model_t *self);
 //  The item table: rows, weights (rows x dim) and their gradients.
 uint32_t model_rows (model_t *self);
 float *model_row_weights (model_t *self, float **grad);
-//  Grows (new rows initialised as model_new does) or shrinks the table. 0 or -1.
+//  Grows (new rows initialised as model_new does) or shrinks the table. 0 or
+//  STRATA_ENOMEM.
 int model_resize_rows (model_t *self, uint32_t rows);
 
 //  The dense parameters (every tensor but the item table) as one flat vector.
@@ -169,13 +171,14 @@ int model_has_ranker (model_t *self);
 //  are given in time order: user k's events are items[off .. off + lens[k]) (rows of
 //  the item table; only the last max_len are read) with their event types (NULL: all
 //  0), off the sum of the lengths before k. Keeps the batch's states for
-//  model_rank_candidates. 0, or -1 (n > batch, an item outside the table, no memory).
+//  model_rank_candidates. 0, STRATA_ETOOLARGE (n > batch), STRATA_EINVAL (an item
+//  outside the table) or STRATA_ENOMEM.
 int model_user_vectors (model_t *self, const uint32_t *items, const uint8_t *types, const uint32_t *lens, uint32_t n,
                         float *out);
 
 //  The ranking head's logits (higher: more likely next) of n candidate items (table
-//  rows) for user k of the last model_user_vectors call. 0, or -1 (no ranking head, k
-//  or an item out of range).
+//  rows) for user k of the last model_user_vectors call. 0, STRATA_ESTATE (no ranking
+//  head) or STRATA_EINVAL (k or an item out of range).
 int model_rank_candidates (model_t *self, uint32_t k, const uint32_t *cands, uint32_t n, float *logits);
 
 //  Number of parameters.

@@ -111,6 +111,7 @@ struct _model_t {
 
 //  model.c
 float model_uniform (uint64_t *s);
+//  A parameter with gradient and Adam moments. 0 or STRATA_ENOMEM.
 int model_param (param_t *p, size_t n, float init_std, float init_const, uint64_t *rng);
 void model_param_free (param_t *p);
 
@@ -118,10 +119,13 @@ void model_param_free (param_t *p);
 const float *tower_items_w (model_t *m);
 float *tower_items_g (model_t *m);
 int tower_first_valid (const model_t *m, int s);
+//  Composes the item tower over the whole table. 0 or STRATA_ENOMEM.
 int tower_global_items (model_t *self);
 
 //  rank_head.c
 int rank_head_on (const model_t *m);
+//  The head's parameters and workspace. 0, STRATA_EINVAL (a configuration out of its
+//  range) or STRATA_ENOMEM.
 int rank_head_new (model_t *m);
 void rank_head_free (model_t *m);
 void rank_head_history (model_t *m, size_t R, int grad);

@@ -25,10 +25,10 @@ rank_head_new (model_t *m)
     if (!rank_head_on (m))
         return 0;
     if (cfg->rank_layers < 1 || cfg->rank_layers > MODEL_RANK_MAX_LAYERS)
-        return -1;
+        return STRATA_EINVAL;
     int d = cfg->dim, L = cfg->max_len, S = cfg->rank_negatives, K = cfg->rank_hard;
     if (K < 0 || K > 64 || S > 256)
-        return -1;
+        return STRATA_EINVAL;
     m->rank_in = 4 * d + RANK_CONTEXT;
     m->rank_cap = L * (S + K + 1) > RANK_GROUP ? L * (S + K + 1) : RANK_GROUP;
     size_t G = (size_t) m->rank_cap, R = (size_t) cfg->batch * L;
@@ -37,7 +37,7 @@ rank_head_new (model_t *m)
     for (int k = 0; k <= cfg->rank_layers; k++) {
         int out = k < cfg->rank_layers ? cfg->rank_widths[k] : 1;
         if (out < 1)
-            return -1;
+            return STRATA_EINVAL;
         bad |= model_param (&m->rw[k], (size_t) in * out, sqrtf (2.0f / (float) in), 0, &m->rng)
              | model_param (&m->rb[k], (size_t) out, 0, 0, &m->rng);
         if (k < cfg->rank_layers)

@@ -31,18 +31,18 @@ step_tensors_fit (step_tensors_t *t, size_t *cap_rows, size_t *cap_feats, model_
 {
     size_t d = (size_t) model_config (m)->dim;
     if (!t->dense && !(t->dense = malloc (model_dense_size (m) * sizeof (float))))
-        return -1;
+        return STRATA_ENOMEM;
     if (sh->n_rows > *cap_rows || !t->rows) {
         free (t->rows);
         *cap_rows = sh->n_rows > *cap_rows ? sh->n_rows : *cap_rows;
         if (!(t->rows = malloc ((*cap_rows ? *cap_rows : 1) * d * sizeof (float))))
-            return -1;
+            return STRATA_ENOMEM;
     }
     if (sh->n_frows > *cap_feats || !t->feats) {
         free (t->feats);
         *cap_feats = sh->n_frows > *cap_feats ? sh->n_frows : *cap_feats;
         if (!(t->feats = malloc ((*cap_feats ? *cap_feats : 1) * d * sizeof (float))))
-            return -1;
+            return STRATA_ENOMEM;
     }
     return 0;
 }

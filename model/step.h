@@ -42,7 +42,7 @@ step_view (const step_tensors_t *t)
 double step_compute (model_t *local, const model_shard_t *shard, const step_view_t *params, float *dense_grad,
                      step_view_t *grads, uint64_t *positions);
 
-//  Allocates (or grows) tensors for a shard of this model. 0 or -1.
+//  Allocates (or grows) tensors for a shard of this model. 0 or STRATA_ENOMEM.
 int step_tensors_fit (step_tensors_t *t, size_t *cap_rows, size_t *cap_feats, model_t *m, const model_shard_t *shard);
 void step_tensors_free (step_tensors_t *t);
 

@@ -54,7 +54,7 @@ s_set_items (model_t *m, const uint32_t *off, const uint32_t *feat, uint32_t ite
         m->dvbuf = malloc (need * sizeof (float));
         m->vcap = m->vbuf && m->dvbuf ? need : 0;
         if (!m->vcap)
-            return -1;
+            return STRATA_ENOMEM;
     }
     return 0;
 }
@@ -432,8 +432,9 @@ int
 tower_global_items (model_t *self)
 {
     const features_t *f = self->features;
-    if (s_set_items (self, f ? f->offsets : NULL, f ? f->feats : NULL, self->n_rows, f ? f->n_items : 0) < 0)
-        return -1;
+    int rc = s_set_items (self, f ? f->offsets : NULL, f ? f->feats : NULL, self->n_rows, f ? f->n_items : 0);
+    if (rc < 0)
+        return rc;
     if (f)
         s_compose (self);
     return 0;
@@ -594,8 +595,12 @@ int
 model_user_vectors (model_t *self, const uint32_t *items, const uint8_t *types, const uint32_t *lens, uint32_t n,
                     float *out)
 {
-    if (n > (uint32_t) self->cfg.batch || tower_global_items (self) < 0)
-        return -1;
+    //  More users than the batch the model was built for: the caller splits them.
+    if (n > (uint32_t) self->cfg.batch)
+        return STRATA_ETOOLARGE;
+    int rc = tower_global_items (self);
+    if (rc < 0)
+        return rc;
     size_t total = 0;
     uint32_t L = 1;
     for (uint32_t k = 0; k < n; k++) {
@@ -604,7 +609,7 @@ model_user_vectors (model_t *self, const uint32_t *items, const uint8_t *types, 
     }
     for (size_t i = 0; i < total; i++)
         if (items[i] >= self->n_rows)
-            return -1;
+            return STRATA_EINVAL;
     self->L = L > (uint32_t) self->cfg.max_len ? self->cfg.max_len : (int) L;
     size_t off = 0;
     for (uint32_t k = 0; k < n; k++) {
@@ -624,11 +629,13 @@ model_user_vectors (model_t *self, const uint32_t *items, const uint8_t *types, 
 int
 model_rank_candidates (model_t *self, uint32_t k, const uint32_t *cands, uint32_t n, float *logits)
 {
-    if (!rank_head_on (self) || k >= self->served)
-        return -1;
+    if (!rank_head_on (self))
+        return STRATA_ESTATE;   // a model built without the head (rank_negatives 0)
+    if (k >= self->served)
+        return STRATA_EINVAL;
     for (uint32_t i = 0; i < n; i++)
         if (cands[i] >= self->n_rows)
-            return -1;
+            return STRATA_EINVAL;
     rank_head_logits (self, (int) k * self->L + self->L - 1, cands, n, logits);
     return 0;
 }

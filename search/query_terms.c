@@ -109,7 +109,7 @@ qt_builder_event (qt_builder_t *self, uint32_t user, const Strata__V1__Interacti
     credit_t c = { self, x->item, w };
     tokenize (self->query, strlen (self->query), TOKENIZE_STEM, s_credit, &c);
     s_add (self, self->choices, self->query, strlen (self->query), x->item, w);
-    return self->failed ? -1 : 0;
+    return self->failed ? STRATA_ENOMEM : 0;
 }
 
 typedef struct {

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "strata.pb-c.h"
+#include "strata_error.h"
 
 #define SEARCH_CREDIT_MS (60 * 60 * 1000)
 
@@ -31,7 +32,7 @@ typedef struct _qt_builder_t qt_builder_t;
 qt_builder_t *qt_builder_new (void);
 void qt_builder_destroy (qt_builder_t **self_p);
 
-//  One event of `user`; call in time order within a user. 0 or -1 (no memory).
+//  One event of `user`; call in time order within a user. 0 or STRATA_ENOMEM.
 int qt_builder_event (qt_builder_t *self, uint32_t user, const Strata__V1__Interaction *x);
 
 //  The associations so far (NULL on no memory); the builder may be destroyed after.

@@ -178,7 +178,8 @@ s_bag_text (bag_t *b, int field, const char *text)
     tokenize (text, strlen (text), TOKENIZE_STEM, s_bag_add, b);
 }
 
-//  Item i's terms (its title's tokens appended to the title sequences) into b; 0 or -1.
+//  Item i's terms (its title's tokens appended to the title sequences) into b; 0 or
+//  STRATA_ENOMEM.
 static int
 s_bag_item (search_index_t *self, uint32_t i, const Strata__V1__Item *item, bag_t *b)
 {
@@ -194,7 +195,7 @@ s_bag_item (search_index_t *self, uint32_t i, const Strata__V1__Item *item, bag_
     }
     self->title_at[i] = (uint32_t) first;
     self->title_n[i] = (uint16_t) (self->n_tok - first < UINT16_MAX ? self->n_tok - first : UINT16_MAX);
-    return b->failed ? -1 : 0;
+    return b->failed ? STRATA_ENOMEM : 0;
 }
 
 //  Posts a bag's terms for item i (at the end of each term's list); its lengths count.
@@ -206,7 +207,7 @@ s_post (search_index_t *self, uint32_t i, bag_t *b)
         if (!p) {
             p = calloc (1, sizeof *p);
             if (!p)
-                return -1;
+                return STRATA_ENOMEM;
             zhashx_insert (self->terms, b->term[t], p);
         }
         if (p->n == p->cap) {
@@ -218,7 +219,7 @@ s_post (search_index_t *self, uint32_t i, bag_t *b)
             if (tf)
                 p->tf = tf;
             if (!items || !tf)
-                return -1;
+                return STRATA_ENOMEM;
             p->cap = cap;
         }
         p->unsorted |= p->n && p->items[p->n - 1] > i;
@@ -243,7 +244,7 @@ int
 search_index_add (search_index_t *self, uint32_t index, const Strata__V1__Item *item)
 {
     if (index != self->n)
-        return -1;
+        return STRATA_EINVAL;   // items come in order
     if (self->n == self->cap) {
         uint32_t cap = self->cap ? self->cap * 2 : 1024;
         uint16_t *len = realloc (self->len, (size_t) cap * SEARCH_FIELDS * sizeof *len);
@@ -256,7 +257,7 @@ search_index_add (search_index_t *self, uint32_t index, const Strata__V1__Item *
         if (tn)
             self->title_n = tn;
         if (!tn)
-            return -1;
+            return STRATA_ENOMEM;
         self->cap = cap;
     }
     bag_t b;
@@ -285,7 +286,7 @@ s_posting_sort (posting_t *p)
     if (!key || !tf) {
         free (key);
         free (tf);
-        return -1;
+        return STRATA_ENOMEM;
     }
     for (uint32_t j = 0; j < p->n; j++)
         key[j] = (uint64_t) p->items[j] << 32 | j;
@@ -307,7 +308,7 @@ search_index_update (search_index_t *self, uint32_t n, const uint32_t *indices, 
 {
     uint8_t *gone = calloc (self->n ? self->n : 1, 1);
     if (!gone)
-        return -1;
+        return STRATA_ENOMEM;
     for (uint32_t k = 0; k < n; k++)
         if (indices[k] < self->n)
             gone[indices[k]] = 1;

@@ -45,12 +45,13 @@ void search_params_default (search_params_t *p);
 search_index_t *search_index_new (const search_params_t *params);
 void search_index_destroy (search_index_t **self_p);
 
-//  Indexes item number `index` (must be the next one: items come in order). 0 or -1.
+//  Indexes item number `index` (must be the next one: items come in order). 0,
+//  STRATA_EINVAL (not the next index) or STRATA_ENOMEM.
 int search_index_add (search_index_t *self, uint32_t index, const Strata__V1__Item *item);
 
 //  Replaces the text of n items already indexed (indices[k] takes items[k]; an index
 //  given twice takes its last record): one pass over every posting list takes their
-//  old terms out, then their new ones go in. 0 or -1 (no memory: the index is left
+//  old terms out, then their new ones go in. 0 or STRATA_ENOMEM (the index is left
 //  without some of these items' terms).
 int search_index_update (search_index_t *self, uint32_t n, const uint32_t *indices,
                          const Strata__V1__Item *const *items);

@@ -252,7 +252,7 @@ s_collect (search_index_t *index, const query_terms_t *choices, float *conversio
     uint32_t top_items[SEARCH_RANK_CANDIDATES];
     float top_scores[SEARCH_RANK_CANDIDATES];
     uint32_t n_queries = 0, *queries = choices ? s_queries (choices, &n_queries) : NULL;
-    int rc = items && scores && cand && queries ? 0 : -1;
+    int rc = items && scores && cand && queries ? 0 : STRATA_ENOMEM;
     for (uint32_t qi = 0; rc == 0 && qi < n_queries; qi++) {
         uint32_t k = queries[qi];
         uint32_t found = search_index_query (index, choices->terms[k], NULL, 0, true, items, scores, cap);
@@ -269,7 +269,7 @@ s_collect (search_index_t *index, const query_terms_t *choices, float *conversio
         if (credit <= 0)
             continue;
         if (s_grow (s, n) < 0) {
-            rc = -1;
+            rc = STRATA_ENOMEM;
             break;
         }
         //  Leave this query's own choices out of the counts while it is described.
@@ -301,7 +301,7 @@ search_ranker_fit (search_index_t *index, const query_terms_t *choices, float *c
     fitset_t s = { 0 };
     int rc = s_collect (index, choices, conversions, n_items, &s);
     if (rc == 0 && s.groups == 0)
-        rc = -1;
+        rc = STRATA_ENOTFOUND;   // nothing to fit on
     if (rc == 0) {
         double w[F] = { 1 }, grad[F], hess[F * F], d[F];
         double base = s_objective (&s, w, NULL, NULL);

@@ -39,8 +39,9 @@ typedef struct {
 void search_conversions (const query_terms_t *choices, uint32_t n_items, float *out);
 
 //  Fits the ranker on the past queries' choices over the index's text-only ranking.
-//  conversions (n_items floats) is modified while fitting and restored. 0, or -1 on no
-//  memory or when no query has a chosen item among its candidates (out untouched).
+//  conversions (n_items floats) is modified while fitting and restored. 0,
+//  STRATA_ENOMEM, or STRATA_ENOTFOUND when no query has a chosen item among its
+//  candidates (out untouched).
 int search_ranker_fit (search_index_t *index, const query_terms_t *choices, float *conversions, uint32_t n_items,
                        search_ranker_t *out);
 

@@ -41,7 +41,9 @@ cluster_resolve (const char *broker, const char *dir, cluster_endpoints_t *out, 
     json_t *j = json_load_file (path, 0, &jerr);
     if (!j) {
         snprintf (err, errlen, "no cluster at %s (%s); start one with: strata up --dir %s", dir, jerr.text, dir);
-        return -1;
+        //  No file: no cluster was started there. A file that does not parse was
+        //  written by a supervisor that died mid-way or by someone else.
+        return access (path, F_OK) != 0 ? STRATA_ENOTFOUND : access (path, R_OK) != 0 ? STRATA_EIO : STRATA_ECORRUPT;
     }
     const char *ingest = json_string_value (json_object_get (j, "ingest"));
     const char *workers = json_string_value (json_object_get (j, "workers"));
@@ -188,10 +190,10 @@ s_write_cluster_json (const char *dir, json_t *broker_eps, child_t *children, in
     char path[4096], tmp[4200];
     snprintf (path, sizeof path, "%s/cluster.json", dir);
     snprintf (tmp, sizeof tmp, "%s.tmp", path);
-    int rc = j ? json_dump_file (j, tmp, JSON_INDENT (2)) : -1;
+    int rc = !j ? STRATA_ENOMEM : json_dump_file (j, tmp, JSON_INDENT (2)) == 0 ? 0 : STRATA_EIO;
     json_decref (j);
-    if (rc == 0)
-        rc = rename (tmp, path);
+    if (rc == 0 && rename (tmp, path) != 0)
+        rc = STRATA_EIO;
     return rc;
 }
 
@@ -237,7 +239,7 @@ cluster_up (const cluster_opts_t *opts, int ready_fd)
     char logdir[4096], eps_path[4096], broker_dir[4096];
     if (zsys_dir_create ("%s/logs", opts->dir) < 0) {
         log_error ("cannot create %s/logs", opts->dir);
-        return -1;
+        return STRATA_EIO;
     }
     snprintf (logdir, sizeof logdir, "%s/logs", opts->dir);
     snprintf (eps_path, sizeof eps_path, "%s/broker.json", opts->dir);
@@ -250,7 +252,7 @@ cluster_up (const cluster_opts_t *opts, int ready_fd)
     int n = first_ranker + rankers;
     child_t *children = calloc ((size_t) n, sizeof *children);
     if (!children)
-        return -1;
+        return STRATA_ENOMEM;
     char prog[4096];
     cluster_program ("strata-broker", prog, sizeof prog);
     child_t *b = &children[0];
@@ -280,7 +282,7 @@ cluster_up (const cluster_opts_t *opts, int ready_fd)
         log_error ("broker did not start; see %s/broker.log", logdir);
         s_stop (b, 1000);
         free (children);
-        return -1;
+        return STRATA_EUNAVAILABLE;
     }
     //  After a broker restart its endpoints must stay the same: pin the bound ones.
     s_pin (b, eps);
@@ -316,7 +318,7 @@ cluster_up (const cluster_opts_t *opts, int ready_fd)
                     free (children[i].argv[k]);
             free (children);
             json_decref (eps);
-            return -1;
+            return STRATA_EUNAVAILABLE;
         }
         s_pin (t, teps);
         json_object_set (eps, "trainer", json_object_get (teps, "api"));
@@ -427,14 +429,15 @@ int
 cluster_down (const char *dir, int timeout_ms, char *err, size_t errlen)
 {
     cluster_endpoints_t eps;
-    if (cluster_resolve (NULL, dir, &eps, err, errlen) < 0)
-        return -1;
+    int rc = cluster_resolve (NULL, dir, &eps, err, errlen);
+    if (rc < 0)
+        return rc;
     if (eps.supervisor_pid <= 0 || kill (eps.supervisor_pid, SIGTERM) != 0) {
         snprintf (err, errlen, "cluster in %s is not running (stale cluster.json removed)", dir);
         char path[4096];
         snprintf (path, sizeof path, "%s/cluster.json", dir);
         unlink (path);
-        return -1;
+        return STRATA_ESTATE;
     }
     int64_t deadline = util_mono_ms () + timeout_ms;
     while (util_mono_ms () < deadline) {
@@ -443,5 +446,5 @@ cluster_down (const char *dir, int timeout_ms, char *err, size_t errlen)
         zclock_sleep (50);
     }
     snprintf (err, errlen, "cluster in %s did not stop within %d ms", dir, timeout_ms);
-    return -1;
+    return STRATA_ETIMEOUT;
 }

@@ -11,6 +11,8 @@
 #ifndef STRATA_CLUSTER_H
 #define STRATA_CLUSTER_H
 
+#include "strata_error.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -25,7 +27,8 @@ typedef struct {
 } cluster_endpoints_t;
 
 //  Resolves endpoints from --broker (ingest endpoint) / --dir / defaults. Returns 0,
-//  or -1 with a message in err (a --dir without a cluster.json).
+//  or with a message in err STRATA_ENOTFOUND (a --dir without a cluster.json),
+//  STRATA_ECORRUPT (one that does not parse) or STRATA_EIO (one that cannot be read).
 int cluster_resolve (const char *broker, const char *dir, cluster_endpoints_t *out, char *err, size_t errlen);
 
 typedef struct {
@@ -40,10 +43,14 @@ typedef struct {
 } cluster_opts_t;
 
 //  Runs the cluster in the foreground until SIGINT/SIGTERM. If ready_fd >= 0, writes
-//  one byte to it once cluster.json exists (for --detach). Returns 0 or -1.
+//  one byte to it once cluster.json exists (for --detach). Returns 0 (stopped by a
+//  signal), STRATA_EIO (cannot create DIR/logs or write cluster.json),
+//  STRATA_EUNAVAILABLE (the broker or the trainer did not start) or STRATA_ENOMEM.
 int cluster_up (const cluster_opts_t *opts, int ready_fd);
 
-//  Stops the cluster whose cluster.json is in dir. Returns 0 or -1 with err.
+//  Stops the cluster whose cluster.json is in dir. Returns 0, or with err
+//  cluster_resolve's code, STRATA_ESTATE (its supervisor is not running) or
+//  STRATA_ETIMEOUT (it did not stop within timeout_ms).
 int cluster_down (const char *dir, int timeout_ms, char *err, size_t errlen);
 
 //  Path of a sibling program (strata-broker, strata-worker) next to this executable or

@@ -675,7 +675,8 @@ s_bad_row (FILE *f, bool events, bool csv, int kind, char fld[][FIELD_MAX], int6
 
 //  Writes one file with m malformed lines at evenly spaced positions among the valid
 //  rows. In CSV the last one (when m >= 2) is an unclosed quote at the very end, the
-//  only place where it cannot swallow valid rows.
+//  only place where it cannot swallow valid rows. 0, STRATA_EINVAL (a path too long)
+//  or STRATA_EIO.
 static int
 s_write (gen_t *self, const char *dir, bool events, bool csv, int64_t m, char *err,
          size_t errlen)
@@ -684,12 +685,12 @@ s_write (gen_t *self, const char *dir, bool events, bool csv, int64_t m, char *e
     if (snprintf (path, sizeof path, "%s/%s.%s", dir, events ? "events" : "items",
                   csv ? "csv" : "jsonl") >= (int) sizeof path) {
         s_fail (err, errlen, "output path too long");
-        return -1;
+        return STRATA_EINVAL;
     }
     FILE *f = fopen (path, "w");
     if (!f) {
         s_fail (err, errlen, "cannot create %s: %s", path, strerror (errno));
-        return -1;
+        return STRATA_EIO;
     }
     const int *kinds = s_bad_kinds[(events ? 2 : 0) + (csv ? 1 : 0)];
     int nkinds = 0, nf = events ? 8 : 7, rc = 0;
@@ -721,8 +722,10 @@ s_write (gen_t *self, const char *dir, bool events, bool csv, int64_t m, char *e
         rc = -1;
     if (fclose (f) != 0)
         rc = -1;
-    if (rc != 0)
+    if (rc != 0) {
         s_fail (err, errlen, "cannot write %s: %s", path, strerror (errno));
+        rc = STRATA_EIO;
+    }
     return rc;
 }
 
@@ -760,26 +763,29 @@ gen_run (const gen_opts_t *opts, gen_summary_t *summary, char *err, size_t errle
 {
     gen_t gen = { 0 }, *self = &gen;
     bool *active = NULL;
-    int rc = -1;
+    int rc = STRATA_ENOMEM;
     if (!opts || !opts->out_dir || !*opts->out_dir) {
         s_fail (err, errlen, "no output directory");
-        return -1;
+        return STRATA_EINVAL;
     }
     const char *format = opts->format ? opts->format : "jsonl";
     bool csv = strcmp (format, "csv") == 0;
     if (!csv && strcmp (format, "jsonl") != 0) {
         s_fail (err, errlen, "unknown format '%s' (jsonl or csv)", format);
-        return -1;
+        return STRATA_EINVAL;
     }
     if (opts->items < 0 || opts->users < 0 || opts->events < 0 || opts->malformed < 0
         || opts->start_ms < 0 || opts->items > INT32_MAX || opts->users > INT32_MAX
         || opts->events > INT32_MAX || opts->malformed > INT32_MAX) {
         s_fail (err, errlen, "counts and start time must be between 0 and %d", INT32_MAX);
-        return -1;
+        return STRATA_EINVAL;
     }
     if (s_mkdirs (opts->out_dir) != 0) {
+        //  A name too long or a file in the way is the caller's to change; the rest is
+        //  the file system's.
+        int bad_name = errno == ENAMETOOLONG || errno == ENOTDIR;
         s_fail (err, errlen, "cannot create %s: %s", opts->out_dir, strerror (errno));
-        return -1;
+        return bad_name ? STRATA_EINVAL : STRATA_EIO;
     }
     self->rng = opts->seed;
     self->n_items = (int32_t) (opts->items ? opts->items : DEFAULT_ITEMS);
@@ -811,8 +817,8 @@ gen_run (const gen_opts_t *opts, gen_summary_t *summary, char *err, size_t errle
         s_session (self);
     qsort (self->events, (size_t) self->n_events, sizeof *self->events, s_event_cmp);
 
-    if (s_write (self, opts->out_dir, false, csv, opts->malformed, err, errlen) != 0
-        || s_write (self, opts->out_dir, true, csv, opts->malformed, err, errlen) != 0)
+    if ((rc = s_write (self, opts->out_dir, false, csv, opts->malformed, err, errlen)) != 0
+        || (rc = s_write (self, opts->out_dir, true, csv, opts->malformed, err, errlen)) != 0)
         goto out;
     if (summary) {
         *summary = (gen_summary_t) { .items = self->n_items, .events = self->n_events,

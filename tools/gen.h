@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "strata_error.h"
+
 //  Options. A zero count or start_ms means "use the default"; negative values are
 //  rejected. Strings are borrowed for the duration of gen_run.
 typedef struct {
@@ -38,8 +40,10 @@ typedef struct {
 
 //  Writes DIR/items.<fmt> and DIR/events.<fmt>, replacing existing files. Events are
 //  sorted by timestamp and spread over about 30 days from start_ms. summary may be
-//  NULL. Returns 0, or -1 with a message in err (when err is not NULL). Reentrant: no
-//  global state.
+//  NULL. Returns 0, or with a message in err (when err is not NULL) STRATA_EINVAL (no
+//  output directory, an unknown format, counts out of range, a path that cannot be a
+//  directory), STRATA_EIO (cannot create or write the files) or STRATA_ENOMEM.
+//  Reentrant: no global state.
 int gen_run (const gen_opts_t *opts, gen_summary_t *summary, char *err, size_t errlen);
 
 #endif

@@ -27,7 +27,7 @@ import_format_parse (const char *name)
     for (size_t i = 0; i < sizeof s_format_names / sizeof s_format_names[0]; i++)
         if (!strcmp (name, s_format_names[i]))
             return (int) i;
-    return -1;
+    return STRATA_EINVAL;
 }
 
 static bool

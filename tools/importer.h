@@ -57,7 +57,7 @@ typedef struct {
 } import_counts_t;
 
 //  Parses a format name ("jsonl", "csv", "s3rec", "s3rec-attrs", "movielens",
-//  "homedepot"); returns -1 for an unknown name.
+//  "homedepot"); returns STRATA_EINVAL for an unknown name.
 int import_format_parse (const char *name);
 
 //  Guesses the format from a file name.

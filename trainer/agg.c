@@ -57,12 +57,12 @@ agg_resize (agg_t *self)
         return 0;
     uint8_t *mark = realloc (self->mark, rows);
     if (!mark)
-        return -1;
+        return STRATA_ENOMEM;
     self->mark = mark;
     memset (mark + self->cap, 0, rows - self->cap);
     uint32_t *t = realloc (self->touched, rows * sizeof *t);
     if (!t)
-        return -1;
+        return STRATA_ENOMEM;
     self->touched = t;
     self->cap = rows;
     if (!self->fmark) {
@@ -70,7 +70,7 @@ agg_resize (agg_t *self)
         self->fmark = calloc (fr, 1);
         self->ftouched = malloc (fr * sizeof *self->ftouched);
         if (!self->fmark || !self->ftouched)
-            return -1;
+            return STRATA_ENOMEM;
     }
     return 0;
 }

@@ -23,7 +23,7 @@ void agg_destroy (agg_t **self_p);
 //  The master model (borrowed, as given to agg_new).
 model_t *agg_master (agg_t *self);
 
-//  Call after the master's table grew.
+//  Call after the master's table grew. 0 or STRATA_ENOMEM.
 int agg_resize (agg_t *self);
 
 //  The parameters a shard needs.

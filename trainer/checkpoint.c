@@ -54,7 +54,7 @@ checkpoint_save (store_t *st, model_t *m, const char *state_json)
     rocksdb_writebatch_put_cf (b, cf, "state", 5, state_json, strlen (state_json));
     int rc = store_write (st, b, true);
     rocksdb_writebatch_destroy (b);
-    return rc < 0 ? -1 : 0;
+    return rc < 0 ? rc : 0;
 }
 
 //  A value as a NUL-terminated string (malloc'd), or NULL.
@@ -81,16 +81,19 @@ checkpoint_state (store_t *st)
     return s_get_text (st, CKPT_CF_CHECKPOINT, "state", 5);
 }
 
-//  Reads key into dst, which must be exactly size bytes. 0 or -1.
+//  Reads key into dst, which must be exactly size bytes. 0, STRATA_ENOTFOUND,
+//  STRATA_EIO, or STRATA_ECORRUPT for a value of another size (another model's).
 static int
 s_read_exact (store_t *st, const char *key, size_t kl, void *dst, size_t size)
 {
     size_t len;
-    int rc;
+    int rc = STRATA_ENOTFOUND;
     char *v = store_get (st, CKPT_CF_CHECKPOINT, key, kl, &len, &rc);
-    if (!v || len != size) {
+    if (!v)
+        return rc < 0 ? rc : STRATA_ENOTFOUND;
+    if (len != size) {
         free (v);
-        return -1;
+        return STRATA_ECORRUPT;
     }
     memcpy (dst, v, size);
     free (v);
@@ -101,8 +104,11 @@ int
 checkpoint_load (store_t *st, model_t *m)
 {
     uint32_t rows;
-    if (s_read_exact (st, "rows", 4, &rows, sizeof rows) < 0 || model_resize_rows (m, rows) < 0)
-        return -1;
+    int rc = s_read_exact (st, "rows", 4, &rows, sizeof rows);
+    if (rc == 0)
+        rc = model_resize_rows (m, rows);
+    if (rc < 0)
+        return rc;
     for (int i = 0; i < model_tensor_count (m); i++) {
         size_t n;
         float *mom, *var;
@@ -113,15 +119,15 @@ checkpoint_load (store_t *st, model_t *m)
         for (int p = 0; p < 3; p++) {
             char key[8];
             size_t kl = s_tensor_key (key, i, names[p]);
-            if (s_read_exact (st, key, kl, parts[p], n * sizeof (float)) < 0) {
+            if ((rc = s_read_exact (st, key, kl, parts[p], n * sizeof (float))) < 0) {
                 log_warn ("checkpoint tensor %d does not match the configured model", i);
-                return -1;
+                return rc;
             }
         }
     }
-    if (s_read_exact (st, "row_step", 8, model_row_steps (m), rows * sizeof (int64_t)) < 0
-        || s_read_exact (st, "feat_step", 9, model_feature_steps (m), model_feature_rows (m) * sizeof (int64_t)) < 0
-        || s_read_exact (st, "step", 4, model_step (m), sizeof (int64_t)) < 0)
-        return -1;
+    if ((rc = s_read_exact (st, "row_step", 8, model_row_steps (m), rows * sizeof (int64_t))) < 0
+        || (rc = s_read_exact (st, "feat_step", 9, model_feature_steps (m), model_feature_rows (m) * sizeof (int64_t))) < 0
+        || (rc = s_read_exact (st, "step", 4, model_step (m), sizeof (int64_t))) < 0)
+        return rc;
     return 0;
 }

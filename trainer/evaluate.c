@@ -18,7 +18,7 @@ evaluate (const dataset_t *train, const uint32_t *targets, const scorer_t *score
     if (!scores || !batch) {
         free (scores);
         free (batch);
-        return -1;
+        return STRATA_ENOMEM;
     }
     double hr10 = 0, ndcg10 = 0, hr20 = 0, ndcg20 = 0, mrr = 0;
     uint32_t u = 0;

@@ -30,7 +30,7 @@ typedef struct {
 } scorer_t;
 
 //  Evaluates scorer on targets (n_users entries, DATASET_NO_TARGET to skip). Returns 0 or
-//  -1 (no memory).
+//  STRATA_ENOMEM.
 int evaluate (const dataset_t *train, const uint32_t *targets, const scorer_t *scorer, metrics_t *out);
 
 #endif

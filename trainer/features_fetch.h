@@ -10,7 +10,8 @@
 #include "item_features.h"
 
 struct Strata__V1__Item;
-//  Called with each catalogue item, in index order; 0, or -1 to stop (no memory).
+//  Called with each catalogue item, in index order; 0, or a negative STRATA_E... code
+//  to stop (STRATA_ENOMEM).
 typedef int (features_item_fn) (const struct Strata__V1__Item *item, void *arg);
 
 //  Fetches the catalogue from a broker's api endpoint; items up to at least n_items

@@ -27,13 +27,13 @@ hyper_configs (const hyper_t *h, model_config_t *mc, plan_config_t *pc, char *er
     int s = plan_sampler_parse (h->sampler ? h->sampler : "popularity");
     if (s < 0) {
         snprintf (err, errlen, "unknown sampler '%s' (uniform or popularity)", h->sampler);
-        return -1;
+        return STRATA_EINVAL;
     }
     pc->sampler = (plan_sampler_t) s;
     s = plan_sampler_parse (h->rank_sampler ? h->rank_sampler : "popularity");
     if (s < 0) {
         snprintf (err, errlen, "unknown rank-sampler '%s' (uniform or popularity)", h->rank_sampler);
-        return -1;
+        return STRATA_EINVAL;
     }
     pc->rank_sampler = (plan_sampler_t) s;
     pc->rank_negatives = mc->rank_negatives = (int) h->rank_negatives;
@@ -48,14 +48,14 @@ hyper_configs (const hyper_t *h, model_config_t *mc, plan_config_t *pc, char *er
         if (end == w || v < 1 || v > 4096 || mc->rank_layers == MODEL_RANK_MAX_LAYERS || (*end && *end != ',')) {
             snprintf (err, errlen, "bad rank-widths '%s' (1 to %d widths in 1..4096, comma-separated)",
                       h->rank_widths, MODEL_RANK_MAX_LAYERS);
-            return -1;
+            return STRATA_EINVAL;
         }
         mc->rank_widths[mc->rank_layers++] = (int) v;
         w = *end ? end + 1 : end;
     }
     if (mc->rank_layers == 0) {
         snprintf (err, errlen, "rank-widths is empty");
-        return -1;
+        return STRATA_EINVAL;
     }
     return 0;
 }

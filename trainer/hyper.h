@@ -47,8 +47,8 @@ typedef struct {
     { "rank-share", CONFIG_DOUBLE, offsetof (type, m.rank_share), "0", 0, 1,                                    \
       "share of the ranking loss's gradient that reaches the shared towers (0: they learn from retrieval only)" }
 
-//  Fills the model and plan configurations. 0, or -1 with err (an unknown sampler,
-//  bad widths).
+//  Fills the model and plan configurations. 0, or STRATA_EINVAL with err (an unknown
+//  sampler, bad widths).
 int hyper_configs (const hyper_t *h, model_config_t *mc, plan_config_t *pc, char *err, size_t errlen);
 
 #endif

@@ -67,7 +67,7 @@ plan_sampler_parse (const char *name)
         return PLAN_UNIFORM;
     if (!strcmp (name, "popularity"))
         return PLAN_POPULARITY;
-    return -1;
+    return STRATA_EINVAL;
 }
 
 plan_t *
@@ -196,7 +196,7 @@ plan_set_features (plan_t *self, const features_t *features)
         return 0;
     self->flocal = malloc ((features->rows ? features->rows : 1) * sizeof *self->flocal);
     if (!self->flocal)
-        return -1;
+        return STRATA_ENOMEM;
     for (uint32_t i = 0; i < features->rows; i++)
         self->flocal[i] = -1;
     return 0;
@@ -216,7 +216,7 @@ s_shard_features (plan_t *self, model_shard_t *out)
     out->feat = malloc ((total ? total : 1) * sizeof *out->feat);
     out->frows = malloc ((total ? total : 1) * sizeof *out->frows);
     if (!out->feat_off || !out->feat || !out->frows)
-        return -1;
+        return STRATA_ENOMEM;
     size_t w = 0;
     for (uint32_t k = 0; k < out->n_rows; k++) {
         out->feat_off[k] = (uint32_t) w;
@@ -250,7 +250,7 @@ plan_set_users (plan_t *self, const uint32_t *users, uint32_t n)
         n = self->train->n_users;
     self->only = malloc ((n ? n : 1) * sizeof *users);
     if (!self->only)
-        return -1;
+        return STRATA_ENOMEM;
     memcpy (self->only, users, n * sizeof *users);
     self->n_only = n;
     return 0;
@@ -294,7 +294,7 @@ s_local (plan_t *self, model_shard_t *sh, uint32_t item)
 
 //  The ranking head's negatives of every predicted position of a built shard whose
 //  first user is order[from] (full: local rows are global items; else new items are
-//  appended to the table). 0 or -1.
+//  appended to the table). 0 or STRATA_ENOMEM.
 static int
 s_rank_negatives (plan_t *self, model_shard_t *out, uint32_t from, int full)
 {
@@ -304,7 +304,7 @@ s_rank_negatives (plan_t *self, model_shard_t *out, uint32_t from, int full)
     size_t positions = out->n_items - out->n, p = 0, w = 0;
     out->rank_neg = malloc ((positions ? positions : 1) * (size_t) S * sizeof *out->rank_neg);
     if (!out->rank_neg)
-        return -1;
+        return STRATA_ENOMEM;
     for (uint32_t s = 0; s < out->n; s++) {
         //  Drawn per user of the epoch, so that a step's negatives do not depend on
         //  how it is cut into shards.
@@ -330,7 +330,7 @@ plan_shard (plan_t *self, uint32_t step, int shard, model_shard_t *out)
 {
     memset (out, 0, sizeof *out);
     if (step >= self->n_batches || shard < 0 || shard >= self->cfg.shards)
-        return -1;
+        return STRATA_EINVAL;
     const dataset_t *t = self->train;
     uint32_t first = self->border[step] * (uint32_t) self->cfg.batch;
     uint32_t nb = self->n_order - first < (uint32_t) self->cfg.batch ? self->n_order - first : (uint32_t) self->cfg.batch;
@@ -363,7 +363,7 @@ plan_shard (plan_t *self, uint32_t step, int shard, model_shard_t *out)
     out->rows = malloc ((max_rows ? max_rows : 1) * sizeof *out->rows);
     if (!out->lens || !out->items || !out->types || !out->rows) {
         plan_shard_free (out);
-        return -1;
+        return STRATA_ENOMEM;
     }
     if (full) {
         for (uint32_t i = 0; i < t->n_items; i++)
@@ -379,7 +379,7 @@ plan_shard (plan_t *self, uint32_t step, int shard, model_shard_t *out)
         }
         if (s_rank_negatives (self, out, from, 1) < 0 || (self->features && s_shard_features (self, out) < 0)) {
             plan_shard_free (out);
-            return -1;
+            return STRATA_ENOMEM;
         }
         return 0;
     }
@@ -414,7 +414,7 @@ plan_shard (plan_t *self, uint32_t step, int shard, model_shard_t *out)
         for (uint32_t r = 0; r < out->n_rows; r++)
             self->local[out->rows[r]] = -1;
         plan_shard_free (out);
-        return -1;
+        return STRATA_ENOMEM;
     }
     if (out->bias)
         for (uint32_t r = 0; r < out->n_cand; r++)
@@ -423,7 +423,7 @@ plan_shard (plan_t *self, uint32_t step, int shard, model_shard_t *out)
         self->local[out->rows[r]] = -1;
     if (self->features && s_shard_features (self, out) < 0) {
         plan_shard_free (out);
-        return -1;
+        return STRATA_ENOMEM;
     }
     return 0;
 }

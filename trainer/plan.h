@@ -47,7 +47,7 @@ typedef struct {
 } plan_config_t;
 
 void plan_config_default (plan_config_t *cfg);
-//  "uniform" or "popularity"; -1 for anything else.
+//  "uniform" or "popularity" (a plan_sampler_t); STRATA_EINVAL for anything else.
 int plan_sampler_parse (const char *name);
 
 typedef struct _plan_t plan_t;
@@ -58,11 +58,12 @@ void plan_destroy (plan_t **self_p);
 const plan_config_t *plan_config (plan_t *self);
 
 //  The catalogue's features (borrowed; NULL: none): shards then carry, for each of
-//  their items, its feature rows, and the feature table rows they touch. 0 or -1.
+//  their items, its feature rows, and the feature table rows they touch. 0 or
+//  STRATA_ENOMEM.
 int plan_set_features (plan_t *self, const features_t *features);
 
 //  Restricts the epochs to these users (copied; NULL: every user), as incremental
-//  training does with the users who have new events. 0 or -1 (no memory).
+//  training does with the users who have new events. 0 or STRATA_ENOMEM.
 int plan_set_users (plan_t *self, const uint32_t *users, uint32_t n);
 
 //  Orders the users for epoch (numbered from 0); returns the number of steps.
@@ -72,7 +73,8 @@ uint32_t plan_epoch (plan_t *self, uint32_t epoch);
 uint32_t plan_users (plan_t *self);
 
 //  Builds shard `shard` of step `step` of the current epoch into out (owned by the
-//  caller: free with plan_shard_free). 0, or -1 on no memory.
+//  caller: free with plan_shard_free). 0, STRATA_EINVAL (no such step or shard this
+//  epoch) or STRATA_ENOMEM.
 int plan_shard (plan_t *self, uint32_t step, int shard, model_shard_t *out);
 void plan_shard_free (model_shard_t *shard);
 

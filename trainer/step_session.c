@@ -63,7 +63,7 @@ step_session_init (step_session_t *self, const model_config_t *mc, const plan_co
         plan_destroy (&self->plan);
     if (!self->master || !self->local || !self->agg || !self->plan) {
         step_session_fini (self);
-        return -1;
+        return STRATA_ENOMEM;   // model_new says only NULL; configurations are checked before (hyper.h)
     }
     return 0;
 }

@@ -30,7 +30,8 @@ typedef struct {
     uint32_t epoch;   // epochs done
 } step_session_t;
 
-//  features (borrowed, may be NULL): the catalogue's, for the item tower.
+//  features (borrowed, may be NULL): the catalogue's, for the item tower. 0 or
+//  STRATA_ENOMEM (the session is left empty).
 int step_session_init (step_session_t *self, const model_config_t *mc, const plan_config_t *pc,
                        const dataset_t *train, const features_t *features);
 double step_session_epoch (step_session_t *self);

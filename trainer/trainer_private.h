@@ -111,6 +111,9 @@ void trainer_handle_workers (trainer_t *self);
 void trainer_heartbeat (trainer_t *self);
 
 //  trainer_run.c: data, checkpoints, epochs, continuous updates, resumption.
+//  Both: 0, or a negative code with self->message (trainer_load_data:
+//  STRATA_EUNAVAILABLE when the broker does not give the data, STRATA_ENOMEM;
+//  trainer_start_run: STRATA_ENOMEM).
 int trainer_load_data (trainer_t *self, uint32_t **changed, uint32_t *n_changed);
 int trainer_start_run (trainer_t *self, bool incremental, uint32_t epochs, Strata__V1__TrainMode mode,
                        const uint32_t *users, uint32_t n_users);

@@ -51,7 +51,9 @@ s_validation_mask (trainer_t *self, uint32_t *chosen)
     return mask;
 }
 
-//  Asks the broker how many events it holds.
+//  Asks the broker how many events it holds. 0, or STRATA_EUNAVAILABLE with err:
+//  client_request says only NULL (no answer in time, a refusal, a reply that does not
+//  decode), and for the trainer each means the broker cannot tell it now.
 static int
 s_broker_events (trainer_t *self, uint64_t *events, char *err, size_t errlen)
 {
@@ -60,13 +62,14 @@ s_broker_events (trainer_t *self, uint64_t *events, char *err, size_t errlen)
                                                                  WIRE_STATS_REPLY, &strata__v1__stats__descriptor,
                                                                  (int) self->cfg->timeout_ms, err, errlen);
     if (!st)
-        return -1;
+        return STRATA_EUNAVAILABLE;
     *events = st->events;
     strata__v1__stats__free_unpacked (st, NULL);
     return 0;
 }
 
-//  Builds the plan for the current training view with the given shard count.
+//  Builds the plan for the current training view with the given shard count. 0 or
+//  STRATA_ENOMEM.
 static int
 s_build_plan (trainer_t *self, int shards)
 {
@@ -77,11 +80,12 @@ s_build_plan (trainer_t *self, int shards)
     self->plan_shards = shards;
     if (self->plan && plan_set_features (self->plan, self->features) < 0)
         plan_destroy (&self->plan);
-    return self->plan ? 0 : -1;
+    return self->plan ? 0 : STRATA_ENOMEM;
 }
 
 //  Fetches the broker's data; changed (when not NULL) receives the users whose
-//  histories grew since the previous fetch. 0 or -1 with self->message.
+//  histories grew since the previous fetch. 0, or with self->message
+//  STRATA_EUNAVAILABLE (the broker did not give the data) or STRATA_ENOMEM.
 //  The search index the ranker is fitted over, as the catalogue arrives.
 typedef struct {
     search_index_t *index;
@@ -93,9 +97,11 @@ s_index_item (const Strata__V1__Item *item, void *arg)
     index_build_t *b = arg;
     //  Indices the catalogue skips are empty items.
     Strata__V1__Item empty = STRATA__V1__ITEM__INIT;
-    while (search_index_size (b->index) < item->item_index)
-        if (search_index_add (b->index, search_index_size (b->index), &empty) < 0)
-            return -1;
+    while (search_index_size (b->index) < item->item_index) {
+        int rc = search_index_add (b->index, search_index_size (b->index), &empty);
+        if (rc < 0)
+            return rc;
+    }
     return search_index_add (b->index, item->item_index, item);
 }
 
@@ -140,8 +146,13 @@ s_fit_search (trainer_t *self, search_index_t *index, bool keep, uint64_t choice
         return;
     }
     int64_t t0 = util_mono_ms ();
-    if (search_ranker_fit (index, choices, self->conversions, n, &self->ranker) < 0) {
+    int rc = search_ranker_fit (index, choices, self->conversions, n, &self->ranker);
+    if (rc == STRATA_ENOTFOUND) {
         log_info ("search ranker: none of %u past queries has a chosen item among its candidates", choices->n);
+        return;
+    }
+    if (rc < 0) {
+        log_warn ("search ranker: %s; none this version", strata_strerror (rc));
         return;
     }
     self->has_ranker = true;
@@ -156,15 +167,16 @@ trainer_load_data (trainer_t *self, uint32_t **changed, uint32_t *n_changed)
 {
     char err[256];
     uint64_t before = 0;
-    if (s_broker_events (self, &before, err, sizeof err) < 0) {
+    int rc = s_broker_events (self, &before, err, sizeof err);
+    if (rc < 0) {
         snprintf (self->message, sizeof self->message, "broker: %s", err);
-        return -1;
+        return rc;
     }
     int64_t t0 = util_mono_ms ();
     dataset_t *all = dataset_fetch (self->cfg->broker, (int) self->cfg->timeout_ms, err, sizeof err);
     if (!all) {
         snprintf (self->message, sizeof self->message, "broker: %s", err);
-        return -1;
+        return STRATA_EUNAVAILABLE;   // as s_broker_events: the broker cannot give it now
     }
     if (changed) {
         uint32_t n = 0, *list = malloc ((all->n_users ? all->n_users : 1) * sizeof *list);
@@ -186,7 +198,7 @@ trainer_load_data (trainer_t *self, uint32_t **changed, uint32_t *n_changed)
     free (mask);
     if (!self->train) {
         snprintf (self->message, sizeof self->message, "out of memory for the training view");
-        return -1;
+        return STRATA_ENOMEM;
     }
     features_destroy (&self->features);
     //  One pass over the catalogue gives the item tower its features and, when
@@ -201,7 +213,7 @@ trainer_load_data (trainer_t *self, uint32_t **changed, uint32_t *n_changed)
         if (!self->features) {
             snprintf (self->message, sizeof self->message, "broker: %s", err);
             search_index_destroy (&ib.index);
-            return -1;
+            return STRATA_EUNAVAILABLE;
         }
         if (self->features->n_described == 0)
             features_destroy (&self->features);
@@ -211,9 +223,9 @@ trainer_load_data (trainer_t *self, uint32_t **changed, uint32_t *n_changed)
     if (self->master)
         model_set_features (self->master, self->features);
     if (self->master && model_rows (self->master) < all->n_items) {
-        if (model_resize_rows (self->master, all->n_items) < 0 || agg_resize (self->agg) < 0) {
+        if ((rc = model_resize_rows (self->master, all->n_items)) < 0 || (rc = agg_resize (self->agg)) < 0) {
             snprintf (self->message, sizeof self->message, "out of memory growing the item table");
-            return -1;
+            return rc;
         }
     }
     log_info ("data: %u users, %u items (%zu described by the catalogue), %zu events (%u validation users held out), "
@@ -350,9 +362,12 @@ trainer_start_run (trainer_t *self, bool incremental, uint32_t epochs, Strata__V
     trainer_tasks_clear (self);
     self->mode = mode;
     int shards = mode == STRATA__V1__TRAIN_MODE__ASYNC ? 1 : (int) self->cfg->hyper.shards;
-    if (s_build_plan (self, shards) < 0 || plan_set_users (self->plan, users, n_users) < 0) {
+    int rc = s_build_plan (self, shards);
+    if (rc == 0)
+        rc = plan_set_users (self->plan, users, n_users);
+    if (rc < 0) {
         snprintf (self->message, sizeof self->message, "out of memory for the plan");
-        return -1;
+        return rc;
     }
     if (!incremental) {
         agg_destroy (&self->agg);
@@ -363,7 +378,7 @@ trainer_start_run (trainer_t *self, bool incremental, uint32_t epochs, Strata__V
             model_set_features (self->master, self->features);
         if (!self->agg) {
             snprintf (self->message, sizeof self->message, "out of memory for the model");
-            return -1;
+            return STRATA_ENOMEM;
         }
         self->param_version = 0;
         self->updates = 0;

@@ -66,15 +66,18 @@ s_requeue (uint64_t task_id, void *arg)
     }
 }
 
+//  Queues a shard of a step. 0, STRATA_ETOOLARGE (the queue is full) or plan_shard's
+//  code.
 static int
 s_add_task (trainer_t *self, uint32_t step, int shard)
 {
     if (self->n_tasks == MAX_TASKS)
-        return -1;
+        return STRATA_ETOOLARGE;
     task_t *t = &self->tasks[self->n_tasks];
     memset (t, 0, sizeof *t);
-    if (plan_shard (self->plan, step, shard, &t->sh) < 0)
-        return -1;
+    int rc = plan_shard (self->plan, step, shard, &t->sh);
+    if (rc < 0)
+        return rc;
     t->step = step;
     t->shard = shard;
     t->state = TASK_PENDING;
@@ -227,12 +230,14 @@ trainer_pump (trainer_t *self)
                 //  Between steps nothing is in flight: the moment to checkpoint.
                 if (self->steps_done > 0 && util_mono_ms () - self->last_ckpt >= self->cfg->checkpoint_secs * 1000)
                     trainer_checkpoint (self);
-                for (int k = 0; k < self->plan_shards; k++)
-                    if (s_add_task (self, self->steps_done, k) < 0) {
-                        log_error ("out of memory planning a step");
+                for (int k = 0; k < self->plan_shards; k++) {
+                    int rc = s_add_task (self, self->steps_done, k);
+                    if (rc < 0) {
+                        log_error ("cannot plan step %u: %s", self->steps_done, strata_strerror (rc));
                         self->fatal = true;
                         return;
                     }
+                }
             }
         }
         else {

@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "log.h"
+#include "strata_error.h"
 
 typedef struct {
     int64_t max_frame;
@@ -98,7 +100,7 @@ Test (config, default_out_of_range_is_reported)
     };
     test_cfg_t cfg = { 0 };
     char err[256] = "";
-    cr_assert_eq (config_defaults (bad, &cfg, err, sizeof err), -1);
+    cr_assert_eq (config_defaults (bad, &cfg, err, sizeof err), STRATA_EINVAL);
     cr_assert (strstr (err, "workers"), "error names the key: %s", err);
 }
 
@@ -186,7 +188,7 @@ Test (config, set_table)
         before = cfg;
         int rc = config_set (s_keys, &cfg, tc->key, tc->value, err, sizeof err);
         if (!tc->ok) {
-            cr_assert_eq (rc, -1, "%s='%s' should be rejected", tc->key, tc->value);
+            cr_assert_eq (rc, STRATA_EINVAL, "%s='%s' should be rejected as invalid", tc->key, tc->value);
             cr_assert (strstr (err, tc->key), "%s='%s': message names the key: %s", tc->key, tc->value, err);
             cr_assert (strstr (err, tc->err_has), "%s='%s': '%s' lacks '%s'", tc->key, tc->value, err,
                        tc->err_has);
@@ -227,10 +229,10 @@ Test (config, set_unknown_key_rejected)
     test_cfg_t cfg = { 0 };
     char err[256] = "";
     cr_assert_eq (config_defaults (s_keys, &cfg, err, sizeof err), 0);
-    cr_assert_eq (config_set (s_keys, &cfg, "bogus", "1", err, sizeof err), -1);
+    cr_assert_eq (config_set (s_keys, &cfg, "bogus", "1", err, sizeof err), STRATA_EINVAL);
     cr_assert (strstr (err, "unknown option 'bogus'"), "%s", err);
     //  A prefix of a real key is not that key.
-    cr_assert_eq (config_set (s_keys, &cfg, "work", "1", err, sizeof err), -1);
+    cr_assert_eq (config_set (s_keys, &cfg, "work", "1", err, sizeof err), STRATA_EINVAL);
     cr_assert_eq (cfg.workers, 4);
     config_free (s_keys, &cfg);
 }
@@ -355,7 +357,7 @@ Test (config, parse_errors_table)
             argv[argc++] = tc->args[a];
         test_cfg_t cfg = { 0 };
         char err[256] = "";
-        cr_assert_eq (config_parse (s_keys, &cfg, argc, argv, NULL, err, sizeof err), -1, "%s", tc->label);
+        cr_assert_eq (config_parse (s_keys, &cfg, argc, argv, NULL, err, sizeof err), STRATA_EINVAL, "%s", tc->label);
         cr_assert (strstr (err, tc->err_has), "%s: '%s' lacks '%s'", tc->label, err, tc->err_has);
         config_free (s_keys, &cfg);
     }
@@ -387,7 +389,7 @@ Test (config, env_invalid_rejected)
     char *argv[] = { "prog", NULL };
     test_cfg_t cfg = { 0 };
     char err[256] = "";
-    cr_assert_eq (config_parse (s_keys, &cfg, ARGC (argv), argv, NULL, err, sizeof err), -1);
+    cr_assert_eq (config_parse (s_keys, &cfg, ARGC (argv), argv, NULL, err, sizeof err), STRATA_EINVAL);
     cr_assert (strstr (err, "workers"), "%s", err);
     config_free (s_keys, &cfg);
 }
@@ -440,7 +442,7 @@ Test (config, load_file_errors_table)
         cr_assert_eq (config_defaults (s_keys, &cfg, err, sizeof err), 0);
         int rc = config_load_file (s_keys, &cfg, path, err, sizeof err);
         unlink (path);
-        cr_assert_eq (rc, -1, "%s", tc->label);
+        cr_assert_eq (rc, STRATA_EINVAL, "%s", tc->label);
         cr_assert (strstr (err, tc->err_has), "%s: '%s' lacks '%s'", tc->label, err, tc->err_has);
         config_free (s_keys, &cfg);
     }
@@ -451,7 +453,7 @@ Test (config, load_missing_file)
     test_cfg_t cfg = { 0 };
     char err[256] = "";
     cr_assert_eq (config_defaults (s_keys, &cfg, err, sizeof err), 0);
-    cr_assert_eq (config_load_file (s_keys, &cfg, "/nonexistent/strata.cfg", err, sizeof err), -1);
+    cr_assert_eq (config_load_file (s_keys, &cfg, "/nonexistent/strata.cfg", err, sizeof err), STRATA_ENOTFOUND);
     cr_assert (strstr (err, "/nonexistent/strata.cfg"), "%s", err);
     config_free (s_keys, &cfg);
 }
@@ -507,9 +509,97 @@ Test (config, parse_config_file_error)
     char err[256] = "";
     int rc = config_parse (s_keys, &cfg, ARGC (argv), argv, NULL, err, sizeof err);
     unlink (path);
-    cr_assert_eq (rc, -1);
+    cr_assert_eq (rc, STRATA_EINVAL);
     cr_assert (strstr (err, "unknown-key"), "%s", err);
     config_free (s_keys, &cfg);
+}
+
+// ---------------------------------------------------------------- error codes
+
+//  Each failure says what went wrong, so a program can tell a mistyped --config path
+//  (STRATA_ENOTFOUND) from a file it found and could not use (STRATA_EINVAL) and from
+//  a bad flag. The path placeholder "@" is replaced by a written file of `text`.
+typedef struct {
+    const char *label;
+    const char *text;    // contents of the file "@" stands for (NULL: no file)
+    char *args[4];
+    int code;
+} code_case_t;
+
+static const code_case_t s_code_cases[] = {
+    { "valid", NULL, { "--workers=3", NULL }, 0 },
+    { "help", NULL, { "--help", NULL }, CONFIG_HELP },
+    { "junk value", NULL, { "--workers", "lots", NULL }, STRATA_EINVAL },
+    { "out of range", NULL, { "--ratio=7", NULL }, STRATA_EINVAL },
+    { "unknown option", NULL, { "--shoe-size=44", NULL }, STRATA_EINVAL },
+    { "missing value", NULL, { "--name", NULL }, STRATA_EINVAL },
+    { "missing config file", NULL, { "--config", "/nonexistent/strata.cfg", NULL }, STRATA_ENOTFOUND },
+    { "config file in a missing dir", NULL, { "--config=/nonexistent/dir/x.cfg", NULL }, STRATA_ENOTFOUND },
+    { "config file, unknown key", "shoe-size = 44\n", { "--config", "@", NULL }, STRATA_EINVAL },
+    { "config file, bad value", "workers = many\n", { "--config", "@", NULL }, STRATA_EINVAL },
+    { "config file, fine", "workers = 5\n", { "--config", "@", NULL }, 0 },
+};
+
+Test (config, parse_codes_table)
+{
+    for (size_t c = 0; c < sizeof s_code_cases / sizeof s_code_cases[0]; c++) {
+        const code_case_t *tc = &s_code_cases[c];
+        char path[64] = "";
+        if (tc->text)
+            s_write_file (path, tc->text);
+        char *argv[6] = { "prog" };
+        int argc = 1;
+        for (int a = 0; tc->args[a]; a++)
+            argv[argc++] = strcmp (tc->args[a], "@") ? tc->args[a] : path;
+        test_cfg_t cfg = { 0 };
+        char err[256] = "";
+        int rc = config_parse (s_keys, &cfg, argc, argv, NULL, err, sizeof err);
+        if (*path)
+            unlink (path);
+        cr_assert_eq (rc, tc->code, "%s: %d (%s), expected %d (%s); %s", tc->label, rc, strata_strerror (rc),
+                      tc->code, strata_strerror (tc->code), err);
+        if (rc < 0)
+            cr_assert (*err, "%s: a failure says why", tc->label);
+        config_free (s_keys, &cfg);
+    }
+}
+
+Test (config, load_file_codes)
+{
+    static const struct {
+        const char *label;
+        const char *text;   // NULL: the path names no file
+        int code;
+    } cases[] = {
+        { "no such file", NULL, STRATA_ENOTFOUND },
+        { "nested", "workers\n    inner = 1\n", STRATA_EINVAL },
+        { "unknown key", "shoe-size = 44\n", STRATA_EINVAL },
+        { "fine", "workers = 2\n", 0 },
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char path[64] = "/nonexistent/strata.cfg";
+        if (cases[c].text)
+            s_write_file (path, cases[c].text);
+        test_cfg_t cfg = { 0 };
+        char err[256] = "";
+        cr_assert_eq (config_defaults (s_keys, &cfg, err, sizeof err), 0);
+        int rc = config_load_file (s_keys, &cfg, path, err, sizeof err);
+        if (cases[c].text)
+            unlink (path);
+        cr_assert_eq (rc, cases[c].code, "%s: %s (%s)", cases[c].label, strata_strerror (rc), err);
+        config_free (s_keys, &cfg);
+    }
+}
+
+Test (config, log_level_names)
+{
+    static const struct {
+        const char *name;
+        int code;
+    } cases[] = { { "debug", 0 }, { "INFO", 0 }, { "warn", 0 }, { "error", 0 },
+                  { "verbose", STRATA_EINVAL }, { "", STRATA_EINVAL } };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        cr_assert_eq (log_set_level_name (cases[c].name), cases[c].code, "'%s'", cases[c].name);
 }
 
 // ---------------------------------------------------------------- help and free

@@ -248,13 +248,49 @@ Test (model, learns_a_next_item_rule, .timeout = 120)
     for (int i = 0; i < 12; i++)
         if (ranked[i] > 1e3f)   // re-ranked (not in the history)
             cr_expect_float_eq (ranked[i] - 1e4f, logits[i], 2e-3, "item %d", i);
-    cr_expect_eq (model_rank_candidates (ss.master, 1, cands, 12, logits), -1, "only one user was served");
+    cr_expect_eq (model_rank_candidates (ss.master, 1, cands, 12, logits), STRATA_EINVAL, "only one user was served");
     cands[0] = 12;
-    cr_expect_eq (model_rank_candidates (ss.master, 0, cands, 1, logits), -1, "an item outside the table");
+    cr_expect_eq (model_rank_candidates (ss.master, 0, cands, 1, logits), STRATA_EINVAL, "an item outside the table");
     step_session_fini (&ss);
     free (test);
     dataset_destroy (&t);
     dataset_destroy (&d);
+}
+
+//  The serving calls' codes: a rank worker splits a batch that is too large, refuses a
+//  request naming an unknown item, and scores by retrieval alone without a head.
+Test (model, serving_call_codes)
+{
+    model_config_t cfg;
+    model_config_default (&cfg);
+    cfg.dim = 8;
+    cfg.max_len = 4;
+    cfg.blocks = 1;
+    cfg.ffn = 16;
+    cfg.batch = 2;
+    cfg.rank_negatives = 0;   // no ranking head
+    cfg.inference = 1;
+    model_t *m = model_new (&cfg, 6);
+    cr_assert_not_null (m);
+    static const struct {
+        const char *label;
+        uint32_t items[6];
+        uint32_t lens[3];
+        uint32_t n;
+        int code;
+    } cases[] = {
+        { "two users", { 0, 1, 2, 3 }, { 2, 2 }, 2, 0 },
+        { "more users than the batch", { 0, 1, 2 }, { 1, 1, 1 }, 3, STRATA_ETOOLARGE },
+        { "an item outside the table", { 0, 6 }, { 2 }, 1, STRATA_EINVAL },
+        { "one user", { 5 }, { 1 }, 1, 0 },
+    };
+    float out[3 * 8], logits[2];
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        cr_expect_eq (model_user_vectors (m, cases[c].items, NULL, cases[c].lens, cases[c].n, out), cases[c].code,
+                      "%s", cases[c].label);
+    uint32_t cands[2] = { 0, 1 };
+    cr_expect_eq (model_rank_candidates (m, 0, cands, 2, logits), STRATA_ESTATE, "no ranking head");
+    model_destroy (&m);
 }
 
 Test (model, untouched_items_get_vectors_from_their_features, .timeout = 120)

@@ -42,7 +42,10 @@ Test (search, bm25f_by_hand_and_what_matches)
     s_add (ix, 2, "winter hat", "Crest", "Headwear");
     s_add (ix, 3, "红色 露营椅", "", NULL);
     cr_expect_eq (search_index_size (ix), 4u);
-    cr_expect_eq (search_index_add (ix, 9, &(Strata__V1__Item) STRATA__V1__ITEM__INIT), -1, "items come in order");
+    cr_expect_eq (search_index_add (ix, 9, &(Strata__V1__Item) STRATA__V1__ITEM__INIT), STRATA_EINVAL, "items come in order");
+    cr_expect_eq (search_index_add (ix, 2, &(Strata__V1__Item) STRATA__V1__ITEM__INIT), STRATA_EINVAL,
+                  "an index already indexed");
+    cr_expect_eq (search_index_size (ix), 4u, "a refused item is not counted");
     //  "hat": one item, in its title only (2 terms; titles average 2.75 terms).
     float idf = logf (1.0f + (4 - 1 + 0.5f) / (1 + 0.5f));
     float avg = (3 + 3 + 2 + 3) / 4.0f;   // 红色 露营椅 -> 红色, 露营, 营椅

@@ -111,7 +111,7 @@ Test (search_rank, fitting_learns_what_searchers_chose)
     uint32_t far = 79;
     query_terms_t *none = query_terms_from ((const char *const *) q, &far, w, 1);
     search_ranker_t r2 = { .queries = 7 };
-    cr_expect_eq (search_ranker_fit (ix, none, conv, 2 * pairs, &r2), -1);
+    cr_expect_eq (search_ranker_fit (ix, none, conv, 2 * pairs, &r2), STRATA_ENOTFOUND);
     cr_expect_eq (r2.queries, 7u);
     query_terms_destroy (&none);
     query_terms_destroy (&choices);

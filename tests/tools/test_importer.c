@@ -257,9 +257,9 @@ Test (importer, format_parse_table)
         { "auto", IMPORT_AUTO },           { "jsonl", IMPORT_JSONL },
         { "csv", IMPORT_CSV },             { "s3rec", IMPORT_S3REC },
         { "s3rec-attrs", IMPORT_S3REC_ATTRS }, { "movielens", IMPORT_MOVIELENS },
-        { "homedepot", IMPORT_HOMEDEPOT }, { "xml", -1 },
-        { "", -1 },                        { "csv ", -1 },
-        { "s3rec_attrs", -1 },
+        { "homedepot", IMPORT_HOMEDEPOT }, { "xml", STRATA_EINVAL },
+        { "", STRATA_EINVAL },             { "csv ", STRATA_EINVAL },
+        { "s3rec_attrs", STRATA_EINVAL },
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
         cr_assert_eq (import_format_parse (cases[c].name), cases[c].format, "'%s'", cases[c].name);

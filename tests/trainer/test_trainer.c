@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "checkpoint.h"
+#include "hyper.h"
 #include "harness.h"
 #include "log.h"
 #include "trainer.h"
@@ -281,4 +282,61 @@ Test (trainer, one_that_cannot_bind_does_not_start)
     cr_assert_null (trainer);
     trainer_destroy (&trainer);
     config_free (trainer_config_keys, &cfg);
+}
+
+//  A restarting trainer tells "no checkpoint yet" (start afresh, quietly) from one made
+//  by a model of another shape, and refuses settings by name before building anything.
+Test (trainer, checkpoint_and_settings_codes)
+{
+    char path[600];
+    snprintf (path, sizeof path, "%s/ckpt", harness_dir);
+    store_t *st = checkpoint_open (path);
+    cr_assert_not_null (st);
+    model_config_t mc;
+    model_config_default (&mc);
+    mc.dim = 8;
+    mc.max_len = 4;
+    mc.blocks = 1;
+    mc.ffn = 16;
+    mc.batch = 2;
+    mc.rank_negatives = 0;
+    model_t *m = model_new (&mc, 5);
+    cr_assert_not_null (m);
+    cr_expect_eq (checkpoint_load (st, m), STRATA_ENOTFOUND, "an empty store");
+    cr_assert_eq (checkpoint_save (st, m, "{}"), 0);
+    cr_expect_eq (checkpoint_load (st, m), 0);
+    model_config_t wider = mc;
+    wider.dim = 16;
+    model_t *other = model_new (&wider, 5);
+    cr_assert_not_null (other);
+    cr_expect_eq (checkpoint_load (st, other), STRATA_ECORRUPT, "a checkpoint of another shape");
+    model_destroy (&other);
+    model_destroy (&m);
+    store_destroy (&st);
+
+    static const struct {
+        const char *label;
+        const char *sampler, *rank_sampler, *rank_widths;
+        int code;
+    } cases[] = {
+        { "defaults", NULL, NULL, NULL, 0 },
+        { "uniform", "uniform", "popularity", "16,8", 0 },
+        { "unknown sampler", "zipf", NULL, NULL, STRATA_EINVAL },
+        { "unknown rank sampler", NULL, "hard", NULL, STRATA_EINVAL },
+        { "junk widths", NULL, NULL, "16,x", STRATA_EINVAL },
+        { "too many widths", NULL, NULL, "8,8,8,8,8", STRATA_EINVAL },
+        { "empty widths", NULL, NULL, "", STRATA_EINVAL },
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        hyper_t h = { .dim = 8, .blocks = 1, .max_len = 4, .batch = 2, .shards = 1 };
+        h.sampler = (char *) cases[c].sampler;
+        h.rank_sampler = (char *) cases[c].rank_sampler;
+        h.rank_widths = (char *) cases[c].rank_widths;
+        model_config_t hmc;
+        plan_config_t hpc;
+        char err[256] = "";
+        cr_expect_eq (hyper_configs (&h, &hmc, &hpc, err, sizeof err), cases[c].code, "%s: %s", cases[c].label, err);
+    }
+    cr_expect_eq (plan_sampler_parse ("popularity"), PLAN_POPULARITY);
+    cr_expect_eq (plan_sampler_parse ("Uniform"), STRATA_EINVAL, "names are exact");
 }
