@@ -18,6 +18,10 @@
     those three calls; a test runs the same object inside its own process, on ephemeral
     ports ("tcp://127.0.0.1:!") that broker_endpoint names, and stops it through
     broker_actor's pipe, as it would stop zauth or zproxy.
+
+    The main header of the broker library (broker/: ingest, jobs, api, the knowledge
+    store knowledge.h, the event-id index dedupe.h, request routing serve.h, the journal
+    syncer syncer.h). It depends on common/ only: the broker neither scores nor trains.
 */
 #ifndef STRATA_BROKER_H
 #define STRATA_BROKER_H

@@ -1,4 +1,6 @@
-/*  strata.h: the Strata client library.
+/*  strata.h: the Strata client library (libstrata, client/), the one public header
+    of the project: plain C in, no protobuf types. It depends on common/ (the wire
+    framing and strata_error.h, which it includes) and on nothing of the daemons.
 
     Two objects. A producer (strata_producer_*) pushes behaviour and catalogue to the
     broker's ingest endpoint; a client (strata_client_*) asks the broker's api endpoint

@@ -6,6 +6,13 @@
     framing and size before anything is decoded, so a bad peer costs one error reply and
     never a crash; the routing id is kept even when the rest is bad, so that the error can
     be sent back to whoever sent it.
+
+    wire is the heart of the common library (common/: framing wire.h, the RocksDB
+    wrapper store.h, configuration tables config.h, logging log.h, error codes
+    strata_error.h, arenas arena.h, the worker registry pool.h, the tokenizer
+    tokenize.h, default endpoints endpoints.h, small helpers util.h), which every other
+    library uses and which depends only on ZeroMQ, czmq, protobuf-c, RocksDB and
+    jansson.
 */
 #ifndef STRATA_WIRE_H
 #define STRATA_WIRE_H

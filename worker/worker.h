@@ -12,6 +12,12 @@
     The process is an object (new, run, destroy) and can run as a czmq actor stopped by
     "$TERM", like zauth and zproxy: strata-worker's main is new/run/destroy, and a test
     can run a worker on a thread of its own process.
+
+    The main header of the worker library (worker/: this process, the preprocess role
+    preprocess.h, the train role train.h, and the rank role, serving, rank.h with its
+    core ranker.h). It may depend on common/, the model library (model/), the search
+    library (search/) and the client library's requests; never on the training side
+    (trainer/).
 */
 #ifndef STRATA_WORKER_H
 #define STRATA_WORKER_H
