@@ -108,11 +108,19 @@ s_arg (child_t *c, const char *flag, const char *value)
     c->argv[c->nargs] = NULL;
 }
 
+//  Starts a child. Returns once it has exec'd its program (or failed to): a pipe whose
+//  write end closes on exec tells, so that whoever reads cluster.json next finds every
+//  child already at its priority and in its session, not still between fork and exec.
 static pid_t
 s_spawn (child_t *c, const char *logdir)
 {
+    int ready[2] = { -1, -1 };
+    if (pipe2 (ready, O_CLOEXEC) < 0)
+        ready[0] = ready[1] = -1;
     pid_t pid = fork ();
     if (pid == 0) {
+        if (ready[0] >= 0)
+            close (ready[0]);
         char log[4200];
         snprintf (log, sizeof log, "%s/%s.log", logdir, c->name);
         int fd = open (log, O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -148,6 +156,15 @@ s_spawn (child_t *c, const char *logdir)
         execvp (c->argv[0], c->argv);
         fprintf (stderr, "cannot run %s: %s\n", c->argv[0], strerror (errno));
         _exit (127);
+    }
+    if (ready[1] >= 0)
+        close (ready[1]);
+    if (ready[0] >= 0) {
+        char byte;
+        if (pid > 0)
+            while (read (ready[0], &byte, 1) < 0 && errno == EINTR)
+                ;   // EOF: the child exec'd (or exited)
+        close (ready[0]);
     }
     c->pid = pid;
     c->started = util_mono_ms ();
