@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "broker_private.h"
+#include "log.h"
 #include "util.h"
 
 //  Page limits for the training export and the catalogue. The broker's loop serves
@@ -198,12 +199,16 @@ s_send_rejects (broker_t *self, zsock_t *sock, zframe_t *routing, zframe_t *payl
     strata__v1__rejects_request__free_unpacked (req, NULL);
 }
 
-//  A page built in the arena (rc < 0: it ran out of memory) is sent as type.
+//  A page built in the arena (rc < 0: it could not be, for want of memory or a stored
+//  record that does not decode) is sent as type.
 static void
 s_send_page (zsock_t *sock, zframe_t *routing, int rc, const char *type, const ProtobufCMessage *reply)
 {
-    if (rc < 0)
-        wire_send_error (sock, routing, NULL, STRATA__V1__ERROR_CODE__INTERNAL, "out of memory building the page");
+    if (rc < 0) {
+        log_warn ("cannot build a %s page: %s", type, strata_strerror (rc));
+        wire_send_error (sock, routing, NULL, STRATA__V1__ERROR_CODE__INTERNAL, "%s building the page",
+                         strata_strerror (rc));
+    }
     else
         wire_send (sock, routing, type, reply);
 }

@@ -141,7 +141,7 @@ s_alloc (dedupe_t *self, size_t cap)
 {
     self->slots = s_table_new (cap);
     if (!self->slots)
-        return -1;
+        return STRATA_ENOMEM;
     self->mask = cap - 1;
     return 0;
 }
@@ -278,7 +278,7 @@ dedupe_insert (dedupe_t *self, uint64_t hash, uint32_t user, int64_t ts)
             self->mask = 2 * cap - 1;
         else if (s_alloc (self, 2 * cap) < 0) {
             self->slots = old;
-            return -1;
+            return STRATA_ENOMEM;
         }
         self->old = old;
         self->old_mask = old_mask;

@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "strata_error.h"
+
 typedef struct _dedupe_t dedupe_t;
 
 dedupe_t *dedupe_new (size_t expected);
@@ -39,7 +41,9 @@ void dedupe_prefetch (const dedupe_t *self, uint64_t hash);
 //  Finds a hash; fills the stored event's user and timestamp. False when absent.
 bool dedupe_find (dedupe_t *self, uint64_t hash, uint32_t *user, int64_t *ts);
 
-//  Adds a hash (a present hash keeps its first location). Returns 0 or -1 (no memory).
+//  Adds a hash (a present hash keeps its first location). Returns 0, or STRATA_ENOMEM
+//  when the table is due to grow and no memory is given for the bigger one (nothing
+//  added; every entry is still found, and the next insert tries again).
 int dedupe_insert (dedupe_t *self, uint64_t hash, uint32_t user, int64_t ts);
 
 //  True while the entries move to a bigger table (a few with each insert; lookups see

@@ -77,9 +77,9 @@ s_handle_result (broker_t *self, pool_worker_t *w, zframe_t *routing, zframe_t *
     Strata__V1__Ack ack;
     Strata__V1__ReasonCount reasons[REASONS_MAX], *rptrs[REASONS_MAX];
     int rc = knowledge_apply (self->kb, res, &ack, reasons, rptrs, REASONS_MAX);
-    if (rc == STRATA_EIO) {
-        log_error ("cannot apply journal entry %llu; stopping so that a restart replays it",
-                   (unsigned long long) res->sequence);
+    if (rc < 0) {
+        log_error ("cannot apply journal entry %llu (%s); stopping so that a restart replays it",
+                   (unsigned long long) res->sequence, strata_strerror (rc));
         self->fatal = true;
         return;
     }

@@ -49,14 +49,14 @@ s_dict_add (dict_t *d, const char *id, uint32_t index)
             cap *= 2;
         char **ids = realloc (d->ids, cap * sizeof *ids);
         if (!ids)
-            return -1;
+            return STRATA_ENOMEM;
         memset (ids + d->cap, 0, (cap - d->cap) * sizeof *ids);
         d->ids = ids;
         d->cap = cap;
     }
     d->ids[index] = strdup (id);
     if (!d->ids[index])
-        return -1;
+        return STRATA_ENOMEM;
     zhashx_insert (d->index, id, (void *) (uintptr_t) (index + 1));
     if (index + 1 > d->count)
         d->count = index + 1;
@@ -75,6 +75,7 @@ s_dict_free (dict_t *d)
 }
 
 //  Looks up an id, assigning the next index (and adding both directions to wb) when new.
+//  The index, or STRATA_ENOMEM.
 static int64_t
 s_dict_get_or_add (knowledge_t *self, dict_t *d, const char *id, rocksdb_writebatch_t *wb, bool *added)
 {
@@ -83,12 +84,13 @@ s_dict_get_or_add (knowledge_t *self, dict_t *d, const char *id, rocksdb_writeba
     if (v)
         return (int64_t) ((uintptr_t) v - 1);
     uint32_t index = (uint32_t) d->count;
-    if (s_dict_add (d, id, index) < 0)
-        return -1;
+    int rc = s_dict_add (d, id, index);
+    if (rc < 0)
+        return rc;
     size_t len = strlen (id);
     char *key = malloc (len + 1);
     if (!key)
-        return -1;
+        return STRATA_ENOMEM;
     key[0] = d->prefix;
     memcpy (key + 1, id, len);
     unsigned char be[5];
@@ -371,8 +373,10 @@ knowledge_apply (knowledge_t *self, const Strata__V1__JobResult *res, Strata__V1
     //  The events' hashes first: each event's place in the event-id index is then asked
     //  for PREFETCH_AHEAD events before its turn.
     uint64_t *hashes = malloc ((res->n_events ? res->n_events : 1) * sizeof *hashes);
-    if (!hashes)
+    if (!hashes) {
+        rc = STRATA_ENOMEM;
         goto fail;
+    }
     for (size_t i = 0; i < res->n_events; i++) {
         hashes[i] = dedupe_hash (res->events[i]->event_id, strlen (res->events[i]->event_id));
         if (i < PREFETCH_AHEAD)
@@ -413,8 +417,10 @@ knowledge_apply (knowledge_t *self, const Strata__V1__JobResult *res, Strata__V1
             item = s_dict_get_or_add (self, &self->items, e->item_id, wb, &added);
             self->n.items += added;
         }
-        if (user < 0)
+        if (user < 0) {
+            rc = (int) user;
             goto fail;
+        }
         //  The stored event drops the external ids: the dictionary holds them once.
         Strata__V1__Event stored = *e;
         stored.user_id = "";
@@ -429,7 +435,7 @@ knowledge_apply (knowledge_t *self, const Strata__V1__JobResult *res, Strata__V1
         //  Workers drop in-batch duplicates, and results are applied one at a time, so
         //  the index (updated now, written below) sees every earlier event. If the write
         //  fails the broker stops, and the index is rebuilt from the store at restart.
-        if (dedupe_insert (self->seen, hash, (uint32_t) user, e->timestamp_ms) < 0)
+        if ((rc = dedupe_insert (self->seen, hash, (uint32_t) user, e->timestamp_ms)) < 0)
             goto fail;
         accepted++;
         self->n.events++;
@@ -439,8 +445,10 @@ knowledge_apply (knowledge_t *self, const Strata__V1__JobResult *res, Strata__V1
         Strata__V1__Item *it = res->items[i];
         bool added;
         int64_t item = s_dict_get_or_add (self, &self->items, it->item_id, wb, &added);
-        if (item < 0)
+        if (item < 0) {
+            rc = (int) item;
             goto fail;
+        }
         self->n.items += added;
         unsigned char key[4];
         util_put_be32 (key, (uint32_t) item);
@@ -519,7 +527,7 @@ knowledge_apply (knowledge_t *self, const Strata__V1__JobResult *res, Strata__V1
     //  Not logged: the journal entry (logged and synced) is deleted in this same batch,
     //  and all column families flush atomically, so after a crash either the whole
     //  result is on disk or the journal entry is, and it is applied again.
-    if (store_write_unlogged (self->store, wb) != STRATA_OK)
+    if ((rc = store_write_unlogged (self->store, wb)) != STRATA_OK)
         goto fail;
     self->journal_pending--;
     rocksdb_writebatch_destroy (wb);
@@ -530,14 +538,14 @@ knowledge_apply (knowledge_t *self, const Strata__V1__JobResult *res, Strata__V1
 fail:
     //  The in-memory counters must not run ahead of the store; dictionary entries
     //  added to memory but not written are harmless only if we stop here, so the caller
-    //  treats STRATA_EIO as fatal and restarts from the store.
+    //  treats every failure as fatal and restarts from the store.
     self->n = before;
     self->last_change = change_before;
     self->first_change = first_before;
     rocksdb_writebatch_destroy (wb);
     free (buf);
     free (hashes);
-    return STRATA_EIO;
+    return rc;
 }
 
 void
@@ -595,7 +603,7 @@ knowledge_history_page (knowledge_t *self, uint32_t start_user, uint32_t max_use
     out->item_count = (uint32_t) self->items.count;
     out->users = arena_calloc (arena, max_users + 1, sizeof *out->users);
     if (!out->users)
-        return -1;
+        return STRATA_ENOMEM;
     ProtobufCAllocator alloc = arena_protobuf (arena);
     unsigned char start[4];
     util_put_be32 (start, start_user);
@@ -620,7 +628,7 @@ knowledge_history_page (knowledge_t *self, uint32_t start_user, uint32_t max_use
             }
             cur = arena_alloc (arena, sizeof *cur);
             if (!cur) {
-                rc = -1;
+                rc = STRATA_ENOMEM;
                 break;
             }
             strata__v1__user_history__init (cur);
@@ -635,13 +643,13 @@ knowledge_history_page (knowledge_t *self, uint32_t start_user, uint32_t max_use
         Strata__V1__Event *e = strata__v1__event__unpack (&alloc, vlen, (const uint8_t *) v);
         Strata__V1__Interaction *x = arena_alloc (arena, sizeof *x);
         if (!e || !x || !cur->events) {
-            rc = -1;
+            rc = !e ? STRATA_ECORRUPT : STRATA_ENOMEM;   // a stored event that does not decode
             break;
         }
         if (cur->n_events == cap) {
             Strata__V1__Interaction **grown = arena_calloc (arena, cap * 2, sizeof *grown);
             if (!grown) {
-                rc = -1;
+                rc = STRATA_ENOMEM;
                 break;
             }
             memcpy (grown, cur->events, cap * sizeof *grown);
@@ -699,10 +707,10 @@ knowledge_catalogue_page (knowledge_t *self, uint32_t start_item, uint32_t max_i
         return 0;
     out->items = arena_calloc (arena, end - start_item, sizeof *out->items);
     if (!out->items)
-        return -1;
+        return STRATA_ENOMEM;
     for (uint32_t i = start_item; i < end; i++)
         if (!(out->items[out->n_items++] = s_item_record (self, i, arena)))
-            return -1;
+            return STRATA_ENOMEM;
     return 0;
 }
 
@@ -716,7 +724,7 @@ knowledge_catalogue_changes (knowledge_t *self, uint64_t after, uint32_t max_ite
     out->done = true;
     out->items = arena_calloc (arena, max_items + 1, sizeof *out->items);
     if (!out->items)
-        return -1;
+        return STRATA_ENOMEM;
     if (after < self->last_change && after + 1 < self->first_change) {
         out->changes_lost = true;
         return 0;
@@ -737,7 +745,7 @@ knowledge_catalogue_changes (knowledge_t *self, uint64_t after, uint32_t max_ite
         }
         Strata__V1__Item *item = s_item_record (self, util_get_be32 (v), arena);
         if (!item) {
-            rc = -1;
+            rc = STRATA_ENOMEM;
             break;
         }
         out->items[out->n_items++] = item;
@@ -764,7 +772,7 @@ s_dict_index (dict_t *d, const char *id, uint32_t *index)
 {
     void *v = id ? zhashx_lookup (d->index, id) : NULL;
     if (!v)
-        return -1;
+        return STRATA_ENOTFOUND;
     *index = (uint32_t) ((uintptr_t) v - 1);
     return 0;
 }
@@ -782,7 +790,7 @@ knowledge_item_index (knowledge_t *self, const char *id, uint32_t *index)
 }
 
 //  A stored event as an Interaction (in arena): 1, 0 for an event without an item (a
-//  search), -1 when it does not decode or memory runs out.
+//  search), STRATA_ECORRUPT when it does not decode, STRATA_ENOMEM.
 static int
 s_interaction (arena_t *arena, ProtobufCAllocator *alloc, rocksdb_iterator_t *it, Strata__V1__Interaction **out)
 {
@@ -790,12 +798,12 @@ s_interaction (arena_t *arena, ProtobufCAllocator *alloc, rocksdb_iterator_t *it
     const char *v = rocksdb_iter_value (it, &vlen);
     Strata__V1__Event *e = strata__v1__event__unpack (alloc, vlen, (const uint8_t *) v);
     if (!e)
-        return -1;
+        return STRATA_ECORRUPT;
     if (e->item_index == UINT32_MAX)
         return 0;
     Strata__V1__Interaction *x = arena_alloc (arena, sizeof *x);
     if (!x)
-        return -1;
+        return STRATA_ENOMEM;
     strata__v1__interaction__init (x);
     x->item = e->item_index;
     x->type = e->type;
@@ -829,7 +837,7 @@ knowledge_history_cache (knowledge_t *self, uint32_t users)
 {
     recent_t *r = recent_new (users);
     if (!r)
-        return -1;
+        return STRATA_ENOMEM;
     recent_destroy (&self->recent);
     self->recent = r;
     return 0;
@@ -845,12 +853,12 @@ int
 knowledge_user_recent (knowledge_t *self, uint32_t user, uint32_t max, arena_t *arena, Strata__V1__Interaction ***out)
 {
     int cached = recent_get (self->recent, user, max, arena, out);
-    if (cached >= 0)
+    if (cached != STRATA_ENOTFOUND)
         return cached;
     Strata__V1__Interaction **ring = arena_calloc (arena, max + 1, sizeof *ring);
     *out = arena_calloc (arena, max + 1, sizeof **out);
     if (!ring || !*out)
-        return -1;
+        return STRATA_ENOMEM;
     if (max == 0)
         return 0;
     ProtobufCAllocator alloc = arena_protobuf (arena);
@@ -902,7 +910,7 @@ knowledge_user_recent (knowledge_t *self, uint32_t user, uint32_t max, arena_t *
     }
     rocksdb_iter_destroy (it);
     if (rc < 0)
-        return -1;
+        return rc;
     recent_put (self->recent, user, max, *out, n);
     return n;
 }

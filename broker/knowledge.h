@@ -82,7 +82,9 @@ uint64_t knowledge_journal_pending (knowledge_t *self);
 
 //  Applies a cleaned result atomically. Fills ack (counts for this batch; reason
 //  strings borrowed from res). Returns 0, 1 when the journal entry was already applied
-//  (nothing done), or STRATA_EIO.
+//  (nothing done), STRATA_EIO (the store failed) or STRATA_ENOMEM; after either error
+//  the dictionaries in memory may hold ids the store does not: the caller stops, and
+//  a restart applies the entry again.
 int knowledge_apply (knowledge_t *self, const Strata__V1__JobResult *res, Strata__V1__Ack *ack,
                      Strata__V1__ReasonCount *reason_buf, Strata__V1__ReasonCount **reason_ptrs,
                      size_t reason_cap);
@@ -104,14 +106,15 @@ size_t knowledge_rejects_each (knowledge_t *self, const void *after, size_t afte
 
 //  Fills a page of user histories (events in time order) starting at start_user, at
 //  most max_users users and about max_events events (whole users only, at least one).
-//  Everything out points to is allocated in arena. Returns 0 or -1 (no memory).
+//  Everything out points to is allocated in arena. Returns 0, STRATA_ENOMEM or
+//  STRATA_ECORRUPT (a stored event that does not decode).
 int knowledge_history_page (knowledge_t *self, uint32_t start_user, uint32_t max_users, uint32_t max_events,
                             bool with_ids, arena_t *arena, Strata__V1__HistoryReply *out);
 
 //  Fills a page of catalogue records for item indices [start_item, start_item + max),
 //  and the newest catalogue change's sequence (a reader that pages the whole catalogue
 //  and then follows the changes after it misses none). Items never described come
-//  with their id only. Allocated in arena. Returns 0 or -1.
+//  with their id only. Allocated in arena. Returns 0 or STRATA_ENOMEM.
 int knowledge_catalogue_page (knowledge_t *self, uint32_t start_item, uint32_t max_items, arena_t *arena,
                               Strata__V1__CatalogueReply *out);
 
@@ -119,7 +122,7 @@ int knowledge_catalogue_page (knowledge_t *self, uint32_t start_item, uint32_t m
 //  first; an item written twice comes twice, as it stands now), at most max_items, and
 //  the sequence of the last one included; or, when changes after `after` were dropped
 //  from the log (knowledge_change_log_limit), none and changes_lost set. Allocated in
-//  arena. Returns 0 or -1.
+//  arena. Returns 0 or STRATA_ENOMEM.
 int knowledge_catalogue_changes (knowledge_t *self, uint64_t after, uint32_t max_items, arena_t *arena,
                                  Strata__V1__CatalogueReply *out);
 
@@ -127,19 +130,19 @@ int knowledge_catalogue_changes (knowledge_t *self, uint64_t after, uint32_t max
 //  ones are dropped as new ones are written.
 void knowledge_change_log_limit (knowledge_t *self, uint64_t changes);
 
-//  The dense index of an external user or item id: 0, or -1 when unknown.
+//  The dense index of an external user or item id: 0, or STRATA_ENOTFOUND when unknown.
 int knowledge_user_index (knowledge_t *self, const char *id, uint32_t *index);
 int knowledge_item_index (knowledge_t *self, const char *id, uint32_t *index);
 
 //  Keeps the histories of up to `users` users in memory (recent.h); 0 keeps none (the
-//  default). Returns 0, or -1 on no memory (the cache is left as it was).
+//  default). Returns 0, or STRATA_ENOMEM (the cache is left as it was).
 int knowledge_history_cache (knowledge_t *self, uint32_t users);
 //  Histories answered from the cache, and read from the store, since it was set.
 void knowledge_history_cache_counts (knowledge_t *self, uint64_t *hits, uint64_t *misses);
 
 //  The user's last (at most) max events that name an item, oldest first, into out
-//  (allocated in arena). Returns how many, or -1 (no memory). Answered from the history
-//  cache when the user is in it.
+//  (allocated in arena). Returns how many, STRATA_ENOMEM, or STRATA_ECORRUPT (a stored
+//  event that does not decode). Answered from the history cache when the user is in it.
 int knowledge_user_recent (knowledge_t *self, uint32_t user, uint32_t max, arena_t *arena,
                            Strata__V1__Interaction ***out);
 

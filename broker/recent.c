@@ -65,12 +65,12 @@ recent_get (recent_t *self, uint32_t user, uint32_t max, arena_t *arena, Strata_
     slot_t *s = s_slot (self, user);
     if (!s || !s->ev || s->user != user || s->max != max) {
         self->misses++;
-        return -1;
+        return STRATA_ENOTFOUND;
     }
     Strata__V1__Interaction **h = arena_calloc (arena, s->n + 1, sizeof *h);
     Strata__V1__Interaction *x = arena_calloc (arena, s->n + 1, sizeof *x);
     if (!h || !x)
-        return -1;
+        return STRATA_ENOMEM;
     for (uint32_t i = 0; i < s->n; i++) {
         strata__v1__interaction__init (&x[i]);
         x[i].item = s->ev[i].item;

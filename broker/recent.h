@@ -15,6 +15,7 @@
 
 #include "arena.h"
 #include "strata.pb-c.h"
+#include "strata_error.h"
 
 typedef struct _recent_t recent_t;
 
@@ -23,7 +24,8 @@ recent_t *recent_new (uint32_t slots);
 void recent_destroy (recent_t **self_p);
 
 //  The user's cached history for max events, copied into arena (oldest first): how
-//  many events, or -1 when it is not cached (or arena is out of memory).
+//  many events, STRATA_ENOTFOUND when it is not cached (a miss), or STRATA_ENOMEM when
+//  arena is out of memory.
 int recent_get (recent_t *self, uint32_t user, uint32_t max, arena_t *arena, Strata__V1__Interaction ***out);
 
 //  Caches a history just read for max events (n of them). Quietly keeps nothing when

@@ -134,13 +134,14 @@ s_fail (serve_t *self, job_t *j, Strata__V1__ErrorCode code, const char *why)
     s_drop (self, j);
 }
 
+//  Answers a refused request with an Error; returns rc, what went wrong.
 static int
-s_refuse (serve_t *self, zframe_t *routing, const char *ref, Strata__V1__ErrorCode code, const char *why)
+s_refuse (serve_t *self, zframe_t *routing, const char *ref, Strata__V1__ErrorCode code, const char *why, int rc)
 {
     log_warn ("refused a request: %s", why);
     wire_send_error (self->api, routing, ref, code, "%s", why);
     self->n.failed++;
-    return -1;
+    return rc;
 }
 
 int
@@ -148,7 +149,7 @@ serve_request (serve_t *self, zframe_t *routing, const char *type, zframe_t *pay
 {
     if (!pool_count (self->pool, STRATA__V1__ROLE__RANK))
         return s_refuse (self, routing, NULL, STRATA__V1__ERROR_CODE__UNAVAILABLE,
-                         "no rank worker is connected (start one: strata-worker --role rank)");
+                         "no rank worker is connected (start one: strata-worker --role rank)", STRATA_EUNAVAILABLE);
     arena_reset (self->arena);
     ProtobufCAllocator alloc = arena_protobuf (self->arena);
     Strata__V1__ServeJob job = STRATA__V1__SERVE_JOB__INIT;
@@ -161,7 +162,8 @@ serve_request (serve_t *self, zframe_t *routing, const char *type, zframe_t *pay
         Strata__V1__Recommend *r = (Strata__V1__Recommend *) wire_unpack (&strata__v1__recommend__descriptor,
                                                                           payload, &alloc);
         if (!r)
-            return s_refuse (self, routing, NULL, STRATA__V1__ERROR_CODE__BAD_PAYLOAD, "RECOMMEND needs a Recommend");
+            return s_refuse (self, routing, NULL, STRATA__V1__ERROR_CODE__BAD_PAYLOAD, "RECOMMEND needs a Recommend",
+                             STRATA_EPROTOCOL);
         request_id = r->request_id;
         uint32_t user;
         if (knowledge_user_index (self->kb, r->user, &user) == 0) {
@@ -169,7 +171,7 @@ serve_request (serve_t *self, zframe_t *routing, const char *type, zframe_t *pay
             int n = knowledge_user_recent (self->kb, user, self->cfg.history_len, self->arena, &h);
             if (n < 0)
                 return s_refuse (self, routing, request_id, STRATA__V1__ERROR_CODE__INTERNAL,
-                                 "cannot read the user's history");
+                                 "cannot read the user's history", n);
             job.known_user = true;
             job.n_history = (size_t) n;
             job.history = h;
@@ -178,7 +180,8 @@ serve_request (serve_t *self, zframe_t *routing, const char *type, zframe_t *pay
     else if (!strcmp (type, WIRE_SEARCH)) {
         Strata__V1__Search *r = (Strata__V1__Search *) wire_unpack (&strata__v1__search__descriptor, payload, &alloc);
         if (!r)
-            return s_refuse (self, routing, NULL, STRATA__V1__ERROR_CODE__BAD_PAYLOAD, "SEARCH needs a Search");
+            return s_refuse (self, routing, NULL, STRATA__V1__ERROR_CODE__BAD_PAYLOAD, "SEARCH needs a Search",
+                             STRATA_EPROTOCOL);
         request_id = r->request_id;
         uint32_t user;
         if (r->user && *r->user && knowledge_user_index (self->kb, r->user, &user) == 0) {
@@ -197,7 +200,8 @@ serve_request (serve_t *self, zframe_t *routing, const char *type, zframe_t *pay
         Strata__V1__Similar *r = (Strata__V1__Similar *) wire_unpack (&strata__v1__similar__descriptor, payload,
                                                                       &alloc);
         if (!r)
-            return s_refuse (self, routing, NULL, STRATA__V1__ERROR_CODE__BAD_PAYLOAD, "SIMILAR needs a Similar");
+            return s_refuse (self, routing, NULL, STRATA__V1__ERROR_CODE__BAD_PAYLOAD, "SIMILAR needs a Similar",
+                             STRATA_EPROTOCOL);
         request_id = r->request_id;
     }
     job_t *j = calloc (1, sizeof *j);
@@ -205,7 +209,7 @@ serve_request (serve_t *self, zframe_t *routing, const char *type, zframe_t *pay
     uint8_t *buf = j ? malloc (len ? len : 1) : NULL;
     if (!buf) {
         free (j);
-        return s_refuse (self, routing, request_id, STRATA__V1__ERROR_CODE__INTERNAL, "out of memory");
+        return s_refuse (self, routing, request_id, STRATA__V1__ERROR_CODE__INTERNAL, "out of memory", STRATA_ENOMEM);
     }
     strata__v1__serve_job__pack (&job, buf);
     j->key = job.job_id | SERVE_KEY_BIT;

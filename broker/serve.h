@@ -49,7 +49,9 @@ serve_t *serve_new (const serve_config_t *cfg, knowledge_t *kb, pool_t *pool, zs
 void serve_destroy (serve_t **self_p);
 
 //  A RECOMMEND, SIMILAR or SEARCH from a client, queued for serve_dispatch. Returns 0,
-//  or -1 when it was refused (an Error was sent).
+//  or, when it was refused (an Error was sent), STRATA_EUNAVAILABLE (no rank worker
+//  connected), STRATA_EPROTOCOL (the payload does not decode), STRATA_ENOMEM or the code
+//  of the user's history read (knowledge_user_recent).
 int serve_request (serve_t *self, zframe_t *routing, const char *type, zframe_t *payload);
 
 //  A SERVE_RESULTS message from rank worker w (NULL: one the pool does not know): each

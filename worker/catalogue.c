@@ -22,7 +22,7 @@ catalogue_init (catalogue_t *c)
 {
     memset (c, 0, sizeof *c);
     c->index = zhashx_new ();
-    return c->index ? 0 : -1;
+    return c->index ? 0 : STRATA_ENOMEM;
 }
 
 void
@@ -71,7 +71,7 @@ catalogue_hashes (catalogue_t *c, uint32_t i, const Strata__V1__Item *it)
             c->fh_at = at;
         uint8_t *nn = at ? realloc (c->fh_n, cap * sizeof *nn) : NULL;
         if (!nn)
-            return -1;
+            return STRATA_ENOMEM;
         c->fh_n = nn;
         c->cap_fh_items = cap;
     }
@@ -79,7 +79,7 @@ catalogue_hashes (catalogue_t *c, uint32_t i, const Strata__V1__Item *it)
         size_t cap = (c->n_fh + (size_t) n) * 2;
         uint64_t *fh = realloc (c->fh, cap * sizeof *fh);
         if (!fh)
-            return -1;
+            return STRATA_ENOMEM;
         c->fh = fh;
         c->cap_fh = cap;
     }
@@ -126,13 +126,13 @@ catalogue_describe (catalogue_t *c, uint32_t i, const Strata__V1__Item *it)
         size_t cap = (c->cap_cat ? c->cap_cat * 2 : 4096) + it->n_category;
         uint32_t *cat = realloc (c->cat, cap * sizeof *cat);
         if (!cat)
-            return -1;
+            return STRATA_ENOMEM;
         c->cat = cat;
         c->cap_cat = cap;
     }
     char *title = it->title && *it->title ? strdup (it->title) : NULL;
     if (it->title && *it->title && !title)
-        return -1;
+        return STRATA_ENOMEM;
     free (c->titles[i]);
     c->titles[i] = title;
     c->price[i] = it->has_price ? (float) it->price : NAN;
@@ -168,17 +168,18 @@ catalogue_add (catalogue_t *c, const Strata__V1__Item *it)
         if (nc)
             c->cat_n = nc;
         if (!nc)
-            return -1;
+            return STRATA_ENOMEM;
         c->cap = cap;
     }
     c->ids[i] = strdup (it->item_id ? it->item_id : "");
     c->titles[i] = NULL;
-    if (!c->ids[i] || catalogue_describe (c, i, it) < 0) {
+    int rc = c->ids[i] ? catalogue_describe (c, i, it) : STRATA_ENOMEM;
+    if (rc < 0) {
         free (c->ids[i]);
-        return -1;
+        return rc;
     }
-    if (i >= c->fh_base && catalogue_hashes (c, i, it) < 0)
-        return -1;
+    if (i >= c->fh_base && (rc = catalogue_hashes (c, i, it)) < 0)
+        return rc;
     zhashx_insert (c->index, c->ids[i], (void *) (uintptr_t) (i + 1));
     c->n++;
     return 0;
@@ -190,7 +191,7 @@ catalogue_lookup (const catalogue_t *c, const char *id, uint32_t *index)
 {
     void *v = id ? zhashx_lookup (c->index, id) : NULL;
     if (!v)
-        return -1;
+        return STRATA_ENOTFOUND;
     *index = (uint32_t) ((uintptr_t) v - 1);
     return 0;
 }

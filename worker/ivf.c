@@ -102,7 +102,7 @@ s_kmeans (const float *x, uint32_t m, int d, uint32_t k, int iters, uint64_t *rn
         free (assign);
         free (count);
         free (sum);
-        return -1;
+        return STRATA_ENOMEM;
     }
     for (uint32_t c = 0; c < k; c++)   // the sample is already a random order
         memcpy (cent + (size_t) c * d, x + (size_t) c * d, (size_t) d * sizeof *cent);
@@ -158,7 +158,7 @@ s_desc (const void *a, const void *b)
 }
 
 //  The packed table searches scan: the items' vectors in position (cell) order, each
-//  cell padded to a whole number of blocks with zero rows. -1 on no memory.
+//  cell padded to a whole number of blocks with zero rows. 0, or STRATA_ENOMEM.
 static int
 s_pack (ivf_t *self, const float *vectors)
 {
@@ -171,7 +171,7 @@ s_pack (ivf_t *self, const float *vectors)
     }
     int64_t *map = self->first && rows <= UINT32_MAX ? malloc ((rows ? rows : 1) * sizeof *map) : NULL;
     if (!map)
-        return -1;
+        return STRATA_ENOMEM;
     for (uint64_t r = 0; r < rows; r++)
         map[r] = -1;
     for (uint32_t c = 0; c < self->cells; c++)
@@ -179,7 +179,7 @@ s_pack (ivf_t *self, const float *vectors)
             map[self->first[c] + (pos - self->off[c])] = self->ids[pos];
     self->table = score_table_new_rows (vectors, map, (uint32_t) rows, self->dim);
     free (map);
-    return self->table ? 0 : -1;
+    return self->table ? 0 : STRATA_ENOMEM;
 }
 
 ivf_t *
@@ -292,8 +292,11 @@ ivf_save (const ivf_t *self, size_t *len)
 }
 
 ivf_t *
-ivf_load (const uint8_t *bytes, size_t len, const float *vectors, uint32_t n, int dim)
+ivf_load (const uint8_t *bytes, size_t len, const float *vectors, uint32_t n, int dim, int *rc)
 {
+    int dummy;
+    rc = rc ? rc : &dummy;
+    *rc = STRATA_ECORRUPT;
     uint32_t head[4];
     if (len < sizeof head)
         return NULL;
@@ -302,6 +305,7 @@ ivf_load (const uint8_t *bytes, size_t len, const float *vectors, uint32_t n, in
     if (memcmp (head, IVF_MAGIC, 4) || head[1] != n || head[3] != (uint32_t) dim || k < 1 || k > n
         || len != sizeof head + (k * da + k) * sizeof (float) + (k + 1 + n) * sizeof (uint32_t))
         return NULL;
+    *rc = STRATA_ENOMEM;
     ivf_t *self = calloc (1, sizeof *self);
     if (!self)
         return NULL;
@@ -336,6 +340,7 @@ ivf_load (const uint8_t *bytes, size_t len, const float *vectors, uint32_t n, in
             seen[self->ids[i]] = 1;
     }
     if (!ok || !seen) {
+        *rc = ok ? STRATA_ENOMEM : STRATA_ECORRUPT;
         free (seen);
         ivf_destroy (&self);
         return NULL;
@@ -344,7 +349,7 @@ ivf_load (const uint8_t *bytes, size_t len, const float *vectors, uint32_t n, in
     for (size_t c = 0; c < k; c++)
         self->sizes[c] = self->off[c + 1] - self->off[c];
     qsort (self->sizes, k, sizeof *self->sizes, s_desc);
-    if (s_pack (self, vectors) < 0)
+    if ((*rc = s_pack (self, vectors)) < 0)
         ivf_destroy (&self);
     return self;
 }
@@ -413,7 +418,7 @@ ivf_search (ivf_t *self, const float *queries, uint32_t nq, uint32_t probe, uint
         self->probe_cap = self->probe_cells ? probe : 0;
     }
     if (!self->cell_scores || !self->probe_cells)
-        return -1;
+        return STRATA_ENOMEM;
     //  Nearest cells of q' = [q, 0]: the largest q.c - |c'|^2 / 2.
     nn_matmul_nt_ld (queries, d, (int) nq, d, self->centroids, d + 1, (int) k, self->cell_scores, (int) k);
     for (uint32_t q = 0; q < nq; q++) {
@@ -455,7 +460,7 @@ ivf_exact_top (const float *vectors, uint32_t n, int dim, const float *queries, 
     if (!all || !top) {
         free (all);
         free (top);
-        return -1;
+        return STRATA_ENOMEM;
     }
     for (uint32_t q0 = 0; q0 < nq; q0 += CHUNK) {
         uint32_t m = nq - q0 < CHUNK ? nq - q0 : CHUNK;

@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "strata_error.h"
+
 typedef struct {
     uint32_t cells;    // k-means cells (0: about sqrt(n), at least 1)
     uint32_t sample;   // training points per cell (64); the whole set when fewer
@@ -40,8 +42,9 @@ void ivf_destroy (ivf_t **self_p);
 uint8_t *ivf_save (const ivf_t *self, size_t *len);
 
 //  An index from ivf_save's bytes over the same n vectors of dim floats (copied in
-//  cell order). NULL when the bytes do not describe an index of that shape.
-ivf_t *ivf_load (const uint8_t *bytes, size_t len, const float *vectors, uint32_t n, int dim);
+//  cell order). NULL when the bytes do not describe an index of that shape (*rc
+//  STRATA_ECORRUPT) or memory runs out (STRATA_ENOMEM); rc may be NULL.
+ivf_t *ivf_load (const uint8_t *bytes, size_t len, const float *vectors, uint32_t n, int dim, int *rc);
 
 uint32_t ivf_cells (const ivf_t *self);
 uint32_t ivf_size (const ivf_t *self);
@@ -54,7 +57,7 @@ uint32_t ivf_max_candidates (const ivf_t *self, uint32_t probe);
 
 //  For each of nq queries (nq x dim, row-major): the items of its probe best cells and
 //  their inner products with the query (within ivf_bound of exact), into items/scores
-//  + q * cap (at most cap each), their count into counts[q]. 0, or -1 on no memory.
+//  + q * cap (at most cap each), their count into counts[q]. 0, or STRATA_ENOMEM.
 int ivf_search (ivf_t *self, const float *queries, uint32_t nq, uint32_t probe, uint32_t *items, float *scores,
                 uint32_t cap, uint32_t *counts);
 
@@ -64,7 +67,7 @@ float ivf_bound (const ivf_t *self, const float *q);
 
 //  The exact top k of each of nq queries over n vectors of dim floats (an index's):
 //  out[q * k ..] item ids, best first (-1 past the catalogue's end): the truth
-//  ivf_recall measures against. 0, or -1 on no memory.
+//  ivf_recall measures against. 0, or STRATA_ENOMEM.
 int ivf_exact_top (const float *vectors, uint32_t n, int dim, const float *queries, uint32_t nq, int k, int32_t *out);
 
 //  Mean recall@k of the index with probe cells for nq queries: the share of each

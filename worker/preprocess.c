@@ -87,7 +87,7 @@ preprocess_parse_price (const char *text, double *out)
     while (*p && !isdigit ((unsigned char) *p) && !(*p == '.' && isdigit ((unsigned char) p[1]))) {
         unsigned char c = (unsigned char) *p;
         if (!(isalpha (c) || isspace (c) || c == '$' || c >= 0x80))
-            return -1;   // '-' (negative), '(' and other symbols are not prices
+            return STRATA_EINVAL;   // '-' (negative), '(' and other symbols are not prices
         p++;
     }
     const char *num = p;
@@ -97,10 +97,10 @@ preprocess_parse_price (const char *text, double *out)
     for (; *p; p++) {
         unsigned char c = (unsigned char) *p;
         if (!(isalpha (c) || isspace (c) || c == '$' || c >= 0x80))
-            return -1;
+            return STRATA_EINVAL;
     }
     if (len == 0 || len > 40 || num[len - 1] == '.' || num[len - 1] == ',')
-        return -1;
+        return STRATA_EINVAL;
     //  The rest of the text is free of digits; now the separators.
     const char *last_dot = NULL, *last_comma = NULL;
     int dots = 0, commas = 0;
@@ -119,7 +119,7 @@ preprocess_parse_price (const char *text, double *out)
         decimal = last_dot > last_comma ? '.' : ',';
         thousands = decimal == '.' ? ',' : '.';
         if ((decimal == '.' ? dots : commas) != 1)
-            return -1;
+            return STRATA_EINVAL;
     }
     else if (commas == 1 && len - (size_t) (last_comma - num) - 1 <= 2)
         decimal = ',';   // "3,50"
@@ -132,7 +132,7 @@ preprocess_parse_price (const char *text, double *out)
     const char *dec_at = decimal == '.' ? last_dot : decimal == ',' ? last_comma : NULL;
     size_t int_len = dec_at ? (size_t) (dec_at - num) : len;
     if (thousands && !s_thousands (num, int_len, thousands))
-        return -1;
+        return STRATA_EINVAL;
     char buf[48];
     size_t w = 0;
     for (size_t i = 0; i < len; i++) {
@@ -145,7 +145,7 @@ preprocess_parse_price (const char *text, double *out)
     char *end;
     double v = strtod (buf, &end);
     if (end == buf || *end || !isfinite (v) || v < 0)
-        return -1;
+        return STRATA_EINVAL;
     *out = v;
     return 0;
 }
@@ -488,19 +488,19 @@ preprocess_batch (const Strata__V1__EventBatch *batch, const preprocess_limits_t
     out->items = arena_calloc (arena, batch->n_items + 1, sizeof *out->items);
     out->rejects = arena_calloc (arena, cap_rejects + 1, sizeof *out->rejects);
     if (!out->batch_id || !out->events || !out->items || !out->rejects)
-        return -1;
+        return STRATA_ENOMEM;
     out->n_events = out->n_items = out->n_rejects = 0;
     out->in_batch_duplicates = 0;
 
     strset_t seen = { NULL, s_pow2_above (batch->n_events) - 1 };
     seen.slots = arena_calloc (arena, seen.mask + 1, sizeof *seen.slots);
     if (!seen.slots)
-        return -1;
+        return STRATA_ENOMEM;
 
     for (size_t i = 0; i < batch->n_events; i++) {
         Strata__V1__Event *e = arena_alloc (arena, sizeof *e);
         if (!e)
-            return -1;
+            return STRATA_ENOMEM;
         const char *reason = preprocess_event (batch->events[i], lim, arena, e);
         if (reason) {
             out->rejects[out->n_rejects++] = s_reject (arena, "event", batch->events[i]->event_id, reason,
@@ -519,11 +519,11 @@ preprocess_batch (const Strata__V1__EventBatch *batch, const preprocess_limits_t
     strset_t items_seen = { NULL, s_pow2_above (batch->n_items) - 1 };
     items_seen.slots = arena_calloc (arena, items_seen.mask + 1, sizeof *items_seen.slots);
     if (!items_seen.slots)
-        return -1;
+        return STRATA_ENOMEM;
     for (size_t i = batch->n_items; i-- > 0;) {
         Strata__V1__Item *it = arena_alloc (arena, sizeof *it);
         if (!it)
-            return -1;
+            return STRATA_ENOMEM;
         const char *reason = preprocess_item (batch->items[i], lim, arena, it);
         if (reason) {
             const Strata__V1__Item *src = batch->items[i];
@@ -548,6 +548,6 @@ preprocess_batch (const Strata__V1__EventBatch *batch, const preprocess_limits_t
     }
     for (size_t i = 0; i < out->n_rejects; i++)
         if (!out->rejects[i])
-            return -1;
+            return STRATA_ENOMEM;
     return 0;
 }

@@ -31,6 +31,7 @@
 
 #include "arena.h"
 #include "strata.pb-c.h"
+#include "strata_error.h"
 
 typedef struct {
     size_t max_id_len;          // bytes, default 256
@@ -44,8 +45,8 @@ typedef struct {
 void preprocess_limits_default (preprocess_limits_t *lim);
 
 //  Cleans one batch into out (an initialised JobResult; job_id/sequence are left to the
-//  caller). Everything out points to is allocated in arena. Returns 0, or -1 when the
-//  arena ran out of memory.
+//  caller). Everything out points to is allocated in arena. Returns 0, or STRATA_ENOMEM
+//  when the arena ran out of memory (a bad record is a reject, never an error).
 int preprocess_batch (const Strata__V1__EventBatch *batch, const preprocess_limits_t *lim,
                       arena_t *arena, Strata__V1__JobResult *out);
 
@@ -61,7 +62,8 @@ const char *preprocess_item (const Strata__V1__Item *in, const preprocess_limits
 //  Maps a type name ("view", "Add_To_Cart", "buy", ...) to an EventType; 0 if unknown.
 int preprocess_event_type (const char *name);
 
-//  Parses "12.5", "$1,299.00", "EUR 3,50"; returns 0 and the value, or -1.
+//  Parses "12.5", "$1,299.00", "EUR 3,50"; returns 0 and the value, or STRATA_EINVAL
+//  (not a price: two numbers, a sign, stray symbols, misplaced separators).
 int preprocess_parse_price (const char *text, double *out);
 
 #endif

@@ -128,12 +128,13 @@ s_catalogue_page (rank_worker_t *self, const Strata__V1__CatalogueReply *r)
 }
 
 //  The records in r of items already known replace theirs (ranker_replace_items);
-//  *known says how many there were. 0, or -1 when memory ran out.
+//  *known says how many there were. 0, or STRATA_ENOMEM.
 static int
 s_catalogue_replace (rank_worker_t *self, const Strata__V1__CatalogueReply *r, uint32_t *known)
 {
-    if (ranker_replace_items (self->core, r->items, r->n_items, known) < 0)
-        return -1;
+    int rc = ranker_replace_items (self->core, r->items, r->n_items, known);
+    if (rc < 0)
+        return rc;
     self->sync_updated += *known;
     return 0;
 }
@@ -141,30 +142,34 @@ s_catalogue_replace (rank_worker_t *self, const Strata__V1__CatalogueReply *r, u
 //  Applies a reply of changes: the records of known items written since the last
 //  change applied (a new price, title or category) replace theirs; items past the
 //  catalogue come with the next pages, as they stand then. Returns 1 when no more
-//  changes wait, 0 when more do, -1 when the reply is not a list of changes (a broker
-//  without a change log answers with a page) or memory ran out (the changes are asked
-//  for again by the next refresh).
+//  changes wait, 0 when more do, STRATA_EPROTOCOL when the reply is not a list of
+//  changes (a broker without a change log answers with a page) or STRATA_ENOMEM (the
+//  changes are asked for again by the next refresh).
 static int
 s_catalogue_changes (rank_worker_t *self, const Strata__V1__CatalogueReply *r)
 {
     uint32_t known;
-    if ((r->n_items && r->last_change <= self->core->cat.change) || s_catalogue_replace (self, r, &known) < 0)
-        return -1;
+    if (r->n_items && r->last_change <= self->core->cat.change)
+        return STRATA_EPROTOCOL;
+    int rc = s_catalogue_replace (self, r, &known);
+    if (rc < 0)
+        return rc;
     self->core->cat.change = r->last_change;
     return r->done || r->n_items == 0 ? 1 : 0;
 }
 
 //  Applies a page read again (SYNC_RELOAD): its known items' records replace theirs,
 //  the others are added. Every record written up to the first page's change is in the
-//  pages, as it stands. Returns whether the pages are done, or -1 when memory ran out.
+//  pages, as it stands. Returns whether the pages are done, or STRATA_ENOMEM.
 static int
 s_catalogue_reload_page (rank_worker_t *self, const Strata__V1__CatalogueReply *r)
 {
     if (self->reload_at == 0)
         self->core->cat.change = r->last_change;
     uint32_t known;
-    if (s_catalogue_replace (self, r, &known) < 0)
-        return -1;
+    int rc = s_catalogue_replace (self, r, &known);
+    if (rc < 0)
+        return rc;
     Strata__V1__CatalogueReply rest = *r;
     rest.n_items = r->n_items - known;
     rest.items = r->items + known;   // pages are in item order: the known items come first

@@ -108,7 +108,7 @@ s_probe_queries (served_t *s, const sample_t *sample, uint32_t want, uint32_t *n
 //  A version's retrieval structure: the packed table of exact search (score.h), or,
 //  when the configuration asks for it, the approximate index, its probe count chosen
 //  as the fewest cells (doubling) whose recall@10 against exact search reaches
-//  ivf-recall on the probe queries (s_probe_queries). 0, or -1 on no memory.
+//  ivf-recall on the probe queries (s_probe_queries). 0, or STRATA_ENOMEM.
 //  Saved with a version (its VERSIONS_EXTRA blob): uint32 probe, float recall, float the
 //  ivf-recall it was chosen for, then ivf_save's bytes.
 #define SAVED_HEAD 12
@@ -127,7 +127,11 @@ s_index_saved (const ranker_config_t *cfg, served_t *s, const uint8_t *saved, si
     memcpy (&probe, saved, 4);
     memcpy (&recall, saved + 4, 4);
     memcpy (&target, saved + 8, 4);
-    s->ivf = ivf_load (saved + SAVED_HEAD, len - SAVED_HEAD, s->vectors, s->info.items, s->info.dim);
+    int rc;
+    s->ivf = ivf_load (saved + SAVED_HEAD, len - SAVED_HEAD, s->vectors, s->info.items, s->info.dim, &rc);
+    if (!s->ivf)
+        log_warn ("version %llu: the saved approximate index does not load (%s); building it again",
+                  (unsigned long long) s->info.version, strata_strerror (rc));
     if (!s->ivf || (cfg->ivf_cells > 0 && ivf_cells (s->ivf) != (uint32_t) cfg->ivf_cells)
         || probe < 1 || probe > ivf_cells (s->ivf)) {
         ivf_destroy (&s->ivf);
@@ -155,7 +159,7 @@ s_index (const ranker_config_t *cfg, served_t *s, const sample_t *sample, const 
     s->table_base = 0;
     if (n == 0 || !strcmp (how, "exact") || (!strcmp (how, "auto") && n < (uint64_t) cfg->ivf_min_items)) {
         s->table = n ? score_table_new (s->vectors, n, d) : NULL;
-        return n && !s->table ? -1 : 0;
+        return n && !s->table ? STRATA_ENOMEM : 0;
     }
     s->table_base = n;   // the items added later are scanned apart from the index
     int64_t t0 = zclock_mono ();
@@ -168,13 +172,13 @@ s_index (const ranker_config_t *cfg, served_t *s, const sample_t *sample, const 
         p.cells = (uint32_t) cfg->ivf_cells;
         s->ivf = ivf_build (s->vectors, n, d, &p);
         if (!s->ivf)
-            return -1;
+            return STRATA_ENOMEM;
     }
     uint32_t cells = ivf_cells (s->ivf), nq = 0;
     const char *kind = "";
     float *q = s_probe_queries (s, sample, 256, &nq, &kind);
     if (!q)
-        return -1;
+        return STRATA_ENOMEM;
     double recall = -1;
     int32_t *exact = malloc ((size_t) nq * 10 * sizeof *exact);
     if (exact && ivf_exact_top (s->vectors, n, d, q, nq, 10, exact) == 0) {
@@ -192,7 +196,7 @@ s_index (const ranker_config_t *cfg, served_t *s, const sample_t *sample, const 
     free (exact);
     free (q);
     if (recall < 0)
-        return -1;
+        return STRATA_ENOMEM;
     s->ivf_cap = ivf_max_candidates (s->ivf, s->probe);
     s->ivf_recall = (float) recall;
     s->ivf_built = true;   // or its probe count chosen anew: kept either way
@@ -239,11 +243,10 @@ served_new (const ranker_config_t *cfg, const uint8_t *blob, size_t len, const s
         s->popular[i] = order[i].item;
     free (order);
     s->n_popular = n < POPULAR_KEPT ? n : POPULAR_KEPT;
-    if (s_index (cfg, s, sample, saved, saved_len) < 0) {
+    if ((*rc = s_index (cfg, s, sample, saved, saved_len)) < 0) {
         served_destroy (&s);
         return NULL;
     }
-    *rc = 0;
     return s;
 }
 

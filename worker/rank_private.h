@@ -115,17 +115,20 @@ typedef struct {
     size_t n_fh, cap_fh, cap_fh_items;
 } catalogue_t;
 
+//  0 or STRATA_ENOMEM.
 int catalogue_init (catalogue_t *c);
 void catalogue_free (catalogue_t *c);
-//  Adds the record when it is the next item (a repeat otherwise: nothing done). 0 or -1.
+//  Adds the record when it is the next item (a repeat otherwise: nothing done). 0 or
+//  STRATA_ENOMEM.
 int catalogue_add (catalogue_t *c, const Strata__V1__Item *it);
-//  Sets item i's title, price and categories from its record. 0 or -1.
+//  Sets item i's title, price and categories from its record. 0 or STRATA_ENOMEM.
 int catalogue_describe (catalogue_t *c, uint32_t i, const Strata__V1__Item *it);
-//  Keeps item i's feature hashes (i >= fh_base). 0 or -1.
+//  Keeps item i's feature hashes (i >= fh_base). 0 or STRATA_ENOMEM.
 int catalogue_hashes (catalogue_t *c, uint32_t i, const Strata__V1__Item *it);
 //  Forgets the feature hashes of items below base (a version knows them now).
 void catalogue_trim (catalogue_t *c, uint32_t base);
-//  The index of item id into *index: 0, or -1 when the catalogue does not have it.
+//  The index of item id into *index: 0, or STRATA_ENOTFOUND when the catalogue does
+//  not have it.
 int catalogue_lookup (const catalogue_t *c, const char *id, uint32_t *index);
 //  A category level's hash, as filters compare them (case-insensitive).
 uint32_t catalogue_level_hash (const char *s);
@@ -196,7 +199,7 @@ struct _ranker_t {
 void ranker_swap (ranker_t *self, served_t *next);
 //  ranker.c: the records of items already known replace theirs, in the catalogue, the
 //  search index and (items the version does not know) their vectors; *known says how
-//  many there were. 0, or -1 when memory ran out.
+//  many there were. 0, or STRATA_ENOMEM.
 int ranker_replace_items (ranker_t *self, Strata__V1__Item *const *items, size_t n, uint32_t *known);
 //  rank_index.c: whether a version about to be loaded may get the approximate index,
 //  and so wants a sample of users.
@@ -224,7 +227,7 @@ void ranker_mark (ranker_t *self, const req_t *r, uint8_t v);
 void ranker_exact_scores (served_t *s, const float *q, uint32_t nq, float *scores);
 //  ranker_retrieve.c: the approximate index's candidates for nq queries, and every row
 //  it does not cover: query k's are (*items, *scores) + k * *stride, counts[k] of them.
-//  0, or -1 on no memory.
+//  0, or STRATA_ENOMEM.
 int ranker_ivf_candidates (ranker_t *self, served_t *s, const float *q, uint32_t nq, uint32_t **items,
                            float **scores, uint32_t *counts, uint32_t *stride);
 //  ranker_retrieve.c: answers a RECOMMEND from its candidates (user vector vec, row

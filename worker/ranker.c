@@ -164,14 +164,12 @@ ranker_add_items (ranker_t *self, Strata__V1__Item *const *items, size_t n)
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         uint32_t before = self->cat.n;
-        if (catalogue_add (&self->cat, items[i]) < 0) {
-            log_error ("out of memory for the catalogue");
-            rc = STRATA_ENOMEM;
-        }
-        else if (self->cat.n > before && search_index_add (self->index, before, items[i]) < 0) {
-            log_error ("out of memory for the search index");
-            rc = STRATA_ENOMEM;
-        }
+        int e = catalogue_add (&self->cat, items[i]);
+        if (e < 0)
+            log_error ("cannot add an item to the catalogue: %s", strata_strerror (e));
+        else if (self->cat.n > before && (e = search_index_add (self->index, before, items[i])) < 0)
+            log_error ("cannot add an item to the search index: %s", strata_strerror (e));
+        rc = e < 0 ? e : rc;
     }
     return rc;
 }
@@ -218,8 +216,8 @@ ranker_replace_items (ranker_t *self, Strata__V1__Item *const *records, size_t c
     if (rc == 0 && n)
         rc = search_index_update (self->index, n, at, items);
     if (rc < 0) {
-        log_error ("out of memory applying catalogue records; trying again later");
-        return -1;
+        log_error ("cannot apply catalogue records (%s); trying again later", strata_strerror (rc));
+        return rc;
     }
     *known = n;
     return 0;
@@ -348,7 +346,7 @@ ranker_fail (ranker_t *self, req_t *r, const char *error, Strata__V1__ErrorCode 
 //  the user tower, shortest first, in groups that waste at most half their rows on
 //  padding (a batch is as long as its longest history). With the ranking head on, all
 //  of them go through the tower in one batch, in order: the head reads the tower's
-//  state by row. 0, or -1 when memory ran out.
+//  state by row. 0, or STRATA_ENOMEM (or the tower's code, model.h).
 static int
 s_user_vectors (ranker_t *self, served_t *s, req_t *reqs, const size_t *idx, size_t nb, float *uvec)
 {
@@ -391,8 +389,8 @@ s_user_vectors (ranker_t *self, served_t *s, req_t *reqs, const size_t *idx, siz
             memcpy (types + w, r->hist_types, r->n_hist);
             w += r->n_hist;
         }
-        if (!all || !types || !out || model_user_vectors (s->m, all, types, lens, (uint32_t) (g1 - g0), out) < 0)
-            rc = -1;
+        rc = !all || !types || !out ? STRATA_ENOMEM
+                                    : model_user_vectors (s->m, all, types, lens, (uint32_t) (g1 - g0), out);
         for (size_t m = g0; rc == 0 && m < g1; m++) {
             memcpy (uvec + miss[m] * (size_t) d, out + (m - g0) * (size_t) d, (size_t) d * sizeof *out);
             user_cache_put (self->ucache, keys[miss[m]], out + (m - g0) * (size_t) d);

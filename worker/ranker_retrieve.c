@@ -45,8 +45,8 @@ s_bound (const served_t *s, const float *q)
 //  The approximate index's candidates for nq queries (nq x dim), scored within
 //  ivf_bound of exact, and every row the index does not cover (items added since it
 //  was built), scanned in their own table (the rest, without room there, exactly):
-//  query k's are (*items, *scores) + k * *stride, counts[k] of them. 0, or -1 on no
-//  memory.
+//  query k's are (*items, *scores) + k * *stride, counts[k] of them. 0, or
+//  STRATA_ENOMEM.
 int
 ranker_ivf_candidates (ranker_t *self, served_t *s, const float *q, uint32_t nq, uint32_t **items, float **scores,
                   uint32_t *counts, uint32_t *stride)
@@ -56,8 +56,11 @@ ranker_ivf_candidates (ranker_t *self, served_t *s, const float *q, uint32_t nq,
     *stride = s->ivf_cap + tail;
     *items = scratch_get (&self->cand_items, (size_t) nq * *stride * sizeof **items);
     *scores = scratch_get (&self->cand_scores, (size_t) nq * *stride * sizeof **scores);
-    if (!*items || !*scores || ivf_search (s->ivf, q, nq, s->probe, *items, *scores, *stride, counts) < 0)
-        return -1;
+    if (!*items || !*scores)
+        return STRATA_ENOMEM;
+    int rc = ivf_search (s->ivf, q, nq, s->probe, *items, *scores, *stride, counts);
+    if (rc < 0)
+        return rc;
     uint32_t packed = s->table ? score_table_size (s->table) : 0;
     packed = packed < tail ? packed : tail;
     for (uint32_t k = 0; tail && k < nq; k++) {

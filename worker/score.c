@@ -274,7 +274,7 @@ s_block_dims (const score_table_t *self)
 }
 
 //  Room for cap blocks, the new ones empty (every code 0, stored as 128 for VNNI, and
-//  every scale 0: items that score 0). 0, or -1 on no memory (the table as it was).
+//  every scale 0: items that score 0). 0, or STRATA_ENOMEM (the table as it was).
 static int
 s_reserve (score_table_t *self, uint32_t cap)
 {
@@ -288,7 +288,7 @@ s_reserve (score_table_t *self, uint32_t cap)
     if (!t || !scale) {
         free (t);
         free (scale);
-        return -1;
+        return STRATA_ENOMEM;
     }
     if (self->t) {
         memcpy (t, self->t, had);
@@ -364,8 +364,11 @@ score_table_append (score_table_t *self, const float *vectors, uint32_t n)
     if (n <= self->n)
         return 0;
     uint32_t blocks = (n + LANES - 1) / LANES;
-    if (blocks > self->cap && s_reserve (self, blocks > self->cap + self->cap / 2 ? blocks : self->cap + self->cap / 2) < 0)
-        return -1;
+    int rc = blocks > self->cap
+                 ? s_reserve (self, blocks > self->cap + self->cap / 2 ? blocks : self->cap + self->cap / 2)
+                 : 0;
+    if (rc < 0)
+        return rc;
     for (uint32_t i = self->n; i < n; i++)
         s_pack (self, i, vectors + (size_t) i * self->d);
     self->n = n;

@@ -30,6 +30,8 @@
 
 #include <stdint.h>
 
+#include "strata_error.h"
+
 typedef struct _score_table_t score_table_t;
 
 //  The catalogue's n vectors of d floats (row-major), packed. NULL on no memory.
@@ -46,7 +48,7 @@ uint32_t score_table_size (const score_table_t *self);
 //  Packs rows size .. n - 1 of vectors (row-major, d floats each: the whole catalogue's
 //  table, of which the first size rows are packed already) after those the table
 //  holds: items added to a catalogue are scanned as its others are. Room grows by half
-//  at a time. 0, or -1 on no memory (the table as it was).
+//  at a time. 0, or STRATA_ENOMEM (the table as it was).
 int score_table_append (score_table_t *self, const float *vectors, uint32_t n);
 
 //  Packs item i (< size) again from its d floats v: an item whose vector changed. The

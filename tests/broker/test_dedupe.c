@@ -2,7 +2,8 @@
     growth far past the initial size without losing entries, growth spread over the
     inserts that follow it with every entry found meanwhile, the reserved 0 hash, a
     large table in huge pages where the kernel gives them, and a growth into a table
-    prepared (faulted in) on a thread of its own beforehand.
+    prepared (faulted in) on a thread of its own beforehand, and a growth that finds no
+    memory.
 */
 #include <criterion/criterion.h>
 #include <stdbool.h>
@@ -196,4 +197,59 @@ Test (dedupe, is_destroyed_while_the_next_table_is_prepared)
         cr_assert_eq (dedupe_insert (d, s_hash (i), (uint32_t) i, 0), 0);
     dedupe_destroy (&d);   // waits for the thread; valgrind sees no leak
     cr_expect_null (d);
+}
+
+//  This process's address space, in bytes (VmSize), or 0.
+static size_t
+s_vm_bytes (void)
+{
+    FILE *f = fopen ("/proc/self/status", "r");
+    char line[256];
+    long kb = 0;
+    while (f && fgets (line, sizeof line, f))
+        if (sscanf (line, "VmSize: %ld kB", &kb) == 1)
+            break;
+    if (f)
+        fclose (f);
+    return (size_t) kb * 1024;
+}
+
+//  A table due to grow when no memory is given for the bigger one (the address space
+//  capped just above what the process holds): the insert says STRATA_ENOMEM, adds
+//  nothing and loses nothing, and once memory is there again the growth goes on.
+Test (dedupe, a_growth_without_memory_is_enomem_and_loses_nothing)
+{
+    bool shadowed = getenv ("STRATA_TEST_VALGRIND") != NULL;
+#ifdef __SANITIZE_ADDRESS__
+    shadowed = true;
+#endif
+    if (shadowed)
+        cr_skip_test ("the sanitizer's or valgrind's own mappings leave no address space to cap");
+    dedupe_t *d = dedupe_new (200000);   // 524,288 slots (10 MB); the next table takes 20 MB
+    struct rlimit was;
+    cr_assert_eq (getrlimit (RLIMIT_AS, &was), 0);
+    size_t vm = s_vm_bytes ();
+    cr_assert_gt (vm, 0);
+    struct rlimit capped = { vm + ((size_t) 6 << 20), was.rlim_max };
+    cr_assert_eq (setrlimit (RLIMIT_AS, &capped), 0);
+    uint64_t i = 0;
+    int rc = 0;
+    while (rc == 0 && i < 400000) {
+        i++;
+        rc = dedupe_insert (d, s_hash (i), (uint32_t) i, 0);
+    }
+    setrlimit (RLIMIT_AS, &was);
+    cr_assert_eq (rc, STRATA_ENOMEM, "the growth at a load of 0.7 found no memory (%llu inserts)",
+                  (unsigned long long) i);
+    cr_expect_gt (i, 360000, "it failed at the growth, not before");
+    cr_expect_eq (dedupe_size (d), i - 1, "the refused hash is not counted");
+    uint32_t u;
+    int64_t ts;
+    cr_expect_not (dedupe_find (d, s_hash (i), &u, &ts), "nor added");
+    for (uint64_t k = 1; k < i; k++)
+        cr_assert (dedupe_find (d, s_hash (k), &u, &ts), "entry %llu lost", (unsigned long long) k);
+    cr_assert_eq (dedupe_insert (d, s_hash (i), (uint32_t) i, 0), 0, "with memory again the insert succeeds");
+    cr_expect (dedupe_growing (d), "and the growth starts");
+    cr_expect_eq (dedupe_size (d), i);
+    dedupe_destroy (&d);
 }

@@ -3,8 +3,8 @@
     Journal append and replay after a restart (close and reopen, as after a crash:
     entries not yet applied are still there, applied ones are gone), exactly-once
     application (a result applied twice changes nothing; an event id seen in an earlier
-    batch is a duplicate), persistent dictionaries and counters, and the dead-letter
-    store with reasons.
+    batch is a duplicate), persistent dictionaries and counters, the dead-letter
+    store with reasons, and the code each failure of the store answers.
 */
 #include <criterion/criterion.h>
 #include <string.h>
@@ -508,4 +508,127 @@ Test (knowledge, change_log_keeps_the_newest_and_tells_who_fell_behind)
     cr_expect_str_eq (ch.items[0]->title, "a again");
     arena_destroy (&arena);
     knowledge_destroy (&kb);
+}
+
+//  A store that fails, without mocks: a column family dropped under the knowledge store
+//  (RocksDB refuses every write that names it, and has nothing to read in it), or a
+//  stored event overwritten with bytes that do not decode. Each row says what breaks,
+//  what is asked, and the code that must come back.
+typedef enum { BREAK_NONE, BREAK_DROP_JOURNAL, BREAK_DROP_EVENTS, BREAK_DROP_BATCHES, BREAK_GARBLE_EVENT } break_t;
+typedef enum {
+    ASK_APPEND,          // knowledge_journal_append
+    ASK_APPLY,           // knowledge_apply of the journaled batch
+    ASK_LOOKUP,          // knowledge_batch_lookup of the journaled batch
+    ASK_LOOKUP_UNKNOWN,  // knowledge_batch_lookup of a batch never sent
+    ASK_USER_UNKNOWN,    // knowledge_user_index of a user never seen
+    ASK_ITEM_UNKNOWN,    // knowledge_item_index of an item never seen
+    ASK_HISTORY,         // knowledge_history_page from user 0
+    ASK_RECENT,          // knowledge_user_recent of user 0
+    ASK_CATALOGUE,       // knowledge_catalogue_page from item 0
+} ask_t;
+
+typedef struct {
+    const char *what;
+    break_t brk;
+    ask_t ask;
+    int rc;
+} store_case_t;
+
+static const store_case_t s_store_cases[] = {
+    { "a journal that takes no writes", BREAK_DROP_JOURNAL, ASK_APPEND, STRATA_EIO },
+    { "a batch record that takes no writes", BREAK_DROP_BATCHES, ASK_APPEND, STRATA_EIO },
+    { "an events family that takes no writes", BREAK_DROP_EVENTS, ASK_APPLY, STRATA_EIO },
+    { "a batch never sent", BREAK_NONE, ASK_LOOKUP_UNKNOWN, STRATA_ENOTFOUND },
+    { "a user never seen", BREAK_NONE, ASK_USER_UNKNOWN, STRATA_ENOTFOUND },
+    { "an item never seen", BREAK_NONE, ASK_ITEM_UNKNOWN, STRATA_ENOTFOUND },
+    { "an intact store's history", BREAK_NONE, ASK_HISTORY, STRATA_OK },
+    { "a history with an event that does not decode", BREAK_GARBLE_EVENT, ASK_HISTORY, STRATA_ECORRUPT },
+    { "recent events with one that does not decode", BREAK_GARBLE_EVENT, ASK_RECENT, STRATA_ECORRUPT },
+    { "a catalogue beside an event that does not decode", BREAK_GARBLE_EVENT, ASK_CATALOGUE, STRATA_OK },
+    { "a batch journaled", BREAK_NONE, ASK_LOOKUP, STRATA_OK },
+};
+
+static void
+s_drop (knowledge_t *kb, int cf)
+{
+    char *err = NULL;
+    store_t *st = knowledge_store (kb);
+    rocksdb_drop_column_family (store_db (st), store_cf (st, cf), &err);
+    cr_assert_null (err, "drop: %s", err);
+}
+
+Test (knowledge, store_failures_have_their_codes)
+{
+    for (size_t c = 0; c < sizeof s_store_cases / sizeof s_store_cases[0]; c++) {
+        const store_case_t *tc = &s_store_cases[c];
+        char dir[4096];
+        snprintf (dir, sizeof dir, "%s/case-%zu", harness_dir, c);
+        knowledge_t *kb = knowledge_open (dir);
+        cr_assert_not_null (kb);
+        //  One batch applied (user u1 and item i1 stored), one journaled.
+        const char *const evs[][3] = { { "u1", "i1", "e1" } }, *const more[][3] = { { "u1", "i1", "e2" } };
+        result_t r;
+        s_result (&r, s_journal (kb, "applied"), "applied", evs, 1);
+        Strata__V1__Ack ack;
+        cr_assert_eq (s_apply (kb, &r, &ack), 0);
+        uint64_t seq = s_journal (kb, "journaled");
+        s_result (&r, seq, "journaled", more, 1);
+        if (tc->brk == BREAK_DROP_JOURNAL)
+            s_drop (kb, KCF_JOURNAL);
+        else if (tc->brk == BREAK_DROP_EVENTS)
+            s_drop (kb, KCF_EVENTS);
+        else if (tc->brk == BREAK_DROP_BATCHES)
+            s_drop (kb, KCF_BATCHES);
+        else if (tc->brk == BREAK_GARBLE_EVENT) {
+            //  The one stored event's key, its value replaced.
+            rocksdb_iterator_t *it = store_iter (knowledge_store (kb), KCF_EVENTS);
+            rocksdb_iter_seek_to_first (it);
+            cr_assert (rocksdb_iter_valid (it));
+            size_t klen;
+            const char *k = rocksdb_iter_key (it, &klen);
+            char key[20];
+            cr_assert_eq (klen, sizeof key);
+            memcpy (key, k, klen);
+            rocksdb_iter_destroy (it);
+            cr_assert_eq (store_put (knowledge_store (kb), KCF_EVENTS, key, sizeof key, "\xff\xff\xff", 3), STRATA_OK);
+        }
+        arena_t *arena = arena_new (4096);
+        const char *ids[] = { "another" };
+        const void *data[] = { "raw" };
+        size_t lens[] = { 3 };
+        uint64_t got_seq;
+        Strata__V1__Ack *known = NULL;
+        Strata__V1__Interaction **h = NULL;
+        Strata__V1__HistoryReply page;
+        Strata__V1__CatalogueReply cat;
+        uint32_t index;
+        int rc = -99;
+        switch (tc->ask) {
+        case ASK_APPEND: rc = knowledge_journal_append (kb, 1, ids, data, lens, true, &got_seq); break;
+        case ASK_APPLY: rc = s_apply (kb, &r, &ack); break;
+        case ASK_LOOKUP: rc = knowledge_batch_lookup (kb, "journaled", &known); break;
+        case ASK_LOOKUP_UNKNOWN: rc = knowledge_batch_lookup (kb, "never-sent", &known); break;
+        case ASK_USER_UNKNOWN: rc = knowledge_user_index (kb, "nobody", &index); break;
+        case ASK_ITEM_UNKNOWN: rc = knowledge_item_index (kb, "nothing", &index); break;
+        case ASK_HISTORY: rc = knowledge_history_page (kb, 0, 10, 100, true, arena, &page); break;
+        case ASK_RECENT:
+            rc = knowledge_user_recent (kb, 0, 10, arena, &h);
+            rc = rc > 0 ? STRATA_OK : rc;
+            break;
+        case ASK_CATALOGUE: rc = knowledge_catalogue_page (kb, 0, 10, arena, &cat); break;
+        }
+        cr_expect_eq (rc, tc->rc, "%s: %s, not %s", tc->what, strata_strerror (rc), strata_strerror (tc->rc));
+        if (tc->ask == ASK_APPEND && rc < 0)
+            cr_expect_eq (knowledge_journal_pending (kb), 1, "%s: a failed append is not pending", tc->what);
+        if (tc->ask == ASK_APPLY && rc < 0) {
+            knowledge_counts_t n;
+            knowledge_counts (kb, &n);
+            cr_expect_eq (n.events, 1, "%s: the counters stay those of the store", tc->what);
+            cr_expect_eq (knowledge_journal_pending (kb), 1, "%s: the entry is still to apply", tc->what);
+        }
+        if (known)
+            strata__v1__ack__free_unpacked (known, NULL);
+        arena_destroy (&arena);
+        knowledge_destroy (&kb);
+    }
 }

@@ -4,7 +4,8 @@
     on a DEALER, so it sees every message that passes: jobs ready together travel in one
     SERVE_JOBS; a worker holds at most `pipeline` of them unanswered, and requests that
     arrive meanwhile wait and go together in the next one once results come back; with
-    no limit every dispatch sends at once.
+    no limit every dispatch sends at once; a refused request gets its Error and its
+    code.
 */
 #include <criterion/criterion.h>
 #include <string.h>
@@ -284,4 +285,104 @@ Test (serve_dispatch, a_job_held_by_a_silent_worker_goes_to_another_too)
     cr_expect_eq (s_takes (other, second_ids, &n2), -1);
     serve_destroy (&serve);
     zsock_destroy (&w2);
+}
+
+//  User u-garbled, whose one stored event no longer decodes.
+static void
+s_garbled_user (void)
+{
+    const char *ids[] = { "garble" };
+    const void *data[] = { "raw" };
+    size_t lens[] = { 3 };
+    uint64_t seq;
+    cr_assert_eq (knowledge_journal_append (s_kb, 1, ids, data, lens, true, &seq), 0);
+    Strata__V1__Event ev = STRATA__V1__EVENT__INIT, *evp = &ev;
+    ev.event_id = "e-garbled";
+    ev.user_id = "u-garbled";
+    ev.item_id = "i1";
+    ev.type = STRATA__V1__EVENT_TYPE__VIEW;
+    ev.timestamp_ms = 1700000000000;
+    Strata__V1__JobResult res = STRATA__V1__JOB_RESULT__INIT;
+    res.sequence = seq;
+    res.batch_id = "garble";
+    res.n_events = 1;
+    res.events = &evp;
+    Strata__V1__Ack ack;
+    Strata__V1__ReasonCount rc[1], *rcp[1];
+    cr_assert_eq (knowledge_apply (s_kb, &res, &ack, rc, rcp, 1), 0);
+    uint32_t user;
+    cr_assert_eq (knowledge_user_index (s_kb, "u-garbled", &user), 0);
+    rocksdb_iterator_t *it = store_iter (knowledge_store (s_kb), KCF_EVENTS);
+    rocksdb_iter_seek_to_first (it);
+    cr_assert (rocksdb_iter_valid (it));
+    size_t klen;
+    char key[20];
+    memcpy (key, rocksdb_iter_key (it, &klen), sizeof key);
+    cr_assert_eq (klen, sizeof key);
+    rocksdb_iter_destroy (it);
+    cr_assert_eq (store_put (knowledge_store (s_kb), KCF_EVENTS, key, sizeof key, "\xff\xff\xff", 3), 0);
+}
+
+//  What serve_request answers each request, and the Error its client gets.
+typedef struct {
+    const char *what;
+    const char *type;
+    const char *user;        // RECOMMEND: its user (NULL: the payload is `junk`)
+    bool no_worker;          // served through a pool without rank workers
+    int rc;
+    Strata__V1__ErrorCode code;   // the Error sent when rc < 0
+} request_case_t;
+
+static const request_case_t s_request_cases[] = {
+    { "a PING", WIRE_PING, "", false, STRATA_OK, 0 },
+    { "a RECOMMEND for a user never seen", WIRE_RECOMMEND, "nobody", false, STRATA_OK, 0 },
+    { "a RECOMMEND that does not decode", WIRE_RECOMMEND, NULL, false, STRATA_EPROTOCOL,
+      STRATA__V1__ERROR_CODE__BAD_PAYLOAD },
+    { "a SEARCH that does not decode", WIRE_SEARCH, NULL, false, STRATA_EPROTOCOL,
+      STRATA__V1__ERROR_CODE__BAD_PAYLOAD },
+    { "a SIMILAR that does not decode", WIRE_SIMILAR, NULL, false, STRATA_EPROTOCOL,
+      STRATA__V1__ERROR_CODE__BAD_PAYLOAD },
+    { "no rank worker connected", WIRE_PING, "", true, STRATA_EUNAVAILABLE, STRATA__V1__ERROR_CODE__UNAVAILABLE },
+    { "a user whose stored history does not decode", WIRE_RECOMMEND, "u-garbled", false, STRATA_ECORRUPT,
+      STRATA__V1__ERROR_CODE__INTERNAL },
+};
+
+Test (serve_dispatch, refused_requests_say_why)
+{
+    s_garbled_user ();
+    serve_t *serve = s_serve (2, 0);
+    pool_t *empty = pool_new (1000, 3);
+    serve_config_t cfg = { 50, 3, 2000, 2, 0 };
+    serve_t *unstaffed = serve_new (&cfg, s_kb, empty, s_api, s_workers);
+    cr_assert_not_null (unstaffed);
+    for (size_t c = 0; c < sizeof s_request_cases / sizeof s_request_cases[0]; c++) {
+        const request_case_t *tc = &s_request_cases[c];
+        Strata__V1__Recommend rec = STRATA__V1__RECOMMEND__INIT;
+        rec.user = (char *) tc->user;
+        rec.k = 10;
+        if (!tc->user)
+            cr_assert_eq (wire_send_bytes (s_client, NULL, tc->type, "\xff\xff\xff", 3), 0);
+        else
+            cr_assert_eq (wire_send (s_client, NULL, tc->type, strcmp (tc->type, WIRE_PING) ? &rec.base : NULL), 0);
+        wire_msg_t msg;
+        cr_assert_eq (wire_recv (s_api, true, 0, &msg), 0);
+        int rc = serve_request (tc->no_worker ? unstaffed : serve, msg.routing, msg.type, msg.payload);
+        wire_msg_reset (&msg);
+        cr_expect_eq (rc, tc->rc, "%s: %s, not %s", tc->what, strata_strerror (rc), strata_strerror (tc->rc));
+        if (rc >= 0)
+            continue;
+        cr_assert_eq (wire_recv (s_client, false, 0, &msg), 0);
+        cr_expect_str_eq (msg.type, WIRE_ERROR, "%s", tc->what);
+        Strata__V1__Error *e = (Strata__V1__Error *) wire_unpack (&strata__v1__error__descriptor, msg.payload, NULL);
+        cr_assert_not_null (e);
+        cr_expect_eq (e->code, tc->code, "%s: error code %d", tc->what, e->code);
+        strata__v1__error__free_unpacked (e, NULL);
+        wire_msg_reset (&msg);
+    }
+    serve_counts_t n;
+    serve_counts (serve, &n);
+    cr_expect_eq (n.failed, 4u, "each refusal is counted");
+    serve_destroy (&unstaffed);
+    serve_destroy (&serve);
+    pool_destroy (&empty);
 }

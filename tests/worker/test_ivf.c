@@ -250,8 +250,10 @@ Test (ivf, saved_and_loaded_gives_the_same_answers)
     size_t len;
     uint8_t *bytes = ivf_save (a, &len);
     cr_assert_not_null (bytes);
-    ivf_t *b = ivf_load (bytes, len, x, n, 16);
+    int rc = -99;
+    ivf_t *b = ivf_load (bytes, len, x, n, 16, &rc);
     cr_assert_not_null (b, "an index loads from its own bytes");
+    cr_assert_eq (rc, STRATA_OK);
     cr_assert_eq (ivf_cells (b), 40);
     uint32_t cap = ivf_max_candidates (a, 5), ca, cb;
     cr_assert_eq (ivf_max_candidates (b, 5), cap);
@@ -265,14 +267,14 @@ Test (ivf, saved_and_loaded_gives_the_same_answers)
         cr_assert_eq (memcmp (sa, sb, ca * sizeof *sa), 0);
     }
     //  Bytes of another shape, cut short or with an item twice are refused.
-    cr_expect_null (ivf_load (bytes, len, x, n - 1, 16));
-    cr_expect_null (ivf_load (bytes, len, x, n, 8));
-    cr_expect_null (ivf_load (bytes, len - 4, x, n, 16));
+    cr_expect_null (ivf_load (bytes, len, x, n - 1, 16, NULL));
+    cr_expect_null (ivf_load (bytes, len, x, n, 8, NULL));
+    cr_expect_null (ivf_load (bytes, len - 4, x, n, 16, NULL));
     uint32_t first;
     size_t ids_at = len - (size_t) n * sizeof (uint32_t);
     memcpy (&first, bytes + ids_at, sizeof first);
     memcpy (bytes + ids_at + sizeof first, &first, sizeof first);
-    cr_expect_null (ivf_load (bytes, len, x, n, 16), "an item in two places");
+    cr_expect_null (ivf_load (bytes, len, x, n, 16, NULL), "an item in two places");
     free (ia);
     free (ib);
     free (sa);
@@ -280,5 +282,69 @@ Test (ivf, saved_and_loaded_gives_the_same_answers)
     free (bytes);
     ivf_destroy (&a);
     ivf_destroy (&b);
+    free (x);
+}
+
+//  Ways of damaging a saved index (40 cells over 600 vectors of 16 floats): where the
+//  damage goes and what it writes, or the shape asked for, or the length read.
+typedef enum { AT_NONE, AT_MAGIC, AT_CELLS, AT_OFF, AT_ID_TWICE, AT_ID_RANGE } damage_at_t;
+
+typedef struct {
+    const char *what;
+    damage_at_t at;
+    int n_delta, dim;   // the shape the load asks for: n + n_delta vectors of dim floats
+    long extra;         // bytes added to the length read (negative: cut)
+    int rc;
+} damage_t;
+
+static const damage_t s_damages[] = {
+    { "intact", AT_NONE, 0, 16, 0, STRATA_OK },
+    { "shorter than its header", AT_NONE, 0, 16, -100000, STRATA_ECORRUPT },
+    { "cut short", AT_NONE, 0, 16, -4, STRATA_ECORRUPT },
+    { "a byte too many", AT_NONE, 0, 16, 1, STRATA_ECORRUPT },
+    { "another magic", AT_MAGIC, 0, 16, 0, STRATA_ECORRUPT },
+    { "no cells", AT_CELLS, 0, 16, 0, STRATA_ECORRUPT },
+    { "over another number of vectors", AT_NONE, -1, 16, 0, STRATA_ECORRUPT },
+    { "over vectors of another dimension", AT_NONE, 0, 8, 0, STRATA_ECORRUPT },
+    { "cells out of order", AT_OFF, 0, 16, 0, STRATA_ECORRUPT },
+    { "an item in two places", AT_ID_TWICE, 0, 16, 0, STRATA_ECORRUPT },
+    { "an item past the catalogue", AT_ID_RANGE, 0, 16, 0, STRATA_ECORRUPT },
+};
+
+Test (ivf, damaged_bytes_load_as_corrupt)
+{
+    uint32_t n = 600, k = 40;
+    float *x;
+    ivf_t *ix = s_mixture_index (n, 10, 5, k, &x);
+    size_t len;
+    uint8_t *saved = ivf_save (ix, &len);
+    cr_assert_not_null (saved);
+    size_t off_at = 16 + ((size_t) k * 17 + k) * sizeof (float), ids_at = len - (size_t) n * sizeof (uint32_t);
+    for (size_t c = 0; c < sizeof s_damages / sizeof s_damages[0]; c++) {
+        const damage_t *d = &s_damages[c];
+        uint8_t *b = calloc (len + 1, 1);
+        memcpy (b, saved, len);
+        uint32_t v;
+        switch (d->at) {
+        case AT_MAGIC: b[0] ^= 0xff; break;
+        case AT_CELLS: v = 0; memcpy (b + 8, &v, 4); break;
+        case AT_OFF: v = n; memcpy (b + off_at + 4, &v, 4); break;   // cell 1 ends before it starts
+        case AT_ID_TWICE: memcpy (b + ids_at + 4, b + ids_at, 4); break;
+        case AT_ID_RANGE: v = n; memcpy (b + ids_at, &v, 4); break;
+        case AT_NONE: break;
+        }
+        size_t got_len = d->extra < -(long) len ? 3 : (size_t) ((long) len + d->extra);
+        int rc = -99;
+        ivf_t *l = ivf_load (b, got_len, x, n + (uint32_t) d->n_delta, d->dim, &rc);
+        cr_expect_eq (rc, d->rc, "%s: %s, not %s", d->what, strata_strerror (rc), strata_strerror (d->rc));
+        if (d->rc == STRATA_OK)
+            cr_expect_not_null (l, "%s", d->what);
+        else
+            cr_expect_null (l, "%s", d->what);
+        ivf_destroy (&l);
+        free (b);
+    }
+    free (saved);
+    ivf_destroy (&ix);
     free (x);
 }

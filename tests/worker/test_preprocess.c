@@ -611,21 +611,21 @@ static const price_case_t s_price_cases[] = {
     { "\xe2\x82\xac" "9.99", 0, 9.99 },   // €9.99
     { "\xc2\xa3" "5", 0, 5 },              // £5
     //  Junk.
-    { "", -1, 0 },
-    { "   ", -1, 0 },
-    { "abc", -1, 0 },
-    { "$", -1, 0 },
-    { "-5", -1, 0 },
-    { "$-5.00", -1, 0 },
-    { "1.2.3", -1, 0 },
-    { "1-2", -1, 0 },
-    { "12#", -1, 0 },
-    { "5%", -1, 0 },
-    { "(5)", -1, 0 },
-    { "nan", -1, 0 },
-    { "inf", -1, 0 },
-    { ".", -1, 0 },
-    { "1111111111111111111111111111111111111111111111111111111111111111111111", -1, 0 },
+    { "", STRATA_EINVAL, 0 },
+    { "   ", STRATA_EINVAL, 0 },
+    { "abc", STRATA_EINVAL, 0 },
+    { "$", STRATA_EINVAL, 0 },
+    { "-5", STRATA_EINVAL, 0 },
+    { "$-5.00", STRATA_EINVAL, 0 },
+    { "1.2.3", STRATA_EINVAL, 0 },
+    { "1-2", STRATA_EINVAL, 0 },
+    { "12#", STRATA_EINVAL, 0 },
+    { "5%", STRATA_EINVAL, 0 },
+    { "(5)", STRATA_EINVAL, 0 },
+    { "nan", STRATA_EINVAL, 0 },
+    { "inf", STRATA_EINVAL, 0 },
+    { ".", STRATA_EINVAL, 0 },
+    { "1111111111111111111111111111111111111111111111111111111111111111111111", STRATA_EINVAL, 0 },
 };
 
 Test (preprocess, parse_price_table)
@@ -877,4 +877,54 @@ Test (preprocess, batch_empty)
     cr_assert_eq (preprocess_batch (&batch, &s_lim, s_arena, &res), 0);
     cr_assert_str_eq (res.batch_id, "empty");
     cr_assert_eq (res.n_events + res.n_items + res.n_rejects + res.in_batch_duplicates, 0);
+}
+
+//  What a batch's cleaning answers: bad records are rejects, never an error; only a
+//  batch the arena cannot hold fails, with STRATA_ENOMEM (counts that no arena can
+//  hold stand for memory running out: no record past them is read).
+typedef struct {
+    const char *what;
+    size_t n_events, n_items, n_raw;   // TOO_MANY: more than memory holds
+    int rc;
+} batch_case_t;
+
+#define TOO_MANY (SIZE_MAX / 8)
+
+static const batch_case_t s_batch_cases[] = {
+    { "valid records", 2, 2, 0, STRATA_OK },
+    { "nothing in it", 0, 0, 0, STRATA_OK },
+    { "every record bad", 2, 2, 1, STRATA_OK },
+    { "more events than memory holds", TOO_MANY, 0, 0, STRATA_ENOMEM },
+    { "more items than memory holds", 0, TOO_MANY, 0, STRATA_ENOMEM },
+    { "more raw records than memory holds", 0, 0, TOO_MANY, STRATA_ENOMEM },
+};
+
+Test (preprocess, batch_codes_table)
+{
+    for (size_t c = 0; c < sizeof s_batch_cases / sizeof s_batch_cases[0]; c++) {
+        const batch_case_t *tc = &s_batch_cases[c];
+        bool bad = !strcmp (tc->what, "every record bad");
+        Strata__V1__Event *ev[] = { s_ev ("e1", "u1", "i1"), s_ev ("e2", bad ? "" : "u2", "i2") };
+        Strata__V1__Item *it[] = { s_it (bad ? "" : "sku-1", "Brush"), s_it (bad ? "" : "sku-2", "Comb") };
+        Strata__V1__RawRecord raw = STRATA__V1__RAW_RECORD__INIT, *rp[] = { &raw };
+        if (bad)
+            ev[0]->timestamp_ms = 0;
+        Strata__V1__EventBatch batch = STRATA__V1__EVENT_BATCH__INIT;
+        batch.batch_id = "codes";
+        batch.n_events = tc->n_events;
+        batch.events = ev;
+        batch.n_items = tc->n_items;
+        batch.items = it;
+        batch.n_raw = tc->n_raw;
+        batch.raw = rp;
+        Strata__V1__JobResult res = STRATA__V1__JOB_RESULT__INIT;
+        int rc = preprocess_batch (&batch, &s_lim, s_arena, &res);
+        cr_expect_eq (rc, tc->rc, "%s: %s, not %s", tc->what, strata_strerror (rc), strata_strerror (tc->rc));
+        if (rc == 0)
+            cr_expect_eq (res.n_events + res.n_items + res.n_rejects, tc->n_events + tc->n_items + tc->n_raw,
+                          "%s: every record is kept or rejected", tc->what);
+        if (bad && rc == 0)
+            cr_expect_eq (res.n_rejects, 5, "every record bad: all rejected");
+        arena_reset (s_arena);
+    }
 }
