@@ -101,11 +101,14 @@ s_dict_get_or_add (knowledge_t *self, dict_t *d, const char *id, rocksdb_writeba
     return index;
 }
 
-static void
+//  The id dictionaries into memory. 0 or STRATA_ENOMEM: a dictionary missing an id
+//  would give it a second index, so the caller refuses to start.
+static int
 s_load_dicts (knowledge_t *self)
 {
     rocksdb_iterator_t *it = store_iter (self->store, KCF_DICT);
-    for (rocksdb_iter_seek_to_first (it); rocksdb_iter_valid (it); rocksdb_iter_next (it)) {
+    int rc = 0;
+    for (rocksdb_iter_seek_to_first (it); rc == 0 && rocksdb_iter_valid (it); rocksdb_iter_next (it)) {
         size_t klen, vlen;
         const char *k = rocksdb_iter_key (it, &klen);
         const char *v = rocksdb_iter_value (it, &vlen);
@@ -113,11 +116,11 @@ s_load_dicts (knowledge_t *self)
             continue;
         dict_t *d = k[0] == 'u' ? &self->users : &self->items;
         char *id = strndup (k + 1, klen - 1);
-        if (id)
-            s_dict_add (d, id, util_get_be32 ((const unsigned char *) v));
+        rc = id ? s_dict_add (d, id, util_get_be32 ((const unsigned char *) v)) : STRATA_ENOMEM;
         free (id);
     }
     rocksdb_iter_destroy (it);
+    return rc;
 }
 
 static const char *const s_counter_keys[] = { "events", "users", "items", "catalogue_items",
@@ -160,7 +163,12 @@ knowledge_open (const char *dir)
         knowledge_destroy (&self);
         return NULL;
     }
-    s_load_dicts (self);
+    int loaded = s_load_dicts (self);
+    if (loaded < 0) {
+        log_error ("cannot load the id dictionaries (%s)", strata_strerror (loaded));
+        knowledge_destroy (&self);
+        return NULL;
+    }
     for (size_t i = 0; i < COUNTERS; i++)
         *s_counter (self, i) = store_get_u64 (self->store, KCF_STATS, s_counter_keys[i]);
     //  The dedupe index is rebuilt from the events' keys (user, timestamp, id hash).
@@ -170,13 +178,21 @@ knowledge_open (const char *dir)
         return NULL;
     }
     rocksdb_iterator_t *ev = store_iter (self->store, KCF_EVENTS);
-    for (rocksdb_iter_seek_to_first (ev); rocksdb_iter_valid (ev); rocksdb_iter_next (ev)) {
+    int rebuilt = 0;
+    for (rocksdb_iter_seek_to_first (ev); rebuilt == 0 && rocksdb_iter_valid (ev); rocksdb_iter_next (ev)) {
         size_t klen;
         const unsigned char *k = (const unsigned char *) rocksdb_iter_key (ev, &klen);
         if (klen == 20)
-            dedupe_insert (self->seen, util_get_be64 (k + 12), util_get_be32 (k), (int64_t) util_get_be64 (k + 4));
+            rebuilt = dedupe_insert (self->seen, util_get_be64 (k + 12), util_get_be32 (k),
+                                     (int64_t) util_get_be64 (k + 4));
     }
     rocksdb_iter_destroy (ev);
+    if (rebuilt < 0) {
+        //  An index missing events would let their duplicates in: refuse to start.
+        log_error ("cannot rebuild the event-id index (%s)", strata_strerror (rebuilt));
+        knowledge_destroy (&self);
+        return NULL;
+    }
 
     //  Reject reason counters.
     rocksdb_iterator_t *it = store_iter (self->store, KCF_STATS);
@@ -417,8 +433,10 @@ knowledge_apply (knowledge_t *self, const Strata__V1__JobResult *res, Strata__V1
             item = s_dict_get_or_add (self, &self->items, e->item_id, wb, &added);
             self->n.items += added;
         }
-        if (user < 0) {
-            rc = (int) user;
+        if (user < 0 || (*e->item_id && item < 0)) {
+            //  Out of memory naming the user or the item: an event is never stored
+            //  without either (the caller stops, and a restart replays the entry).
+            rc = (int) (user < 0 ? user : item);
             goto fail;
         }
         //  The stored event drops the external ids: the dictionary holds them once.
