@@ -241,7 +241,7 @@ Test (inprocess, every_daemon_as_an_object_serves_what_it_learned)
         strata_reply_destroy (&r);
     }
     double share = (double) same / (double) total;
-    printf ("in-process cluster: %.3f of %zu recommended items in the user's own category\n", share, total);
+    fprintf (stderr, "in-process cluster: %.3f of %zu recommended items in the user's own category\n", share, total);
     cr_assert_gt (share, 0.62, "only %.3f of the recommendations in the user's own category", share);
 
     //  Search through the same rank worker.
