@@ -74,6 +74,24 @@ s_handle_result (broker_t *self, pool_worker_t *w, zframe_t *routing, zframe_t *
                           "RESULT payload does not decode");
         return;
     }
+    //  Only the worker holding a job may answer it: a RESULT from any other peer (one
+    //  that never registered, or one whose job went to another when it fell silent)
+    //  would write events and delete the journal entry it names. The job's holder
+    //  answers it, or it is given to another.
+    if (!w) {
+        //  Counted and logged; the caller tells the peer to register again.
+        self->protocol_errors++;
+        log_warn ("RESULT for journal entry %llu (%s) from an unregistered peer; refused",
+                  (unsigned long long) res->sequence, res->batch_id);
+        return;
+    }
+    if (pool_holder (self->pool, res->sequence) != w) {
+        log_warn ("RESULT for journal entry %llu (%s) from %s, which does not hold it; refused",
+                  (unsigned long long) res->sequence, res->batch_id, w->id);
+        broker_bad_input (self, self->workers, routing, res->batch_id, STRATA__V1__ERROR_CODE__INVALID,
+                          "RESULT for a journal entry that is not this worker's job");
+        return;
+    }
     Strata__V1__Ack ack;
     Strata__V1__ReasonCount reasons[REASONS_MAX], *rptrs[REASONS_MAX];
     int rc = knowledge_apply (self->kb, res, &ack, reasons, rptrs, REASONS_MAX);
@@ -129,8 +147,7 @@ jobs_handle (broker_t *self)
             pool_touch (self->pool, w);
         //  RESULT, SERVE_RESULTS and HEARTBEAT come from registered workers: one the
         //  pool does not know (dropped as dead, or the broker restarted) is told to
-        //  register again. Its results are used all the same: the work is valid, and
-        //  applying a journal entry twice is harmless.
+        //  register again, and its RESULT is refused (the job is, or will be, another's).
         bool registered_only = !strcmp (msg.type, WIRE_RESULT) || !strcmp (msg.type, WIRE_SERVE_RESULTS)
                                || !strcmp (msg.type, WIRE_HEARTBEAT);
         if (!strcmp (msg.type, WIRE_READY))

@@ -44,7 +44,7 @@ s_status_json (const Strata__V1__TrainStatus *st)
     char fnv[24];
     snprintf (fnv, sizeof fnv, "%016llx", (unsigned long long) st->weights_fnv);
     return json_pack ("{s:s, s:I, s:I, s:s, s:i, s:i, s:I, s:I, s:f, s:{s:f, s:f, s:i}, s:f, s:f, s:f, s:i, s:I, "
-                      "s:I, s:I, s:I, s:I, s:i, s:i, s:s, s:s}",
+                      "s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:s, s:s}",
                       "state", st->state, "run_id", (json_int_t) st->run_id, "version", (json_int_t) st->version,
                       "mode", s_mode (st->mode), "epoch", (int) st->epoch, "epochs", (int) st->epochs, "step",
                       (json_int_t) st->step, "steps", (json_int_t) st->steps, "loss", st->loss, "validation",
@@ -52,6 +52,7 @@ s_status_json (const Strata__V1__TrainStatus *st)
                       "samples_per_second", st->samples_per_second, "seconds", st->seconds, "eta_seconds",
                       st->eta_seconds, "workers", (int) st->workers, "events", (json_int_t) st->events, "samples",
                       (json_int_t) st->samples, "redone", (json_int_t) st->redone, "stale", (json_int_t) st->stale,
+                      "refused", (json_int_t) st->refused,
                       "updates", (json_int_t) st->updates, "items", (int) st->items, "users", (int) st->users,
                       "weights_fnv", fnv, "message", st->message ? st->message : "");
 }

@@ -41,6 +41,7 @@ s_fill_status (trainer_t *self, Strata__V1__TrainStatus *st)
     st->events = self->events;
     st->redone = self->redone;
     st->stale = self->stale;
+    st->refused = self->refused;
     st->message = self->message;
     st->updates = self->updates;
     st->items = self->all ? self->all->n_items : 0;

@@ -84,6 +84,7 @@ struct _trainer_t {
     double last_loss;
     metrics_t last_val;
     uint64_t samples, redone, stale;
+    uint64_t refused;          // gradients from peers that did not hold their task
     double flops;
     double run_secs;           // time spent in this run's epochs
     int64_t seg_start;         // start of the current timed segment (0: none)

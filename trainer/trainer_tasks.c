@@ -267,6 +267,17 @@ trainer_pump (trainer_t *self)
     trainer_dispatch (self);
 }
 
+//  Whether n floats are all finite (a NaN or an infinity would spread through Adam to
+//  every weight it touches).
+static bool
+s_finite (const float *x, size_t n)
+{
+    float acc = 0;
+    for (size_t i = 0; i < n; i++)
+        acc += x[i] * 0.0f;   // NaN for a NaN or an infinity, 0 otherwise
+    return acc == 0;
+}
+
 static void
 s_handle_gradient (trainer_t *self, pool_worker_t *w, zframe_t *payload)
 {
@@ -276,8 +287,17 @@ s_handle_gradient (trainer_t *self, pool_worker_t *w, zframe_t *payload)
         log_warn ("GRADIENT that does not decode from %s", w ? w->id : "an unknown worker");
         return;
     }
+    //  Only the worker the task was sent to may answer it: a gradient from any other
+    //  peer (one that never registered, or guessed a task id) would write into the
+    //  model.
+    if (!w || !pool_complete_on (self->pool, w, g->task_id)) {
+        log_warn ("GRADIENT for task %llu from %s, which does not hold it; ignored", (unsigned long long) g->task_id,
+                  w ? w->id : "an unregistered peer");
+        self->refused++;
+        strata__v1__train_gradient__free_unpacked (g, NULL);
+        return;
+    }
     task_t *t = s_task_find (self, g->task_id);
-    pool_complete (self->pool, g->task_id);
     if (!t || t->state != TASK_SENT) {
         log_debug ("late gradient for task %llu ignored", (unsigned long long) g->task_id);
         strata__v1__train_gradient__free_unpacked (g, NULL);
@@ -292,6 +312,9 @@ s_handle_gradient (trainer_t *self, pool_worker_t *w, zframe_t *payload)
         bad = "gradient of the wrong size";
     else if (!isfinite (g->loss))
         bad = "loss is not finite";
+    else if (!s_finite (wire_floats (g->dense, dn), dn) || !s_finite (wire_floats (g->rows, rn), rn)
+             || !s_finite (wire_floats (g->feats, fn), fn))
+        bad = "gradient is not finite";
     if (bad) {
         log_warn ("task %llu (step %u shard %d) failed on %s: %s", (unsigned long long) t->task_id, t->step, t->shard,
                   w ? w->id : "?", bad);

@@ -521,6 +521,38 @@ Test (broker, a_worker_that_stops_heartbeating_has_its_job_given_to_another)
     strata__v1__job__free_unpacked (second, NULL);
 }
 
+Test (broker, a_result_is_taken_only_from_the_worker_holding_the_job)
+{
+    s_start (NULL);
+    zsock_t *holder = s_worker ("holder", STRATA__V1__ROLE__PREPROCESS, 1);
+    batch_t b;
+    s_batch (&b, "batch-1", s_three, 3, NULL, false);
+    Strata__V1__Ack *ack = s_send_batch (&b);
+    strata__v1__ack__free_unpacked (ack, NULL);
+    Strata__V1__Job *job = s_next_job (holder);
+    //  Another registered worker and a peer that never registered answer the holder's
+    //  job: neither is applied, and the journal entry stays.
+    zsock_t *other = s_worker ("other", STRATA__V1__ROLE__PREPROCESS, 1);
+    s_wait_workers (2);
+    s_answer (other, job);
+    cr_expect_eq (s_expect_error (other), STRATA__V1__ERROR_CODE__INVALID);
+    zsock_t *stranger = s_connect ("workers");
+    s_answer (stranger, job);
+    s_expect (stranger, WIRE_DISCONNECT, NULL, true);
+    Strata__V1__Stats *st = s_stats ();
+    cr_expect_eq (st->events, 0, "a result from a peer not holding the job was applied");
+    cr_expect_eq (st->journal_pending, 1);
+    cr_expect_eq (st->protocol_errors, 2);
+    strata__v1__stats__free_unpacked (st, NULL);
+    //  The holder's answer is.
+    s_answer (holder, job);
+    st = s_wait_events (3);
+    cr_expect_eq (st->journal_pending, 0);
+    strata__v1__stats__free_unpacked (st, NULL);
+    strata__v1__job__free_unpacked (job, NULL);
+    zsock_destroy (&stranger);
+}
+
 Test (broker, history_and_catalogue_exports_return_what_was_applied)
 {
     strata__v1__stats__free_unpacked (s_start_applied (false), NULL);

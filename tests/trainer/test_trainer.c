@@ -222,6 +222,50 @@ Test (trainer, registers_a_train_worker_and_heartbeats_it)
     s_stop (&f);
 }
 
+Test (trainer, takes_a_gradient_only_from_the_worker_the_task_was_sent_to)
+{
+    fixture_t f;
+    s_start (&f);
+    //  A registered train worker that holds no task, and a peer that never registered,
+    //  each send a gradient for a task id: both refused and counted.
+    zsock_t *w = s_dealer (f.workers);
+    Strata__V1__WorkerHello hello = STRATA__V1__WORKER_HELLO__INIT;
+    hello.worker_id = "no-task";
+    hello.role = STRATA__V1__ROLE__TRAIN;
+    hello.capacity = 1;
+    cr_assert_eq (wire_send (w, NULL, WIRE_READY, &hello.base), 0);
+    wire_msg_t msg;
+    cr_assert_eq (wire_recv (w, false, 0, &msg), 0, "no heartbeat from the trainer");
+    wire_msg_reset (&msg);
+    zsock_t *stranger = s_dealer (f.workers);
+    float dense[4] = { 1, 2, 3, 4 };
+    Strata__V1__TrainGradient g = STRATA__V1__TRAIN_GRADIENT__INIT;
+    g.task_id = 1;
+    g.positions = 10;
+    g.dense.data = (uint8_t *) dense;
+    g.dense.len = sizeof dense;
+    cr_assert_eq (wire_send (w, NULL, WIRE_GRADIENT, &g.base), 0);
+    cr_assert_eq (wire_send (stranger, NULL, WIRE_GRADIENT, &g.base), 0);
+    cr_assert_eq (wire_recv (stranger, false, 0, &msg), 0);
+    cr_expect_str_eq (msg.type, WIRE_DISCONNECT, "an unregistered peer is told to register");
+    wire_msg_reset (&msg);
+    zsock_t *api = s_dealer (f.api);
+    //  The two peers' messages travel on connections of their own: wait for both.
+    Strata__V1__TrainStatus *st = s_status (api);
+    for (int64_t until = zclock_mono () + 5000; st->refused < 2 && zclock_mono () < until;) {
+        strata__v1__train_status__free_unpacked (st, NULL);
+        zclock_sleep (10);
+        st = s_status (api);
+    }
+    cr_expect_eq (st->refused, 2);
+    cr_expect_eq (st->samples, 0);
+    strata__v1__train_status__free_unpacked (st, NULL);
+    zsock_destroy (&w);
+    zsock_destroy (&stranger);
+    zsock_destroy (&api);
+    s_stop (&f);
+}
+
 Test (trainer, answers_bad_input_with_errors)
 {
     fixture_t f;
