@@ -496,3 +496,37 @@ harness_cli_json_within (const char *const *args, int *status, int timeout_ms)
     free (dir);
     return j;
 }
+
+FILE *
+harness_shop_write (const char *dir, int users)
+{
+    enum { N = HARNESS_SHOP_ITEMS };
+    char path[700];
+    snprintf (path, sizeof path, "%s/items.jsonl", dir);
+    FILE *f = fopen (path, "w");
+    if (!f)
+        return NULL;
+    for (int g = 0; g < 2; g++)
+        for (int i = 0; i < N; i++)
+            fprintf (f,
+                     "{\"item_id\":\"%c%d\",\"title\":\"%s %s %d\",\"brand\":\"%s\",\"category\":\"%s\","
+                     "\"price\":\"%d.00\"}\n",
+                     g ? 'B' : 'A', i, g ? "Crest" : "Fleet", g ? "winter hat" : "running shoe", i,
+                     g ? "Crest" : "Fleet", g ? "Hats > Winter" : "Shoes > Running", g ? 10 + i : 50 + i);
+    fprintf (f, "{\"item_id\":\"Z\",\"title\":\"Fleet running shoe\",\"brand\":\"Fleet\",\"category\":\"Shoes > "
+                "Running\",\"price\":\"61.00\"}\n");
+    fclose (f);
+    snprintf (path, sizeof path, "%s/events.jsonl", dir);
+    if (!(f = fopen (path, "w")))
+        return NULL;
+    for (int u = 0; u < users; u++) {
+        int g = u % 2, start = (u / 2) % N;
+        for (int k = 0; k < 8; k++)
+            fprintf (f,
+                     "{\"event_id\":\"e%d-%d\",\"user_id\":\"u%d\",\"item_id\":\"%c%d\",\"type\":\"%s\","
+                     "\"timestamp\":%ld}\n",
+                     u, k, u, g ? 'B' : 'A', (start + k) % N, k % 4 == 3 ? "purchase" : "view",
+                     HARNESS_SHOP_TS + 60000L * k);
+    }
+    return f;
+}

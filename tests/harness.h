@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/types.h>
 
@@ -121,6 +122,15 @@ json_t *harness_cli_json_within (const char *const *args, int *status, int timeo
 //  Waits for a process to exit; returns its exit status, or -1 on timeout (it is then
 //  killed).
 int harness_wait (pid_t pid, int timeout_ms);
+
+//  The two-group shop of the serving tests, as JSONL in dir: items.jsonl holds shoes
+//  A0..A11 (brand Fleet, price 50 + i), hats B0..B11 (Crest, 10 + i) and Z, a running
+//  shoe nobody touched; events.jsonl holds `users` users each walking 8 steps of one
+//  group's cycle (views, every fourth a purchase) from HARNESS_SHOP_TS. Returns
+//  events.jsonl open for the caller's own events (the caller fcloses it), or NULL.
+#define HARNESS_SHOP_ITEMS 12   // items per group
+#define HARNESS_SHOP_TS 1700000000000L
+FILE *harness_shop_write (const char *dir, int users);
 
 //  Last JSON object in a file (a CLI's stdout), or NULL.
 json_t *harness_json_file (const char *path);

@@ -518,7 +518,7 @@ Test (config, parse_config_file_error)
 
 //  Each failure says what went wrong, so a program can tell a mistyped --config path
 //  (STRATA_ENOTFOUND) from a file it found and could not use (STRATA_EINVAL) and from
-//  a bad flag. The path placeholder "@" is replaced by a written file of `text`.
+//  a bad flag. The path marker "@" stands for by a written file of `text`.
 typedef struct {
     const char *label;
     const char *text;    // contents of the file "@" stands for (NULL: no file)

@@ -26,7 +26,7 @@ s_cleanup (void)
 
 TestSuite (serve, .fini = s_cleanup, .timeout = 600);
 
-#define N 12   // items per group
+#define N HARNESS_SHOP_ITEMS   // items per group
 
 //  Writes the shop: shoes A0..A11 (brand Fleet, 50 + i), hats B0..B11 (Crest, 10 + i),
 //  and Z, a running shoe nobody touched; 240 users each walk 8 steps of one group's
@@ -34,30 +34,9 @@ TestSuite (serve, .fini = s_cleanup, .timeout = 600);
 static void
 s_write_shop (const char *dir)
 {
-    char path[700];
-    snprintf (path, sizeof path, "%s/items.jsonl", dir);
-    FILE *f = fopen (path, "w");
+    FILE *f = harness_shop_write (dir, 240);
     cr_assert_not_null (f);
-    for (int g = 0; g < 2; g++)
-        for (int i = 0; i < N; i++)
-            fprintf (f,
-                     "{\"item_id\":\"%c%d\",\"title\":\"%s %s %d\",\"brand\":\"%s\",\"category\":\"%s\","
-                     "\"price\":\"%d.00\"}\n",
-                     g ? 'B' : 'A', i, g ? "Crest" : "Fleet", g ? "winter hat" : "running shoe", i,
-                     g ? "Crest" : "Fleet", g ? "Hats > Winter" : "Shoes > Running", g ? 10 + i : 50 + i);
-    fprintf (f, "{\"item_id\":\"Z\",\"title\":\"Fleet running shoe\",\"brand\":\"Fleet\",\"category\":\"Shoes > "
-                "Running\",\"price\":\"61.00\"}\n");
-    fclose (f);
-    snprintf (path, sizeof path, "%s/events.jsonl", dir);
-    f = fopen (path, "w");
-    cr_assert_not_null (f);
-    long ts = 1700000000000L;
-    for (int u = 0; u < 240; u++) {
-        int g = u % 2, start = (u / 2) % N;
-        for (int k = 0; k < 8; k++)
-            fprintf (f, "{\"event_id\":\"e%d-%d\",\"user_id\":\"u%d\",\"item_id\":\"%c%d\",\"type\":\"%s\",\"timestamp\":%ld}\n",
-                     u, k, u, g ? 'B' : 'A', (start + k) % N, k % 4 == 3 ? "purchase" : "view", ts + 60000L * k);
-    }
+    long ts = HARNESS_SHOP_TS;
     //  Test users: t-a3 viewed A0..A3; t-buy viewed A0..A3 and bought A4.
     for (int k = 0; k < 4; k++)
         fprintf (f, "{\"event_id\":\"ta%d\",\"user_id\":\"t-a3\",\"item_id\":\"A%d\",\"type\":\"view\",\"timestamp\":%ld}\n", k,

@@ -199,20 +199,28 @@ Test (trainer, serves_a_published_version_chunk_by_chunk)
     s_stop (&f);
 }
 
-Test (trainer, registers_a_train_worker_and_heartbeats_it)
+//  A train worker registered with the trainer (READY), once its first heartbeat came.
+static zsock_t *
+s_train_worker (fixture_t *f, const char *id)
 {
-    fixture_t f;
-    s_start (&f);
-    zsock_t *w = s_dealer (f.workers);
+    zsock_t *w = s_dealer (f->workers);
     Strata__V1__WorkerHello hello = STRATA__V1__WORKER_HELLO__INIT;
-    hello.worker_id = "in-process";
+    hello.worker_id = (char *) id;
     hello.role = STRATA__V1__ROLE__TRAIN;
-    hello.capacity = 2;
+    hello.capacity = 1;
     cr_assert_eq (wire_send (w, NULL, WIRE_READY, &hello.base), 0);
     wire_msg_t msg;
     cr_assert_eq (wire_recv (w, false, 0, &msg), 0, "no heartbeat from the trainer");
     cr_assert_str_eq (msg.type, WIRE_HEARTBEAT);
     wire_msg_reset (&msg);
+    return w;
+}
+
+Test (trainer, registers_a_train_worker_and_heartbeats_it)
+{
+    fixture_t f;
+    s_start (&f);
+    zsock_t *w = s_train_worker (&f, "in-process");
     zsock_t *api = s_dealer (f.api);
     Strata__V1__TrainStatus *st = s_status (api);
     cr_assert_eq (st->workers, 1);
@@ -228,15 +236,8 @@ Test (trainer, takes_a_gradient_only_from_the_worker_the_task_was_sent_to)
     s_start (&f);
     //  A registered train worker that holds no task, and a peer that never registered,
     //  each send a gradient for a task id: both refused and counted.
-    zsock_t *w = s_dealer (f.workers);
-    Strata__V1__WorkerHello hello = STRATA__V1__WORKER_HELLO__INIT;
-    hello.worker_id = "no-task";
-    hello.role = STRATA__V1__ROLE__TRAIN;
-    hello.capacity = 1;
-    cr_assert_eq (wire_send (w, NULL, WIRE_READY, &hello.base), 0);
+    zsock_t *w = s_train_worker (&f, "no-task");
     wire_msg_t msg;
-    cr_assert_eq (wire_recv (w, false, 0, &msg), 0, "no heartbeat from the trainer");
-    wire_msg_reset (&msg);
     zsock_t *stranger = s_dealer (f.workers);
     float dense[4] = { 1, 2, 3, 4 };
     Strata__V1__TrainGradient g = STRATA__V1__TRAIN_GRADIENT__INIT;
